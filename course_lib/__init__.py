@@ -1,0 +1,44 @@
+"""course_lib: the verified models and utilities of *Deep Learning for Financial Time Series*.
+
+Notebooks import from here; nothing in a notebook re-implements library code.
+"""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__version__ = "0.1.0"
+__all__ = ["get_device", "set_seed", "__version__"]
+
+
+def get_device() -> torch.device:
+    """The device the notebooks train on: CUDA, then Apple MPS, then CPU.
+
+    Set the environment variable ``COURSE_DEVICE`` (e.g. ``cpu`` or ``cuda:1``) to override.
+    """
+    requested = os.environ.get("COURSE_DEVICE")
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"COURSE_DEVICE={requested!r} but CUDA is not available on this machine")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"COURSE_DEVICE={requested!r} but MPS is not available on this machine")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so that equal seeds give equal CPU results."""
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (learners and libraries still use the legacy global RNG)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

@@ -1,0 +1,81 @@
+"""Checks that every course_lib model must pass; the tests call them and so can learners.
+
+The two checks that found most silent bugs in the source module (see ERRATA.md):
+
+* batch mixing: in eval mode, changing sample 1 of a batch must leave sample 0's output unchanged;
+* look-ahead: the output at step t must not depend on inputs after t. We measure the gradient of
+  ``<v, y_t>`` for a random probe vector ``v`` with respect to ``x[:, t+1:]``. A plain ``.sum()``
+  would be blind after a LayerNorm (its outputs sum to a constant), hence the random probe.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .outputs import prediction_of
+
+
+def batch_coupling(model: nn.Module, x: torch.Tensor, *args, **kwargs) -> float:
+    """Largest change of sample 0's prediction when only sample 1 of the batch changes (eval mode).
+
+    ``x`` must hold at least two samples. A correct model returns 0 (up to float round-off).
+    Extra positional/keyword arguments (static covariates, ...) are passed to the model unchanged.
+    """
+    if x.shape[0] < 2:
+        raise ValueError(f"batch_coupling needs a batch of at least 2 samples, got shape {tuple(x.shape)}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            before = prediction_of(model(x, *args, **kwargs))[0].clone()
+            x2 = x.clone()
+            x2[1] = x2[1] + 3.0 * torch.randn_like(x2[1])
+            after = prediction_of(model(x2, *args, **kwargs))[0]
+    finally:
+        model.train(was_training)
+    return (before - after).abs().max().item()
+
+
+def future_gradient(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t: int) -> float:
+    """Largest |d <v, y[:, t]> / d x[:, t+1:]| for a random probe vector v.
+
+    ``fn`` maps the input ``x`` of shape (B, L, C) to per-step outputs whose dimension 1 is time,
+    e.g. ``lambda x: model(x, per_step=True)``. Returns 0.0 exactly for a causal model.
+    """
+    if not 0 <= t < x.shape[1] - 1:
+        raise ValueError(f"t must leave at least one later step: 0 <= t < {x.shape[1] - 1}, got {t}")
+    x = x.detach().clone().requires_grad_(True)
+    y = prediction_of(fn(x))
+    if y.shape[:2] != x.shape[:2]:
+        raise ValueError(f"fn must return per-step outputs (B, L, ...); got {tuple(y.shape)} for {tuple(x.shape)}")
+    probe = torch.randn_like(y[:, t])
+    (grad,) = torch.autograd.grad((probe * y[:, t]).sum(), x, allow_unused=True)
+    if grad is None:
+        return 0.0
+    return grad[:, t + 1 :].abs().max().item()
+
+
+def input_support(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Boolean mask over time steps (L,) of the inputs that the last output depends on.
+
+    ``fn`` maps (B, L, C) to an output whose last time step (or only vector) is probed.
+    Used to check receptive fields: the support is exactly the last ``receptive_field`` steps.
+    """
+    x = x.detach().clone().requires_grad_(True)
+    y = prediction_of(fn(x))
+    last = y[:, -1] if y.dim() == 3 else y
+    probe = torch.randn_like(last)
+    (grad,) = torch.autograd.grad((probe * last).sum(), x)
+    return grad.abs().sum(dim=(0, 2)) > 0
+
+
+def parameters_without_gradient(model: nn.Module, loss: torch.Tensor) -> list[str]:
+    """Names of the parameters that ``loss.backward()`` leaves with no or an all-zero gradient."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]
