@@ -123,6 +123,7 @@ def _load_online(ticker: str, start: pd.Timestamp | None, end: pd.Timestamp | No
     path = _cache_file(ticker, start, end)
     if path.exists():
         df = pd.read_csv(path, index_col="Date", parse_dates=["Date"])
+        df.index = df.index.as_unit("ns")
         df.attrs["source"] = f"cache: {path}"
         return df
     try:
