@@ -1,0 +1,102 @@
+"""Command line: ``python -m scripts.grading {build,verify,workspace,grade}`` (the Makefile calls these)."""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import build
+
+
+def _find_bundle(assignment: str | None, folder: Path, dist: Path) -> Path:
+    names = {m.stem for m in build.masters()}
+    if assignment is None:  # the assignment the submitted notebooks say they are
+        seen = set()
+        for nb in folder.rglob("*.ipynb"):
+            try:
+                seen.add(json.loads(nb.read_text())["metadata"]["otter"]["assignment_name"])
+            except (ValueError, KeyError, TypeError, OSError):
+                continue
+        seen &= names
+        if len(seen) != 1:
+            sys.exit(f"cannot tell which assignment {folder} holds (found {sorted(seen) or 'none'}): "
+                     f"pass ASSIGNMENT=<one of {sorted(names)}>")
+        assignment = seen.pop()
+    matches = [n for n in names if n == assignment or n.startswith(f"{assignment}_")]
+    if len(matches) != 1:
+        sys.exit(f"unknown assignment {assignment!r}: choose one of {sorted(names)}")
+    bundle = dist / "assignments" / matches[0] / "autograder"
+    if not (bundle / "grading.json").exists():
+        print(f"building {matches[0]} (no bundle in {dist} yet)")
+        build.build_assignment(build.MASTERS / f"{matches[0]}.py", dist)
+    return bundle
+
+
+def verify(dist: Path, jobs: int, timeout: float, log=print) -> dict:
+    """Grade each built solutions notebook (must get full marks) and student version (must get zero)."""
+    from .grade import Bundle, grade_folder
+
+    outcome = {}
+    for folder in sorted((dist / "assignments").iterdir()):
+        bundle = Bundle.load(folder / "autograder")
+        with tempfile.TemporaryDirectory() as tmp:
+            subs = Path(tmp)
+            (subs / "solutions.ipynb").write_bytes((folder / "autograder" / f"{folder.name}.ipynb").read_bytes())
+            (subs / "student_version.ipynb").write_bytes((folder / "student" / f"{folder.name}.ipynb").read_bytes())
+            reports = {r.student: r for r in grade_folder(bundle, subs, None, timeout, jobs, log=lambda *a: None)}
+        outcome[folder.name] = reports
+        sol, stu = reports["solutions"], reports["student_version"]
+        ok = sol.total == bundle.possible and not sol.problems and all(r.score == 0 for r in stu.results)
+        log(f"{'ok  ' if ok else 'FAIL'} {folder.name}: solutions {sol.total:g}/{bundle.possible:g} "
+            f"({sol.seconds:.1f} s), student version {stu.total:g} ({stu.seconds:.1f} s)"
+            + (f"  problems: {sol.problems}" if sol.problems else ""))
+    return outcome
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m scripts.grading", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="student versions and autograder bundles into DIST")
+    b.add_argument("--dist", type=Path, default=build.DIST)
+    b.add_argument("--verify", action="store_true", help="then grade solutions (full marks) and student versions (zero)")
+    b.add_argument("--jobs", type=int, default=2)
+    w = sub.add_parser("workspace", help="copy missing student versions into a learner's folder")
+    w.add_argument("dest", type=Path)
+    g = sub.add_parser("grade", help="grade a folder of submissions")
+    g.add_argument("submissions", type=Path)
+    g.add_argument("--assignment", default=None, help="e.g. 00 or 00_data_and_baselines (default: read from the notebooks)")
+    g.add_argument("--grades", type=Path, default=None, help="output folder (default: <submissions>-graded)")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per submission")
+    g.add_argument("--jobs", type=int, default=1)
+    g.add_argument("--dist", type=Path, default=build.DIST)
+    args = p.parse_args(argv)
+
+    if args.cmd == "build":
+        start = time.monotonic()
+        build.build_all(args.dist)
+        print(f"built in {time.monotonic() - start:.0f} s; release dist/assignments/*/student/*.ipynb")
+        if args.verify:
+            outcome = verify(args.dist, args.jobs, 60.0)
+            bad = [n for n, r in outcome.items()
+                   if r["solutions"].total != sum(x.possible for x in r["solutions"].results)
+                   or r["solutions"].problems or r["student_version"].total != 0]
+            print(f"verified in {time.monotonic() - start:.0f} s in all")
+            if bad:
+                sys.exit(f"verification failed for {bad}")
+    elif args.cmd == "workspace":
+        build.workspace(args.dest)
+    else:
+        from .grade import Bundle, grade_folder
+
+        folder = args.submissions.resolve()
+        if not folder.is_dir():
+            sys.exit(f"{folder} is not a folder of submissions")
+        bundle = Bundle.load(_find_bundle(args.assignment, folder, args.dist))
+        grades = args.grades or folder.with_name(folder.name + "-graded")
+        grade_folder(bundle, folder, grades, args.timeout, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
