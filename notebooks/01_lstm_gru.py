@@ -21,7 +21,7 @@
 LOOKBACK = 20  # days in each input window
 HIDDEN = 16  # width of every recurrent layer
 HEADS = 2  # attention heads of FinancialLSTM (must divide HIDDEN)
-EPOCHS = 12  # at most; early stopping on the validation loss usually stops sooner
+EPOCHS = 12  # at most; early stopping on the validation loss may stop sooner
 PATIENCE = 3
 LR = 3e-3
 BATCH = 256
@@ -127,7 +127,16 @@ assert gap < 1e-6
 
 # %% [markdown]
 # PyTorch stacks the four gate matrices as `weight_ih_l0` of shape $(4H, C)$ in the order
-# $i, f, g, o$. Swap two blocks and the check fails: that is what makes it a test.
+# $i, f, g, o$. Swap two blocks (a classic slip: $i, f, o, g$) and the check fails: that is what makes
+# it a test.
+
+# %%
+with torch.no_grad():
+    for w in (scratch.weight_ih, scratch.weight_hh, scratch.bias_ih, scratch.bias_hh):
+        i, f, g, o = w.chunk(4, dim=0)
+        w.copy_(torch.cat([i, f, o, g]))  # the wrong gate order
+    wrong_gap = (reference(x_demo)[0] - scratch.scan(x_demo)[0]).abs().max().item()
+print(f"with the gates in the wrong order the difference is {wrong_gap:.2f}")
 
 # %% [markdown]
 # ### Exercise 1 (2 points): a GRU step from scratch
@@ -261,7 +270,7 @@ class BatchMixingAttentionLSTM(nn.Module):
 
     def forward(self, x):
         h, _ = self.lstm(x)  # (B, L, H)
-        context, weights = self.attention(h, h, h)  # read as (L, B, H): attends across the batch
+        context, _ = self.attention(h, h, h)  # read as (L, B, H): attends across the batch
         return self.head(context[:, -1])
 
 
@@ -531,7 +540,9 @@ print("weights sum to one:", np.allclose(att_lstm.sum(axis=1), 1, atol=1e-5))
 
 # %% [markdown]
 # ## Exercises
-#
+# Exercise 1 was in section 1. The next three use the models and results above.
+
+# %% [markdown]
 # ### Exercise 2 (3 points): spot the bug
 # `BatchMixingAttentionLSTM` (section 3) is the source module's attention bug. Write a class
 # `FixedAttentionLSTM` with the same constructor arguments `(input_size, hidden_size, num_heads=2)` that
