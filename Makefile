@@ -6,7 +6,7 @@ STAMP := $(VENV)/.course-installed
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup lab test lint book bench clean
+.PHONY: setup lab lab-instructor test lint book bench clean assignments grade
 
 setup: $(STAMP)
 
@@ -18,11 +18,17 @@ $(STAMP): pyproject.toml scripts/jupyterlab-overrides.json
 	cp scripts/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
+# Learners: your own copies in workspace/ (answers replaced by stubs; built if missing, never overwritten).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(PY) -m scripts.grading workspace workspace
+	$(VENV)/bin/jupyter lab --notebook-dir=workspace
+
+# Instructors and contributors: the sources, with solutions (notebooks/, assignments/ masters).
+lab-instructor: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=.
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks
+	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks assignments
 
 test: lint
 	$(PY) scripts/build_notebooks.py --out build/nbtest
@@ -38,6 +44,20 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+
+# Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
+# checked: every solution scores full marks and every unmodified student version zero.
+assignments: $(STAMP)
+	$(PY) -m scripts.grading build --verify
+
+# make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]
+# writes GRADES/gradebook.csv and GRADES/feedback/<student>.md (GRADES defaults to <SUBMISSIONS>-graded).
+TIMEOUT ?= 60
+JOBS ?= 1
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
+	$(PY) -m scripts.grading grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS) \
+		$(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(GRADES),--grades "$(GRADES)")
 
 clean:
 	rm -rf build dist

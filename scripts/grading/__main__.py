@@ -34,25 +34,37 @@ def _find_bundle(assignment: str | None, folder: Path, dist: Path) -> Path:
     return bundle
 
 
-def verify(dist: Path, jobs: int, timeout: float, log=print) -> dict:
+def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> dict:
     """Grade each built solutions notebook (must get full marks) and student version (must get zero)."""
-    from .grade import Bundle, grade_folder
+    from .grade import Bundle, grade_folder, start_sandboxes
 
     outcome = {}
-    for folder in sorted((dist / "assignments").iterdir()):
-        bundle = Bundle.load(folder / "autograder")
-        with tempfile.TemporaryDirectory() as tmp:
-            subs = Path(tmp)
-            (subs / "solutions.ipynb").write_bytes((folder / "autograder" / f"{folder.name}.ipynb").read_bytes())
-            (subs / "student_version.ipynb").write_bytes((folder / "student" / f"{folder.name}.ipynb").read_bytes())
-            reports = {r.student: r for r in grade_folder(bundle, subs, None, timeout, jobs, log=lambda *a: None)}
-        outcome[folder.name] = reports
-        sol, stu = reports["solutions"], reports["student_version"]
-        ok = sol.total == bundle.possible and not sol.problems and all(r.score == 0 for r in stu.results)
-        log(f"{'ok  ' if ok else 'FAIL'} {folder.name}: solutions {sol.total:g}/{bundle.possible:g} "
-            f"({sol.seconds:.1f} s), student version {stu.total:g} ({stu.seconds:.1f} s)"
-            + (f"  problems: {sol.problems}" if sol.problems else ""))
+    folders = sorted((dist / "assignments").iterdir())
+    bundles = [Bundle.load(folder / "autograder") for folder in folders]
+    own = sandboxes is None
+    sandboxes = sandboxes or start_sandboxes(bundles)
+    try:
+        for folder, bundle in zip(folders, bundles, strict=True):
+            outcome[folder.name] = _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder)
+    finally:
+        if own:
+            sandboxes.close()
     return outcome
+
+
+def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
+    with tempfile.TemporaryDirectory() as tmp:
+        subs = Path(tmp)
+        (subs / "solutions.ipynb").write_bytes((folder / "autograder" / f"{folder.name}.ipynb").read_bytes())
+        (subs / "student_version.ipynb").write_bytes((folder / "student" / f"{folder.name}.ipynb").read_bytes())
+        reports = grade_folder(bundle, subs, None, timeout, jobs, log=lambda *a: None, sandboxes=sandboxes)
+    reports = {r.student: r for r in reports}
+    sol, stu = reports["solutions"], reports["student_version"]
+    ok = sol.total == bundle.possible and not sol.problems and all(r.score == 0 for r in stu.results)
+    log(f"{'ok  ' if ok else 'FAIL'} {folder.name}: solutions {sol.total:g}/{bundle.possible:g} "
+        f"({sol.seconds:.1f} s), student version {stu.total:g} ({stu.seconds:.1f} s)"
+        + (f"  problems: {sol.problems}" if sol.problems else ""))
+    return reports
 
 
 def main(argv=None) -> None:

@@ -126,7 +126,7 @@ def _unmarked_solution_lines(source: str) -> list[str]:
 def analyse_master(path: Path) -> Master:
     """Parse a master and check the rules that keep grading sound; raises ``ValueError`` naming the problem."""
     nb = read_py_notebook(path)
-    name, setup, questions = path.stem, [], []
+    name, setup, questions, public = path.stem, [], [], set()
     block: list[str] = []
     q: Question | None = None
     for i, cell in enumerate(nb.cells):
@@ -154,9 +154,12 @@ def analyse_master(path: Path) -> Master:
                 if what == "question":
                     q = None
             continue
+        where = block[-1] if block else None
+        hidden_test = where == "tests" and first.startswith("#") and re.search(r"\bhidden\b", first, re.I) is not None
+        if where != "solution" and not hidden_test:
+            public |= {s.strip() for s in src.splitlines()}
         if cell.cell_type != "code":
             continue
-        where = block[-1] if block else None
         if where == "solution":
             unmarked = _unmarked_solution_lines(src)
             if unmarked:
@@ -165,7 +168,7 @@ def analyse_master(path: Path) -> Master:
             q.answers += [a for a in _bound_names(ast.parse(src)) if a not in q.answers]
             q.solution_lines += _secret_lines(src)
         elif where == "tests":
-            hidden = first.startswith("#") and re.search(r"\bhidden\b", first, re.I) is not None
+            hidden = hidden_test
             q.n_hidden += hidden
             q.n_public += not hidden
             q.test_names |= _loaded_names(src)
@@ -175,6 +178,9 @@ def analyse_master(path: Path) -> Master:
             setup.append(src)
     if block:
         raise ValueError(f"{path.name}: unclosed {block[-1].upper()} block")
+    for q in questions:  # a line students see anyway (in a public test, say) is no secret
+        q.solution_lines = [s for s in q.solution_lines if s not in public]
+        q.hidden_lines = [s for s in q.hidden_lines if s not in public]
     master = Master(path, name, "\n\n".join(setup), questions)
     _check_master(master)
     return master

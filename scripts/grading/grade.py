@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,9 +175,25 @@ def snapshot_course_files() -> dict[str, bytes]:
         for path in sorted((ROOT / base).glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 files[f"lib/{path.relative_to(ROOT)}"] = path.read_bytes()
-    for name in ("runner.py", "codec.py"):
+    for name in ("runner.py", "codec.py", "zygote.py"):
         files[f"runner/{name}"] = (HERE / name).read_bytes()
     return files
+
+
+PRELOAD = ["numpy", "pandas", "scipy.stats", "torch", "matplotlib.pyplot", "IPython.core.interactiveshell",
+           "traitlets.config", "doctest", "arch.data.sp500", "arch.data.nasdaq", "otter"]
+
+
+def _setup_imports(code: str) -> list[str]:
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
 
 
 def _limits():  # pragma: no cover (runs in the child)
@@ -186,31 +203,40 @@ def _limits():  # pragma: no cover (runs in the child)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
+        os.killpg(pid, signal.SIGKILL)
 
 
-def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, files: dict[str, bytes],
-                timeout: float, notebook_name: str) -> SandboxRun:
-    run = SandboxRun()
-    root = Path(tempfile.mkdtemp(prefix="grade-"))
+def _alive(pid: int) -> bool:
     try:
-        for rel, data in files.items():
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Sandboxes:
+    """Starts sandboxed runs: forked from a warm zygote on Linux, else as fresh interpreters."""
+
+    def __init__(self, files: dict[str, bytes], modules: list[str], zygote: bool | None = None):
+        self.files, self.lock, self.zygote = files, threading.Lock(), None
+        self.zygote_root, self.starting = None, False
+        if zygote is None:
+            zygote = sys.platform == "linux" and os.environ.get("GRADING_NO_FORK") != "1"
+        if zygote:
+            with contextlib.suppress(Exception):
+                self._start_zygote(modules)
+
+    def _populate(self, root: Path) -> None:
+        for rel, data in self.files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        work, out = root / "work", root / "out"
-        work.mkdir()
-        out.mkdir()
-        (work / notebook_name).write_bytes(sub.raw)
-        plan = {"steps": steps, "questions": [
-            {"name": q["name"], "answers": q["answers"], "tests": [c["code"] for c in q["tests"]["suites"][0]["cases"]]}
-            for q in bundle.questions
-        ]}
-        (root / "plan.json").write_text(json.dumps(plan))
+
+    @staticmethod
+    def env(root: Path) -> dict[str, str]:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(root),
@@ -229,36 +255,111 @@ def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, files: dict[
             import matplotlib
 
             env["MPLCONFIGDIR"] = matplotlib.get_configdir()  # share the font cache: no rebuild per student
+        return env
+
+    def _start_zygote(self, modules: list[str]) -> None:
+        root = Path(tempfile.mkdtemp(prefix="grade-zygote-"))
+        self._populate(root)
+        self.zygote_root = root
+        self.zygote = subprocess.Popen(
+            [sys.executable, str(root / "runner" / "zygote.py")], cwd=root, env=self.env(root),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )
+        self._send({"modules": modules})  # it imports them while this process runs the master's setup
+        self.starting = True
+
+    def _send(self, request: dict) -> None:
+        self.zygote.stdin.write(json.dumps(request) + "\n")
+        self.zygote.stdin.flush()
+
+    def _ask(self, request: dict) -> dict:
+        if self.starting:
+            self.starting = False
+            if json.loads(self.zygote.stdout.readline()).get("ready") is not True:
+                raise ValueError("the zygote did not start")
+        self._send(request)
+        return json.loads(self.zygote.stdout.readline())
+
+    def run(self, root: Path, work: Path, out: Path, timeout: float) -> tuple[bool, float]:
+        """Run the sandbox in ``root``: (whether it ended by itself within ``timeout`` s, seconds taken)."""
+        self._populate(root)
+        log, plan = root / "log.txt", root / "plan.json"
+        runner = root / "runner" / "runner.py"
+        if self.zygote is not None:
+            try:
+                with self.lock:
+                    pid = self._ask({"root": str(root), "work": str(work), "plan": str(plan), "out": str(out),
+                                     "log": str(log), "env": self.env(root)})["pid"]
+            except (OSError, ValueError, KeyError):
+                self.zygote = None  # killed by a submission, say: fall back to fresh interpreters
+            else:
+                start = time.monotonic()
+                while _alive(pid) and time.monotonic() < start + timeout:
+                    time.sleep(0.05)
+                ended, seconds = not _alive(pid), time.monotonic() - start
+                _kill_group(pid)
+                while _alive(pid):
+                    time.sleep(0.01)
+                return ended, seconds
         start = time.monotonic()
-        with open(root / "log.txt", "wb") as log:
+        with open(log, "wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, str(root / "runner" / "runner.py"), str(root / "plan.json"), str(out)],
-                cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, str(runner), str(plan), str(out)], cwd=work, env=self.env(root),
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_limits if os.name == "posix" else None,
             )
             try:
-                code = proc.wait(timeout=timeout)
+                proc.wait(timeout=timeout)
+                ended = True
             except subprocess.TimeoutExpired:
-                code = None
+                ended = False
             finally:
-                _kill_group(proc)
+                if hasattr(os, "killpg"):
+                    _kill_group(proc.pid)
+                else:
+                    proc.kill()
                 proc.wait()
-        run.seconds = time.monotonic() - start
-        progress = _read_json(out / "progress.json", 1_000_000) if out.is_dir() else None
+        return ended, time.monotonic() - start
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            _kill_group(self.zygote.pid)
+            self.zygote.wait()
+        if self.zygote_root is not None:
+            shutil.rmtree(self.zygote_root, ignore_errors=True)
+
+
+def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, sandboxes: Sandboxes,
+                timeout: float, notebook_name: str) -> SandboxRun:
+    run = SandboxRun()
+    root = Path(tempfile.mkdtemp(prefix="grade-"))
+    try:
+        work, out = root / "work", root / "out"
+        work.mkdir()
+        out.mkdir()
+        (work / notebook_name).write_bytes(sub.raw)
+        plan = {"steps": steps, "questions": [
+            {"name": q["name"], "answers": q["answers"], "tests": [c["code"] for c in q["tests"]["suites"][0]["cases"]]}
+            for q in bundle.questions
+        ]}
+        (root / "plan.json").write_text(json.dumps(plan))
+        ended, run.seconds = sandboxes.run(root, work, out, timeout)
+        progress = _read_json(out / "progress.json", 1_000_000)
         if isinstance(progress, dict):
             run.errors = [e for e in progress.get("errors", []) if isinstance(e, dict)][:50]
             run.stopped_at = progress.get("step")
+        where = "at the end" if run.stopped_at == "end" else f"while running cell {run.stopped_at}"
         if not out.is_dir():
             run.problem = "the submission deleted its grading directory"
-        elif code is None:
-            run.problem = f"time limit of {timeout:g} s reached while running cell {run.stopped_at}"
+        elif not ended:
+            run.problem = f"time limit of {timeout:g} s reached {where}"
         elif not (isinstance(progress, dict) and progress.get("finished") is True):
-            run.problem = f"the notebook's process stopped (exit code {code}) while running cell {run.stopped_at}"
-        if out.is_dir():
-            for q in bundle.questions:
-                data = _read_json(out / f"answers_{q['name']}.json", MAX_ANSWER_BYTES)
-                if data is not None:
-                    run.answers[q["name"]] = data
+            run.problem = f"the notebook's process stopped {where}"
+        for q in bundle.questions:
+            data = _read_json(out / f"answers_{q['name']}.json", MAX_ANSWER_BYTES)
+            if data is not None:
+                run.answers[q["name"]] = data
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return run
@@ -336,6 +437,9 @@ def _short(message: str, show_code: bool = False) -> str:
         return (nonempty[-1] if nonempty else "failed")[:300]
     at = lines.index("Failed example:")
     code = lines[at + 1].strip()
+    if "Got:" in lines[at:] and "Exception raised:" not in lines[at:]:
+        got = lines[lines.index("Got:", at) + 1].strip()
+        return f"`{code[:200]}` printed {got[:200]} (the tests expect no output)"
     error = next((s.strip() for s in lines[at + 2:] if s.startswith("    ") and not s.startswith("     ")
                   and not s.strip().startswith("Traceback")), "the output differed from the expected one")
     return f"`{code[:200]}` raised {error[:300]}" if show_code else error[:300]
@@ -447,16 +551,25 @@ def _safe(name: str) -> str:
 # ----------------------------------------------------------------------------------------- driver
 
 
-def grade_folder(bundle: Bundle, folder: Path, grades: Path | None, timeout: float = 60.0,
-                 jobs: int = 1, notebook_name: str | None = None, log=print) -> list[Report]:
-    """Grade every submission in ``folder``; write ``grades/gradebook.csv`` and ``grades/feedback/*.md``."""
-    subs = find_submissions(folder)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def start_sandboxes(bundles: list[Bundle]) -> Sandboxes:
+    """One warm zygote for one or more assignments; close it with ``.close()``."""
     os.environ.setdefault("COURSE_OFFLINE", "1")  # the master's setup must see the data the sandboxes see
     os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    modules = PRELOAD + [m for b in bundles for m in _setup_imports(b.setup)]
+    return Sandboxes(snapshot_course_files(), list(dict.fromkeys(modules)))
+
+
+def grade_folder(bundle: Bundle, folder: Path, grades: Path | None, timeout: float = 60.0,
+                 jobs: int = 1, notebook_name: str | None = None, log=print,
+                 sandboxes: Sandboxes | None = None) -> list[Report]:
+    """Grade every submission in ``folder``; write ``grades/gradebook.csv`` and ``grades/feedback/*.md``."""
+    subs = find_submissions(folder)
+    own = sandboxes is None
+    sandboxes = sandboxes or start_sandboxes([bundle])
     _preload_course_lib()
     setup_ns = run_setup(bundle)
-    files = snapshot_course_files()
+    from otter.test_files.ok_test import OKTestFile  # noqa: F401  (imported before any submission runs)
     notebook_name = notebook_name or f"{bundle.name}.ipynb"
 
     def sandbox(sub: Submission):
@@ -466,10 +579,13 @@ def grade_folder(bundle: Bundle, folder: Path, grades: Path | None, timeout: flo
             steps = plan_steps(parse_notebook(sub.raw))
         except ValueError as err:
             return sub, None, f"not graded: {err}"
-        return sub, run_sandbox(sub, steps, bundle, files, timeout, notebook_name), None
+        return sub, run_sandbox(sub, steps, bundle, sandboxes, timeout, notebook_name), None
 
     reports = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with contextlib.ExitStack() as stack:
+        if own:
+            stack.callback(sandboxes.close)
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)))
         for fut in concurrent.futures.as_completed([pool.submit(sandbox, s) for s in subs]):
             sub, run, invalid = fut.result()
             if run is None:

@@ -1,0 +1,270 @@
+# %% [markdown]
+# # Graded exercises, chapter 01: LSTM and GRU
+#
+# Four exercises from chapter 01 (10 points), on tiny tensors so that the whole notebook runs in
+# seconds: nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
+# cell below it: it runs the *public* tests. Your notebook is graded with further hidden tests.
+# Keep the names of the answer variables and functions.
+
+# %% [raw]
+# # ASSIGNMENT CONFIG
+# name: 01_lstm_gru
+# init_cell: true
+# check_all_cell: false
+# export_cell: false
+# generate: true
+
+# %%
+import numpy as np
+import torch
+from torch import nn
+
+from course_lib import set_seed
+from course_lib.evaluation import diebold_mariano, mse, r2_oos
+from course_lib.testing import input_support
+from course_lib.windows import make_task
+
+torch.set_num_threads(1)
+LOOKBACK, HIDDEN = 10, 8
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q1
+# points: 3
+
+# %% [markdown]
+# ### Exercise 1 (3 points): a GRU step from scratch
+# Write `gru_step(x_t, h, cell)` that returns the next hidden state $(B, H)$ of the `nn.GRUCell`
+# `cell`, using only its parameters `cell.weight_ih` $(3H, C)$, `cell.weight_hh` $(3H, H)$,
+# `cell.bias_ih` and `cell.bias_hh`:
+#
+# $$r = \sigma(W_{ir}x + b_{ir} + W_{hr}h + b_{hr}),\quad z = \sigma(W_{iz}x + b_{iz} + W_{hz}h + b_{hz}),$$
+# $$n = \tanh\big(W_{in}x + b_{in} + r \odot (W_{hn}h + b_{hn})\big),\quad h' = (1 - z)\odot n + z \odot h.$$
+#
+# PyTorch stacks the gates in the order $r, z, n$.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def gru_step(x_t, h, cell):
+    # BEGIN SOLUTION
+    gi = x_t @ cell.weight_ih.T + cell.bias_ih  # (B, 3H)
+    gh = h @ cell.weight_hh.T + cell.bias_hh  # (B, 3H)
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_ = torch.manual_seed(0)
+_cell = nn.GRUCell(3, 5).double()
+_x, _h = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+_mine = gru_step(_x, _h, _cell)
+assert isinstance(_mine, torch.Tensor) and _mine.shape == (4, 5), "gru_step must return a (B, H) tensor"
+assert torch.allclose(_mine, _cell(_x, _h), atol=1e-10), "differs from nn.GRUCell: check the gate order r, z, n"
+
+# %%
+# HIDDEN
+_ = torch.manual_seed(1)
+_cell = nn.GRUCell(2, 7).double()
+with torch.no_grad():
+    _cell.bias_hh[14:] += 1.0  # a large b_hn: it must sit inside the reset gate's product
+_x, _h = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
+_mine = gru_step(_x, _h, _cell)
+assert isinstance(_mine, torch.Tensor) and torch.allclose(_mine, _cell(_x, _h), atol=1e-10), "b_hn is multiplied by r"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# The source module's attention LSTM fed the LSTM output $(B, L, H)$ to an `nn.MultiheadAttention`
+# built without `batch_first=True`, which reads its input as $(L, B, H)$: every sample attended over
+# the *other samples of the batch* at the same time step.
+
+# %%
+def buggy_context(h, attention):
+    """The source module's bug: ``attention`` (built without batch_first) reads h (B, L, H) as (L, B, H)."""
+    context, _ = attention(h, h, h)
+    return context
+
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q2
+# points: 3
+
+# %% [markdown]
+# ### Exercise 2 (3 points): spot the bug
+# Write `fixed_context(h, attention)` that takes `h` of shape $(B, L, H)$ and the same kind of
+# `attention` module (built **without** `batch_first=True`; do not build a new one) and returns the
+# $(B, L, H)$ context in which each sample attends over its own time steps only.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def fixed_context(h, attention):
+    # BEGIN SOLUTION
+    steps_first = h.transpose(0, 1)  # (L, B, H), the layout this module expects
+    context, _ = attention(steps_first, steps_first, steps_first)
+    return context.transpose(0, 1)  # back to (B, L, H)
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_ = torch.manual_seed(0)
+_att = nn.MultiheadAttention(8, 2).eval()
+_h = torch.randn(4, 6, 8)
+_h2 = _h.clone()
+_h2[1] += 3.0  # change sample 1 only
+_a, _b = fixed_context(_h, _att), fixed_context(_h2, _att)
+assert isinstance(_a, torch.Tensor) and _a.shape == (4, 6, 8), "return a (B, L, H) context"
+assert torch.allclose(_a[0], _b[0], atol=1e-6), "sample 0 moved when sample 1 changed: the batch is still mixed"
+
+# %%
+# HIDDEN
+_ = torch.manual_seed(1)
+_att = nn.MultiheadAttention(6, 3).eval()
+_ref = nn.MultiheadAttention(6, 3, batch_first=True).eval()
+_ = _ref.load_state_dict(_att.state_dict())
+_h = torch.randn(5, 7, 6)
+_mine = fixed_context(_h, _att)
+assert isinstance(_mine, torch.Tensor) and torch.allclose(_mine, _ref(_h, _h, _h)[0], atol=1e-5), (
+    "differs from a batch_first attention with the same weights"
+)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %%
+set_seed(0)
+bilstm = nn.LSTM(3, HIDDEN, batch_first=True, bidirectional=True)  # outputs (B, L, 2H), forward half first
+probe_x = torch.randn(2, LOOKBACK, 3)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q3
+# points: 2
+
+# %% [markdown]
+# ### Exercise 3 (2 points): what does the last step of a bidirectional LSTM see?
+# With `input_support(fn, x)` (it returns a boolean tensor: which input steps the last output step of
+# `fn(x)` depends on), compute two boolean NumPy arrays of length `LOOKBACK`: `seen_forward` for the
+# forward half of the last output step, `bilstm(x)[0][:, -1, :HIDDEN]`, and `seen_backward` for its
+# backward half, `bilstm(x)[0][:, -1, HIDDEN:]`, on `probe_x`.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+seen_forward = input_support(lambda x: bilstm(x)[0][:, -1, :HIDDEN], probe_x).numpy()  # SOLUTION
+seen_backward = input_support(lambda x: bilstm(x)[0][:, -1, HIDDEN:], probe_x).numpy()  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(seen_forward, np.ndarray) and seen_forward.shape == (LOOKBACK,), "one entry per input step"
+assert isinstance(seen_backward, np.ndarray) and seen_backward.shape == (LOOKBACK,), "one entry per input step"
+
+# %%
+# HIDDEN
+assert seen_forward.dtype == bool and seen_forward.all(), "the forward half at the last step has read every step"
+assert seen_backward.dtype == bool and seen_backward.tolist() == [False] * (LOOKBACK - 1) + [True], (
+    "the backward half starts at the end of the window: at the last step it has read one input"
+)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise: test forecasts of next-day S&P 500 returns by three models, each trained with
+# three seeds (arrays of shape (seeds, days)). They are made up for this exercise so that it runs in a
+# second; the question is how to read such results.
+
+# %%
+rtask = make_task("returns", ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
+y_test = rtask.test.y[:, 0]
+hist_mean = np.full_like(y_test, rtask.train.y.mean())  # the historical-mean benchmark
+last_return = rtask.test.X[:, -1, 0]  # the scaled last return in each window
+_rng = np.random.default_rng(0)
+predictions = {
+    "lstm": hist_mean + 0.02 * last_return + _rng.normal(0, 0.05, (3, len(y_test))),
+    "gru": hist_mean - 0.05 * last_return + _rng.normal(0, 0.08, (3, len(y_test))),
+    "attention_lstm": hist_mean + _rng.normal(0, 0.03, (3, len(y_test))),
+}
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q4
+# points: 2
+
+# %% [markdown]
+# ### Exercise 4 (2 points): does the best model beat the historical mean?
+# Average each model's forecasts over its seeds, store in `best_return_model` the name of the model
+# whose averaged forecast has the lowest test MSE, in `best_r2` its out-of-sample $R^2$ against
+# `hist_mean` (`r2_oos`), and set `beats_hist_mean` to `True` only if `best_r2` is positive **and** its
+# Diebold-Mariano test against `hist_mean` has a p-value below 0.05.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_avg = {name: p.mean(axis=0) for name, p in predictions.items()}  # SOLUTION
+best_return_model = min(_avg, key=lambda name: mse(y_test, _avg[name]))  # SOLUTION
+best_r2 = r2_oos(y_test, _avg[best_return_model], hist_mean)  # SOLUTION
+_dm = diebold_mariano(y_test, _avg[best_return_model], hist_mean)  # SOLUTION
+beats_hist_mean = bool(best_r2 > 0 and _dm.pvalue < 0.05)  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert best_return_model in predictions, "the name of one of the three models"
+assert isinstance(best_r2, float) and isinstance(beats_hist_mean, bool), "a number and True/False"
+
+# %%
+# HIDDEN
+_means = {n: p.mean(axis=0) for n, p in predictions.items()}
+_best = min(_means, key=lambda n: mse(y_test, _means[n]))
+assert best_return_model == _best, "average over seeds first, then pick the lowest test MSE"
+assert abs(best_r2 - r2_oos(y_test, _means[_best], hist_mean)) < 1e-9, "r2_oos(y, forecast, historical mean)"
+_p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
+assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), "a win needs a positive R2_oos AND a significant DM test"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
