@@ -1,0 +1,237 @@
+# %% [markdown]
+# # Graded exercises, chapter 02: transformers and the TFT
+#
+# Four exercises from chapter 02 (10 points), on tiny tensors: nothing is trained. Write your answer
+# where you see `...`, then run the `grader.check(...)` cell below it: it runs the *public* tests. Your
+# notebook is graded with further hidden tests. Keep the names of the answer functions and variables.
+
+# %% [raw]
+# # ASSIGNMENT CONFIG
+# name: 02_transformers_tft
+# init_cell: true
+# check_all_cell: false
+# export_cell: false
+# generate: true
+
+# %%
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.windows import make_task
+
+torch.set_num_threads(1)
+QUANTILES = (0.1, 0.5, 0.9)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q1
+# points: 3
+
+# %% [markdown]
+# ### Exercise 1 (3 points): causal attention from scratch
+# Write `causal_attention(q, k, v)` for tensors of shape $(B, L, d)$ that returns the pair
+# `(output, weights)`, of shapes $(B, L, d)$ and $(B, L, L)$, of scaled dot-product attention with a
+# causal mask, $\mathrm{softmax}\big(QK^\top/\sqrt d + M\big)V$ with $M_{ts} = -\infty$ for $s > t$, using
+# matrix products, `masked_fill` and `softmax` only (not `scaled_dot_product_attention`).
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def causal_attention(q, k, v):
+    # BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, L, L)
+    allowed = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).tril()
+    weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_ = torch.manual_seed(0)
+_q, _k, _v = torch.randn(3, 7, 5), torch.randn(3, 7, 5), torch.randn(3, 7, 5)
+_out, _w = causal_attention(_q, _k, _v)
+assert _out.shape == (3, 7, 5) and _w.shape == (3, 7, 7), "output (B, L, d) and weights (B, L, L) expected"
+assert torch.all(_w.triu(diagonal=1) == 0), "weights on future positions must be exactly zero: apply the mask"
+assert torch.allclose(_w.sum(-1), torch.ones(3, 7)), "each row of weights must sum to 1 (softmax over keys)"
+
+# %%
+# HIDDEN
+_ = torch.manual_seed(1)
+_q, _k, _v = torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4)
+_out, _w = causal_attention(_q, _k, _v)
+assert torch.allclose(_out, F.scaled_dot_product_attention(_q, _k, _v, is_causal=True), atol=1e-5), (
+    "differs from PyTorch's causal attention: did you divide by sqrt(d)?"
+)
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q2
+# points: 3
+
+# %% [markdown]
+# ### Exercise 2 (3 points): spot the bug in a variable selection
+# `weight_net` maps the $m$ variables of one step to $m$ logits, $(\dots, m) \to (\dots, m)$. The
+# source module's selection below has **two** bugs: the weights of step $t$ depend on later steps, and
+# they are not a distribution over the variables. Write the corrected `selection_weights(x, weight_net)`
+# returning weights of shape $(B, L, m)$.
+#
+# ```python
+# def buggy_selection_weights(x, weight_net):   # x: (B, L, m)
+#     logits = weight_net(x.mean(dim=1, keepdim=True).expand_as(x))
+#     return logits.softmax(dim=1)
+# ```
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def selection_weights(x, weight_net):
+    return weight_net(x).softmax(dim=-1)  # SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_ = torch.manual_seed(0)
+_net = nn.Sequential(nn.Linear(4, 8), nn.ELU(), nn.Linear(8, 4))
+_x = torch.randn(5, 9, 4)
+_w = selection_weights(_x, _net)
+assert isinstance(_w, torch.Tensor) and _w.shape == (5, 9, 4), "weights must be (B, L, m)"
+assert torch.all(_w >= 0) and torch.allclose(_w.sum(-1), torch.ones(5, 9)), (
+    "the weights must be a distribution over the VARIABLES (last axis) at each step"
+)
+
+# %%
+# HIDDEN
+_ = torch.manual_seed(2)
+_net = nn.Sequential(nn.Linear(3, 6), nn.ELU(), nn.Linear(6, 3))
+_x = torch.randn(4, 8, 3)
+_later = _x.clone()
+_later[:, 5:] += 2.0  # change only the steps after t = 4
+_w, _w_later = selection_weights(_x, _net), selection_weights(_later, _net)
+assert torch.allclose(_w[:, :5], _w_later[:, :5]), "the weights of a step depend on later steps"
+assert torch.allclose(_w, _net(_x).softmax(-1), atol=1e-6), "apply weight_net to each step's own inputs"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q3
+# points: 2
+
+# %% [markdown]
+# ### Exercise 3 (2 points): a positional encoding for any width
+# Write `sinusoidal_encoding(length, d_model)` returning a NumPy array $(\text{length}, d)$ with
+# $PE_{p,2i} = \sin(p/10000^{2i/d})$ and $PE_{p,2i+1} = \cos(p/10000^{2i/d})$. It must work for odd
+# `d_model`, where the source module's version crashes.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def sinusoidal_encoding(length, d_model):
+    # BEGIN SOLUTION
+    position = np.arange(length)[:, None]
+    frequency = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)  # ceil(d/2) frequencies
+    pe = np.zeros((length, d_model))
+    pe[:, 0::2] = np.sin(position * frequency)
+    pe[:, 1::2] = np.cos(position * frequency[: d_model // 2])  # floor(d/2) cosine columns
+    return pe
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+for _d in (1, 7, 16):
+    assert np.shape(sinusoidal_encoding(30, _d)) == (30, _d), f"shape for d_model={_d} must be (30, {_d})"
+
+# %%
+# HIDDEN
+for _d in (3, 8):
+    _p, _i = np.arange(12)[:, None], np.arange(_d)[None, :]
+    _angle = _p / 10000.0 ** ((_i - _i % 2) / _d)
+    _ref = np.where(_i % 2 == 0, np.sin(_angle), np.cos(_angle))
+    assert np.allclose(sinusoidal_encoding(12, _d), _ref, atol=1e-6), f"values differ from the formula, d_model={_d}"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise: the simplest quantile forecast of next-day log volatility, the 10%, 50% and
+# 90% quantiles of the *training* years, used for every day of the test years.
+
+# %%
+vtask = make_task("volatility", ticker="^GSPC", lookback=5, horizons=(1,))
+y_test = vtask.test.y[:, 0]
+quantile_forecast = np.tile(np.quantile(vtask.train.y[:, 0], QUANTILES), (len(y_test), 1))  # (N, 3)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q4
+# points: 2
+
+# %% [markdown]
+# ### Exercise 4 (2 points): are the quantiles calibrated?
+# Compute `hit_rates`, a NumPy array of shape (3,): the share of test outcomes `y_test` below each
+# column of `quantile_forecast` (a calibrated forecast gives about 0.1, 0.5, 0.9), and `worst_gap`,
+# the largest absolute difference between `hit_rates` and `QUANTILES`, as a float.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+hit_rates = (y_test[:, None] < quantile_forecast).mean(axis=0)  # SOLUTION
+worst_gap = float(np.max(np.abs(hit_rates - np.array(QUANTILES))))  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert np.shape(hit_rates) == (3,), "one share per quantile level"
+assert isinstance(worst_gap, float), "worst_gap is a single number"
+
+# %%
+# HIDDEN
+_hits = np.array([np.mean(y_test < quantile_forecast[:, j]) for j in range(3)])
+assert np.allclose(hit_rates, _hits), "hit_rates[j] = share of outcomes y < forecast quantile j"
+assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), "worst_gap = max |hit rate - level|"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION

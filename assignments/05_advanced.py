@@ -1,0 +1,269 @@
+# %% [markdown]
+# # Graded exercises, chapter 05: transfer learning, MAML, Bayesian uncertainty
+#
+# Four exercises from chapter 05 (10 points), on toy models and made-up forecasts: nothing is
+# trained. Write your answer where you see `...`, then run the `grader.check(...)` cell below it: it
+# runs the *public* tests. Your notebook is graded with further hidden tests. Keep the names of the
+# answer functions and variables.
+
+# %% [raw]
+# # ASSIGNMENT CONFIG
+# name: 05_advanced
+# init_cell: true
+# check_all_cell: false
+# export_cell: false
+# generate: true
+
+# %%
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from course_lib.windows import make_task
+
+torch.set_num_threads(1)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q1
+# points: 3
+
+# %% [markdown]
+# ### Exercise 1 (3 points): spot the bug in the MAML inner loop
+# The source module's inner loop below crashes with "One of the differentiated Tensors appears to not
+# have been used in the graph": its forward pass never uses the fast weights.
+#
+# ```python
+# def buggy_inner_loop(model, x, y, lr, steps):
+#     fast = {name: p.clone() for name, p in model.named_parameters()}
+#     for _ in range(steps):
+#         loss = torch.mean((model(x) - y) ** 2)
+#         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+#         fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads)}
+#     return fast
+# ```
+#
+# Write `inner_loop(model, x, y, lr, steps)` that returns the fast weights (a dict keyed like
+# `model.named_parameters()`) after `steps` steps of gradient descent on the MSE, with every forward
+# pass evaluated **at the fast weights** (`functional_call(model, fast, (x,))`) and `create_graph=True`.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+def inner_loop(model, x, y, lr, steps):
+    # BEGIN SOLUTION
+    fast = dict(model.named_parameters())
+    for _ in range(steps):
+        loss = torch.mean((functional_call(model, fast, (x,)) - y) ** 2)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+        fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads, strict=True)}
+    return fast
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_m = nn.Linear(1, 1, bias=False).double()
+_ = nn.init.constant_(_m.weight, 0.3)
+_x, _y = torch.ones(4, 1, dtype=torch.float64), torch.ones(4, 1, dtype=torch.float64)
+_fast = inner_loop(_m, _x, _y, lr=0.1, steps=2)
+assert isinstance(_fast, dict) and set(_fast) == {"weight"}, "return a dict keyed by parameter name"
+# the loss (w - 1)^2 has gradient 2 (w - 1): each step multiplies (w - 1) by (1 - 0.2)
+assert abs(float(_fast["weight"].reshape(())) - (1 + 0.8**2 * (0.3 - 1))) < 1e-9, "the fast weight after 2 steps"
+
+# %%
+# HIDDEN
+_ = torch.manual_seed(3)
+_m = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+_x, _y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+_fast = inner_loop(_m, _x, _y, lr=0.05, steps=3)
+_ref = {n: p.detach().clone() for n, p in _m.named_parameters()}
+for _ in range(3):
+    _w = {n: p.requires_grad_(True) for n, p in _ref.items()}
+    _g = torch.autograd.grad(torch.mean((functional_call(_m, _w, (_x,)) - _y) ** 2), list(_w.values()))
+    _ref = {n: (p - 0.05 * g).detach() for (n, p), g in zip(_w.items(), _g, strict=True)}
+assert set(_fast) == set(_ref), "one fast weight per parameter name"
+assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), "steps must use the fast weights"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %%
+class HeadFirst(nn.Module):
+    """A forecaster that registers its head BEFORE its encoder."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 1)
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+
+    def forward(self, x):
+        h, _ = self.lstm(x)
+        return self.head(h[:, -1])
+
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q2
+# points: 2
+
+# %% [markdown]
+# ### Exercise 2 (2 points): freeze by name, not by position
+# The source module's `freeze_layers(1)` froze "the first child" of a model. Set `first_child_name`
+# to the name of the submodule it would freeze in `HeadFirst()`. Then write
+# `trainable_after_freezing(model, prefix)` that sets `requires_grad = False` on every parameter whose
+# name starts with `prefix + "."` and returns the sorted list of the names still trainable.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+first_child_name = next(HeadFirst().named_children())[0]  # SOLUTION
+
+
+def trainable_after_freezing(model, prefix):
+    # BEGIN SOLUTION
+    for name, p in model.named_parameters():
+        if name.startswith(prefix + "."):
+            p.requires_grad_(False)
+    return sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert first_child_name in ("head", "lstm"), "the name of one of HeadFirst's two submodules"
+_ = torch.manual_seed(0)
+assert trainable_after_freezing(HeadFirst(), "lstm") == ["head.bias", "head.weight"], "only the head stays trainable"
+
+# %%
+# HIDDEN
+assert first_child_name == "head", "children() follows the order of assignment in __init__"
+_ = torch.manual_seed(0)
+_net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+assert trainable_after_freezing(_net, "2") == ["0.bias", "0.weight"], "freeze exactly the layers named by prefix"
+_ = torch.manual_seed(0)
+assert trainable_after_freezing(HeadFirst(), "head") == sorted(n for n, _ in HeadFirst().named_parameters() if n.startswith("lstm."))
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# `mc_means` and `mc_vars` are `(T, N)` arrays: the predictive means and variances of `T = 40`
+# MC-dropout passes for `N = 6` forecasts.
+
+# %%
+_rng = np.random.default_rng(5)
+mc_means = _rng.normal(0.0, 0.3, size=(40, 6)) + np.arange(6)
+mc_vars = _rng.uniform(0.5, 1.5, size=(40, 6))
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q3
+# points: 3
+
+# %% [markdown]
+# ### Exercise 3 (3 points): the law of total variance for MC dropout
+# Compute `total_var`, shape `(N,)`: the variance of the equal-weight mixture of the `T` Gaussians of
+# each forecast, and `epistemic_share` (a float): the share of the total variance, averaged over the
+# forecasts as `mean(epistemic) / mean(total)`, that comes from the spread of the means.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+total_var = mc_vars.mean(axis=0) + mc_means.var(axis=0)  # SOLUTION
+epistemic_share = float(mc_means.var(axis=0).mean() / total_var.mean())  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert np.shape(total_var) == (6,), "total_var has one entry per forecast"
+assert isinstance(epistemic_share, float) and 0 < epistemic_share < 1, "a share between 0 and 1"
+
+# %%
+# HIDDEN
+_g = np.random.default_rng(11)
+_k = _g.integers(0, 40, size=(100_000, 6))  # draw from the mixture: a pass at random, then its Normal
+_draws = _g.normal(np.take_along_axis(mc_means, _k, 0), np.sqrt(np.take_along_axis(mc_vars, _k, 0)))
+assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), "total_var is not the variance of the mixture"
+assert abs(epistemic_share - mc_means.var(axis=0).mean() / total_var.mean()) < 1e-9, "mean epistemic / mean total"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise: Gaussian predictive distributions of next-day S&P 500 returns over the test
+# years, made up for this exercise: mean zero, and the EWMA variance of the returns up to the day before.
+
+# %%
+rtask = make_task("returns", ticker="^GSPC", lookback=5, horizons=(1,))
+y_test = rtask.test.y[:, 0]
+_r = rtask.frame["ret"].to_numpy()  # percent log returns, day by day
+_ewma = np.empty_like(_r)
+_ewma[0] = np.var(_r[:250])
+for _t in range(1, len(_r)):
+    _ewma[_t] = 0.94 * _ewma[_t - 1] + 0.06 * _r[_t - 1] ** 2
+pred_mean = np.zeros_like(y_test)
+pred_var = _ewma[rtask.test.rows + 1]  # the variance for the day after each forecast origin
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q4
+# points: 2
+
+# %% [markdown]
+# ### Exercise 4 (2 points): is the forecast calibrated at 90%?
+# Compute `coverage_90` (a float): the fraction of the test returns `y_test` inside the central 90%
+# Gaussian interval `pred_mean ± 1.645 * sqrt(pred_var)`.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+coverage_90 = float(np.mean(np.abs(y_test - pred_mean) <= 1.6449 * np.sqrt(pred_var)))  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(coverage_90, float) and 0 <= coverage_90 <= 1, "a coverage is a fraction"
+
+# %%
+# HIDDEN
+_z = (y_test - pred_mean) / np.sqrt(pred_var)
+assert abs(coverage_90 - np.mean(np.abs(_z) <= 1.6449)) < 2e-3, "use the central interval mean ± 1.645 sd"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
