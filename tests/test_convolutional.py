@@ -213,3 +213,16 @@ def test_residual_block_is_gated_tanh_times_sigmoid():
     residual, skip = block(x)
     torch.testing.assert_close(residual, x + block.residual_conv(z))
     torch.testing.assert_close(skip, block.skip_conv(z))
+
+
+def test_tcn_units_are_alive_at_initialisation():
+    # with N(0, 0.01) weights, a default (uniform) bias on a convolution or on the 1x1 residual fixes the
+    # sign before the ReLU for every input: those units would be dead from the start and never recover
+    model = _tcn(num_channels=(16, 16, 16)).eval()
+    h = _x(batch=64).transpose(1, 2)  # (B, C, L)
+    for block in model.network:
+        inner = block.net[:2](h)  # first convolution, before its ReLU
+        h = block(h)  # block output, after the residual ReLU
+        for name, act in [("inner", inner), ("output", h)]:
+            never_active = ~(act > 0).any(dim=2).any(dim=0)  # (channels,)
+            assert never_active.sum().item() == 0, f"{name} channels dead for every input: {never_active.tolist()}"

@@ -119,7 +119,12 @@ class CausalConv1d(nn.Conv1d):
 
 def _weight_normed_conv(n_in: int, n_out: int, kernel_size: int, dilation: int, padding: int) -> nn.Conv1d:
     conv = nn.Conv1d(n_in, n_out, kernel_size, padding=padding, dilation=dilation)
-    nn.init.normal_(conv.weight, 0.0, 0.01)  # before weight_norm: afterwards conv.weight is recomputed
+    # Initialise before weight_norm wraps the weight: afterwards conv.weight is recomputed from (g, v) at
+    # every access and anything written into it is lost. Zero bias: with weights this small, PyTorch's
+    # default bias would decide the sign before the ReLU on its own and leave about half the units dead
+    # for every input (no gradient, so they never recover). The same holds for the 1x1 residual path.
+    nn.init.normal_(conv.weight, 0.0, 0.01)
+    nn.init.zeros_(conv.bias)
     return weight_norm(conv)
 
 
@@ -147,8 +152,9 @@ class TemporalBlock(nn.Module):
             nn.Dropout(dropout),
         )
         self.downsample = nn.Conv1d(n_inputs, n_outputs, 1) if n_inputs != n_outputs else nn.Identity()
-        if isinstance(self.downsample, nn.Conv1d):
+        if isinstance(self.downsample, nn.Conv1d):  # same scale as the convolutions, zero bias (see above)
             nn.init.normal_(self.downsample.weight, 0.0, 0.01)
+            nn.init.zeros_(self.downsample.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, L) -> (B, C_out, L)
         return torch.relu(self.net(x) + self.downsample(x))
