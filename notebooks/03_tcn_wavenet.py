@@ -123,6 +123,7 @@ def draw_dilated_stack(ax, length=16, kernel_size=2, dilations=(1, 2, 4)):
 fig, ax = plt.subplots(figsize=(9, 3))
 n_seen = draw_dilated_stack(ax)
 ax.set_title(f"causal dilated convolutions, k=2: the last output sees {n_seen} inputs")
+plt.tight_layout()
 plt.show()
 print("formula:", 1 + (2 - 1) * (1 + 2 + 4), " drawn:", n_seen)
 
@@ -172,6 +173,7 @@ for name, model in [("TCN k=3, 3 levels", TemporalConvNet(4, TCN_CHANNELS, KERNE
 ax.set_xlabel("lag (days before the forecast origin)")
 ax.set_ylabel("|d forecast / d input|")
 ax.legend()
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -406,8 +408,8 @@ def tcn_field(k, n):
 # %%
 # SELF-CHECK
 for k, n in [(1, 3), (2, 1), (2, 4), (3, 3), (4, 2)]:
-    model = TemporalConvNet(2, (4,) * n, kernel_size=k, dropout=0.0).double().eval()
-    measured = int(input_support(model, torch.randn(4, 130, 2, dtype=torch.float64)).sum())
+    model = TemporalConvNet(2, (8,) * n, kernel_size=k, dropout=0.0).double().eval()
+    measured = int(input_support(model, torch.randn(8, 130, 2, dtype=torch.float64)).sum())
     assert tcn_field(k, n) == measured, f"tcn_field({k}, {n}) = {tcn_field(k, n)}, but the gradients see {measured} days"
 print("Exercise 1 passed")
 

@@ -54,7 +54,7 @@ def _last_steps_mask(length: int, field: int) -> list[bool]:
 
 @pytest.mark.parametrize("kernel_size, levels", [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2), (4, 3)])
 def test_tcn_receptive_field_equals_gradient_support(kernel_size, levels):
-    model = _tcn(num_channels=(6,) * levels, kernel_size=kernel_size).double().eval()
+    model = _tcn(num_channels=(8,) * levels, kernel_size=kernel_size).double().eval()
     field = 1 + 2 * (kernel_size - 1) * (2**levels - 1)
     assert model.receptive_field == tcn_receptive_field(kernel_size, levels) == field
     length = field + 5
