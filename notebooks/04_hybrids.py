@@ -205,7 +205,14 @@ demo = pd.DataFrame({
 })
 demo
 
+# %% [markdown]
+# Only the causal convolution with a per-day LayerNorm passes all three columns. BatchNorm fails both
+# checks in training mode and passes both in eval mode, which is why a check run only in eval mode
+# misses it. GroupNorm does not couple samples but still averages over the days of the window.
+
 # %%
+assert (demo.loc["CausalConv1d + LayerNorm per day"] == 0).all()
+assert demo.loc["CausalConv1d + BatchNorm1d", "coupling (train)"] > 0
 try:
     CNNLSTM(4)(torch.randn(2, 3, 4))
 except ValueError as err:
