@@ -17,10 +17,9 @@ from course_lib.models.bayesian import (
     mc_dropout_predict,
 )
 from course_lib.testing import batch_coupling, input_support, parameters_without_gradient
+from course_lib.training import GaussianNLLLoss, Trainer
 
-
-def gaussian_nll(output, y):
-    return nn.GaussianNLLLoss(full=True, eps=1e-12)(output["prediction"], y, output["var"])
+gaussian_nll = GaussianNLLLoss()
 
 
 def make_model(seed=0, **kw):
@@ -135,6 +134,23 @@ def test_nll_equals_minus_normal_log_prob():
     out, y = model(torch.randn(6, 9, 3)), torch.randn(6, 2)
     reference = -torch.distributions.Normal(out["prediction"], out["var"].sqrt()).log_prob(y).mean()
     assert gaussian_nll(out, y).item() == pytest.approx(reference.item(), abs=1e-5)
+
+
+def test_learns_a_heteroscedastic_variance():
+    """Noise sd 0.3 when the last input is positive, 1.5 otherwise: the NLL-trained variances must follow."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 4, 1, generator=gen)
+    sd = torch.where(x[:, -1] > 0, 0.3, 1.5)  # (N, 1)
+    y = sd * torch.randn(512, 1, generator=gen)
+    set_seed(0)
+    model = BayesianLSTM(input_size=1, hidden_size=8, dropout=0.1)
+    trainer = Trainer(
+        model, loss=GaussianNLLLoss(), lr=2e-2, max_epochs=15, batch_size=128, device="cpu", progress=False
+    )
+    trainer.fit(x, y, x, y)
+    var = trainer.predict_output(x)["var"]
+    calm, wild = var[x[:, -1, 0] > 0.5].median().item(), var[x[:, -1, 0] < -0.5].median().item()
+    assert calm == pytest.approx(0.09, rel=0.5) and wild == pytest.approx(2.25, rel=0.5), (calm, wild)
 
 
 def test_bad_input_raises():

@@ -99,3 +99,16 @@ def test_fine_tuning_moves_the_head_only_and_leaves_the_source_untouched():
 def test_rejects_non_module():
     with pytest.raises(TypeError, match="nn.Module"):
         FinancialTransferLearning({"weights": 1})
+
+
+def test_fine_tune_with_the_trainer_updates_only_the_unfrozen_part():
+    set_seed(1)
+    x, y = torch.randn(64, 8, 3), torch.randn(64, 1)
+    tl = FinancialTransferLearning(HeadFirst()).freeze("head")
+    before = {n: p.detach().clone() for n, p in tl.model.named_parameters()}
+    trainer = tl.fine_tune(x, y, x, y, lr=1e-2, max_epochs=2, batch_size=16, device="cpu", progress=False)
+    assert len(trainer.history["val_loss"]) == 2
+    for n, p in tl.model.named_parameters():
+        assert torch.equal(p, before[n]) == n.startswith("head."), n
+    with pytest.raises(ValueError, match="nothing to fine-tune"):
+        tl.freeze("encoder").fine_tune(x, y, x, y, device="cpu", progress=False)

@@ -37,19 +37,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..outputs import prediction_of
+from ..training import mse_loss
 
-__all__ = ["MAML", "Episode", "sample_episodes", "mse_on_prediction"]
-
-
-def mse_on_prediction(output, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the prediction inside a model output (tensor or dict)."""
-    prediction = prediction_of(output)
-    if prediction.shape != target.shape:
-        raise ValueError(
-            f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape"
-        )
-    return torch.mean((prediction - target) ** 2)
+__all__ = ["MAML", "Episode", "sample_episodes"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +105,7 @@ class MAML(nn.Module):
         inner_lr: float = 0.01,
         inner_steps: int = 1,
         first_order: bool = False,
-        loss_fn: Callable = mse_on_prediction,
+        loss_fn: Callable = mse_loss,
     ):
         super().__init__()
         if inner_lr <= 0 or inner_steps < 1:

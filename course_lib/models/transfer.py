@@ -29,6 +29,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..training import Trainer
+
 __all__ = [
     "FinancialTransferLearning",
     "freeze",
@@ -79,13 +81,17 @@ def trainable_optimizer(
     model: nn.Module, lr: float, weight_decay: float = 0.0, optimizer: type = torch.optim.AdamW
 ) -> torch.optim.Optimizer:
     """An optimizer over the trainable parameters only; a ``ValueError`` if every parameter is frozen."""
+    return optimizer(_require_trainable(model), lr=lr, weight_decay=weight_decay)
+
+
+def _require_trainable(model: nn.Module) -> list[nn.Parameter]:
     params = [p for _, p in trainable_parameters(model)]
     if not params:
         raise ValueError(
             f"every parameter of {type(model).__name__} is frozen: there is nothing to fine-tune. "
             "Unfreeze at least the head, e.g. unfreeze(model, 'head')."
         )
-    return optimizer(params, lr=lr, weight_decay=weight_decay)
+    return params
 
 
 class FinancialTransferLearning:
@@ -95,8 +101,8 @@ class FinancialTransferLearning:
     data sets can start from the same source weights.
 
         tl = FinancialTransferLearning(source_model).freeze("lstm")   # train only the rest
-        history = tl.fine_tune(X_target, y_target, X_val, y_val, lr=1e-3, max_epochs=30)
-        prediction = tl.model(x)
+        trainer = tl.fine_tune(X_target, y_target, X_val, y_val, lr=1e-3, max_epochs=30)
+        prediction = trainer.predict(X_test)
     """
 
     def __init__(self, pretrained: nn.Module):
@@ -122,3 +128,11 @@ class FinancialTransferLearning:
 
     def optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         return trainable_optimizer(self.model, lr=lr, weight_decay=weight_decay)
+
+    def fine_tune(self, X_train, y_train, X_val, y_val, **trainer_kwargs) -> Trainer:
+        """Train the unfrozen parameters on the target with :class:`course_lib.training.Trainer`
+        (early stopping on the validation loss); returns the fitted trainer."""
+        _require_trainable(self.model)
+        trainer = Trainer(self.model, **trainer_kwargs)
+        trainer.fit(X_train, y_train, X_val, y_val)
+        return trainer
