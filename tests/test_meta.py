@@ -215,9 +215,12 @@ def test_bad_hyperparameters_and_shape_mismatch():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (cuDNN RNNs have no double backward)")
-def test_second_order_through_cudnn_lstm_on_cuda():
+@pytest.mark.parametrize("training", [True, False])
+def test_second_order_through_cudnn_lstm_on_cuda(training):
     set_seed(4)
-    maml = MAML(TinyLSTM().cuda(), inner_lr=0.1, inner_steps=2)
+    maml = MAML(TinyLSTM().cuda(), inner_lr=0.1, inner_steps=2).train(training)
     e = lstm_episode()
     episode = Episode(e.support_x.cuda(), e.support_y.cuda(), e.query_x.cuda(), e.query_y.cuda())
     assert parameters_without_gradient(maml, maml.task_loss(episode)) == []
+    fast = maml.adapt(episode.support_x, episode.support_y, create_graph=False)  # test-time adaptation
+    assert set(fast) == {n for n, _ in maml.model.named_parameters()}

@@ -24,9 +24,11 @@ differentiated Tensors appears to not have been used in the graph", and the oute
 also calls ``model(x)``, is plain multi-task training with no adaptation at all.
 
 cuDNN RNNs (nn.LSTM/nn.GRU on a CUDA device) have no double backward, so second-order MAML through
-them fails. This module disables cuDNN inside the inner loop when it builds a graph on CUDA, so
-that PyTorch's native (twice differentiable) RNN kernels are used there; the first-order variant
-needs no such switch.
+them fails ("the derivative for '_cudnn_rnn_backward' is not implemented"); they also refuse any
+backward in eval mode, which is how one adapts at test time. On CUDA this module disables cuDNN
+for the passes that need either (the inner loop when it keeps its graph or the model is in eval
+mode, and the query pass in eval mode), so that PyTorch's native, twice differentiable RNN
+kernels run there. First-order meta-training in train mode keeps cuDNN.
 """
 
 import contextlib
@@ -116,6 +118,14 @@ class MAML(nn.Module):
         self.first_order = first_order
         self.loss_fn = loss_fn
 
+    def _cudnn_off_if(self, condition: bool):
+        """cuDNN RNN kernels have no double backward and no backward at all in eval mode: when the pass
+        about to run needs either, on CUDA, select PyTorch's native kernels for it."""
+        on_cuda = any(p.is_cuda for p in self.model.parameters())
+        return (
+            torch.backends.cudnn.flags(enabled=False) if condition and on_cuda else contextlib.nullcontext()
+        )
+
     def forward(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None):
         if params is None:
             return self.model(x)
@@ -140,14 +150,7 @@ class MAML(nn.Module):
         if not fast:
             raise ValueError("every parameter is frozen: the inner loop has nothing to adapt")
         names = list(fast)
-        on_cuda = any(p.is_cuda for p in fast.values())
-        # cuDNN RNN kernels have no double backward: use the native kernels when the graph is kept.
-        no_cudnn = (
-            torch.backends.cudnn.flags(enabled=False)
-            if create_graph and on_cuda
-            else contextlib.nullcontext()
-        )
-        with torch.enable_grad(), no_cudnn:
+        with torch.enable_grad(), self._cudnn_off_if(create_graph or not self.model.training):
             for _ in range(steps):
                 loss = self.loss_fn(self(support_x, fast), support_y)
                 grads = torch.autograd.grad(
@@ -165,7 +168,8 @@ class MAML(nn.Module):
     def task_loss(self, episode: Episode) -> torch.Tensor:
         """Query loss of the network adapted on the episode's support set (differentiable in theta)."""
         fast = self.adapt(episode.support_x, episode.support_y)
-        return self.loss_fn(self(episode.query_x, fast), episode.query_y)
+        with self._cudnn_off_if(not self.model.training):
+            return self.loss_fn(self(episode.query_x, fast), episode.query_y)
 
     def meta_loss(self, episodes: Sequence[Episode]) -> torch.Tensor:
         """Mean query loss over a batch of episodes."""
