@@ -124,7 +124,7 @@ def feature_frame(prices: pd.DataFrame) -> pd.DataFrame:
             "volume_change": np.log1p(prices["Volume"]).diff(),
         }
     ).dropna()
-    frame["day_of_week"] = frame.index.dayofweek.astype(float)
+    frame["day_of_week"] = frame.index.day_of_week.astype(float)
     frame["month"] = frame.index.month.astype(float)
     frame.attrs = dict(prices.attrs)
     return frame
