@@ -76,6 +76,9 @@ from course_lib.outputs import prediction_of
 from course_lib.training import GaussianNLLLoss, Trainer
 from course_lib.windows import make_task
 
+# Models this small are latency-bound on a CPU: extra threads only add synchronisation (several times
+# slower on a busy 2-core machine), so the CPU work of this notebook uses one thread.
+torch.set_num_threads(1)
 pd.set_option("display.width", 140)
 pd.set_option("display.max_columns", 20)
 notebook_start = time.perf_counter()
