@@ -368,11 +368,12 @@ for kind, benchmark in BENCHMARKS.items():
 #   matters is log-HAR (0.174), four regression coefficients on the log scale of the target: in our run
 #   the TCN was a little below it (0.170) without a significant DM test for any seed, and WaveNet
 #   (0.179) and the LSTM (0.177) were a little above it, each significantly worse for one seed. On
-#   QLIKE, which scores the variance itself, the networks are no better than HAR or GARCH either. With
+#   QLIKE, which scores the variance itself, the networks range from 0.38 to 0.43 against 0.39-0.40
+#   for GARCH and HAR: no clear gain there either. With
 #   `EPOCHS = 8` (a side run) the networks reached 0.169 (TCN), 0.172 (LSTM) and 0.176 (WaveNet): more
 #   training helps a little, and the ranking between the networks is not stable.
 # * **Cost.** On a CPU the convolutional models are *slower* per epoch than the small LSTM here (see the
-#   bar chart: TCN about 1.5x, WaveNet 2-3x in our run). A 20-step recurrence is short, and the TCN pays
+#   bar chart: roughly 1.5 to 3 times as long in our run; timings on a shared machine are noisy). A 20-step recurrence is short, and the TCN pays
 #   for weight normalisation and six convolutions, WaveNet for five gated layers with two 1x1
 #   convolutions each. Their advantage, parallelism over time, shows on long windows and on GPUs.
 
