@@ -56,8 +56,7 @@ TIMEOUT ?= 60
 JOBS ?= 1
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
-	$(PY) -m scripts.grading grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS) \
-		$(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(GRADES),--grades "$(GRADES)")
+	$(PY) -m scripts.grading grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
 
 clean:
 	rm -rf build dist

@@ -70,14 +70,24 @@ def read_py_notebook(path: Path):
 
 
 def _bound_names(tree: ast.Module) -> list[str]:
+    """Names a cell defines at top level (also inside ``with``, ``if``, ``for``, ``try``; not in functions)."""
     names = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                names += [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.append(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    names.extend(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.With | ast.If | ast.For | ast.While | ast.Try):
+                for field_name in ("body", "orelse", "finalbody", "handlers"):
+                    visit(getattr(node, field_name, []))
+            elif isinstance(node, ast.ExceptHandler):
+                visit(node.body)
+
+    visit(tree.body)
     return list(dict.fromkeys(names))
 
 
@@ -294,7 +304,8 @@ def _stub(source: str) -> str:
             bases = ", ".join(ast.unparse(b) for b in node.bases)
             out += [f"class {node.name}({bases}):" if bases else f"class {node.name}:", "    ...", ""]
         else:
-            out += [f"{name} = ..." for name in _bound_names(ast.Module(body=[node], type_ignores=[]))]
+            names = _bound_names(ast.Module(body=[node], type_ignores=[]))
+            out += [f"{name} = ..." for name in names if not name.startswith("_")]  # not the helpers
     return "\n".join(out).rstrip() + "\n"
 
 
