@@ -238,6 +238,29 @@ def test_bad_submissions_still_give_a_complete_gradebook(dist, sandboxes, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_submission_that_kills_the_fork_server_does_not_stop_the_batch(dist, tmp_path):
+    ag = dist / "assignments" / "03_tcn_wavenet"
+    bundle = Bundle.load(ag / "autograder")
+    boxes = start_sandboxes([bundle])
+    try:
+        if boxes.zygote is None:
+            pytest.skip("no fork server on this platform (each submission starts its own interpreter)")
+        good = json.loads((ag / "autograder" / "03_tcn_wavenet.ipynb").read_text())
+        killer = json.loads(json.dumps(good))
+        killer["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                                "source": "import os\nimport signal\n\nos.kill(os.getppid(), signal.SIGKILL)"})
+        folder = tmp_path / "subs"
+        folder.mkdir()
+        (folder / "a_killer.ipynb").write_text(json.dumps(killer))
+        (folder / "b_good.ipynb").write_text(json.dumps(good))  # graded after the fork server died
+        reports = grade_folder(bundle, folder, None, timeout=120, jobs=1, log=lambda *a: None, sandboxes=boxes)
+    finally:
+        boxes.close()
+    assert boxes.zygote is None, "the fork server should have been replaced by fresh interpreters"
+    assert {r.student: r.total for r in reports} == {"a_killer": 10, "b_good": 10}
+
+
+@pytest.mark.slow
 def test_workspace_never_overwrites_learner_work(dist, tmp_path):
     dest = build.workspace(tmp_path / "ws", dist, log=lambda *a: None)
     mine = dest / "assignments" / f"{MASTERS[0].stem}.ipynb"

@@ -215,6 +215,9 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):  # a zombie nobody reaps (its zygote was killed) is dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
@@ -439,7 +442,7 @@ def _short(message: str, show_code: bool = False) -> str:
     code = lines[at + 1].strip()
     if "Got:" in lines[at:] and "Exception raised:" not in lines[at:]:
         got = lines[lines.index("Got:", at) + 1].strip()
-        return f"`{code[:200]}` printed {got[:200]} (the tests expect no output)"
+        return f"`{code[:200]}` printed {got[:200]} (the tests expect no output)" if show_code else "unexpected output"
     error = next((s.strip() for s in lines[at + 2:] if s.startswith("    ") and not s.startswith("     ")
                   and not s.strip().startswith("Traceback")), "the output differed from the expected one")
     return f"`{code[:200]}` raised {error[:300]}" if show_code else error[:300]
