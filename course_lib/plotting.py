@@ -74,7 +74,9 @@ def visualize_attention_weights(model, inputs, ax=None, title: str = "Attention 
     finally:
         model.train(was_training)
     if not isinstance(out, dict) or "attention" not in out:
-        raise TypeError(f"{type(model).__name__}(..., return_attention=True) must return a dict with 'attention'")
+        raise TypeError(
+            f"{type(model).__name__}(..., return_attention=True) must return a dict with 'attention'"
+        )
     prediction_of(out)  # the dict must follow the output convention
     w = _numpy(out["attention"])
     mean = w.reshape(-1, *w.shape[-2:]).mean(axis=0)  # (T, T)
@@ -83,7 +85,9 @@ def visualize_attention_weights(model, inputs, ax=None, title: str = "Attention 
     return ax, mean
 
 
-def plot_variable_importance(weights, feature_names: Sequence[str], ax=None, title: str = "Variable importance"):
+def plot_variable_importance(
+    weights, feature_names: Sequence[str], ax=None, title: str = "Variable importance"
+):
     """Bar chart of variable-selection weights (..., C): mean over samples and time, with the spread
     (standard deviation over samples of their time-averaged weights) as error bars."""
     w = _numpy(weights)
@@ -103,7 +107,9 @@ def plot_variable_importance(weights, feature_names: Sequence[str], ax=None, tit
     return ax
 
 
-def plot_variable_weights_over_time(weights, feature_names: Sequence[str], ax=None, title: str = "Selection weight by lag"):
+def plot_variable_weights_over_time(
+    weights, feature_names: Sequence[str], ax=None, title: str = "Selection weight by lag"
+):
     """Heatmap (feature x time) of the mean variable-selection weights (N, L, C) at each step of the window."""
     w = _numpy(weights)
     if w.ndim != 3 or w.shape[-1] != len(feature_names):
@@ -120,7 +126,9 @@ def plot_variable_weights_over_time(weights, feature_names: Sequence[str], ax=No
     return ax
 
 
-def plot_quantile_bands(dates, y_true, quantile_pred, quantiles: Sequence[float], ax=None, title: str = "Quantile forecast"):
+def plot_quantile_bands(
+    dates, y_true, quantile_pred, quantiles: Sequence[float], ax=None, title: str = "Quantile forecast"
+):
     """Realised values against the predicted quantiles (N, Q): nested bands between symmetric pairs
     of levels, the median (or middle level) as a line."""
     q = _numpy(quantile_pred)
@@ -132,8 +140,15 @@ def plot_quantile_bands(dates, y_true, quantile_pred, quantiles: Sequence[float]
     n = len(quantiles)
     for i in range(n // 2):
         inside = np.mean((y >= q[:, i]) & (y <= q[:, n - 1 - i]))
-        ax.fill_between(dates, q[:, i], q[:, n - 1 - i], alpha=0.25 + 0.15 * i, color="tab:blue", lw=0,
-                        label=f"{quantiles[i]:.2f}-{quantiles[n - 1 - i]:.2f} band ({inside:.0%} inside)")
+        ax.fill_between(
+            dates,
+            q[:, i],
+            q[:, n - 1 - i],
+            alpha=0.25 + 0.15 * i,
+            color="tab:blue",
+            lw=0,
+            label=f"{quantiles[i]:.2f}-{quantiles[n - 1 - i]:.2f} band ({inside:.0%} inside)",
+        )
     ax.plot(dates, q[:, n // 2], color="tab:blue", lw=1, label=f"q{quantiles[n // 2]:.2f}")
     ax.plot(dates, y, ".", color="black", ms=2, label="realised")
     ax.set_title(title)

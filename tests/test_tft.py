@@ -39,7 +39,14 @@ VARIANTS = [(0, 0), (C_KNOWN, 0), (0, C_STATIC), (C_KNOWN, C_STATIC)]
 def make_tft(n_known=C_KNOWN, n_static=C_STATIC, horizon=H, n_heads=4, seed=0) -> TemporalFusionTransformer:
     set_seed(seed)
     return TemporalFusionTransformer(
-        C_OBS, n_known, n_static, horizon=horizon, d_model=16, n_heads=n_heads, dropout=0.1, quantiles=QUANTILES
+        C_OBS,
+        n_known,
+        n_static,
+        horizon=horizon,
+        d_model=16,
+        n_heads=n_heads,
+        dropout=0.1,
+        quantiles=QUANTILES,
     )
 
 

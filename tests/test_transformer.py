@@ -18,7 +18,9 @@ B, L, C = 4, 12, 5
 
 def small_model(**kwargs) -> FinancialTransformer:
     set_seed(0)
-    config = dict(input_size=C, d_model=16, n_heads=4, num_layers=2, dim_feedforward=32, output_size=2, dropout=0.1)
+    config = dict(
+        input_size=C, d_model=16, n_heads=4, num_layers=2, dim_feedforward=32, output_size=2, dropout=0.1
+    )
     config.update(kwargs)
     return FinancialTransformer(**config)
 
@@ -89,7 +91,9 @@ def test_no_look_ahead(train_mode):
     model = small_model().train(train_mode)
     x = torch.randn(B, L, C)
     for t in range(L - 1):
-        assert future_gradient(lambda z: model(z, per_step=True), x, t) == 0.0, f"output at {t} sees the future"
+        assert future_gradient(lambda z: model(z, per_step=True), x, t) == 0.0, (
+            f"output at {t} sees the future"
+        )
 
 
 def test_without_mask_the_future_leaks():

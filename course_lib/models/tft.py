@@ -103,7 +103,9 @@ class GatedResidualNetwork(nn.Module):
 
     def forward(self, a: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if (c is None) != (self.fc_context is None):
-            raise ValueError("this GRN was built " + ("with" if self.fc_context is not None else "without") + " a context")
+            raise ValueError(
+                "this GRN was built " + ("with" if self.fc_context is not None else "without") + " a context"
+            )
         eta = self.fc_input(a)  # (..., hidden)
         if c is not None:
             context = self.fc_context(c)  # (B, hidden)
@@ -128,7 +130,9 @@ class VariableSelectionNetwork(nn.Module):
             [GatedResidualNetwork(d_model, d_model, d_model, dropout) for _ in range(n_vars)]
         )
         self.weight_grn = (
-            GatedResidualNetwork(n_vars * d_model, d_model, n_vars, dropout, context_size) if n_vars > 1 else None
+            GatedResidualNetwork(n_vars * d_model, d_model, n_vars, dropout, context_size)
+            if n_vars > 1
+            else None
         )
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,7 +228,11 @@ class TemporalFusionTransformer(nn.Module):
                 f"{n_observed}, {n_known}, {n_static}, {horizon}"
             )
         quantiles = tuple(float(q) for q in quantiles)
-        if not quantiles or any(not 0 < q < 1 for q in quantiles) or list(quantiles) != sorted(set(quantiles)):
+        if (
+            not quantiles
+            or any(not 0 < q < 1 for q in quantiles)
+            or list(quantiles) != sorted(set(quantiles))
+        ):
             raise ValueError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles}")
         self.n_observed, self.n_known, self.n_static, self.horizon = n_observed, n_known, n_static, horizon
         self.quantiles = quantiles
@@ -256,15 +264,21 @@ class TemporalFusionTransformer(nn.Module):
         batch = x_past.shape[0]
         if self.n_known:
             if x_future is None:
-                raise ValueError(f"the model was built with n_known={self.n_known}: pass x_future (B, H, C_known)")
+                raise ValueError(
+                    f"the model was built with n_known={self.n_known}: pass x_future (B, H, C_known)"
+                )
             check_sequence(x_future, self.n_known, "x_future")
             if x_future.shape[:2] != (batch, self.horizon):
-                raise ValueError(f"x_future must be ({batch}, {self.horizon}, {self.n_known}), got {tuple(x_future.shape)}")
+                raise ValueError(
+                    f"x_future must be ({batch}, {self.horizon}, {self.n_known}), got {tuple(x_future.shape)}"
+                )
         elif x_future is not None:
             raise ValueError("the model was built with n_known=0 but received x_future")
         if self.n_static:
             if x_static is None:
-                raise ValueError(f"the model was built with n_static={self.n_static}: pass x_static (B, C_static)")
+                raise ValueError(
+                    f"the model was built with n_static={self.n_static}: pass x_static (B, C_static)"
+                )
             if x_static.shape != (batch, self.n_static):
                 raise ValueError(f"x_static must be ({batch}, {self.n_static}), got {tuple(x_static.shape)}")
             if not torch.isfinite(x_static).all():

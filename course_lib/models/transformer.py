@@ -90,7 +90,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
-        q, k, v = (z.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v))  # (B, h, L, dh)
+        q, k, v = (
+            z.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v)
+        )  # (B, h, L, dh)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, L, L)
         if self.causal:
             scores = scores.masked_fill(~causal_mask(L, x.device), float("-inf"))
@@ -108,7 +110,9 @@ class TransformerBlock(nn.Module):
         self.ln_attn = nn.LayerNorm(d_model)
         self.attn = CausalSelfAttention(d_model, n_heads, dropout, causal)
         self.ln_ff = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model))
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
