@@ -38,6 +38,9 @@ PACKAGED = {
 }
 
 
+_FAILED_ONLINE: set[str] = set()  # tickers whose download failed in this session: not retried
+
+
 class UnknownTickerError(ValueError):
     """Raised when a ticker is neither packaged nor downloadable."""
 
@@ -82,8 +85,10 @@ def load_prices(
         raise ValueError(f"start {start_ts.date()} is after end {end_ts.date()}")
 
     df = None
-    if not is_offline(offline):
+    if not is_offline(offline) and ticker not in _FAILED_ONLINE:
         df = _load_online(ticker, start_ts, end_ts)
+        if df is None:
+            _FAILED_ONLINE.add(ticker)  # one warning per ticker and session, not one per call
     if df is None:
         df = _load_packaged(ticker)
     return _select_dates(df, ticker, start_ts, end_ts)

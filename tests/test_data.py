@@ -59,6 +59,7 @@ def online(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_OFFLINE", "0")
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_FAILED_ONLINE", set())
     import yfinance
 
     calls = []
@@ -82,6 +83,8 @@ def test_empty_yfinance_result_falls_back_with_warning(online):
         df = load_prices("^GSPC")
     assert not df.empty and df.attrs["source"].startswith("packaged")
     assert calls[0][1]["auto_adjust"] is True
+    load_prices("^GSPC", start="2005-01-01")  # a failed ticker is not retried in the same session
+    assert len(calls) == 1
 
 
 def test_yfinance_exception_falls_back(online):
