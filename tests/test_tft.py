@@ -29,6 +29,7 @@ from course_lib.plotting import (
     visualize_attention_weights,
 )
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
+from course_lib.training import PinballLoss, Trainer
 
 B, L, H, C_OBS, C_KNOWN, C_STATIC = 4, 10, 3, 5, 2, 3
 QUANTILES = (0.1, 0.5, 0.9)
@@ -248,27 +249,22 @@ def test_quantiles_never_cross(scale, head_scale, seed):
     assert torch.all(q[..., 1:] >= q[..., :-1])
 
 
-def pinball(q_pred: torch.Tensor, y: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    error = y.unsqueeze(-1) - q_pred  # (..., Q)
-    return torch.maximum(levels * error, (levels - 1) * error).mean()
-
-
 def test_pinball_training_recovers_the_quantiles_of_noise():
     """Target ~ N(0, 1) independent of the inputs: the fitted quantiles approach -1.28, 0, 1.28."""
     set_seed(0)
     model = TemporalFusionTransformer(2, 1, horizon=1, d_model=8, n_heads=2, dropout=0.0, quantiles=QUANTILES)
     x_past, x_future, y = torch.randn(256, 4, 2), torch.randn(256, 1, 1), torch.randn(256, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-    levels = torch.tensor(QUANTILES)
+    pinball = PinballLoss(QUANTILES)
     for _ in range(60):
         optimizer.zero_grad()
-        loss = pinball(model(x_past, x_future), y, levels)
+        loss = pinball(model(x_past, x_future), y)
         loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
         q = model(torch.randn(512, 4, 2), torch.randn(512, 1, 1)).mean(dim=(0, 1))
-    empirical = torch.quantile(y, levels)
+    empirical = torch.quantile(y, torch.tensor(QUANTILES))
     torch.testing.assert_close(q, empirical, atol=0.3, rtol=0)
 
 
@@ -300,12 +296,28 @@ def test_bad_inputs_raise_clear_errors():
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         model(bad, x_future, x_static)
-    with pytest.raises(ValueError, match="received x_future"):
+    with pytest.raises(ValueError, match="received x_future with values"):
         make_tft(n_known=0)(x_past, x_future, x_static)
     with pytest.raises(ValueError, match="strictly increasing"):
         TemporalFusionTransformer(3, quantiles=(0.9, 0.5))
     with pytest.raises(ValueError, match="must divide"):
         TemporalFusionTransformer(3, d_model=10, n_heads=4)
+
+
+def test_trainer_fits_the_tft_from_a_tuple_of_arrays():
+    """The Trainer calls model(*X): (x_past, x_future, x_static), with an empty x_future when n_known=0."""
+    for n_known in (C_KNOWN, 0):
+        model = make_tft(n_known=n_known)
+        x_past, x_future, x_static = make_inputs(model, batch=64)
+        x_future = x_future if n_known else torch.zeros(64, H, 0)
+        X, y = (
+            (x_past.numpy(), x_future.numpy(), x_static.numpy()),
+            np.random.default_rng(0).normal(size=(64, H)),
+        )
+        trainer = Trainer(model, loss=PinballLoss(QUANTILES), max_epochs=2, batch_size=32, progress=False)
+        history = trainer.fit(X, y, X, y)
+        assert len(history["train_loss"]) == 2 and np.isfinite(history["val_loss"]).all()
+        assert trainer.predict(X).shape == (64, H, len(QUANTILES))
 
 
 # ---------------------------------------------------------------- plots

@@ -207,7 +207,8 @@ class TemporalFusionTransformer(nn.Module):
     averaged; row t = the weights that position t puts on positions <= t), "variable_weights"
     (B, L, C_obs), and "future_variable_weights" (B, H, C_known) / "static_variable_weights"
     (B, C_static) when those inputs exist. The Trainer calls ``model(*X)``, so pass X as a tuple
-    ``(x_past, x_future)`` or ``(x_past, x_future, x_static)``.
+    ``(x_past, x_future)`` or ``(x_past, x_future, x_static)``; with static but no known-future inputs,
+    an empty x_future of shape (B, H, 0) stands in for None.
     """
 
     def __init__(
@@ -272,8 +273,8 @@ class TemporalFusionTransformer(nn.Module):
                 raise ValueError(
                     f"x_future must be ({batch}, {self.horizon}, {self.n_known}), got {tuple(x_future.shape)}"
                 )
-        elif x_future is not None:
-            raise ValueError("the model was built with n_known=0 but received x_future")
+        elif x_future is not None and x_future.numel() > 0:
+            raise ValueError("the model was built with n_known=0 but received x_future with values")
         if self.n_static:
             if x_static is None:
                 raise ValueError(
