@@ -35,18 +35,30 @@ def _thin_ticks(ax, labels: Sequence[str], axis: str, max_ticks: int = 12) -> No
         ax.set_yticks(positions, [labels[i] for i in positions])
 
 
-def plot_attention(weights, labels: Sequence[str] | None = None, ax=None, title: str = "Attention weights"):
-    """Heatmap of one (T, T) attention matrix (average it over samples and heads first)."""
+def plot_attention(
+    weights,
+    labels: Sequence[str] | None = None,
+    ax=None,
+    title: str = "Attention weights",
+    relative: bool = False,
+):
+    """Heatmap of one (T, T) attention matrix (average it over samples and heads first).
+
+    ``relative=True`` divides each row by the uniform weight over its visible keys (1 / the number of
+    non-zero entries; 1/(t+1) under a causal mask): 1 means "as much as a plain average", >1 "more".
+    """
     w = _numpy(weights)
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise ValueError(f"plot_attention wants a square (T, T) matrix, got shape {w.shape}")
+    if relative:
+        w = w * (w > 0).sum(axis=1, keepdims=True)
     labels = list(labels) if labels is not None else time_labels(w.shape[0])
     if len(labels) != w.shape[0]:
         raise ValueError(f"{len(labels)} labels for {w.shape[0]} positions")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.5))
     image = ax.imshow(w, cmap="viridis", aspect="auto", vmin=0.0)
-    ax.figure.colorbar(image, ax=ax, label="attention weight")
+    ax.figure.colorbar(image, ax=ax, label="weight / uniform weight" if relative else "attention weight")
     _thin_ticks(ax, labels, "x")
     _thin_ticks(ax, labels, "y")
     ax.set_xlabel("key: position attended to")
@@ -55,13 +67,15 @@ def plot_attention(weights, labels: Sequence[str] | None = None, ax=None, title:
     return ax
 
 
-def visualize_attention_weights(model, inputs, ax=None, title: str = "Attention weights (mean over samples)"):
+def visualize_attention_weights(
+    model, inputs, ax=None, title: str = "Attention weights (mean over samples)", relative: bool = False
+):
     """Run ``model(*inputs, return_attention=True)`` in eval mode and plot the mean attention matrix.
 
     ``inputs`` is a tensor/array x (B, L, C) or a tuple of them (``(x_past, x_future)`` for the TFT).
     Attention of any shape (..., T, T) is averaged over every leading axis (samples, layers, heads).
     Positions are labelled relative to the forecast origin t = the last of the L input steps.
-    Returns (ax, mean weights (T, T) as numpy).
+    ``relative`` is passed to :func:`plot_attention`. Returns (ax, mean weights (T, T) as numpy).
     """
     inputs = inputs if isinstance(inputs, tuple | list) else (inputs,)
     device = next(model.parameters()).device
@@ -81,7 +95,9 @@ def visualize_attention_weights(model, inputs, ax=None, title: str = "Attention 
     w = _numpy(out["attention"])
     mean = w.reshape(-1, *w.shape[-2:]).mean(axis=0)  # (T, T)
     n_past = tensors[0].shape[1]
-    ax = plot_attention(mean, time_labels(n_past, mean.shape[0] - n_past), ax=ax, title=title)
+    ax = plot_attention(
+        mean, time_labels(n_past, mean.shape[0] - n_past), ax=ax, title=title, relative=relative
+    )
     return ax, mean
 
 
@@ -107,22 +123,32 @@ def plot_variable_importance(
     return ax
 
 
-def plot_variable_weights_over_time(
-    weights, feature_names: Sequence[str], ax=None, title: str = "Selection weight by lag"
+def plot_variable_weights_over_dates(
+    dates,
+    weights,
+    feature_names: Sequence[str],
+    window: int = 21,
+    ax=None,
+    title: str = "Selection weights over time",
 ):
-    """Heatmap (feature x time) of the mean variable-selection weights (N, L, C) at each step of the window."""
+    """Rolling mean (``window`` samples) of the variable-selection weights of each sample's LAST input step,
+    against the sample dates: how the importances move through calm and turbulent periods.
+    ``weights`` is (N, L, C) (the last step is used) or (N, C)."""
     w = _numpy(weights)
-    if w.ndim != 3 or w.shape[-1] != len(feature_names):
-        raise ValueError(f"want (N, L, {len(feature_names)}) weights, got shape {w.shape}")
-    mean = w.mean(axis=0).T  # (C, L)
+    w = w[:, -1] if w.ndim == 3 else w
+    if w.ndim != 2 or w.shape != (len(dates), len(feature_names)):
+        raise ValueError(
+            f"want weights ({len(dates)}, [L,] {len(feature_names)}), got shape {_numpy(weights).shape}"
+        )
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 0.35 * len(feature_names) + 1.5))
-    image = ax.imshow(mean, cmap="magma", aspect="auto", vmin=0.0)
-    ax.figure.colorbar(image, ax=ax, label="mean weight")
-    _thin_ticks(ax, time_labels(w.shape[1]), "x")
-    ax.set_yticks(np.arange(len(feature_names)), list(feature_names))
-    ax.set_xlabel("input step")
+        _, ax = plt.subplots(figsize=(9, 3))
+    kernel = np.ones(window) / window
+    for j, name in enumerate(feature_names):
+        smooth = np.convolve(w[:, j], kernel, mode="valid")  # trailing mean ending at each date
+        ax.plot(dates[window - 1 :], smooth, lw=1.2, label=name)
+    ax.set_ylabel(f"weight ({window}-sample mean)")
     ax.set_title(title)
+    ax.legend(fontsize=8, ncol=min(len(feature_names), 5), loc="upper left")
     return ax
 
 

@@ -22,9 +22,10 @@ from course_lib.models.tft import (
     VariableSelectionNetwork,
 )
 from course_lib.plotting import (
+    plot_attention,
     plot_quantile_bands,
     plot_variable_importance,
-    plot_variable_weights_over_time,
+    plot_variable_weights_over_dates,
     time_labels,
     visualize_attention_weights,
 )
@@ -339,6 +340,15 @@ def test_attention_plot_is_labelled_with_time_not_features():
     plt.close("all")
 
 
+def test_relative_attention_is_one_for_uniform_causal_weights():
+    uniform = np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None]
+    ax = plot_attention(uniform, relative=True)
+    np.testing.assert_allclose(ax.images[0].get_array()[np.tril_indices(5)], 1.0)
+    with pytest.raises(ValueError, match="square"):
+        plot_attention(np.ones((3, 4)))
+    plt.close("all")
+
+
 def test_attention_plot_of_the_transformer():
     from course_lib.models.transformer import FinancialTransformer
 
@@ -355,7 +365,9 @@ def test_variable_and_quantile_plots_run_and_check_shapes():
     names = [f"f{i}" for i in range(C_OBS)]
     ax = plot_variable_importance(out["variable_weights"], names)
     assert sorted(t.get_text() for t in ax.get_yticklabels()) == names
-    plot_variable_weights_over_time(out["variable_weights"], names)
+    plot_variable_weights_over_dates(np.arange(B), out["variable_weights"], names, window=2)
+    with pytest.raises(ValueError, match="want weights"):
+        plot_variable_weights_over_dates(np.arange(B + 1), out["variable_weights"], names)
     with pytest.raises(ValueError, match="feature names"):
         plot_variable_importance(out["variable_weights"], names[:-1])
     q = out["prediction"][:, 0].detach()
