@@ -331,6 +331,9 @@ print(f"FinancialTransformer: {2 * len(SEEDS)} runs in {time.perf_counter() - st
 # hence its day of week, its month, and how many calendar days away it is (1 on consecutive days, 3 over a
 # weekend, more over a holiday; exchange holidays are published years ahead). Those three numbers go to
 # the decoder. They come from the dates of the task's frame at the rows of the forecast origins.
+# (Strictly, *unscheduled* closures, such as the two days of Hurricane Sandy in October 2012, were not
+# known the evening before; a production system would read the gap from the published exchange calendar.
+# Here that touches a handful of days.)
 
 # %%
 def calendar_inputs(task, split):
@@ -367,7 +370,7 @@ print(f"TFT: {2 * len(TFT_SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
 
 # %% [markdown]
 # > **Pitfall (erratum: TemporalFusionTransformer, VariableSelectionNetwork)** The module's TFT crashes
-# > on its first line: its variable selection multiplies the `(B, L, 5)` input by `(B, L, 32)` weights. The
+# > in its first layer: its variable selection multiplies the `(B, L, 5)` input by `(B, L, 32)` weights. The
 # > weights were a softmax over 32 hidden units, not over the 5 variables, so they are no importances; and
 # > they were computed from the window **mean**, so step $t$ depends on later steps. `course_lib` embeds
 # > each variable, gives each its own GRN and takes the softmax over variables at each step (exercise 2).
@@ -420,11 +423,12 @@ print(f"return band width: {width[calm_days].mean():.2f}% on the calmest tenth o
       f"{np.abs(ret_task.test.y[wild_days, 0]).mean():.2f}%)")
 
 # %% [markdown]
-# Read the printout rather than the picture alone. With this tiny budget the TFT's return band moves
-# much less than realised volatility does: the pinball loss on returns is dominated by the median, and
-# six epochs do not teach the network a volatility model (the volatility TFT, trained on a persistent
-# target, tracks it well). Fat tails do the rest: on the wildest days the band is far too narrow. A
-# GARCH-type model, or the volatility forecast fed back as an input, would do better here.
+# Read the printout rather than the picture alone. The TFT's return band does widen on volatile days,
+# but far less than realised moves grow: a few epochs on 2,000 noisy daily returns teach the network
+# only part of the volatility dynamics (the volatility TFT, trained on a persistent target, tracks them
+# much better). Fat tails do the rest: on the wildest days the band is far too narrow, while overall
+# coverage can still look right because calm days are the majority. Coverage *conditional* on the
+# regime is the honest check for a risk forecast.
 
 # %% [markdown]
 # ### What the TFT looks at: variables and time
