@@ -149,7 +149,7 @@ print("max |masked attention vs PyTorch is_causal| =",
 # step $t$, the next day's scaled return (feature `ret` at $t+1$). One has the causal mask, the other has
 # it removed (`causal=False`, an option that exists only for this experiment). Daily returns are nearly
 # unpredictable: an honest model explains almost none of their variance out of sample,
-# $R^2 = 1 - \mathrm{MSE}/\mathrm{Var} pprox 0$.
+# $R^2 = 1 - \mathrm{MSE}/\mathrm{Var} \approx 0$.
 
 # %%
 vol_task = make_task("volatility", lookback=LOOKBACK, features=FEATURES)
@@ -185,7 +185,8 @@ leak_models, leak_losses, leak_rows = {}, {}, []
 for causal in (True, False):
     model, leak_losses[causal] = fit_per_step(causal)
     with torch.no_grad():
-        r2 = {f"R2 {split}": 1 - per_step_mse(model, x).item() / x[:, 1:, RET].var().item() for split, x in leak_x.items()}
+        r2 = {f"R2 {split}": 1 - per_step_mse(model, x).item() / x[:, 1:, RET].var().item()
+              for split, x in leak_x.items()}
     leak_models[causal] = model.cpu()
     x_probe = leak_x["val"][:16].cpu()
     worst = max(future_gradient(lambda z, m=model: m(z, per_step=True), x_probe, t) for t in range(LEAK_LOOKBACK - 1))
@@ -208,9 +209,11 @@ display(pd.DataFrame(leak_rows).set_index("model").round(3))
 # $t+1$ of its own input, and the validation windows carry the same leak. (The causal model's training
 # $R^2$ is above zero for another reason: with 256 overlapping windows it partly memorises the days; its
 # validation $R^2$ shows that this does not generalise.) The unmasked model would be useless at the only
-# step that matters, the last one, whose future is not in the window. `course_lib.testing.future_gradient` finds the leak without any training: it differentiates
-# output $t$ (times a random probe vector) with respect to the inputs after $t$; the causal model gives
-# exactly 0.
+# step that matters, the last one, whose future is not in the window.
+#
+# `course_lib.testing.future_gradient` finds the leak without any training: it differentiates output $t$
+# (times a random probe vector) with respect to the inputs after $t$ (last column of the table); the
+# causal model gives exactly 0.
 #
 # > **Pitfall (erratum: FinancialTransformer)** The source module's `FinancialTransformer` calls its
 # > encoder with `src_mask=None` by default, so nothing is masked. As long as only the last step's output
@@ -545,8 +548,8 @@ verdict(ret_table, "zero", "returns")
 verdict(vol_table, "har", "volatility")
 
 # %% [markdown]
-# **What the numbers say.** On daily returns neither network beats the zero forecast (read the verdict
-# lines): $R^2_{oos}$ is about zero or below, as for the AR(1) and the historical mean. A network can even
+# **What the numbers say.** On daily returns no network beat the zero forecast in our runs (read the
+# verdict lines for yours): $R^2_{oos}$ is about zero or below, as for the AR(1) and the historical mean. A network can even
 # be significantly *worse* than zero: a small bias in its mean forecast, repeated over 2,500 test days,
 # is enough for a DM test to notice, and the per-seed table shows how much that depends on the seed.
 # This is the expected result for a liquid index, not a failure of the code; a model that reports a
