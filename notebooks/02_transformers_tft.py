@@ -63,6 +63,9 @@ from course_lib.windows import make_task
 
 notebook_start = time.perf_counter()
 device = get_device()
+# Models this small are latency-bound on a CPU: extra threads only add synchronisation (several times
+# slower on a busy 2-core machine), so the CPU work of this notebook uses one thread.
+torch.set_num_threads(1)
 set_seed(0)
 print("device:", device)
 
