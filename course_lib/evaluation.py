@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .features import VAR_FLOOR
+from .features import VAR_FLOOR, log_vol
 from .windows import Task
 
 
@@ -122,6 +122,9 @@ def diebold_mariano(y_true, pred1, pred2, h: int = 1, loss: str = "se", lags: in
 # ---------------------------------------------------------------------------------------------
 
 
+HAR_WARMUP = 22  # the HAR's longest lag: no HAR forecast from earlier origins
+
+
 def _blocks(rows: np.ndarray, refit_every: int) -> list[np.ndarray]:
     return [rows[i : i + refit_every] for i in range(0, len(rows), refit_every)]
 
@@ -184,11 +187,12 @@ def _mean_variance_to_logvol(var_paths: np.ndarray, horizons: tuple[int, ...]) -
 def volatility_baselines(
     task: Task, split: str = "test", refit_every: int = 252, debias: bool = True
 ) -> dict[str, np.ndarray]:
-    """EWMA(0.94), GARCH(1,1) and HAR forecasts of the log-volatility target, aligned with ``task.<split>.y``.
+    """EWMA(0.94), GARCH(1,1), HAR and log-HAR forecasts of the log-volatility target, aligned with ``task.<split>.y``.
 
     EWMA and GARCH model the daily returns; HAR regresses the Garman-Klass variance proxy (the
-    target's own proxy) on its 1-, 5- and 22-day averages. Each is re-estimated every ``refit_every``
-    days on an expanding window that ends at the forecast origin.
+    target's own proxy) on its 1-, 5- and 22-day averages; log-HAR regresses each horizon's target
+    directly on the logs of those averages (see :func:`log_har_forecasts`). Each is re-estimated
+    every ``refit_every`` days on an expanding window that ends at the forecast origin.
 
     The target is the log of a noisy proxy, so the log of a variance forecast is biased for it
     (Jensen's inequality, and range-based variance runs below squared returns). With ``debias``
@@ -217,10 +221,33 @@ def volatility_baselines(
             shift = (task.train.y[keep] - _mean_variance_to_logvol(fitted, task.horizons)).mean(axis=0)
             forecast = forecast + shift[None, :]
         out[name] = forecast.astype(np.float32)
+    out["log_har"] = log_har_forecasts(task, split, refit_every)
     return out
 
 
-HAR_WARMUP = 22  # the HAR's longest lag: arch cannot forecast from earlier origins
+def log_har_forecasts(task: Task, split: str = "test", refit_every: int = 252) -> np.ndarray:
+    """Direct log-HAR: ``y_{t,h} = b0 + b1 lv1_t + b2 lv5_t + b3 lv22_t`` by least squares, per horizon.
+
+    ``lvk_t`` is the log volatility of the Garman-Klass variance averaged over days t-k+1..t. At
+    each re-estimation date b, only samples whose targets were known by b (origin + h <= b) are used.
+    For the training split itself there is no earlier data: it is fitted in-sample on the training years.
+    """
+    var = task.frame["var_gk"]
+    design = np.column_stack([np.ones(len(var))] + [log_vol(var.rolling(k).mean()).to_numpy() for k in (1, 5, 22)])
+    rows = np.concatenate([task.split(n).rows for n in ("train", "val", "test")])
+    ys = np.concatenate([task.split(n).y for n in ("train", "val", "test")])
+    usable_rows = rows >= HAR_WARMUP - 1
+    H = max(task.horizons)
+    s = task.split(split)
+    out = []
+    for block in _blocks(s.rows, refit_every):
+        fit = usable_rows & (rows + H <= block[0])
+        if fit.sum() < 100:  # forecasting the training split: fit on it in-sample
+            fit = usable_rows & np.isin(rows, task.train.rows)
+        beta, *_ = np.linalg.lstsq(design[rows[fit]], ys[fit], rcond=None)  # (4, n_h)
+        out.append(design[block] @ beta)
+    return np.concatenate(out).astype(np.float32)
+
 
 BENCHMARKS = {"returns": "zero", "volatility": "har"}
 

@@ -196,11 +196,13 @@ results_table(ret_task, ret_base)
 # * **EWMA** (RiskMetrics, $\lambda = 0.94$): $\sigma^2_{t+1} = \lambda\sigma^2_t + (1-\lambda) r_t^2$;
 # * **GARCH(1,1)**: $\sigma^2_{t+1} = \omega + \alpha \varepsilon_t^2 + \beta\sigma^2_t$;
 # * **HAR** (Corsi, 2009): a regression of tomorrow's variance proxy on its average over the last
-#   1, 5 and 22 days.
+#   1, 5 and 22 days;
+# * **log-HAR**: the same idea in logs, each horizon's target regressed directly on the log of those
+#   three averages by least squares.
 #
-# All three come from the `arch` package and are re-estimated every year on data up to the forecast
-# origin. Their log-variance forecasts get the constant shift that centres their errors on the
-# *training* years (the log of a noisy proxy sits below the log of its mean); no test data is used.
+# EWMA, GARCH and HAR come from the `arch` package; all four are re-estimated every year on data up to
+# the forecast origin. The log-variance forecasts of the first three get the constant shift that centres
+# their errors on the *training* years (the log of a noisy proxy sits below the log of its mean); no test data is used.
 # QLIKE, $\frac{\sigma^2}{\hat\sigma^2} - \log\frac{\sigma^2}{\hat\sigma^2} - 1$, is the loss that ranks
 # variance forecasts consistently with a noisy proxy. DM is each model against HAR.
 
@@ -234,9 +236,10 @@ linear_pred = trainer.predict(vol_task.test.X)
 results_table(vol_task, {"linear window": linear_pred, **vol_base})
 
 # %% [markdown]
-# **What the numbers say.** HAR, a three-coefficient regression, is the model to beat on volatility;
-# the linear window model lands near it because both are linear functions of recent volatility.
-# On returns nothing beats zero in a statistically meaningful way. Keep these two tables in mind.
+# **What the numbers say.** The HAR regressions are the models to beat on volatility, the log-HAR
+# (four coefficients) most of all. The linear window model beats HAR and lands level with the log-HAR,
+# because both are linear functions of recent log volatility. On returns nothing beats zero in a
+# statistically meaningful way. Keep these two tables in mind.
 
 # %% [markdown]
 # ## 8. Leakage: how to get a great score that means nothing
@@ -417,5 +420,5 @@ assert garch_better == bool(_ref.statistic < 0 and _ref.pvalue < 0.05), "negativ
 #   autocorrelated, so volatility is where forecasting pays.
 # * The tasks split by time, leave a gap before each boundary and fit the scaler on training rows
 #   only. Shuffled splits and all-data statistics inflate scores without improving any model.
-# * The baselines are strong: zero for returns, HAR for volatility. Every later chapter reports its
+# * The baselines are strong: zero for returns, HAR and log-HAR for volatility. Every later chapter reports its
 #   models beside them, with Diebold-Mariano tests, and says plainly when a baseline wins.

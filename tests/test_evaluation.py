@@ -98,7 +98,7 @@ def test_baselines_have_no_look_ahead(kind):
 
 def test_volatility_baselines_beat_a_constant(vol_task):
     base = volatility_baselines(vol_task)
-    assert set(base) == {"ewma", "garch", "har"}
+    assert set(base) == {"ewma", "garch", "har", "log_har"}
     y = vol_task.test.y
     constant = np.full_like(y, vol_task.train.y.mean())
     for name, p in base.items():
