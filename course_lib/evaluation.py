@@ -294,3 +294,38 @@ def results_table(
     if len(task.horizons) == 1:
         return table.drop(columns="horizon").set_index("model")
     return table.set_index(["horizon", "model"])
+
+
+def seed_summary(
+    task: Task,
+    predictions: dict[str, list[np.ndarray]],
+    baselines: dict[str, np.ndarray],
+    benchmark: str | None = None,
+    split: str = "test",
+) -> pd.DataFrame:
+    """Results over several training seeds: one :func:`results_table` per seed, then averaged.
+
+    ``predictions`` maps a model name to one prediction array per seed. Columns: mean MSE and its
+    spread across seeds (``MSE sd``), the mean R2_oos (returns) or QLIKE (volatility), mean DM
+    statistic and p-value, and how many seeds were significantly better or worse than the
+    benchmark (DM at the 5% level). Deterministic baselines appear once per seed, unchanged.
+    """
+    n_seeds = {len(p) for p in predictions.values()}
+    if len(n_seeds) != 1:
+        raise ValueError(f"every model needs the same number of seeds, got {sorted(n_seeds)}")
+    (n,) = n_seeds
+    per_seed = pd.concat(
+        [
+            results_table(task, {name: p[s] for name, p in predictions.items()} | baselines, benchmark, split)
+            .assign(seed=s)
+            for s in range(n)
+        ]
+    )
+    levels = ["horizon", "model"] if len(task.horizons) > 1 else "model"
+    grouped = per_seed.groupby(level=levels, sort=False)
+    score = "R2_oos" if task.kind == "returns" else "QLIKE"
+    table = grouped[["MSE", score, "DM", "DM_p"]].mean()
+    table.insert(1, "MSE sd", grouped["MSE"].std())
+    table["better (p<0.05)"] = grouped.apply(lambda g: f"{int(((g.DM < 0) & (g.DM_p < 0.05)).sum())}/{n}")
+    table["worse (p<0.05)"] = grouped.apply(lambda g: f"{int(((g.DM > 0) & (g.DM_p < 0.05)).sum())}/{n}")
+    return table

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
-from course_lib.evaluation import results_table, return_baselines, volatility_baselines
+from course_lib.evaluation import return_baselines, seed_summary, volatility_baselines
 from course_lib.models.convolutional import CausalConv1d
 from course_lib.models.hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from course_lib.models.recurrent import FinancialLSTM
@@ -283,19 +283,9 @@ def train_all(task):
     return predictions, {name: float(np.median(t)) for name, t in epoch_times.items()}, models
 
 
-def summarise(task, predictions, base, benchmark):
-    """Per-seed results tables (DM test against the benchmark), averaged over seeds."""
-    per_seed = pd.concat(
-        [results_table(task, {name: predictions[name, seed] for name in factories} | base, benchmark=benchmark)
-         .assign(seed=seed) for seed in SEEDS]
-    )
-    score = "R2_oos" if task.kind == "returns" else "QLIKE"
-    grouped = per_seed.groupby(level="model", sort=False)
-    table = grouped[["MSE", score, "DM", "DM_p"]].mean()
-    table.insert(1, "MSE sd", grouped["MSE"].std())
-    table["better (p<0.05)"] = grouped.apply(lambda g: f"{int(((g.DM < 0) & (g.DM_p < 0.05)).sum())}/{len(SEEDS)}")
-    table["worse (p<0.05)"] = grouped.apply(lambda g: f"{int(((g.DM > 0) & (g.DM_p < 0.05)).sum())}/{len(SEEDS)}")
-    return table
+def by_seed(predictions):
+    """{(model, seed): array} -> {model: [array for each seed]}, as seed_summary expects."""
+    return {name: [predictions[name, seed] for seed in SEEDS] for name in factories}
 
 
 BENCHMARKS = {"returns": "zero", "volatility": "log_har"}  # the DM benchmark of each task
@@ -303,7 +293,7 @@ start = time.perf_counter()
 results, times, fitted = {}, {}, {}
 for kind, task in tasks.items():
     predictions, times[kind], fitted[kind] = train_all(task)
-    results[kind] = summarise(task, predictions, baselines[kind], BENCHMARKS[kind])
+    results[kind] = seed_summary(task, by_seed(predictions), baselines[kind], BENCHMARKS[kind])
 print(f"trained {len(factories) * len(SEEDS) * len(tasks)} models in {time.perf_counter() - start:.1f} s")
 pd.DataFrame(times).rename_axis("seconds per epoch").round(3)
 

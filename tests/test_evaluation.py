@@ -13,6 +13,7 @@ from course_lib.evaluation import (
     r2_oos,
     results_table,
     return_baselines,
+    seed_summary,
     volatility_baselines,
 )
 from course_lib.windows import make_task
@@ -119,3 +120,17 @@ def test_results_table(returns_task, vol_task):
         results_table(returns_task, {**preds, "bad": preds["zero"][:, :1]})
     vt = results_table(vol_task, volatility_baselines(vol_task))
     assert "QLIKE" in vt.columns
+
+
+def test_seed_summary_counts_significant_seeds(vol_task):
+    base = volatility_baselines(vol_task)
+    y = vol_task.test.y
+    good = [base["log_har"] * 0.5 + y * 0.5 + 0.01 * s for s in range(3)]  # far better than HAR
+    bad = [np.full_like(y, y.mean() + s) for s in range(3)]  # constants: far worse
+    table = seed_summary(vol_task, {"good": good, "bad": bad}, base)
+    assert table.loc[(1, "good"), "better (p<0.05)"] == "3/3"
+    assert table.loc[(1, "bad"), "worse (p<0.05)"] == "3/3"
+    assert table.loc[(1, "har"), "MSE sd"] == 0.0
+    assert table.loc[(1, "good"), "MSE"] == pytest.approx(np.mean([mse(y[:, 0], g[:, 0]) for g in good]))
+    with pytest.raises(ValueError, match="same number of seeds"):
+        seed_summary(vol_task, {"good": good, "bad": bad[:2]}, base)

@@ -1,6 +1,7 @@
 """The models of the course, one module per family (functions stay in their modules).
 
 * :mod:`.recurrent` (chapter 01): LSTMCellScratch, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM, FinancialGRU
+* :mod:`.transformer`, :mod:`.tft` (chapter 02): PositionalEncoding, FinancialTransformer, TemporalFusionTransformer
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
@@ -11,7 +12,9 @@ from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, 
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
+from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
+from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
@@ -23,12 +26,15 @@ __all__ = [
     "ResidualBlock",
     "TemporalBlock",
     "TemporalConvNet",
+    "TemporalFusionTransformer",
     "WaveNet",
     "FinancialGRU",
     "FinancialLSTM",
     "FinancialTransferLearning",
+    "FinancialTransformer",
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "PositionalEncoding",
     "ResidualLSTM",
 ]

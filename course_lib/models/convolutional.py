@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .common import check_window
+
 __all__ = [
     "CausalConv1d",
     "Chomp1d",
@@ -43,23 +45,10 @@ __all__ = [
     "TemporalBlock",
     "TemporalConvNet",
     "WaveNet",
-    "check_window",
     "tcn_receptive_field",
     "wavenet_layers_for",
     "wavenet_receptive_field",
 ]
-
-
-def check_window(x: torch.Tensor, n_features: int, min_length: int = 1, model: str = "model") -> None:
-    """Raise a clear error unless ``x`` is a finite ``(B, L, n_features)`` window with ``L >= min_length``."""
-    if x.dim() != 3:
-        raise ValueError(f"{model} expects x of shape (B, L, C), got {tuple(x.shape)}")
-    if x.shape[-1] != n_features:
-        raise ValueError(f"{model} was built for C={n_features} features, got x of shape {tuple(x.shape)}")
-    if x.shape[1] < min_length:
-        raise ValueError(f"{model} needs windows of at least {min_length} steps, got L={x.shape[1]}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{model} got an input with NaN or inf values")
 
 
 def tcn_receptive_field(kernel_size: int, num_levels: int) -> int:

@@ -30,7 +30,8 @@ the softmax, so such a bias never gets a gradient.
 import torch
 from torch import nn
 
-from .convolutional import CausalConv1d, check_window
+from .common import causal_mask, check_window
+from .convolutional import CausalConv1d
 
 __all__ = ["AttentionLSTM", "BahdanauAttention", "CNNLSTM"]
 
@@ -180,8 +181,7 @@ class AttentionLSTM(nn.Module):
         check_window(x, self.input_size, model="AttentionLSTM")
         states, _ = self.lstm(x)  # (B, L, H)
         if per_step:
-            L = x.shape[1]
-            future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)  # (L, L): key i > query t
+            future = causal_mask(x.shape[1], x.device)  # (L, L): key i > query t
             context, weights = self.attention(states, states, mask=future)  # (B, L, H), (B, L, L)
             query = states
         else:

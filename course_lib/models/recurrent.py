@@ -38,24 +38,9 @@ Models (the class names of the source module, with its defects fixed; see ERRATA
 import torch
 from torch import nn
 
+from .common import causal_mask, check_window
+
 __all__ = ["LSTMCellScratch", "FinancialLSTM", "MultiHorizonLSTM", "ResidualLSTM", "FinancialGRU"]
-
-
-def _check_window(x: torch.Tensor, input_size: int) -> None:
-    """Refuse a window that is not (B, L, input_size) with L >= 1 and finite values."""
-    if x.dim() != 3:
-        raise ValueError(f"expected a window of shape (B, L, C), got shape {tuple(x.shape)}")
-    if x.shape[1] < 1:
-        raise ValueError(f"the window is empty: shape {tuple(x.shape)}")
-    if x.shape[2] != input_size:
-        raise ValueError(f"expected {input_size} features in the last dimension, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("the window contains NaN or inf values")
-
-
-def _causal_mask(length: int, device: torch.device) -> torch.Tensor:
-    """(L, L) boolean mask, True where query step t must NOT see key step s (s > t)."""
-    return torch.triu(torch.ones(length, length, dtype=torch.bool, device=device), diagonal=1)
 
 
 def _mlp_head(width: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
@@ -111,7 +96,7 @@ class LSTMCellScratch(nn.Module):
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the cell over a window x (B, L, C) like ``nn.LSTM(batch_first=True)``: -> (B, L, H), (h, c)."""
-        _check_window(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
@@ -165,7 +150,7 @@ class FinancialLSTM(nn.Module):
         self.head = _mlp_head(width, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
-        _check_window(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         if per_step and self.bidirectional:
             raise ValueError(
                 "per_step=True is refused for a bidirectional LSTM: its backward half at step t has read "
@@ -173,7 +158,7 @@ class FinancialLSTM(nn.Module):
             )
         h, _ = self.lstm(x)  # (B, L, W)
         if per_step:
-            query, mask = h, _causal_mask(x.shape[1], x.device)  # every step asks, sees only its past
+            query, mask = h, causal_mask(x.shape[1], x.device)  # every step asks, sees only its past
         else:
             query, mask = h[:, -1:], None  # (B, 1, W): only the forecast origin asks
         context, weights = self.attention(query, h, h, attn_mask=mask)  # (B, Lq, W), (B, Lq, L)
@@ -216,7 +201,7 @@ class MultiHorizonLSTM(nn.Module):
         self.heads = nn.ModuleList(_mlp_head(hidden_size, hidden_size, 1, dropout) for _ in self.horizons)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        _check_window(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         h, _ = self.encoder(x)  # (B, L, H)
         z = h if per_step else h[:, -1]  # (B, L, H) or (B, H)
         return torch.cat([head(z) for head in self.heads], dim=-1)  # (B, [L,] n_horizons)
@@ -250,7 +235,7 @@ class ResidualLSTM(nn.Module):
         self.output_layer = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        _check_window(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         z = self.input_projection(x)  # (B, L, H)
         for lstm, norm in zip(self.lstms, self.norms, strict=True):
             out, _ = lstm(z)  # (B, L, H)
@@ -288,11 +273,11 @@ class FinancialGRU(nn.Module):
         self.head = _mlp_head(hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
-        _check_window(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         h, _ = self.gru(x)  # (B, L, H)
         scores = self.score(h).squeeze(-1)  # (B, L)
         if per_step:
-            future = _causal_mask(x.shape[1], x.device)  # (L, L)
+            future = causal_mask(x.shape[1], x.device)  # (L, L)
             scores = scores.unsqueeze(1).masked_fill(future, float("-inf"))  # (B, L, L): row t = query t
         else:
             scores = scores.unsqueeze(1)  # (B, 1, L)

@@ -1,0 +1,174 @@
+"""A causal transformer encoder for financial time series (Vaswani et al., 2017).
+
+Self-attention, for one head with queries, keys and values ``Q = X W_Q``, ``K = X W_K``, ``V = X W_V``::
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V,   M[t, s] = 0 if s <= t else -inf
+
+The mask ``M`` is what makes the encoder causal: the output at step t mixes only the values of
+steps s <= t. Without it, a model trained on per-step targets (predict r_{t+1} at every t) reads the
+answer from step t+1 of its own input (the source module's FinancialTransformer has no mask: ERRATA).
+
+Attention is blind to order, so the inputs carry a sinusoidal positional encoding::
+
+    PE[p, 2i] = sin(p / 10000^(2i/d)),   PE[p, 2i+1] = cos(p / 10000^(2i/d)),   i = 0 .. ceil(d/2) - 1
+
+With an odd width d there is one more sine column than cosine columns; the source module's
+PositionalEncoding assigns ceil(d/2) cosine columns to floor(d/2) slots and crashes (ERRATA).
+
+One block (pre-LayerNorm, as in GPT-2 / nanoGPT: the residual path stays an identity)::
+
+    h = h + Dropout(MultiHeadCausalAttention(LayerNorm(h)))
+    h = h + Dropout(FFN(LayerNorm(h))),   FFN(z) = W_2 GELU(W_1 z)
+
+FinancialTransformer: x (B, L, C) -> Linear -> + PE -> N blocks -> LayerNorm -> Linear head, on the
+last step (B, n_out) or on every step (B, L, n_out) with ``per_step=True``.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
+    """Boolean (L, L) mask, True where attention is allowed: query t sees keys s <= t."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def check_sequence(x: torch.Tensor, n_features: int, name: str = "x") -> None:
+    """Raise a clear error unless ``x`` is a finite (B, L, n_features) tensor with L >= 1."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"{name} must have shape (batch, time, features), got {tuple(x.shape)}")
+    if x.shape[2] != n_features:
+        raise ValueError(f"{name} has {x.shape[2]} features, the model was built for {n_features}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} has no time steps: {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+class PositionalEncoding(nn.Module):
+    """Adds the sinusoidal encoding PE[:L] to a (B, L, d_model) input; any d_model >= 1, odd included."""
+
+    def __init__(self, d_model: int, dropout: float = 0.0, max_len: int = 5000):
+        super().__init__()
+        if d_model < 1 or max_len < 1:
+            raise ValueError(f"d_model and max_len must be positive, got {d_model} and {max_len}")
+        self.d_model = d_model
+        self.dropout = nn.Dropout(dropout)
+        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)  # (max_len, 1)
+        inv_freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+        angle = position * inv_freq  # (max_len, ceil(d/2))
+        pe = torch.zeros(max_len, d_model)
+        pe[:, 0::2] = torch.sin(angle)
+        pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])  # floor(d/2) cosine slots
+        self.register_buffer("pe", pe, persistent=False)  # (max_len, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[2] != self.d_model:
+            raise ValueError(f"expected (batch, time, {self.d_model}), got {tuple(x.shape)}")
+        if x.shape[1] > self.pe.shape[0]:
+            raise ValueError(f"sequence of {x.shape[1]} steps is longer than max_len={self.pe.shape[0]}")
+        return self.dropout(x + self.pe[: x.shape[1]])
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with a causal mask; also returns its weights."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, causal: bool = True):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        self.n_heads = n_heads
+        self.causal = causal
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.attn_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
+        q, k, v = (
+            z.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v)
+        )  # (B, h, L, dh)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, L, L)
+        if self.causal:
+            scores = scores.masked_fill(~causal_mask(L, x.device), float("-inf"))
+        weights = scores.softmax(dim=-1)  # (B, h, L, L), rows sum to 1
+        y = self.attn_dropout(weights) @ v  # (B, h, L, dh)
+        y = y.transpose(1, 2).reshape(B, L, D)  # heads side by side: (B, L, D)
+        return self.proj(y), weights
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm block: causal self-attention then a feed-forward network, each on a residual."""
+
+    def __init__(self, d_model: int, n_heads: int, dim_feedforward: int, dropout: float, causal: bool):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(d_model)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout, causal)
+        self.ln_ff = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, weights = self.attn(self.ln_attn(h))
+        h = h + self.dropout(a)  # (B, L, D)
+        h = h + self.dropout(self.ff(self.ln_ff(h)))  # (B, L, D)
+        return h, weights
+
+
+class FinancialTransformer(nn.Module):
+    """Causal transformer encoder with a linear head on the last step (or on every step).
+
+    Args:
+        input_size: features C per time step.
+        d_model: model width; ``n_heads`` must divide it.
+        n_heads, num_layers, dim_feedforward, dropout: the usual transformer sizes.
+        output_size: outputs per forecast (e.g. the number of horizons).
+        max_len: longest window the positional encoding covers.
+        causal: keep True. ``False`` removes the mask; it exists only to measure the leak it causes.
+
+    ``forward(x, per_step=False, return_attention=False)`` with x (B, L, C) returns (B, output_size),
+    or (B, L, output_size) when ``per_step``; with ``return_attention`` a dict with "prediction" and
+    "attention" of shape (B, num_layers, n_heads, L, L) (row t: the weights query t puts on each key).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        d_model: int = 32,
+        n_heads: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 64,
+        output_size: int = 1,
+        dropout: float = 0.1,
+        max_len: int = 512,
+        causal: bool = True,
+    ):
+        super().__init__()
+        self.input_size = input_size
+        self.input_projection = nn.Linear(input_size, d_model)
+        self.positional_encoding = PositionalEncoding(d_model, dropout, max_len)
+        self.blocks = nn.ModuleList(
+            [TransformerBlock(d_model, n_heads, dim_feedforward, dropout, causal) for _ in range(num_layers)]
+        )
+        self.ln_final = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, output_size)
+
+    def forward(self, x: torch.Tensor, per_step: bool = False, return_attention: bool = False):
+        check_sequence(x, self.input_size)
+        h = self.positional_encoding(self.input_projection(x))  # (B, L, D)
+        attention = []
+        for block in self.blocks:
+            h, weights = block(h)  # (B, L, D), (B, h, L, L)
+            attention.append(weights)
+        h = self.ln_final(h)
+        prediction = self.head(h if per_step else h[:, -1])  # (B, L, n_out) or (B, n_out)
+        if return_attention:
+            return {"prediction": prediction, "attention": torch.stack(attention, dim=1)}  # (B, N, h, L, L)
+        return prediction
