@@ -413,7 +413,7 @@ class _TestTimeout(Exception):
 
 @contextlib.contextmanager
 def _time_limit(seconds: float):
-    if not hasattr(signal, "setitimer") or os.getpid() != _MAIN_PID:
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -428,8 +428,6 @@ def _time_limit(seconds: float):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
 
-
-_MAIN_PID = os.getpid()
 
 
 def _short(message: str, show_code: bool = False) -> str:
