@@ -18,14 +18,17 @@ $(STAMP): pyproject.toml scripts/jupyterlab-overrides.json
 	cp scripts/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
+# Extra JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8899"
+LAB_ARGS ?=
+
 # Learners: your own copies in workspace/ (answers replaced by stubs; built if missing, never overwritten).
 lab: $(STAMP)
 	$(PY) -m scripts.grading workspace workspace
-	$(VENV)/bin/jupyter lab --notebook-dir=workspace
+	$(VENV)/bin/jupyter lab --notebook-dir=workspace $(LAB_ARGS)
 
 # Instructors and contributors: the sources, with solutions (notebooks/, assignments/ masters).
 lab-instructor: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=.
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks assignments
