@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformer import causal_mask, check_sequence
+from .common import causal_mask
+from .transformer import check_sequence
 
 
 class GatedLinearUnit(nn.Module):
@@ -171,7 +172,7 @@ class InterpretableMultiHeadAttention(nn.Module):
         k = self.k_proj(x).view(B, T, self.n_heads, self.d_attn).transpose(1, 2)  # (B, h, T, da)
         v = self.v_proj(x).unsqueeze(1)  # (B, 1, T, da), the same for every head
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_attn)  # (B, h, T, T)
-        weights = scores.masked_fill(~causal_mask(T, x.device), float("-inf")).softmax(dim=-1)
+        weights = scores.masked_fill(causal_mask(T, x.device), float("-inf")).softmax(dim=-1)
         heads = self.attn_dropout(weights) @ v  # (B, h, T, da)
         return self.out_proj(heads.mean(dim=1)), weights  # (B, T, d), (B, h, T, T)
 

@@ -29,10 +29,7 @@ import math
 import torch
 from torch import nn
 
-
-def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean (L, L) mask, True where attention is allowed: query t sees keys s <= t."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+from .common import causal_mask
 
 
 def check_sequence(x: torch.Tensor, n_features: int, name: str = "x") -> None:
@@ -95,7 +92,7 @@ class CausalSelfAttention(nn.Module):
         )  # (B, h, L, dh)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, L, L)
         if self.causal:
-            scores = scores.masked_fill(~causal_mask(L, x.device), float("-inf"))
+            scores = scores.masked_fill(causal_mask(L, x.device), float("-inf"))  # hide keys s > t
         weights = scores.softmax(dim=-1)  # (B, h, L, L), rows sum to 1
         y = self.attn_dropout(weights) @ v  # (B, h, L, dh)
         y = y.transpose(1, 2).reshape(B, L, D)  # heads side by side: (B, L, D)
