@@ -23,7 +23,7 @@ LAB_ARGS ?=
 
 # Learners: your own copies in workspace/ (answers replaced by stubs; built if missing, never overwritten).
 lab: $(STAMP)
-	$(PY) -m scripts.grading workspace workspace
+	$(PY) -m grader workspace workspace
 	$(VENV)/bin/jupyter lab --notebook-dir=workspace $(LAB_ARGS)
 
 # Instructors and contributors: the sources, with solutions (notebooks/, assignments/ masters).
@@ -51,7 +51,7 @@ bench: $(STAMP)
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero.
 assignments: $(STAMP)
-	$(PY) -m scripts.grading build --verify
+	$(PY) -m grader build --verify
 
 # make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]
 # writes GRADES/gradebook.csv and GRADES/feedback/<student>.md (GRADES defaults to <SUBMISSIONS>-graded).
@@ -59,7 +59,7 @@ TIMEOUT ?= 60
 JOBS ?= 1
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
-	$(PY) -m scripts.grading grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
+	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
 
 clean:
 	rm -rf build dist

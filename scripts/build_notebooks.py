@@ -21,7 +21,7 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    sources = sorted(Path(args.src).glob("[0-9][0-9]_*.py"))
+    sources = sorted(Path(args.src).glob("[0-9][0-9]*_*.py"))
     if not sources:
         raise SystemExit(f"no notebooks found in {args.src}")
     for src in sources:

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from scripts.grading import build, codec
-from scripts.grading.__main__ import verify
-from scripts.grading.grade import Bundle, Replay, grade_folder, parse_notebook, plan_steps, start_sandboxes
+from grader import build, codec
+from grader.__main__ import verify
+from grader.grade import Bundle, Replay, grade_folder, parse_notebook, plan_steps, start_sandboxes
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "bad_submissions"
@@ -26,8 +26,8 @@ MASTERS = build.masters()
 
 
 def test_every_chapter_has_a_master():
-    chapters = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py")}
-    assert chapters <= {p.name[:2] for p in MASTERS}, "write assignments/NN_*.py for every chapter"
+    chapters = {p.name.split("_")[0] for p in (ROOT / "notebooks").glob("[0-9][0-9]*_*.py")}
+    assert chapters <= {p.name.split("_")[0] for p in MASTERS}, "write assignments/NN_*.py for every chapter"
 
 
 @pytest.mark.parametrize("path", MASTERS, ids=[p.stem for p in MASTERS])
@@ -179,7 +179,7 @@ def test_student_versions_hide_solutions_and_hidden_tests(dist):
         assert sorted(tests) == sorted(q.name for q in master.questions)
         assert not any(c["hidden"] for t in tests.values() for c in t["suites"][0]["cases"]), "hidden test shipped"
         assert not any(c.get("outputs") for c in nb["cells"]), "outputs shipped"
-    for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+    for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py")):
         student = json.loads((dist / "chapters" / f"{chapter.stem}.ipynb").read_text())
         text = "".join("".join(c["source"]) for c in student["cells"])
         assert build.chapter_leaks(chapter, build.student_chapter(chapter)) == []

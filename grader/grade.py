@@ -38,7 +38,7 @@ from pathlib import Path
 
 from . import codec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 MAX_NOTEBOOK_BYTES = 20_000_000
 MAX_ANSWER_BYTES = 50_000_000

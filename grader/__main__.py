@@ -1,4 +1,4 @@
-"""Command line: ``python -m scripts.grading {build,verify,workspace,grade}`` (the Makefile calls these)."""
+"""Command line: ``python -m grader {build,verify,workspace,grade}`` (the Makefile calls these)."""
 
 import argparse
 import json
@@ -68,7 +68,7 @@ def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m scripts.grading", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="student versions and autograder bundles into DIST")
     b.add_argument("--dist", type=Path, default=build.DIST)

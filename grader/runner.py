@@ -1,6 +1,6 @@
 """Sandbox side of grading: run ONE submission's code and export its answers as data.
 
-Started by :mod:`scripts.grading.grade` as ``python runner.py PLAN OUT`` in a throwaway working
+Started by :mod:`grader.grade` as ``python runner.py PLAN OUT`` in a throwaway working
 directory, in its own process group, under a time limit. Nothing this process writes is trusted: the
 grader reads back only JSON (see ``codec.py``) and decides every score itself, in a clean process,
 with the instructor's tests. This process therefore only has to be *useful*, not secure:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MASTERS = ROOT / "assignments"
 CHAPTERS = ROOT / "notebooks"
 DIST = ROOT / "dist"
@@ -336,7 +336,7 @@ def build_chapters(dist: Path = DIST) -> list[Path]:
     out = dist / "chapters"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for src in sorted(CHAPTERS.glob("[0-9][0-9]_*.py")):
+    for src in sorted(CHAPTERS.glob("[0-9][0-9]*_*.py")):
         nb = student_chapter(src)
         leaks = chapter_leaks(src, nb)
         if leaks:
@@ -352,7 +352,7 @@ def build_chapters(dist: Path = DIST) -> list[Path]:
 
 
 def masters() -> list[Path]:
-    return sorted(MASTERS.glob("[0-9][0-9]_*.py"))
+    return sorted(MASTERS.glob("[0-9][0-9]*_*.py"))
 
 
 def build_all(dist: Path = DIST, log=print) -> list[Path]:
@@ -367,7 +367,7 @@ def build_all(dist: Path = DIST, log=print) -> list[Path]:
 
 def workspace(dest: Path, dist: Path = DIST, log=print) -> Path:
     """Give the learner student versions in ``dest`` (built if needed); never overwrite their files."""
-    wanted = {f"chapters/{p.stem}.ipynb": None for p in CHAPTERS.glob("[0-9][0-9]_*.py")}
+    wanted = {f"chapters/{p.stem}.ipynb": None for p in CHAPTERS.glob("[0-9][0-9]*_*.py")}
     wanted |= {f"assignments/{p.stem}.ipynb": p for p in masters()}
     missing = [rel for rel in wanted if not (dest / rel).exists()]
     if not missing:
