@@ -12,8 +12,6 @@ at module level (NumPy, pandas and torch are imported only when such a value is 
 import base64
 import collections
 import dataclasses
-import hashlib
-import json
 import math
 import types
 
@@ -128,12 +126,6 @@ def encode(x, _depth: int = 0):
     except Exception as err:  # a hostile __len__ or __iter__ must not break the export
         return {"__unsupported__": f"{_type_name(x)} ({type(err).__name__} while encoding)"}
     return {"__unsupported__": _type_name(x)}
-
-
-def key(args, kwargs) -> str:
-    """A stable fingerprint of a call's arguments (used to replay a submission's function calls)."""
-    blob = json.dumps([encode(list(args)), encode(dict(sorted(kwargs.items())))], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _decode_array(spec: dict):
