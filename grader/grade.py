@@ -144,8 +144,13 @@ def find_submissions(folder: Path, log=print) -> list[Submission]:
         if path.name.startswith("."):
             ignored.append(path.name)
         elif path.is_symlink():
-            subs.append(Submission(path.stem if _is_nb(path) else path.name, path.name,
-                                   problem="a symbolic link, not a file: submit the notebook itself"))
+            subs.append(
+                Submission(
+                    path.stem if _is_nb(path) else path.name,
+                    path.name,
+                    problem="a symbolic link, not a file: submit the notebook itself",
+                )
+            )
         elif path.is_file():
             if _is_nb(path):
                 subs.append(Submission(path.stem, path.name))
@@ -160,14 +165,24 @@ def find_submissions(folder: Path, log=print) -> list[Submission]:
             rel = f"{path.name}/"
             if len(notebooks) == 1:
                 nb = notebooks[0]
-                problem = "a symbolic link, not a file: submit the notebook itself" if nb.is_symlink() else None
+                problem = (
+                    "a symbolic link, not a file: submit the notebook itself" if nb.is_symlink() else None
+                )
                 subs.append(Submission(path.name, str(nb.relative_to(folder)), problem=problem))
             elif notebooks:
                 names = ", ".join(str(p.relative_to(path)) for p in notebooks)
-                subs.append(Submission(path.name, rel, problem=f"several notebooks ({names}): submit exactly one"))
+                subs.append(
+                    Submission(path.name, rel, problem=f"several notebooks ({names}): submit exactly one")
+                )
             elif checkpoints:
-                subs.append(Submission(path.name, rel, problem="only a Jupyter checkpoint "
-                                       f"({checkpoints[0].relative_to(path)}): submit the notebook itself"))
+                subs.append(
+                    Submission(
+                        path.name,
+                        rel,
+                        problem="only a Jupyter checkpoint "
+                        f"({checkpoints[0].relative_to(path)}): submit the notebook itself",
+                    )
+                )
             else:
                 ignored.append(rel)
     _disambiguate(subs)
@@ -186,6 +201,7 @@ def _is_nb(path: Path) -> bool:
 
 def _disambiguate(subs: list[Submission]) -> None:
     """Unique gradebook names (the path when two students share one) and unique feedback files."""
+
     def clash(key):
         seen = {}
         for s in subs:
@@ -284,9 +300,28 @@ def _copy_runtime(dest: Path) -> None:
 
 
 def _bwrap_command(bwrap: str, runtime: Path, home: Path) -> list[str]:
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-           "--uid", "65534", "--gid", "65534", "--hostname", "sandbox", "--clearenv",
-           "--proc", "/proc", "--dev", "/dev", "--ro-bind", "/usr", "/usr"]
+    cmd = [
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        "--hostname",
+        "sandbox",
+        "--clearenv",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     for name in ("bin", "lib", "lib32", "lib64", "sbin"):
         p = Path("/") / name
         if p.is_symlink():
@@ -327,17 +362,37 @@ def find_bwrap() -> str:
     if bwrap is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: sudo apt-get install bubblewrap; "
-            "Fedora: sudo dnf install bubblewrap), or grade without a sandbox with UNSANDBOXED=1 (unsafe)")
+            "Fedora: sudo dnf install bubblewrap), or grade without a sandbox with UNSANDBOXED=1 (unsafe)"
+        )
     probe = subprocess.run(
-        [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
-         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "/usr/bin/true"],
-        capture_output=True, text=True, timeout=30,
+        [
+            bwrap,
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "/usr/bin/true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if probe.returncode != 0:
         raise SandboxUnavailable(
             f"bubblewrap cannot create a sandbox here ({probe.stderr.strip()[:300]}): user namespaces may be "
             "disabled (sysctl kernel.unprivileged_userns_clone=1, or the AppArmor rule of Ubuntu 24.04: see "
-            "docs/instructors.md), or grade without a sandbox with UNSANDBOXED=1 (unsafe)")
+            "docs/instructors.md), or grade without a sandbox with UNSANDBOXED=1 (unsafe)"
+        )
     return bwrap
 
 
@@ -352,7 +407,7 @@ class Channel:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         data = f"{len(payload):0{HEADER}d}".encode() + payload
         while data:
-            data = data[os.write(self.send_fd, data):]
+            data = data[os.write(self.send_fd, data) :]
 
     def _read(self, n: int) -> bytes | None:
         chunks = []
@@ -377,8 +432,10 @@ class Channel:
                 raise ValueError("a malformed message")
             size = int(head)
             if size > MAX_FRAME_BYTES or self.received + size > MAX_TOTAL_BYTES:
-                raise ValueError(f"more than {MAX_FRAME_BYTES // 1_000_000} MB in one message, or "
-                                 f"{MAX_TOTAL_BYTES // 1_000_000} MB in all")
+                raise ValueError(
+                    f"more than {MAX_FRAME_BYTES // 1_000_000} MB in one message, or "
+                    f"{MAX_TOTAL_BYTES // 1_000_000} MB in all"
+                )
             self.received += size + HEADER
             payload = self._read(size)
             if payload is None:
@@ -415,9 +472,16 @@ class Sandboxes:
         try:
             if self.unsandboxed:
                 runner = str(self.runtime / "runner" / "runner.py")
-                env = {**SANDBOX_ENV, "HOME": str(home), "TMPDIR": str(home), "PYTHONPATH": str(self.runtime / "lib"),
-                       "COURSE_DATA_DIR": str(self.runtime / "data"), "COURSE_CACHE_DIR": str(home / "cache"),
-                       "IPYTHONDIR": str(home / ".ipython"), "MPLCONFIGDIR": str(home / ".matplotlib")}
+                env = {
+                    **SANDBOX_ENV,
+                    "HOME": str(home),
+                    "TMPDIR": str(home),
+                    "PYTHONPATH": str(self.runtime / "lib"),
+                    "COURSE_DATA_DIR": str(self.runtime / "data"),
+                    "COURSE_CACHE_DIR": str(home / "cache"),
+                    "IPYTHONDIR": str(home / ".ipython"),
+                    "MPLCONFIGDIR": str(home / ".matplotlib"),
+                }
                 cmd, cwd = [sys.executable, runner, str(to_child_r), str(from_child_w)], home
             else:
                 cmd = _bwrap_command(self.bwrap, self.runtime, home)
@@ -429,8 +493,16 @@ class Sandboxes:
             for font in (self.runtime / "mpl").glob("*.json"):
                 shutil.copy(font, home / ".matplotlib" / font.name)
             with open(home.parent / "stderr.txt", "wb") as err:
-                proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=err, pass_fds=(to_child_r, from_child_w), start_new_session=True)
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    pass_fds=(to_child_r, from_child_w),
+                    start_new_session=True,
+                )
         except BaseException:
             os.close(to_child_w)
             os.close(from_child_r)
@@ -468,8 +540,15 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=retry)
 
 
-def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, setup_ns: dict, sandboxes: Sandboxes,
-                timeout: float, mutants: dict | None = None) -> SandboxRun:
+def run_sandbox(
+    sub: Submission,
+    steps: list[dict],
+    bundle: Bundle,
+    setup_ns: dict,
+    sandboxes: Sandboxes,
+    timeout: float,
+    mutants: dict | None = None,
+) -> SandboxRun:
     """Run one submission in a fresh sandbox; score function answers live, keep the last data answers."""
     run = SandboxRun()
     tmp = Path(tempfile.mkdtemp(prefix="grade-sub-"))
@@ -484,10 +563,16 @@ def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, setup_ns: di
         timer.daemon = True
         timer.start()
         try:
-            channel.send({"steps": steps, "questions": [{"name": q["name"], "answers": q["answers"]}
-                                                        for q in bundle.questions],
-                          "cpu_seconds": max(1, int(timeout) + 1), "memory_bytes": sandboxes.memory_bytes,
-                          "file_bytes": FILE_BYTES, "call_seconds": CALL_SECONDS})
+            channel.send(
+                {
+                    "steps": steps,
+                    "questions": [{"name": q["name"], "answers": q["answers"]} for q in bundle.questions],
+                    "cpu_seconds": max(1, int(timeout) + 1),
+                    "memory_bytes": sandboxes.memory_bytes,
+                    "file_bytes": FILE_BYTES,
+                    "call_seconds": CALL_SECONDS,
+                }
+            )
             finished = False
             while (message := channel.receive()) is not None:
                 kind = message.get("kind")
@@ -504,9 +589,13 @@ def run_sandbox(sub: Submission, steps: list[dict], bundle: Bundle, setup_ns: di
                     if any(isinstance(v, dict) and v.get("__function__") is True for v in values.values()):
                         result = score_question(q, setup_ns, values, channel=channel)
                         if mutants is not None:
-                            mutants[q["name"]] = {name: score_question(q, setup_ns, values, channel=channel,
-                                                                       mutate=name).score for name in q["answers"]}
-                        if not channel.ended or q["name"] not in run.scored:  # a run cut short keeps its last score
+                            mutants[q["name"]] = {
+                                name: score_question(q, setup_ns, values, channel=channel, mutate=name).score
+                                for name in q["answers"]
+                            }
+                        if (
+                            not channel.ended or q["name"] not in run.scored
+                        ):  # a run cut short keeps its last score
                             run.scored[q["name"]] = result
                         channel.send({"done": True})
                 elif kind == "finished":
@@ -622,8 +711,11 @@ def run_case(code: str, ns: dict, hidden: bool) -> tuple[bool, str]:
             if last is not None:
                 value = eval(compile(ast.Expression(last.value), "<test>", "eval"), ns)
                 if value is not None and repr(value).strip() != example.want.strip():
-                    return False, (f"`{shown}` printed {repr(value)[:200]} (the tests expect no output)"
-                                   if not hidden else "unexpected output")
+                    return False, (
+                        f"`{shown}` printed {repr(value)[:200]} (the tests expect no output)"
+                        if not hidden
+                        else "unexpected output"
+                    )
         except Exception as err:
             return False, _error_text(err, shown, hidden)
     return True, ""
@@ -637,17 +729,28 @@ def _error_text(err: Exception, shown: str, hidden: bool) -> str:
             return str(err.args[0])[:300]
         return f"raised {name}" + (" in your function" if isinstance(err, SubmittedError) else "")
     text = str(err)[:300]
-    return f"`{shown}` raised " + (f"{name}: {text}" if text and not isinstance(err, SubmittedError) else str(err)[:300] or name)
+    return f"`{shown}` raised " + (
+        f"{name}: {text}" if text and not isinstance(err, SubmittedError) else str(err)[:300] or name
+    )
 
 
-def score_question(q: dict, setup_ns: dict, values, channel: Channel | None = None, run: SandboxRun | None = None,
-                   mutate: str | None = None) -> QuestionResult:
+def score_question(
+    q: dict,
+    setup_ns: dict,
+    values,
+    channel: Channel | None = None,
+    run: SandboxRun | None = None,
+    mutate: str | None = None,
+) -> QuestionResult:
     """Run the question's tests here on the decoded answers (``mutate``: perturb that answer first)."""
     cases = q["tests"]["suites"][0]["cases"]
     result = QuestionResult(q["name"], 0.0, float(q["points"]))
     if values is None:
-        result.reason = (f"not graded: {run.problem}, before this question was answered" if run and run.problem
-                         else "no answer was found for this question")
+        result.reason = (
+            f"not graded: {run.problem}, before this question was answered"
+            if run and run.problem
+            else "no answer was found for this question"
+        )
         return result
     ns = dict(setup_ns)
     try:
@@ -657,7 +760,9 @@ def score_question(q: dict, setup_ns: dict, values, channel: Channel | None = No
                 ns.pop(name, None)
             elif isinstance(value, dict) and value.get("__function__") is True:
                 if channel is None:
-                    raise ValueError(f"{name} is a function but the notebook stopped before it could be tested")
+                    raise ValueError(
+                        f"{name} is a function but the notebook stopped before it could be tested"
+                    )
                 ns[name] = Remote(name, channel, mutate=mutate == name)
             else:
                 decoded = codec.decode(value)
@@ -692,8 +797,12 @@ def run_setup(bundle: Bundle) -> dict:
 
 
 def feedback_text(bundle: Bundle, report: Report) -> str:
-    lines = [f"# Feedback: {report.student}, assignment {bundle.name}", "",
-             f"**Score: {report.total:g} / {bundle.possible:g}**", ""]
+    lines = [
+        f"# Feedback: {report.student}, assignment {bundle.name}",
+        "",
+        f"**Score: {report.total:g} / {bundle.possible:g}**",
+        "",
+    ]
     if report.problems:
         lines += ["## While running your notebook", ""] + [f"- {p}" for p in report.problems] + [""]
     for r in report.results:
@@ -736,8 +845,17 @@ def write_outputs(bundle: Bundle, reports: list[Report], grades: Path) -> Path:
     w.writerow(["student", *names, "total", "possible", "notes", "file", "feedback"])
     for rep in sorted(reports, key=lambda r: r.student):
         scores = {r.name: r.score for r in rep.results}
-        w.writerow([rep.student, *[f"{scores[n]:g}" for n in names], f"{rep.total:g}", f"{bundle.possible:g}",
-                    "; ".join(rep.problems), rep.rel, f"feedback/{rep.feedback}"])
+        w.writerow(
+            [
+                rep.student,
+                *[f"{scores[n]:g}" for n in names],
+                f"{rep.total:g}",
+                f"{bundle.possible:g}",
+                "; ".join(rep.problems),
+                rep.rel,
+                f"feedback/{rep.feedback}",
+            ]
+        )
     for rep in reports:
         _write_atomic(feedback / rep.feedback, feedback_text(bundle, rep))
     gradebook = grades / "gradebook.csv"
@@ -756,30 +874,48 @@ def start_sandboxes(bundles: list[Bundle] | None = None, unsandboxed: bool = Fal
     return Sandboxes(unsandboxed=unsandboxed)
 
 
-def grade_one(sub: Submission, bundle: Bundle, setup_ns: dict, sandboxes: Sandboxes, timeout: float) -> Report:
+def grade_one(
+    sub: Submission, bundle: Bundle, setup_ns: dict, sandboxes: Sandboxes, timeout: float
+) -> Report:
     if sub.problem is None:
         try:
             steps = plan_steps(parse_notebook(sub.raw))
         except ValueError as err:
             sub.problem = f"not graded: {err}"
     if sub.problem is not None:
-        results = [QuestionResult(q["name"], 0.0, float(q["points"]), reason=sub.problem) for q in bundle.questions]
+        results = [
+            QuestionResult(q["name"], 0.0, float(q["points"]), reason=sub.problem) for q in bundle.questions
+        ]
         return Report(sub.student, results, [sub.problem], 0.0, sub.rel, sub.feedback, graded=False)
     run = run_sandbox(sub, steps, bundle, setup_ns, sandboxes, timeout)
-    results = [run.scored.get(q["name"]) or score_question(q, setup_ns, run.answers.get(q["name"]), run=run)
-               for q in bundle.questions]
+    results = [
+        run.scored.get(q["name"]) or score_question(q, setup_ns, run.answers.get(q["name"]), run=run)
+        for q in bundle.questions
+    ]
     problems = [f"cell {e['cell']} raised {e['error']}" for e in run.errors]
     if run.problem:
         problems.append(run.problem)
     return Report(sub.student, results, problems, run.seconds, sub.rel, sub.feedback)
 
 
-def grade_folder(bundle: Bundle, folder: Path, grades: Path | None, timeout: float = 60.0, jobs: int = 1,
-                 log=print, sandboxes: Sandboxes | None = None, unsandboxed: bool = False) -> list[Report]:
+def grade_folder(
+    bundle: Bundle,
+    folder: Path,
+    grades: Path | None,
+    timeout: float = 60.0,
+    jobs: int = 1,
+    log=print,
+    sandboxes: Sandboxes | None = None,
+    unsandboxed: bool = False,
+) -> list[Report]:
     """Grade every submission in ``folder``; write ``grades/gradebook.csv`` and ``grades/feedback/*.md``."""
     own = sandboxes is None
     sandboxes = sandboxes or start_sandboxes([bundle], unsandboxed=unsandboxed)
-    say = (lambda text: log("\n".join(UNSAFE + line for line in str(text).splitlines()))) if sandboxes.unsandboxed else log
+    say = (
+        (lambda text: log("\n".join(UNSAFE + line for line in str(text).splitlines())))
+        if sandboxes.unsandboxed
+        else log
+    )
     try:
         subs = find_submissions(folder, log=say)
         setup_ns = run_setup(bundle)
@@ -789,29 +925,36 @@ def grade_folder(bundle: Bundle, folder: Path, grades: Path | None, timeout: flo
                 return grade_one(sub, bundle, setup_ns, sandboxes, timeout)
             except Exception as err:  # the grader's own failure on one submission never stops the batch
                 why = f"not graded: the grader failed on this submission ({type(err).__name__}: {str(err)[:200]})"
-                results = [QuestionResult(q["name"], 0.0, float(q["points"]), reason=why) for q in bundle.questions]
+                results = [
+                    QuestionResult(q["name"], 0.0, float(q["points"]), reason=why) for q in bundle.questions
+                ]
                 return Report(sub.student, results, [why], 0.0, sub.rel, sub.feedback, graded=False)
 
         reports = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for rep in pool.map(job, subs):
                 reports.append(rep)
-                say(f"{rep.student:<30} {rep.total:>6g} / {bundle.possible:g}   ({rep.seconds:.1f} s)"
-                    + (f"   {rep.problems[-1]}" if rep.problems else ""))
+                say(
+                    f"{rep.student:<30} {rep.total:>6g} / {bundle.possible:g}   ({rep.seconds:.1f} s)"
+                    + (f"   {rep.problems[-1]}" if rep.problems else "")
+                )
     finally:
         if own:
             sandboxes.close()
     graded = sum(r.graded for r in reports)
-    say(f"{len(subs)} notebooks found, {graded} graded, {len(subs) - graded} reported without grading"
-        + ("" if not sandboxes.unsandboxed else " (graded WITHOUT a sandbox)"))
+    say(
+        f"{len(subs)} notebooks found, {graded} graded, {len(subs) - graded} reported without grading"
+        + ("" if not sandboxes.unsandboxed else " (graded WITHOUT a sandbox)")
+    )
     if grades is not None:  # only now: every sandbox of this batch is gone
         path = write_outputs(bundle, reports, grades)
         say(f"gradebook: {path}\nfeedback:  {grades / 'feedback'}/<student>.md")
     return reports
 
 
-def check_values(bundle: Bundle, raw: bytes, sandboxes: Sandboxes, setup_ns: dict | None = None,
-                 timeout: float = 60.0) -> dict[str, dict[str, float]]:
+def check_values(
+    bundle: Bundle, raw: bytes, sandboxes: Sandboxes, setup_ns: dict | None = None, timeout: float = 60.0
+) -> dict[str, dict[str, float]]:
     """Grade the solutions with one answer at a time perturbed (same type and shape, other numbers).
 
     Returns question -> answer -> the score it still got: anything above zero means the tests that
@@ -820,10 +963,14 @@ def check_values(bundle: Bundle, raw: bytes, sandboxes: Sandboxes, setup_ns: dic
     setup_ns = setup_ns if setup_ns is not None else run_setup(bundle)
     mutants: dict = {}
     sub = Submission("solutions", "solutions.ipynb", raw)
-    run = run_sandbox(sub, plan_steps(parse_notebook(raw)), bundle, setup_ns, sandboxes, timeout, mutants=mutants)
+    run = run_sandbox(
+        sub, plan_steps(parse_notebook(raw)), bundle, setup_ns, sandboxes, timeout, mutants=mutants
+    )
     for q in bundle.questions:
         if q["name"] not in mutants:
-            mutants[q["name"]] = {n: score_question(q, setup_ns, run.answers.get(q["name"]), run=run, mutate=n).score
-                                  for n in q["answers"]}
+            mutants[q["name"]] = {
+                n: score_question(q, setup_ns, run.answers.get(q["name"]), run=run, mutate=n).score
+                for n in q["answers"]
+            }
         mutants[q["name"]] = {n: s for n, s in mutants[q["name"]].items() if not n.startswith("_")}
     return mutants

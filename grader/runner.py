@@ -65,8 +65,12 @@ def _limits(plan: dict) -> None:
     import resource
 
     cpu = int(plan["cpu_seconds"])
-    for name, value in (("RLIMIT_CPU", cpu), ("RLIMIT_AS", int(plan["memory_bytes"])),
-                        ("RLIMIT_FSIZE", int(plan["file_bytes"])), ("RLIMIT_CORE", 0)):
+    for name, value in (
+        ("RLIMIT_CPU", cpu),
+        ("RLIMIT_AS", int(plan["memory_bytes"])),
+        ("RLIMIT_FSIZE", int(plan["file_bytes"])),
+        ("RLIMIT_CORE", 0),
+    ):
         limit = getattr(resource, name, None)
         if limit is not None:
             resource.setrlimit(limit, (value, value))
@@ -155,9 +159,15 @@ class Runner:
             result = self.shell.run_cell(step["source"], store_history=False, silent=False)
             error = result.error_before_exec or result.error_in_exec
             if error is not None:
-                _send(self.out, {"kind": "error", "cell": step["cell"],
-                                 "error": f"{type(error).__name__}: {str(error)[:300]}",
-                                 "seconds": round(time.monotonic() - start, 1)})
+                _send(
+                    self.out,
+                    {
+                        "kind": "error",
+                        "cell": step["cell"],
+                        "error": f"{type(error).__name__}: {str(error)[:300]}",
+                        "seconds": round(time.monotonic() - start, 1),
+                    },
+                )
             self.capture()
         _send(self.out, {"kind": "cell", "cell": "end"})
         self.capture(final=True)
