@@ -53,13 +53,16 @@ bench: $(STAMP)
 assignments: $(STAMP)
 	$(PY) -m grader build --verify
 
-# make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]
+# make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1] [UNSANDBOXED=1]
 # writes GRADES/gradebook.csv and GRADES/feedback/<student>.md (GRADES defaults to <SUBMISSIONS>-graded).
+# Each submission runs in a bubblewrap sandbox (apt-get install bubblewrap); without it the grader
+# refuses, unless UNSANDBOXED=1 (unsafe: submissions then run as you; every line of output says so).
 TIMEOUT ?= 60
 JOBS ?= 1
+UNSANDBOXED ?=
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
-	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1] [UNSANDBOXED=1]"; exit 2; }
+	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")$(if $(UNSANDBOXED), --unsandboxed)
 
 clean:
 	rm -rf build dist

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,7 @@ FILE_BYTES = 256 << 20  # largest file a sandbox may write
 CALL_SECONDS = 10.0  # one call of a submitted function while its tests run
 HEADER = 12
 UNSAFE = "UNSAFE (no sandbox): "
+SETUP_MODULE = "grading_setup_"  # the runner knows this prefix
 
 INIT_LINE = re.compile(r"^(import otter|grader\s*=\s*otter\.Notebook\(.*\)|#.*)$")
 CHECK_CELL = re.compile(r"^grader\.check\(\s*[\"'](\w+)[\"']\s*\)$")
@@ -99,6 +101,7 @@ class SandboxRun:
     problem: str | None = None  # why the run stopped early, if it did
     stopped_at: object = None
     seconds: float = 0.0
+    cpu: float | None = None  # CPU seconds the notebook's process used, as it reported them
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Report:
     rel: str = ""
     feedback: str = ""
     graded: bool = True  # False: reported without running (not a notebook, several notebooks, ...)
+    cpu: float | None = None
 
     @property
     def total(self) -> float:
@@ -600,6 +604,8 @@ def run_sandbox(
                         channel.send({"done": True})
                 elif kind == "finished":
                     finished = True
+                    with contextlib.suppress(TypeError, ValueError):
+                        run.cpu = float(message.get("cpu"))
                     break
         except (BrokenPipeError, OSError):
             finished = False
@@ -787,10 +793,13 @@ def run_setup(bundle: Bundle) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    ns = {"__name__": "__grading_setup__"}
+    # a real module, so that objects of classes the setup defines can be pickled to the sandbox, where
+    # the runner maps the class to the one of the same name that the notebook's setup cell defined
+    module = types.ModuleType(SETUP_MODULE + re.sub(r"\W", "_", bundle.name))
+    sys.modules[module.__name__] = module
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-        exec(compile(bundle.setup, f"<setup of {bundle.name}>", "exec"), ns)
-    return ns
+        exec(compile(bundle.setup, f"<setup of {bundle.name}>", "exec"), module.__dict__)
+    return module.__dict__
 
 
 # ----------------------------------------------------------------------------------------- reports
@@ -895,7 +904,7 @@ def grade_one(
     problems = [f"cell {e['cell']} raised {e['error']}" for e in run.errors]
     if run.problem:
         problems.append(run.problem)
-    return Report(sub.student, results, problems, run.seconds, sub.rel, sub.feedback)
+    return Report(sub.student, results, problems, run.seconds, sub.rel, sub.feedback, cpu=run.cpu)
 
 
 def grade_folder(
@@ -935,7 +944,8 @@ def grade_folder(
             for rep in pool.map(job, subs):
                 reports.append(rep)
                 say(
-                    f"{rep.student:<30} {rep.total:>6g} / {bundle.possible:g}   ({rep.seconds:.1f} s)"
+                    f"{rep.student:<30} {rep.total:>6g} / {bundle.possible:g}   ({rep.seconds:.1f} s"
+                    + (f", CPU {rep.cpu:.1f} s)" if rep.cpu is not None else ")")
                     + (f"   {rep.problems[-1]}" if rep.problems else "")
                 )
     finally:
