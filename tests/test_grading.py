@@ -587,7 +587,11 @@ def batch(dist, sandboxes, tmp_path_factory):
             for k in before.keys() | _tree_state(*watched).keys()
             if before.get(k) != _tree_state(*watched).get(k)
         },
-        "new_temps": {t for t in set(os.listdir(tempfile.gettempdir())) - temps if t.startswith("grade-")},
+        "new_temps": {
+            t
+            for t in set(os.listdir(tempfile.gettempdir())) - temps
+            if t.startswith(("grade-sub-", "grade-runtime-"))
+        },
         "left": _processes_with(MARKER) + _processes_with("/course/runner/runner.py"),
     }
 
@@ -719,3 +723,15 @@ def test_workspace_never_overwrites_learner_work(dist, tmp_path):
     mine.write_text("my work")
     build.workspace(dest, dist, log=lambda *a: None)
     assert mine.read_text() == "my work"
+
+
+@pytest.mark.slow
+def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
+    ag = dist / "assignments" / "00_data_and_baselines" / "autograder"
+    bundle = Bundle.load(ag)
+    weak = json.loads(json.dumps(bundle.questions[0]))
+    weak["tests"]["suites"][0]["cases"][1]["code"] = ">>> assert isinstance(vol_2011, float)\n"
+    bundle.questions[0] = weak
+    scores = grade.check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
+    assert scores["q1"] == {"vol_2011": 2.0}, "a type-only hidden test lets a wrong value keep the marks"
+    assert all(s == 0 for q in ("q2", "q3", "q4") for s in scores[q].values()), scores
