@@ -26,7 +26,9 @@ CALENDAR_FEATURES = ["day_of_week", "month"]
 def validate_series(x: pd.Series | pd.DataFrame, name: str = "input", min_length: int = 2) -> None:
     """Raise ``ValueError`` if ``x`` has NaN/inf, fewer than ``min_length`` rows, or bad dates."""
     if not isinstance(x, pd.Series | pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}"
+        )
     if len(x) < min_length:
         raise ValueError(f"{name} is too short: {len(x)} rows, at least {min_length} needed")
     if not isinstance(x.index, pd.DatetimeIndex):
@@ -96,7 +98,16 @@ def rolling_stat(x: pd.Series, window: int, stat: str = "mean") -> pd.Series:
 
 
 def log_vol(variance: pd.Series) -> pd.Series:
-    """Log volatility ``0.5 log(max(variance, floor))`` from a variance proxy (percent squared)."""
+    """Log volatility ``0.5 log(max(variance, floor))`` from a variance proxy (percent squared).
+
+    The floor only lifts days with a zero range (high = low); NaN, infinite or negative variances,
+    and unsorted or duplicate dates, raise a ``ValueError`` (docs/errata.md: features). A rolling mean
+    starts with NaN: drop its warm-up rows first (``.dropna()``).
+    """
+    validate_series(variance, "variance", min_length=1)
+    if (variance < 0).any():
+        first = variance.index[(variance < 0).to_numpy()][0]
+        raise ValueError(f"variance has negative values (first on {first.date()}): a variance is >= 0")
     return 0.5 * np.log(variance.clip(lower=VAR_FLOOR))
 
 
