@@ -51,11 +51,15 @@ def main() -> None:
     one = {"features": features, "window": windows[0].tolist()}
     batch = {"features": features, "windows": windows[:256].tolist()}
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_bundle(Path(tmp) / "gru", model, task, config=config)
+        path = save_bundle(Path(tmp) / "gru", model, task)
         deployment = ModelDeployment.load(path)
         results = {
-            "in-process, 1 window": timed(lambda: deployment.predict(windows[:1]), args.requests, args.seconds),
-            "in-process, 256 windows": timed(lambda: deployment.predict(windows[:256]), args.requests, args.seconds),
+            "in-process, 1 window": timed(
+                lambda: deployment.predict(windows[:1]), args.requests, args.seconds
+            ),
+            "in-process, 256 windows": timed(
+                lambda: deployment.predict(windows[:256]), args.requests, args.seconds
+            ),
         }
         with serve_in_subprocess(path) as url, httpx.Client(base_url=url, timeout=30) as client:
 
@@ -63,7 +67,9 @@ def main() -> None:
                 response = client.post(route, json=body)
                 response.raise_for_status()
 
-            results["HTTP /predict, 1 window"] = timed(lambda: post("/predict", one), args.requests, args.seconds)
+            results["HTTP /predict, 1 window"] = timed(
+                lambda: post("/predict", one), args.requests, args.seconds
+            )
             results["HTTP /predict_batch, 256"] = timed(
                 lambda: post("/predict_batch", batch), args.requests, args.seconds
             )

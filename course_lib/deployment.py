@@ -10,7 +10,8 @@ A bundle is one directory with two files:
 
 * ``weights.safetensors``: the ``state_dict`` in the safetensors format, tensors and nothing else
   (no code can run when it is read);
-* ``bundle.json``: the model class and its constructor config, the task (kind, horizons, lookback),
+* ``bundle.json``: the model class and its constructor config (``model.config``; the class must be
+  in :mod:`course_lib.models.registry`), the task (kind, target, horizons, lookback),
   the feature names in order, the fitted scaler (mean and scale per feature), the training and
   validation periods, the ``course_lib`` version and a SHA-256 content hash over the weights and
   every other field.
@@ -42,7 +43,6 @@ from torch import nn
 
 import course_lib
 
-from . import models
 from .features import feature_frame
 from .outputs import prediction_of
 from .windows import StandardScaler, Task
@@ -56,19 +56,14 @@ class BundleError(ValueError):
     """A bundle that cannot be trusted or used: wrong hash, version, format or contents."""
 
 
-def _model_classes() -> dict[str, type[nn.Module]]:
-    """The classes a bundle may name: the models that :mod:`course_lib.models` exports, nothing else."""
-    return {name: getattr(models, name) for name in models.__all__ if isinstance(getattr(models, name), type)}
+def _model_class(name: str) -> type[nn.Module]:
+    """The registered class called ``name``: the only classes a bundle may rebuild."""
+    from .models.registry import model_class  # late import: the registry imports every model
 
-
-def _model_config(model: nn.Module, config: dict | None) -> dict:
-    if config is None:
-        config = getattr(model, "config", None)
-    if config is None:
-        raise BundleError(
-            f"{type(model).__name__} has no .config: pass config=dict(...) with its constructor keyword arguments"
-        )
-    return dict(config)
+    try:
+        return model_class(name)
+    except KeyError as err:
+        raise BundleError(f"unknown model class: {err.args[0]}") from None
 
 
 def _content_hash(manifest: dict, weights: bytes) -> str:
@@ -82,21 +77,20 @@ def _period(dates: pd.DatetimeIndex) -> list[str]:
     return [str(dates[0].date()), str(dates[-1].date())]
 
 
-def save_bundle(path: str | Path, model: nn.Module, task: Task, config: dict | None = None) -> Path:
+def save_bundle(path: str | Path, model: nn.Module, task: Task) -> Path:
     """Write a bundle directory for ``model`` trained on ``task``; returns the directory.
 
-    ``config`` are the model's constructor keyword arguments (default: ``model.config``); the model
-    is rebuilt from them here once, so a config that does not describe the weights fails now, not
-    on the server.
+    The model must be a registered course_lib model (its class is looked up by name when loading)
+    and keep its constructor arguments in ``model.config``. It is rebuilt from them here once, so a
+    config that does not describe the weights fails now, not on the server.
     """
     path = Path(path)
     name = type(model).__name__
-    classes = _model_classes()
-    if name not in classes or classes[name] is not type(model):
-        raise BundleError(
-            f"{name} is not a course_lib model; bundles rebuild only classes of course_lib.models"
-        )
-    config = _model_config(model, config)
+    if _model_class(name) is not type(model):
+        raise BundleError(f"{name} is not the registered class of that name")
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict):
+        raise BundleError(f"{name} has no .config dict (decorate its __init__ with keeps_config)")
     rebuilt = type(model)(**config).state_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     mismatch = [k for k in state if k not in rebuilt or rebuilt[k].shape != state[k].shape]
@@ -110,6 +104,7 @@ def save_bundle(path: str | Path, model: nn.Module, task: Task, config: dict | N
         "model": {"class": name, "config": config},
         "task": {
             "kind": task.kind,
+            "target": task.target_column,
             "ticker": task.ticker,
             "lookback": task.lookback,
             "horizons": list(task.horizons),
@@ -173,10 +168,7 @@ class ModelDeployment:
             raise BundleError(
                 f"content hash mismatch in {path}: the weights or bundle.json were changed after saving"
             )
-        name = manifest["model"]["class"]
-        classes = _model_classes()
-        if name not in classes:
-            raise BundleError(f"unknown model class {name!r}; a bundle can name only {sorted(classes)}")
+        model_cls = _model_class(manifest["model"]["class"])
         device = torch.device(map_location)
         try:
             state = load_file(path / WEIGHTS_FILE, device=str(device))  # tensors only: nothing is executed
@@ -184,7 +176,7 @@ class ModelDeployment:
             raise BundleError(
                 f"{path / WEIGHTS_FILE} is not a safetensors file ({err}); pickled weights are never loaded"
             ) from err
-        model = classes[name](**manifest["model"]["config"])
+        model = model_cls(**manifest["model"]["config"])
         model.load_state_dict(state)
         return cls(model.to(device), manifest, device)
 

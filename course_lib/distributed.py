@@ -41,15 +41,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from . import models, set_seed
+from . import set_seed
+from .models.registry import model_class
 from .training import mse_loss
 
 
 def build_model(name: str, config: dict) -> nn.Module:
-    """A model of :mod:`course_lib.models` from its class name and constructor config."""
-    if name not in models.__all__:
-        raise ValueError(f"unknown model {name!r}; choose from {models.__all__}")
-    return getattr(models, name)(**config)
+    """A registered model (:mod:`course_lib.models.registry`) from its class name and constructor config."""
+    return model_class(name)(**config)
 
 
 def train_step(
@@ -130,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
                     out / "model.safetensors",
                 )
                 meta = {
-                    "model": args.model,
+                    "class": args.model,
                     "config": config,
                     "world_size": world,
                     "history": history,
@@ -193,7 +192,7 @@ def launch(
             command, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     if done.returncode != 0:
-        raise RuntimeError(f"torchrun failed with code {done.returncode}:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"torchrun failed with code {done.returncode}:\n{done.stderr[-8000:]}")
     return json.loads((Path(out) / "checkpoint.json").read_text())
 
 

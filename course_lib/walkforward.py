@@ -15,12 +15,14 @@ forecasts             samples whose origin lies in Y, from a model and a scaler 
 The network starts each block from the previous block's weights (a *warm start*) and trains a
 few epochs; if its validation loss does not beat the warm-start weights, those are kept. The
 scaler is re-fitted on each block's training rows (:func:`course_lib.windows.make_task` does it).
-The baselines of :mod:`course_lib.evaluation` are re-estimated under the same protocol: once per
-block, at its first origin, on the data up to that origin (and their level correction uses the
-block's training split). The frozen model is the first block's network and scaler, unchanged.
+The frozen model is the first block's network and scaler, unchanged.
 
 All blocks together cover the test split of :attr:`WalkForwardResult.task`, so the forecasts go
-straight into :func:`course_lib.evaluation.results_table` and the Diebold-Mariano tests.
+straight into :func:`course_lib.evaluation.results_table` and the Diebold-Mariano tests, one
+protocol per table: the re-trained network beside the baselines of the evaluation's
+``"walk_forward"`` protocol (re-estimated every 252 trading days, about once a block, on an
+expanding window that ends at the block's first origin), the frozen network beside its
+``"frozen"`` baselines (fitted once on the first block's training years).
 """
 
 import copy
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 
 from . import set_seed
-from .evaluation import return_baselines, volatility_baselines
+from .evaluation import PROTOCOLS, return_baselines, volatility_baselines
 from .training import Trainer
 from .windows import SplitData, StandardScaler, Task, make_task
 
@@ -75,7 +77,7 @@ def block_task(kind: str, prices: pd.DataFrame, year: int, **task_kwargs) -> Tas
 class WalkForwardResult:
     """Forecasts of every block, aligned with ``task.test`` (the union of the blocks' test years).
 
-    ``predictions``: ``"walk_forward"`` and ``"frozen"`` for the network, and every baseline.
+    ``predictions``: the network re-trained every block (``"walk_forward"``) and frozen (``"frozen"``).
     ``epochs[b]``: epochs whose weights block b kept (0: the warm start beat every new epoch).
     ``states[b]``: the network's weights used for block b's forecasts (CPU tensors).
     """
@@ -89,25 +91,30 @@ class WalkForwardResult:
     states: list[dict[str, torch.Tensor]] = field(default_factory=list)
     scalers: list[StandardScaler] = field(default_factory=list)
 
-    def per_year(self, metric: Callable[[np.ndarray, np.ndarray], float], horizon: int = 0) -> pd.DataFrame:
-        """``metric(y_true, y_pred)`` of every model in every test year (one horizon)."""
+    def baselines(self, protocol: str) -> dict[str, np.ndarray]:
+        """The standard baselines over the test years under ``"walk_forward"`` or ``"frozen"``."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        key = ("walkforward.baselines", protocol)
+        if key not in self.task.cache:
+            fn = return_baselines if self.task.kind == "returns" else volatility_baselines
+            self.task.cache[key] = fn(self.task, "test", refit_every=252, protocol=protocol)
+        return self.task.cache[key]
+
+    def per_year(
+        self, metric: Callable[[np.ndarray, np.ndarray], float], others: dict | None = None, horizon: int = 0
+    ) -> pd.DataFrame:
+        """``metric(y_true, y_pred)`` per test year for the network and ``others`` (aligned forecasts)."""
         y = self.task.test.y[:, horizon]
+        predictions = self.predictions | (others or {})
         rows = {
             year: {
                 name: metric(y[self.block == year], p[self.block == year, horizon])
-                for name, p in self.predictions.items()
+                for name, p in predictions.items()
             }
             for year in self.years
         }
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("year")
-
-
-def _baselines(task: Task) -> dict[str, np.ndarray]:
-    """The task's baselines, re-estimated once at the block's first origin."""
-    every = len(task.test)
-    if task.kind == "returns":
-        return return_baselines(task, "test", refit_every=every)
-    return volatility_baselines(task, "test", refit_every=every)
 
 
 def walk_forward(
@@ -123,11 +130,10 @@ def walk_forward(
     batch_size: int = 256,
     seed: int = 0,
     warm_start: bool = True,
-    baselines: bool = True,
     device: torch.device | str | None = "cpu",
     **task_kwargs,
 ) -> WalkForwardResult:
-    """Walk-forward forecasts of a network (re-trained and frozen) and of the baselines.
+    """Walk-forward forecasts of a network, re-trained every year and frozen after the first.
 
     ``make_model()`` builds a fresh network (called once, or once per block without ``warm_start``).
     ``years``: consecutive test years, e.g. ``range(2009, 2019)``. ``task_kwargs`` go to
@@ -188,9 +194,6 @@ def walk_forward(
         parts.setdefault("frozen", []).append(
             frozen_trainer.predict(scale_windows(raw_windows(bt, "test"), frozen_scaler))
         )
-        if baselines:
-            for name, forecast in _baselines(bt).items():
-                parts.setdefault(name, []).append(forecast)
         result.states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         result.scalers.append(bt.scaler)
         blocks.append(np.full(len(bt.test), year))

@@ -34,7 +34,7 @@ from course_lib.walkforward import block_task, raw_windows, scale_windows, walk_
 torch.set_num_threads(1)
 
 GRU_CONFIG = {"input_size": 4, "hidden_size": 8, "output_size": 2}
-TCN_CONFIG = {"num_inputs": 4, "num_channels": [8, 8], "kernel_size": 3, "dropout": 0.0, "output_size": 2}
+TCN_CONFIG = {"input_size": 4, "num_channels": [8, 8], "kernel_size": 3, "dropout": 0.0, "output_size": 2}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def prices():
 def bundle(tmp_path_factory, vol_task):
     set_seed(0)
     model = FinancialGRU(**GRU_CONFIG)
-    path = save_bundle(tmp_path_factory.mktemp("bundle") / "gru", model, vol_task, config=GRU_CONFIG)
+    path = save_bundle(tmp_path_factory.mktemp("bundle") / "gru", model, vol_task)
     return path, model.eval()
 
 
@@ -74,8 +74,9 @@ def walk(prices):
 
 def test_walk_forward_covers_the_test_years_and_retrains(walk):
     assert list(walk.task.test.dates.year.unique()) == [2010, 2011]
-    assert set(walk.predictions) >= {"walk_forward", "frozen", "ewma", "garch", "har", "log_har"}
-    for p in walk.predictions.values():
+    forecasts = walk.predictions | walk.baselines("walk_forward")
+    assert set(forecasts) == {"walk_forward", "frozen", "ewma", "garch", "har", "log_har"}
+    for p in forecasts.values():
         assert p.shape == walk.task.test.y.shape and np.isfinite(p).all()
     first = walk.block == 2010
     np.testing.assert_allclose(
@@ -83,8 +84,8 @@ def test_walk_forward_covers_the_test_years_and_retrains(walk):
     )
     retrained = any(not torch.equal(walk.states[0][k], walk.states[1][k]) for k in walk.states[0])
     assert retrained == (walk.epochs[1] > 0), "block 2011 keeps the warm start only when no epoch beat it"
-    table = walk.per_year(lambda y, p: float(np.mean((y - p) ** 2)))
-    assert list(table.index) == [2010, 2011] and "walk_forward" in table.columns
+    table = walk.per_year(lambda y, p: float(np.mean((y - p) ** 2)), walk.baselines("frozen"))
+    assert list(table.index) == [2010, 2011] and {"walk_forward", "frozen", "log_har"} <= set(table.columns)
 
 
 def test_walk_forward_uses_no_data_after_each_block_start(prices, walk):
@@ -100,8 +101,10 @@ def test_walk_forward_uses_no_data_after_each_block_start(prices, walk):
     perturbed.loc[later, "Volume"] *= rng.uniform(0.5, 1.5, later.sum())
     probe = walk_forward("volatility", perturbed, _tiny_tcn, [2010, 2011], epochs=1, initial_epochs=2)
     before = walk.task.test.dates <= cut
-    for name, p in walk.predictions.items():
-        np.testing.assert_array_equal(probe.predictions[name][before], p[before], err_msg=name)
+    for protocol in ("walk_forward", "frozen"):
+        old, new = walk.predictions | walk.baselines(protocol), probe.predictions | probe.baselines(protocol)
+        for name, p in old.items():
+            np.testing.assert_array_equal(new[name][before], p[before], err_msg=f"{name} ({protocol})")
     # 2011's model was fitted on data to 2010 only
     for old, new in zip(walk.states, probe.states, strict=True):
         assert all(torch.equal(old[k], new[k]) for k in old)
@@ -116,7 +119,7 @@ def test_walk_forward_without_warm_start_builds_a_model_per_block(prices):
         built.append(1)
         return _tiny_tcn()
 
-    walk_forward("returns", prices, make, [2010, 2011], epochs=1, warm_start=False, baselines=False)
+    walk_forward("returns", prices, make, [2010, 2011], epochs=1, warm_start=False)
     assert len(built) == 2
     with pytest.raises(ValueError, match="consecutive"):
         walk_forward("returns", prices, make, [2010, 2012])
@@ -140,7 +143,8 @@ def test_bundle_round_trip_applies_the_training_scaler(bundle, vol_task):
     meta = deployment.metadata
     assert meta["features"] == vol_task.feature_names and meta["task"]["lookback"] == 20
     assert meta["training_period"]["train"][1] == str(vol_task.train.dates[-1].date())
-    assert meta["model"] == {"class": "FinancialGRU", "config": GRU_CONFIG}
+    assert meta["model"] == {"class": "FinancialGRU", "config": model.config}
+    assert GRU_CONFIG.items() <= model.config.items()
 
 
 def test_predict_prices_runs_the_training_feature_pipeline(bundle, prices):
@@ -238,14 +242,25 @@ def test_a_bundle_from_another_version_is_refused(bundle, monkeypatch):
         ModelDeployment.load(bundle[0])
 
 
-def test_save_bundle_checks_the_config(vol_task, tmp_path):
+def test_save_bundle_checks_the_model(vol_task, tmp_path):
     model = FinancialGRU(**GRU_CONFIG)
+    model.config["hidden_size"] = 16  # a config that no longer describes the weights
     with pytest.raises(BundleError, match="does not rebuild"):
-        save_bundle(tmp_path / "b", model, vol_task, config={**GRU_CONFIG, "hidden_size": 16})
-    if getattr(model, "config", None) is None:
-        with pytest.raises(BundleError, match="has no .config"):
-            save_bundle(tmp_path / "b", model, vol_task)
+        save_bundle(tmp_path / "b", model, vol_task)
+
+    class MyGRU(FinancialGRU):
+        pass
+
+    with pytest.raises(BundleError, match="not a registered model class"):
+        save_bundle(tmp_path / "b", MyGRU(**GRU_CONFIG), vol_task)
+    with pytest.raises(BundleError, match="not the registered class"):
+        save_bundle(tmp_path / "b", _renamed(MyGRU(**GRU_CONFIG)), vol_task)
     assert not (tmp_path / "b" / MANIFEST_FILE).exists()
+
+
+def _renamed(model):
+    type(model).__name__ = "FinancialGRU"  # a look-alike that takes a registered name
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
