@@ -26,6 +26,7 @@ from course_lib.deployment import (
 from course_lib.distributed import launch
 from course_lib.features import feature_frame
 from course_lib.models import FinancialGRU, TemporalConvNet
+from course_lib.models.registry import REGISTRY
 from course_lib.monitoring import DriftMonitor, psi, rolling_error
 from course_lib.serving import serve_in_subprocess
 from course_lib.training import Trainer
@@ -287,6 +288,16 @@ def test_onnx_matches_pytorch_at_another_batch_size(make, tmp_path):
     assert out.shape == (3, 2) and np.isfinite(out[1:]).all()
     with pytest.raises(ValueError, match="NaN"):
         model(x)
+
+
+@pytest.mark.parametrize("entry", [e for e in REGISTRY if e.extra_inputs is None], ids=lambda e: e.id)
+def test_every_single_input_model_of_the_registry_exports(entry, tmp_path):
+    model = entry.build().eval()
+    length = max(24, getattr(model, "receptive_field", 1))
+    n_features = model.config["input_size"]
+    path = export_onnx(model, tmp_path / "m.onnx", lookback=length, n_features=n_features, batch_size=2)
+    (x,) = entry.inputs(model, 5, length, seed=1)
+    assert check_onnx(model, path, x) < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------
