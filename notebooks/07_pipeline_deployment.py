@@ -369,7 +369,9 @@ except ImportError as err:
 # > Tracing records one run of `forward`: every Python `if` on the data is frozen, and the models' input
 # > check (`check_window`: NaN, feature count) is not in the graph. Worse, ONNX Runtime's GRU kernel
 # > turns a NaN into an ordinary-looking number. Validate requests *before* the runtime, as
-# > `ModelDeployment` does.
+# > `ModelDeployment` does. The graph also fixes the window length (only the batch axis is dynamic)
+# > and is exported in eval mode, so Monte Carlo dropout (Chapter 5's `BayesianLSTM`) does not survive.
+# > Every single-input model of the registry exports and matches PyTorch (`tests/test_pipeline.py`).
 
 # %%
 import onnxruntime as ort
