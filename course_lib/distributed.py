@@ -30,6 +30,7 @@ instead; evaluate on one rank (or on exact shards), never through a padding samp
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,10 @@ def launch(
     import sys
     import tempfile
 
+    build_model(model, config)  # an unknown class or a bad config fails here, before any process starts
+    with np.load(data) as arrays:
+        if not {"X", "y"} <= set(arrays.files):
+            raise ValueError(f"{data} must hold arrays X and y, it holds {arrays.files}")
     root = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
@@ -188,11 +193,24 @@ def launch(
         *flags,
     ]
     with tempfile.TemporaryDirectory() as tmp:  # torchrun and the workers write nothing into the caller's cwd
-        done = subprocess.run(
-            command, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        # a session of its own: on a timeout or an interrupt the whole group (torchrun and its workers) is killed
+        process = subprocess.Popen(
+            command,
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
-    if done.returncode != 0:
-        raise RuntimeError(f"torchrun failed with code {done.returncode}:\n{done.stderr[-8000:]}")
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"torchrun failed with code {process.returncode}:\n{stderr[-8000:]}")
     return json.loads((Path(out) / "checkpoint.json").read_text())
 
 

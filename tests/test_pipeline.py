@@ -424,6 +424,15 @@ def test_two_ranks_equal_one_process_on_the_full_batch(tmp_path):
         )
 
 
+def test_launch_refuses_a_bad_model_or_data_before_starting_processes(tmp_path):
+    np.savez(tmp_path / "data.npz", X=np.zeros((4, 20, 4), np.float32))
+    with pytest.raises(KeyError, match="not a registered model class"):
+        launch(tmp_path / "data.npz", "Nope", {}, tmp_path / "out")
+    with pytest.raises(ValueError, match="must hold arrays X and y"):
+        launch(tmp_path / "data.npz", "TemporalConvNet", TCN_CONFIG, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_distributed_sampler_pads_with_duplicates():
     dataset = list(range(5))
     shards = [list(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]
