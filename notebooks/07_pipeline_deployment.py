@@ -427,7 +427,7 @@ for case, (p50, p99, n) in timings.items():
 p50_local, _, _ = latency(lambda: deployment.predict(windows[:256]))
 body_kb = len(json.dumps({"features": features, "windows": windows[:256].tolist()})) / 1e3
 print(f"the same 256 forecasts in-process: p50 {p50_local:.1f} ms; the request body is {body_kb:.0f} kB of JSON text, "
-      f"so encoding and parsing it, not the network, is most of the {timings['batch of 256'][0]:.0f} ms")
+      f"so encoding and parsing it, not the model, is most of the {timings['batch of 256'][0]:.0f} ms")
 try:
     httpx.get(f"{url}/health", timeout=1.0)
     print("the server is still running!")
