@@ -81,7 +81,8 @@ device = get_device()
 torch.set_num_threads(1)  # tiny models are latency-bound: extra threads only add synchronisation
 set_seed(0)
 prices = load_prices("^GSPC")
-work = Path(tempfile.mkdtemp(prefix="ch07-"))  # every file of this chapter goes here, never into the cwd
+workspace = tempfile.TemporaryDirectory(prefix="ch07-")  # removed at the end, or when the kernel stops
+work = Path(workspace.name)  # every file of this chapter goes here, never into the working directory
 print(f"device: {device}; S&P 500 from {prices.index[0].date()} to {prices.index[-1].date()}; files in {work}")
 
 # %% [markdown]
@@ -662,7 +663,5 @@ print("Exercise 4 passed")
 #   unpickle a model file.
 
 # %%
-import shutil
-
-shutil.rmtree(work)  # leave nothing behind
+workspace.cleanup()  # leave nothing behind
 print("temporary files removed:", not work.exists())
