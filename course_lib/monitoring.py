@@ -7,7 +7,8 @@ of ``k`` bins with the share of training values there (bins at training quantile
     PSI = sum_i (a_i - e_i) log(a_i / e_i),      e_i = training share, a_i = recent share
 
 PSI is 0 when nothing moved; by convention < 0.1 is stable, 0.1-0.25 a moderate shift and > 0.25
-a major one (the default alert). The two-sample Kolmogorov-Smirnov statistic (the largest gap
+a major one (the default alert). Sampling noise alone gives about ``(k - 1) / n`` for ``n`` recent
+values (0.14 for a quarter of days and 10 bins): short windows need fewer bins or a higher threshold. The two-sample Kolmogorov-Smirnov statistic (the largest gap
 between the two empirical distribution functions, :func:`scipy.stats.ks_2samp`) is given beside it.
 
 **Error.** A network is worth serving only while it beats the baseline it replaced. The rolling

@@ -477,6 +477,8 @@ plt.tight_layout()
 plt.show()
 
 # %%
+print(f"noise floor: an unchanged feature gives a PSI of about (bins - 1) / window = "
+      f"{(monitor.bins - 1) / DRIFT_WINDOW:.2f} on {DRIFT_WINDOW}-day windows (alert at {monitor.threshold})")
 for feature in drift.columns:
     alerts = drift.index[drift[feature] > monitor.threshold]
     print(f"drift {feature:>18}: " + (f"first alert {alerts[0].date()}, in alert {len(alerts) / len(drift):.0%} of the weeks"

@@ -28,7 +28,7 @@ from course_lib.features import feature_frame
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.models.registry import REGISTRY
 from course_lib.monitoring import DriftMonitor, psi, rolling_error
-from course_lib.serving import serve_in_subprocess
+from course_lib.serving import create_app, serve_in_subprocess
 from course_lib.training import Trainer
 from course_lib.walkforward import block_task, raw_windows, scale_windows, walk_forward
 
@@ -341,6 +341,19 @@ def test_the_service_answers_good_requests_and_rejects_bad_ones(bundle, vol_task
         httpx.get(f"{url}/health", timeout=1.0)
 
 
+def test_the_service_caps_the_batch_size(bundle, vol_task):
+    from fastapi.testclient import TestClient
+
+    windows = raw_windows(vol_task, "test")[:3].tolist()
+    with TestClient(create_app(bundle[0], max_batch=2)) as client:
+        response = client.post(
+            "/predict_batch", json={"features": vol_task.feature_names, "windows": windows}
+        )
+        assert response.status_code == 422 and "at most 2" in response.json()["detail"]
+        ok = client.post("/predict_batch", json={"features": vol_task.feature_names, "windows": windows[:2]})
+        assert ok.status_code == 200 and len(ok.json()["forecasts"]) == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # Monitoring
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +375,21 @@ def test_psi_closed_form_and_alerts():
         DriftMonitor(train, ["a", "c"])
     with pytest.raises(ValueError, match="feature 'b'"):
         DriftMonitor(train, ["a", "b"]).drift(recent.assign(b=np.nan))
+
+
+def test_rolling_drift_sees_the_shifted_stretch_only():
+    rng = np.random.default_rng(1)
+    dates = pd.bdate_range("2006-01-02", periods=1000)
+    values = rng.normal(size=1000)
+    values[500:] += 1.0  # the regime changes on day 500
+    data = pd.DataFrame({"x": values}, index=dates)
+    monitor = DriftMonitor(pd.DataFrame({"x": rng.normal(size=5000)}), ["x"])
+    drift = monitor.rolling(data, window=200, step=50)
+    assert drift.index[0] == dates[199]
+    # unchanged: about (bins - 1) / window = 0.045 of sampling noise; shifted by one sd: far above the alert
+    assert (drift.loc[: dates[499], "x"] < 0.15).all() and (drift.loc[dates[699] :, "x"] > 0.5).all()
+    with pytest.raises(ValueError, match="window"):
+        monitor.rolling(data, window=1001)
 
 
 def test_rolling_error_alerts_when_the_model_loses_to_the_baseline():
