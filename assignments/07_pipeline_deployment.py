@@ -40,6 +40,7 @@ from scipy import stats
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def fit_block_scaler(values, years, test_year):
     # BEGIN SOLUTION
@@ -89,6 +90,7 @@ assert np.allclose(_mean, _values[:10].mean(axis=0)), "only 2000 is known before
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def ks_statistic(a, b):
     # BEGIN SOLUTION
@@ -137,6 +139,7 @@ assert abs(ks_statistic([0.0, 0.0, 1.0], [0.0, 1.0, 1.0]) - 1 / 3) < 1e-12, "tie
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def ddp_sample_weights(shard_sizes):
     # BEGIN SOLUTION
@@ -178,6 +181,7 @@ assert abs(sum(n * w for n, w in zip([7, 2, 9], ddp_sample_weights([7, 2, 9]), s
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def sustained_alert(ratio, threshold, k):
