@@ -703,7 +703,8 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
     benchmark's, the DM outcomes (on squared error, and on QLIKE for volatility; for a seed summary those
     of the seed ensemble, with the number of seeds that were significantly better / worse), whether it is
     in the model confidence set; then one line per horizon naming the best model under each loss. Print it
-    beside a table so that the chapter's verdicts come from the numbers, never from hand-typed text.
+    beside a table so that the chapter's verdicts come from the numbers, never from hand-typed text. In a
+    seed summary the losses are means over the seeds and the p-values those of the seed ensemble.
     """
     bench = table.attrs.get("benchmark")
     if bench is None:
@@ -725,11 +726,13 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
         b = t.loc[bench]
         for n in names:
             row = t.loc[n]
-            text = f"  {at}{n}: MSE {row['MSE']:.4f} vs {b['MSE']:.4f} ({_outcome(row[prefix + 'DM'], row[prefix + 'DM_p'], alpha)})"
+            mse_text = f"{'mean MSE over seeds' if seeds else 'MSE'} {row['MSE']:.4f} vs {b['MSE']:.4f}"
+            text = f"  {at}{n}: {mse_text} ({_outcome(row[prefix + 'DM'], row[prefix + 'DM_p'], alpha)})"
             if vol:
                 q = "QLIKE" if table.attrs.get("qlike_dm") == "raw" else "QLIKE_lc"  # the QLIKE the test used
                 stat, p = row[prefix + "DM_QLIKE"], row[prefix + "p_QLIKE"]
-                text += f"; {'corrected ' if q == 'QLIKE_lc' else ''}QLIKE {row[q]:.4f} vs {b[q]:.4f} ({_outcome(stat, p, alpha)})"
+                name = f"{'mean ' if seeds else ''}{'corrected ' if q == 'QLIKE_lc' else ''}QLIKE"
+                text += f"; {name} {row[q]:.4f} vs {b[q]:.4f} ({_outcome(stat, p, alpha)})"
             else:
                 text += f"; R2_oos {100 * row['R2_oos']:.2f}%"
             if seeds:
