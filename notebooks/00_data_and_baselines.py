@@ -170,6 +170,7 @@ print(
     f"from 2008: the median GK/Parkinson ratio moves from {ratio.loc[1999:2005].mean():.2f} to "
     f"{ratio.loc[2008:].mean():.2f} although both estimate the same daily variance."
 )
+assert early > 0.9 and late < 0.1, "the prose below describes stale opens before 2006 and real ones from 2008"
 
 # %% [markdown]
 # A model trained on 1999-2006 and tested on 2009-2018 would learn one meaning of the GK target and be
@@ -316,9 +317,10 @@ for j, h in enumerate(HORIZONS):
     )
 
 # %% [markdown]
-# The raw QLIKE column and the corrected one tell different stories: on raw QLIKE the log-HAR looks
-# poor, only because its variance level is too low; once every model's level is learnt on the same
-# validation years, the ranking reflects the *shape* of the forecasts.
+# Compare the lowest raw QLIKE with the lowest corrected QLIKE in the lines above. Where they differ, the
+# raw column was ranking variance *levels*: a model fitted in logs forecasts too low a variance and raw
+# QLIKE punishes it for that alone. Once every model's level is learnt on the same validation years, the
+# ranking reflects the *shape* of the forecasts.
 #
 # **How much does the Newey-West lag matter?** Below, one pair of forecasts tested with the old rule
 # $K = h - 1$ (no correction at all at $h = 1$) and with the default lag, beside the lag-1
@@ -334,6 +336,7 @@ print(
     f"DM = {no_lag.statistic:.2f} with 0 lags, {nw.statistic:.2f} with {nw.lags} lags "
     f"(newey_west_lags({len(d)}) = {newey_west_lags(len(d))})."
 )
+assert abs(nw.statistic) < abs(no_lag.statistic), "the claim below: the Newey-West lag shrinks the statistic"
 
 # %% [markdown]
 # > **Pitfall (a DM test that forgets autocorrelation).** With $K = h - 1$ lags, a next-day DM test uses
