@@ -42,6 +42,7 @@ from course_lib import get_device, set_seed
 from course_lib.evaluation import (
     diebold_mariano,
     mse,
+    qlike,
     r2_oos,
     return_baselines,
     seed_summary,
@@ -233,7 +234,7 @@ print({k: round(mse(vtask.test.y, v), 4) for k, v in vbase.items()}, "(volatilit
 # | `FinancialLSTM` | LSTM, then multi-head self-attention over the window (the last step asks which days matter), residual + LayerNorm, MLP head; `return_attention=True` gives the weights |
 # | `MultiHorizonLSTM` | one LSTM encoder, one head per horizon, output stacked as (B, n_horizons); with one horizon it is a plain LSTM with an MLP head |
 # | `ResidualLSTM` | input projection, then stacked one-layer LSTMs, each as $x \leftarrow \mathrm{LayerNorm}(x + \mathrm{LSTM}(x))$ with its own norm |
-# | `FinancialGRU` | GRU, then additive attention pooling $a_t = \mathrm{softmax}_t(w^\top \tanh(W h_t + b))$, MLP head |
+# | `FinancialGRU` | GRU, then additive attention pooling $a_t = \mathrm{softmax}_t(w^\top \tanh(W h_t + b))$, residual + LayerNorm with the last state, $\mathrm{LayerNorm}(h_L + \sum_t a_t h_t)$, MLP head |
 #
 # All four take (B, L, C) windows and, with `per_step=True`, return one causal forecast per step (B, L, n):
 # `FinancialLSTM` then uses a causal mask so that step $t$ attends only to steps $\le t$.
@@ -406,6 +407,24 @@ for loss in ("MSE", "QLIKE_lc"):
     )
 losers = [n for n in MODELS if vol_summary.loc[n, "worse MSE (p<0.05)"] == f"{len(SEEDS)}/{len(SEEDS)}"]
 print(f"Significantly worse than log-HAR on MSE for every seed: {losers or 'none'}.")
+
+# %% [markdown]
+# > **Pitfall (a GRU that lost to HAR).** An earlier `FinancialGRU` sent only the attention-pooled mean
+# > of the window, $\sum_t a_t h_t$, to its head: the last state $h_L$, the freshest summary, never reached
+# > it directly. It lost to HAR on every seed, while LSTMs with the same inputs won. An ablation
+# > (`benchmarks/recurrent_ablation.py gru`: the same pooling on an LSTM cell lost too; removing the dead
+# > score bias or doubling the width did not help; giving the head $h_L$ did) put the cause in the
+# > pooling, not in the GRU cell. The head now reads $\mathrm{LayerNorm}(h_L + \sum_t a_t h_t)$, as
+# > `FinancialLSTM` does (docs/errata.md).
+
+# %%
+y_vol = vtask.test.y[:, 0]
+har_qlike = qlike(np.exp(2 * y_vol), np.exp(2 * vbase["har"][:, 0]))
+gru_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialGRU"]]
+lstm_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialLSTM"]]
+print(f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(SEEDS)} seeds "
+      f"({sum(q < har_qlike for q in gru_qlike)} of {len(SEEDS)} seeds below HAR's {har_qlike:.3f}); "
+      f"FinancialLSTM {np.mean(lstm_qlike):.3f} ({sum(q < har_qlike for q in lstm_qlike)} of {len(SEEDS)} below HAR).")
 
 # %% [markdown]
 # **What the volatility results say.** Volatility is forecastable, and the baselines are strong: the

@@ -75,7 +75,8 @@ print(f"device: {device}")
 # **CNN-LSTM.** Two stages of
 # $$ h = \mathrm{MaxPool}_2\big(\mathrm{ReLU}(\mathrm{LayerNorm}(W * x))\big), $$
 # with $W * x$ a causal convolution (left padding) and LayerNorm over the channels *of each day*; then
-# an LSTM over the pooled sequence and an MLP on its last state. The pools are aligned to the **end**
+# an LSTM over the pooled sequence, which at pooled step $j$ also reads the raw inputs $x_{e_j}$ of the
+# block's last day $e_j$ (a skip path), and an MLP on its last state. The pools are aligned to the **end**
 # of the window: when the length is odd, the oldest day is dropped, never the newest.
 #
 # **Attention LSTM** (Bahdanau, Cho & Bengio, 2015). With LSTM states $h_1, \dots, h_L$ and the query
@@ -332,9 +333,13 @@ print("seconds per epoch relative to the plain LSTM (volatility):", ratio)
 # * **Volatility.** Compare each hybrid with the plain `FinancialLSTM` first: that is what the hybrid
 #   part adds. Then with log-HAR under both losses, and with the model confidence set. A hybrid that
 #   loses to the baselines while passing every check above is not a bug but a poor fit of the
-#   architecture to the task: the CNN-LSTM's pooling takes a maximum over blocks of days, which blurs the
-#   single most informative input for tomorrow's volatility, today's. A hybrid is not automatically
-#   better than its parts.
+#   architecture to the task. An earlier CNN-LSTM, whose LSTM saw only pooled filters of the inputs and
+#   never the day's raw values, lost to HAR on every seed; an ablation
+#   (`benchmarks/recurrent_ablation.py cnnlstm`, docs/errata.md) showed that neither the LayerNorm nor the
+#   ReLUs were the cause, and that a skip path giving the LSTM each pooled block's last day closes most of
+#   the gap. The rest is the price of the pools: a maximum over blocks of days blurs the single most
+#   informative input for tomorrow's volatility, today's. A hybrid is not automatically better than its
+#   parts.
 # * **Cost.** The CNN-LSTM's LSTM runs 5 steps instead of 20; the last line says what that buys per epoch
 #   on this machine.
 
