@@ -39,6 +39,7 @@ import numpy as np
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def exact_coverage(n, alpha):
     k = math.ceil((n + 1) * (1 - alpha) - 1e-9)  # SOLUTION
@@ -56,7 +57,13 @@ assert abs(exact_coverage(19, 0.1) - 0.9) < 1e-12, "n = 19, alpha = 0.1: k = 18 
 
 # %%
 # HIDDEN
-for _n, _alpha, _expected in [(20, 0.1, 19 / 21), (8, 0.1, 1.0), (99, 0.05, 0.95), (50, 0.2, 41 / 51), (9, 0.7, 0.3)]:
+for _n, _alpha, _expected in [
+    (20, 0.1, 19 / 21),
+    (8, 0.1, 1.0),
+    (99, 0.05, 0.95),
+    (50, 0.2, 41 / 51),
+    (9, 0.7, 0.3),
+]:
     assert abs(exact_coverage(_n, _alpha) - _expected) < 1e-12, f"exact_coverage({_n}, {_alpha}) is wrong"
 
 # %% [raw]
@@ -77,6 +84,7 @@ for _n, _alpha, _expected in [(20, 0.1, 19 / 21), (8, 0.1, 1.0), (99, 0.05, 0.95
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def min_calibration_size(alpha):
@@ -125,6 +133,7 @@ for _alpha, _n in [(0.05, 19), (0.2, 4), (0.03, 33), (0.5, 1), (0.01, 99)]:
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def aci_update(alpha_t, alpha, gamma, covered):
     return alpha_t + gamma * (alpha - (0.0 if covered else 1.0))  # SOLUTION
@@ -141,7 +150,9 @@ assert abs(aci_update(0.1, 0.1, 0.01, True) - 0.101) < 1e-12, "a hit raises the 
 
 # %%
 # HIDDEN
-assert abs(aci_update(0.1, 0.1, 0.01, False) - 0.091) < 1e-12, "a miss lowers the level by gamma * (1 - alpha)"
+assert abs(aci_update(0.1, 0.1, 0.01, False) - 0.091) < 1e-12, (
+    "a miss lowers the level by gamma * (1 - alpha)"
+)
 assert abs(aci_update(0.005, 0.1, 0.01, False) - (-0.004)) < 1e-12, "the level must be free to go below 0"
 assert abs(aci_update(0.6, 0.1, 0.05, True) - 0.605) < 1e-12, "the level must be free to exceed 0.5"
 _a = 0.1
@@ -170,6 +181,7 @@ assert abs(_a - (0.1 - 30 * 0.009)) < 1e-9, "30 misses in a row lower the level 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def normalized_interval(y_cal, mu_cal, sigma_cal, mu, sigma, alpha):
     scores = np.sort(np.abs(np.asarray(y_cal) - mu_cal) / sigma_cal)  # SOLUTION
@@ -188,7 +200,9 @@ def normalized_interval(y_cal, mu_cal, sigma_cal, mu, sigma, alpha):
 _lower, _upper = normalized_interval(
     np.array([1.0, -2.0, 3.0, 0.5]), np.zeros(4), np.ones(4), np.array([0.0]), np.array([2.0]), 0.2
 )
-assert np.allclose(_lower, [-6.0]) and np.allclose(_upper, [6.0]), "k = 4 of 4 scores: q-hat = 3, times sigma = 2"
+assert np.allclose(_lower, [-6.0]) and np.allclose(_upper, [6.0]), (
+    "k = 4 of 4 scores: q-hat = 3, times sigma = 2"
+)
 
 # %%
 # HIDDEN
@@ -201,9 +215,13 @@ for _alpha in (0.1, 0.05, 0.3):
     _ref = ConformalPredictor(_alpha, "normalized").calibrate(_y[:200], _mu[:200], _sig[:200])
     _ref_lower, _ref_upper = _ref.predict_interval(_mu[200:], _sig[200:])
     _lower, _upper = normalized_interval(_y[:200], _mu[:200], _sig[:200], _mu[200:], _sig[200:], _alpha)
-    assert np.allclose(_lower, _ref_lower) and np.allclose(_upper, _ref_upper), f"wrong interval at alpha = {_alpha}"
+    assert np.allclose(_lower, _ref_lower) and np.allclose(_upper, _ref_upper), (
+        f"wrong interval at alpha = {_alpha}"
+    )
 _lower, _upper = normalized_interval(_y[:5], _mu[:5], _sig[:5], _mu[:3], _sig[:3], 0.1)
-assert np.all(np.isinf(_lower)) and np.all(np.isinf(_upper)), "5 calibration points at alpha = 0.1: infinite interval"
+assert np.all(np.isinf(_lower)) and np.all(np.isinf(_upper)), (
+    "5 calibration points at alpha = 0.1: infinite interval"
+)
 
 # %% [raw]
 # # END TESTS
