@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import check_window
+from .common import check_window, keeps_config
 
 __all__ = ["QuantileRegressionEnsemble", "quantile_key"]
 
@@ -42,6 +42,7 @@ class QuantileRegressionEnsemble(nn.Module):
     with ``per_step=True`` (B, L, output_size, Q), the forecast made at every step of the window (causal).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -66,14 +67,6 @@ class QuantileRegressionEnsemble(nn.Module):
         self.lstms = nn.ModuleList(nn.LSTM(i, o, batch_first=True) for i, o in pairwise(sizes))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, output_size * len(levels))
-        self.config = dict(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            output_size=output_size,
-            n_layers=n_layers,
-            dropout=dropout,
-            quantiles=list(levels),
-        )
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model=type(self).__name__)
