@@ -65,6 +65,7 @@ __all__ = [
     "rolling_coverage",
     "mean_width",
     "interval_score",
+    "interval_scores",
     "interval_metrics",
 ]
 
@@ -395,18 +396,24 @@ def mean_width(lower, upper) -> float:
     return float(np.mean(np.maximum(upper - lower, 0.0)))
 
 
-def interval_score(y, lower, upper, alpha: float) -> float:
-    """Mean interval score of Gneiting & Raftery (2007) for central (1 - alpha) intervals; lower is better.
+def interval_scores(y, lower, upper, alpha: float) -> np.ndarray:
+    """Interval score of Gneiting & Raftery (2007) of each step, (N,), for central (1 - alpha) intervals.
 
     An empty interval (lower > upper, ACI's alpha_t >= 1) counts as width 0 and misses by the distance
-    to its nearer end; an infinite one scores +inf.
+    to its nearer end; an infinite one scores +inf. Per-step scores feed a model confidence set
+    (``course_lib.evaluation.model_confidence_set``).
     """
     alpha = _check_alpha(alpha)
     y, lower, upper = _interval_triple(y, lower, upper)
     empty = lower > upper
     miss = np.where(y < lower, lower - y, 0.0) + np.where(y > upper, y - upper, 0.0)
     miss = np.where(empty, np.minimum(np.abs(y - lower), np.abs(y - upper)), miss)
-    return float(np.mean(np.maximum(upper - lower, 0.0) + (2.0 / alpha) * miss))
+    return np.maximum(upper - lower, 0.0) + (2.0 / alpha) * miss
+
+
+def interval_score(y, lower, upper, alpha: float) -> float:
+    """Mean interval score (see :func:`interval_scores`); lower is better."""
+    return float(np.mean(interval_scores(y, lower, upper, alpha)))
 
 
 def interval_metrics(y, lower, upper, alpha: float, window: int = 250) -> dict[str, float]:

@@ -20,6 +20,7 @@ from course_lib.conformal import (
     coverage,
     interval_metrics,
     interval_score,
+    interval_scores,
     mean_width,
     rolling_coverage,
 )
@@ -333,6 +334,7 @@ def test_interval_metrics_closed_forms():
     assert mean_width(lower, upper) == pytest.approx((2 + 2 + 2 + 0) / 4)
     # IS = width + 2/alpha * (miss distance): 2; 2 + 20*1; 2 + 20*2; 0 + 20*0.5 (y above the upper bound 0)
     assert interval_score(y, lower, upper, alpha=0.1) == pytest.approx((2 + 22 + 42 + 10) / 4)
+    np.testing.assert_allclose(interval_scores(y, lower, upper, alpha=0.1), [2, 22, 42, 10])
     rolled = rolling_coverage(y, lower, upper, window=2)
     np.testing.assert_allclose(rolled, [0.5, 0.0, 0.0])
     m = interval_metrics(y, lower, upper, 0.1, window=2)
