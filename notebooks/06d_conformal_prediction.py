@@ -185,7 +185,7 @@ ax.axhline(1 - alpha, color="grey", ls="--", lw=1)
 ax.set(
     xlabel="calibration set size n",
     ylabel="coverage of a new point",
-    title="90% intervals: only the exact order statistic never under-covers",
+    title="90% intervals: the coverage of three recipes for q-hat",
 )
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -202,8 +202,9 @@ print(f"the source's recipe has no value for n = {min(no_value)}..{max(no_value)
 # %% [markdown]
 # The exact recipe follows the saw-tooth $k/(n+1)$ and never falls below $0.90$ by more than Monte Carlo
 # noise (coverage 1 for $n \le 8$: the interval is infinite). The plain empirical quantile under-covers
-# badly for small $n$. The source's interpolated quantile sits just below $S_{(k)}$, a shortfall too small
-# to see at these sizes; its real defect is that for $n \le 8$ it does not exist.
+# badly for small $n$. The source's level $k/n$ makes `torch.quantile` interpolate between $S_{(k)}$ and
+# $S_{(k+1)}$: a hair conservative, hence the green points a touch above the black line, and not the
+# quantity of the theorem. Its real defect is that for $n \le 8$ it does not exist.
 #
 # > **Pitfall (erratum: ConformalPredictor, the quantile level).** The source computed
 # > `q_level = ceil((n+1)(1-alpha))/n` and `torch.quantile(scores, q_level)`. For $n \le 8$ at
@@ -810,8 +811,8 @@ print("Exercise 1 passed")
 #     return torch.quantile(torch.as_tensor(scores), q_level).item()
 # ```
 #
-# It crashes for small $n$ and, for larger $n$, returns a value slightly *below* the order statistic
-# that the guarantee needs. Write `q_hat_fixed(scores, alpha)` (a 1-D NumPy array in, a float out) that
+# It crashes for small $n$ and, for larger $n$, returns an interpolation between two order statistics
+# instead of the one the guarantee is about. Write `q_hat_fixed(scores, alpha)` (a 1-D NumPy array in, a float out) that
 # returns the exact split-conformal $\hat q$, `float("inf")` when no finite value is valid, using NumPy
 # only.
 
