@@ -17,7 +17,8 @@ The removal is drawn once per day of the series, so a lost day is lost in every 
 
 Convention shared by every continuous-time model of :mod:`course_lib.models.continuous`:
 ``values`` (B, L, C) may hold NaN only where ``mask`` (B, L) is 0; ``times`` (B, L) or (L,) must
-be strictly increasing along each window. :func:`check_irregular` enforces it.
+be strictly increasing along each window. :func:`check_irregular` (defined beside the models, in
+:mod:`course_lib.models.continuous`, and re-exported here) enforces it.
 """
 
 from dataclasses import dataclass
@@ -26,8 +27,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models.common import check_window
+from .models.continuous import check_irregular, forward_fill
 from .windows import SPLITS, Task
+
+__all__ = [
+    "IrregularSplit",
+    "IrregularTask",
+    "calendar_days",
+    "check_irregular",
+    "forward_fill",
+    "gap_features",
+    "make_irregular",
+    "removal_mask",
+]
 
 
 def calendar_days(dates: pd.DatetimeIndex) -> np.ndarray:
@@ -129,74 +141,6 @@ def make_irregular(
         times = (days[rows] - days[s.rows][:, None]).astype(np.float32)
         splits[name] = IrregularSplit(values, times, mask.astype(np.float32), s.y, s.dates)
     return IrregularTask(task=task, rate=rate, kind=kind, observed=observed, **splits)
-
-
-def check_irregular(
-    x: torch.Tensor,
-    times: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    n_features: int,
-    min_length: int = 1,
-    model: str = "model",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate an irregular window and return ``(x filled with 0 at missing, times (B, L), mask (B, L))``.
-
-    Without ``times`` the slots are 0, 1, ..., L-1; without ``mask`` every slot is observed (and
-    :func:`course_lib.models.common.check_window` forbids NaN). Raises a ``ValueError`` naming the
-    sample and step for unsorted or duplicate times and for NaN at an observed entry.
-    """
-    if mask is None:
-        check_window(x, n_features, min_length, model=model)
-        mask = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
-    else:
-        check_window(torch.nan_to_num(x), n_features, min_length, model=model)
-        if mask.shape != x.shape[:2]:
-            raise ValueError(f"{model}: mask must be (B, L) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-        if not torch.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"{model}: mask must hold only 0 (missing) and 1 (observed)")
-        mask = mask.to(x.dtype)
-        bad = torch.isnan(x).any(-1) & (mask == 1)
-        if bad.any():
-            b, k = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
-                f"{model}: x is NaN at an observed entry (sample {b}, step {k}); "
-                "NaN is allowed only where mask == 0: set the mask to 0 there"
-            )
-        if torch.isinf(x).any():
-            raise ValueError(f"{model} got an input with inf values")
-    B, L = x.shape[:2]
-    if times is None:
-        times = torch.arange(L, dtype=x.dtype, device=x.device).expand(B, L)
-    else:
-        times = times.to(x.dtype)
-        if times.dim() == 1:
-            times = times.expand(B, -1)
-        if times.shape != (B, L):
-            raise ValueError(f"{model}: times must be (B, L) = {(B, L)} or (L,), got {tuple(times.shape)}")
-        if not torch.isfinite(times).all():
-            raise ValueError(f"{model}: times must be finite")
-        steps = times.diff(dim=1)
-        if (steps <= 0).any():
-            b, k = (int(i) for i in (steps <= 0).nonzero()[0])
-            what = "duplicate" if steps[b, k] == 0 else "unsorted"
-            raise ValueError(
-                f"{model}: times must be strictly increasing in each window; sample {b} has {what} "
-                f"times at steps {k} and {k + 1} ({times[b, k].item()} then {times[b, k + 1].item()})"
-            )
-    x = torch.where(mask.unsqueeze(-1) == 1, x, torch.zeros_like(x))
-    return x, times, mask
-
-
-def forward_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Carry the last observed value forward along time (causal); 0 before the first observation.
-
-    ``x`` (B, L, C), ``mask`` (B, L) with 1 = observed. Differentiable in the observed values.
-    """
-    B, L, _ = x.shape
-    steps = torch.arange(L, device=x.device).expand(B, L)
-    last = torch.where(mask == 1, steps, torch.full_like(steps, -1)).cummax(dim=1).values  # (B, L)
-    filled = torch.gather(x, 1, last.clamp(min=0).unsqueeze(-1).expand_as(x))
-    return filled * (last >= 0).unsqueeze(-1).to(x.dtype)
 
 
 def gap_features(x: torch.Tensor, times: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

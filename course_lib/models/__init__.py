@@ -5,9 +5,11 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.continuous` (chapter 06c): ODEFunc, NeuralODE, AttentionNeuralODE, CDEFunc, NeuralCDEFinance
 """
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, CDEFunc, NeuralCDEFinance, NeuralODE, ODEFunc
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
@@ -18,8 +20,10 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
+    "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
+    "CDEFunc",
     "CNNLSTM",
     "CausalConv1d",
     "Chomp1d",
@@ -35,6 +39,9 @@ __all__ = [
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "NeuralCDEFinance",
+    "NeuralODE",
+    "ODEFunc",
     "PositionalEncoding",
     "ResidualLSTM",
 ]
