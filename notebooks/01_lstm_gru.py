@@ -264,7 +264,7 @@ x_four = torch.from_numpy(vtask.test.X[:4])
 set_seed(0)
 buggy = BatchMixingAttentionLSTM(4, HIDDEN).eval()
 set_seed(0)
-correct = FinancialLSTM(4, HIDDEN, num_heads=HEADS).eval()
+correct = FinancialLSTM(4, HIDDEN, n_heads=HEADS).eval()
 with torch.no_grad():
     _, w_bug = buggy.attention(*[buggy.lstm(x_four)[0]] * 3)
 print("buggy attention weights have shape", tuple(w_bug.shape), "= (L, B, B): weights over the batch")
@@ -291,7 +291,7 @@ print("FinancialLSTM, causal per-step:", future_gradient(lambda x: correct(x, pe
 bilstm = nn.LSTM(4, HIDDEN, batch_first=True, bidirectional=True)
 print("raw bidirectional LSTM outputs:", round(future_gradient(lambda x: bilstm(x)[0], probe_x, t=5), 4))
 try:
-    FinancialLSTM(4, HIDDEN, num_heads=HEADS, bidirectional=True)(probe_x, per_step=True)
+    FinancialLSTM(4, HIDDEN, n_heads=HEADS, bidirectional=True)(probe_x, per_step=True)
 except ValueError as err:
     print("refused:", err)
 
@@ -310,9 +310,9 @@ except ValueError as err:
 
 # %%
 MODELS = {
-    "FinancialLSTM": lambda c, h: FinancialLSTM(c, HIDDEN, output_size=len(h), num_heads=HEADS),
+    "FinancialLSTM": lambda c, h: FinancialLSTM(c, HIDDEN, output_size=len(h), n_heads=HEADS),
     "LSTM (MultiHorizonLSTM)": lambda c, h: MultiHorizonLSTM(c, HIDDEN, horizons=h),
-    "ResidualLSTM": lambda c, h: ResidualLSTM(c, HIDDEN, num_layers=2, output_size=len(h)),
+    "ResidualLSTM": lambda c, h: ResidualLSTM(c, HIDDEN, n_layers=2, output_size=len(h)),
     "FinancialGRU": lambda c, h: FinancialGRU(c, HIDDEN, output_size=len(h)),
 }
 
