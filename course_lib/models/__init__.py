@@ -5,11 +5,11 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
-* :mod:`.continuous` (chapter 06c): ODEFunc, NeuralODE, AttentionNeuralODE, CDEFunc, NeuralCDEFinance
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 """
 
 from .bayesian import BayesianLSTM
-from .continuous import AttentionNeuralODE, CDEFunc, NeuralCDEFinance, NeuralODE, ODEFunc
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
@@ -23,7 +23,6 @@ __all__ = [
     "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
-    "CDEFunc",
     "CNNLSTM",
     "CausalConv1d",
     "Chomp1d",
@@ -41,7 +40,6 @@ __all__ = [
     "MultiHorizonLSTM",
     "NeuralCDEFinance",
     "NeuralODE",
-    "ODEFunc",
     "PositionalEncoding",
     "ResidualLSTM",
 ]

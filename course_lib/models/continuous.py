@@ -18,7 +18,7 @@ import torchcde
 import torchdiffeq
 from torch import nn
 
-from .common import causal_mask, check_window
+from .common import causal_mask, check_window, keeps_config, mlp_head
 
 FIXED_STEP = ("euler", "midpoint", "rk4")
 ADAPTIVE = ("dopri5", "bosh3", "adaptive_heun")
@@ -151,10 +151,6 @@ def evolve(
     return torchdiffeq.odeint(field, h, s, **solver)[-1]
 
 
-def _mlp_head(hidden_size: int, output_size: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, output_size))
-
-
 class NeuralODE(nn.Module):
     """ODE-RNN (Rubanova, Chen & Duvenaud, 2019): an ODE between observations, a GRU update at each.
 
@@ -166,6 +162,7 @@ class NeuralODE(nn.Module):
     which the ODE has carried forward from the last observation through the real elapsed time.
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -182,11 +179,7 @@ class NeuralODE(nn.Module):
         self.solver = _solver_options(method, steps_per_gap, rtol, atol)
         self.func = ODEFunc(hidden_size)
         self.cell = nn.GRUCell(input_size, hidden_size)
-        self.head = _mlp_head(hidden_size, output_size)
-        self.config = dict(
-            input_size=input_size, hidden_size=hidden_size, output_size=output_size, method=method,
-            steps_per_gap=steps_per_gap, rtol=rtol, atol=atol, adjoint=adjoint,
-        )  # fmt: skip
+        self.head = mlp_head(hidden_size, hidden_size, output_size)
 
     def states(self, x: torch.Tensor, times: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         """Hidden states after the update at each slot: (B, L, H)."""
@@ -245,6 +238,7 @@ class NeuralCDEFinance(nn.Module):
     fixed-step solver starting a step on a knot reads the slope of the previous segment.)
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -259,19 +253,17 @@ class NeuralCDEFinance(nn.Module):
         super().__init__()
         self.input_size, self.adjoint = input_size, adjoint
         self.method = method
+        self.min_length = 2  # a path needs two points
         self.solver = _solver_options(method, steps_per_gap, rtol, atol)
         channels = input_size + 2  # time, the features, the observation count
         self.initial = nn.Linear(channels, hidden_size)
         self.func = CDEFunc(channels, hidden_size)
-        self.head = _mlp_head(hidden_size, output_size)
-        self.config = dict(
-            input_size=input_size, hidden_size=hidden_size, output_size=output_size, method=method, steps_per_gap=steps_per_gap, rtol=rtol, atol=atol, adjoint=adjoint,
-        )  # fmt: skip
+        self.head = mlp_head(hidden_size, hidden_size, output_size)
 
     def path(self, x: torch.Tensor, times=None, mask=None) -> torch.Tensor:
         """The control's data at the slots: (B, L, C + 2) = [time, forward-filled x, observation count]."""
         x, times, mask = check_irregular(
-            x, times, mask, self.input_size, min_length=2, model=type(self).__name__
+            x, times, mask, self.input_size, min_length=self.min_length, model=type(self).__name__
         )
         elapsed = (times - times[:, :1]).unsqueeze(-1)  # (B, L, 1)
         count = mask.cumsum(dim=1).unsqueeze(-1)  # (B, L, 1)
@@ -333,6 +325,7 @@ class AttentionNeuralODE(nn.Module):
     time by default), shaped by what it recalls from the window. Regular windows only.
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -357,11 +350,7 @@ class AttentionNeuralODE(nn.Module):
             self.solver["options"] = {"step_size": horizon / steps_per_gap}
         self.encoder = nn.GRU(input_size, hidden_size, batch_first=True)
         self.func = _AttendedField(hidden_size, n_heads)
-        self.head = _mlp_head(hidden_size, output_size)
-        self.config = dict(
-            input_size=input_size, hidden_size=hidden_size, output_size=output_size, n_heads=n_heads,
-            horizon=horizon, method=method, steps_per_gap=steps_per_gap, rtol=rtol, atol=atol, adjoint=adjoint,
-        )  # fmt: skip
+        self.head = mlp_head(hidden_size, hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         x, _, _ = check_irregular(x, None, None, self.input_size, model=type(self).__name__)
