@@ -419,9 +419,8 @@ def log_har_forecasts(
     """
     _check_protocol(protocol)
     var = task.frame[task.target_column]
-    design = np.column_stack(
-        [np.ones(len(var))] + [log_vol(var.rolling(k).mean()).to_numpy() for k in (1, 5, 22)]
-    )
+    averages = [log_vol(var.rolling(k).mean().dropna()).reindex(var.index) for k in (1, 5, 22)]  # NaN warm-up
+    design = np.column_stack([np.ones(len(var))] + [a.to_numpy() for a in averages])
     rows = np.concatenate([task.split(n).rows for n in ("train", "val", "test")])
     ys = np.concatenate([task.split(n).y for n in ("train", "val", "test")])
     usable_rows = rows >= HAR_WARMUP - 1

@@ -202,7 +202,9 @@ def _shock_after(prices, date, seed=0):
     late = shocked.index > pd.Timestamp(date)
     factor = np.random.default_rng(seed).uniform(0.7, 1.4, size=(late.sum(), 1))
     shocked.loc[late, ["Open", "High", "Low", "Close"]] *= np.cumprod(factor, axis=0) ** 0.1
-    shocked.loc[late, "High"] *= factor[:, 0] ** 0.05 + 0.01  # wider ranges: the variance proxy moves too
+    shocked.loc[late, "High"] *= (
+        factor[:, 0] ** 0.05 + 0.03
+    )  # wider ranges (the high only rises): the variance proxy moves too
     return shocked
 
 

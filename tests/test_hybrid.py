@@ -72,6 +72,23 @@ def test_cnn_lstm_shapes_and_pooled_grid(length):
     assert input_support(model.eval(), _x(length))[-1]
 
 
+def test_cnn_lstm_lstm_reads_the_raw_inputs_of_each_block_s_last_day():
+    # the fix of the CNN-LSTM that lost to HAR: a skip path gives the LSTM the latest raw inputs
+    # (benchmarks/recurrent_ablation.py cnnlstm; docs/errata.md: CNNLSTM)
+    model = _cnn_lstm().eval()
+    x = _x(length=21)  # odd: the oldest day is dropped, the pooled blocks end on days 4, 8, ..., 20
+    ends = CNNLSTM.pooled_ends(21)
+    assert ends == [4, 8, 12, 16, 20]
+    h = model._conv_stage(
+        model._conv_stage(x.transpose(1, 2), model.conv1, model.norm1), model.conv2, model.norm2
+    )
+    out, _ = model.lstm(torch.cat([h.transpose(1, 2), x[:, ends]], dim=-1))
+    torch.testing.assert_close(model(x), model.fc(out[:, -1]))
+    x2 = x.clone()
+    x2[:, -1] += 1.0  # today's raw inputs reach the LSTM directly, not only through pooled filters
+    assert (model(x2) - model(x)).abs().max() > 1e-4
+
+
 @settings(max_examples=10, deadline=None)
 @given(t=st.integers(0, L - 2), seed=st.integers(0, 1000))
 def test_cnn_lstm_no_look_ahead(t, seed):

@@ -119,6 +119,17 @@ def test_gru_score_has_no_dead_bias_and_the_check_would_catch_one():
         torch.testing.assert_close(model(x), before, rtol=0, atol=1e-12)
 
 
+def test_gru_head_reads_the_last_state_and_the_context():
+    # the fix of the GRU that lost to HAR: the head sees LayerNorm(h_L + sum_t a_t h_t), not the pooled mean
+    # alone (benchmarks/recurrent_ablation.py gru; docs/errata.md: FinancialGRU)
+    model = make("gru").eval()
+    x = window()
+    out = model(x, return_attention=True)
+    h, _ = model.gru(x)
+    context = (out["attention"].unsqueeze(-1) * h).sum(dim=1)  # (B, H)
+    torch.testing.assert_close(out["prediction"], model.head(model.norm(h[:, -1] + context)))
+
+
 # ---- reference check: the from-scratch cell against nn.LSTM -------------------------------------------
 
 

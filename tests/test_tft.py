@@ -384,3 +384,22 @@ def test_variable_and_quantile_plots_run_and_check_shapes():
     with pytest.raises(ValueError, match="quantile_pred"):
         plot_quantile_bands(np.arange(B), torch.randn(B), q[:, :2], QUANTILES)
     plt.close("all")
+
+
+@pytest.mark.parametrize("name", ["FinancialLSTM", "FinancialGRU", "AttentionLSTM"])
+def test_pooling_weights_are_plotted_over_the_window_not_as_a_matrix(name):
+    # (B, L) weights with B == L used to be drawn as an (L, L) matrix: samples on the query axis
+    from course_lib.models.registry import spec
+
+    model = spec(name).build()
+    x = torch.randn(12, 12, 3)
+    ax, mean = visualize_attention_weights(model, x)
+    expected = model.eval()(x, return_attention=True)["attention"].mean(0).detach().numpy()
+    assert mean.shape == (12,)
+    np.testing.assert_allclose(mean, expected, rtol=1e-6)
+    assert [p.get_height() for p in ax.patches] == pytest.approx(expected.tolist(), rel=1e-6)
+    assert ax.get_xlabel().startswith("input day") and ax.get_xticklabels()[-1].get_text() == "t"
+    ax, matrix = visualize_attention_weights(model, x, per_step=True)  # every step a query: (L, L)
+    assert matrix.shape == (12, 12) and np.allclose(np.triu(matrix, 1), 0)
+    assert ax.get_ylabel() == "query: position attending"
+    plt.close("all")

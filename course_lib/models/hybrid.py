@@ -2,7 +2,10 @@ r"""Hybrid forecasters: local convolutions feeding an LSTM, and an LSTM with add
 
 CNN-LSTM. Two causal convolutions extract local patterns (a few days), each followed by a
 per-step LayerNorm over channels, a ReLU and a max-pool of 2 that halves the sequence; an LSTM then
-summarises the shorter, smoother sequence. The source module's version had three defects:
+summarises the shorter, smoother sequence. At each pooled step the LSTM also reads the raw inputs of
+that block's last day (a skip path): without it the LSTM never saw today's inputs, only pooled
+filters of them, and lost to HAR on every seed (benchmarks/recurrent_ablation.py; docs/errata.md:
+CNNLSTM). The source module's version had three defects:
 centred convolutions (``padding=k//2``, step t sees t+1, ..., t+k//2), BatchNorm (in training the
 output of a sample depends on the other samples of the batch, and its statistics pool over time, so
 step t sees later steps too) and a crash in MaxPool for windows shorter than 4 steps. Here the
@@ -44,6 +47,9 @@ def _pool_end_aligned(x: torch.Tensor, pool: nn.MaxPool1d) -> torch.Tensor:
 class CNNLSTM(nn.Module):
     """Causal conv -> LayerNorm -> ReLU -> pool, twice, then an LSTM and an MLP head.
 
+    The LSTM's input at pooled step j is ``[conv features_j ; x_{e_j}]`` with ``e_j = pooled_ends(L)[j]``,
+    the last input day of block j (the skip path keeps the latest raw values in view).
+
     Args:
         input_size: features per step ``C``.
         n_filters: channels of the first convolution (the second has twice as many).
@@ -74,7 +80,7 @@ class CNNLSTM(nn.Module):
         self.norm2 = nn.LayerNorm(2 * n_filters)
         self.pool = nn.MaxPool1d(2)
         self.lstm = nn.LSTM(
-            2 * n_filters,
+            2 * n_filters + input_size,  # pooled conv features and the raw inputs of each block's last day
             hidden_size,
             num_layers=n_layers,
             batch_first=True,
@@ -109,7 +115,8 @@ class CNNLSTM(nn.Module):
         )
         h = self._conv_stage(x.transpose(1, 2), self.conv1, self.norm1)  # (B, F, L/2)
         h = self._conv_stage(h, self.conv2, self.norm2)  # (B, 2F, L/4)
-        out, _ = self.lstm(h.transpose(1, 2))  # (B, L/4, H)
+        skip = x[:, self.pooled_ends(x.shape[1])]  # (B, L/4, C): the raw inputs of each block's last day
+        out, _ = self.lstm(torch.cat([h.transpose(1, 2), skip], dim=-1))  # (B, L/4, H)
         return self.fc(out if per_step else out[:, -1])  # (B, L/4, n_out) or (B, n_out)
 
 

@@ -31,8 +31,8 @@ Models (the class names of the source module, with its defects fixed; see docs/e
   generic MSE loss trains all horizons at once (the source module returned a dict no loss could use).
 * ``ResidualLSTM``: input projection, then stacked one-layer LSTMs, each wrapped as
   ``x <- LayerNorm(x + LSTM(x))`` with its own norm.
-* ``FinancialGRU``: GRU -> additive attention pooling ``a_t = softmax_t(w^T tanh(W h_t + b))`` -> MLP head
-  (Bahdanau et al. 2015 without a query, i.e. a learned weighted mean over time).
+* ``FinancialGRU``: GRU -> additive attention pooling ``a_t = softmax_t(w^T tanh(W h_t + b))`` (Bahdanau
+  et al. 2015 without a query, i.e. a learned weighted mean over time) -> LayerNorm(h_L + context) -> MLP head.
 """
 
 import torch
@@ -256,15 +256,19 @@ class ResidualLSTM(nn.Module):
 
 
 class FinancialGRU(nn.Module):
-    """GRU + additive attention pooling over time + MLP head.
+    """GRU + additive attention pooling over time, added to the last state + MLP head.
 
     Scores ``e_t = w^T tanh(W h_t + b)``; weights ``a = softmax(e)`` over the window; context
-    ``sum_t a_t h_t``. forward(x) -> (B, output_size); ``return_attention=True`` adds "attention" (B, L).
-    ``per_step=True`` -> (B, L, output_size) where step t pools over steps <= t only (causal);
-    its "attention" is then (B, L, L), row t = weights over the steps <= t.
+    ``c = sum_t a_t h_t``; the head reads ``z = LayerNorm(h_L + c)``, the same residual as FinancialLSTM.
+    forward(x) -> (B, output_size); ``return_attention=True`` adds "attention" (B, L).
+    ``per_step=True`` -> (B, L, output_size) where step t pools over steps <= t only and adds h_t
+    (causal); its "attention" is then (B, L, L), row t = weights over the steps <= t.
 
-    The score vector ``w`` has no bias: a constant added to every score cancels in the softmax, so such
-    a bias never gets a gradient (docs/errata.md: FinancialGRU).
+    Why the residual: with the pooled context alone (the earlier design) the head never saw the last
+    state, only a weighted mean of the window, and the GRU lost to HAR on every seed; an ablation on
+    the volatility task (benchmarks/recurrent_ablation.py, docs/errata.md: FinancialGRU) shows that
+    the pooling, not the GRU cell, the dead bias or the width, was the cause. The score vector ``w`` has
+    no bias: a constant added to every score cancels in the softmax and never gets a gradient.
     """
 
     @keeps_config
@@ -288,6 +292,7 @@ class FinancialGRU(nn.Module):
         self.score = nn.Sequential(
             nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1, bias=False)
         )
+        self.norm = nn.LayerNorm(hidden_size)
         self.head = mlp_head(hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
@@ -297,11 +302,12 @@ class FinancialGRU(nn.Module):
         if per_step:
             future = causal_mask(x.shape[1], x.device)  # (L, L)
             scores = scores.unsqueeze(1).masked_fill(future, float("-inf"))  # (B, L, L): row t = query t
+            query = h  # (B, L, H)
         else:
-            scores = scores.unsqueeze(1)  # (B, 1, L)
+            scores, query = scores.unsqueeze(1), h[:, -1:]  # (B, 1, L), (B, 1, H)
         weights = torch.softmax(scores, dim=-1)  # (B, Lq, L), rows sum to one over time
         context = weights @ h  # (B, Lq, H)
-        prediction = self.head(context)  # (B, Lq, output_size)
+        prediction = self.head(self.norm(query + context))  # (B, Lq, output_size)
         if not per_step:
             prediction, weights = prediction[:, 0], weights[:, 0]  # (B, output_size), (B, L)
         if return_attention:
