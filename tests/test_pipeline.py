@@ -290,7 +290,21 @@ def test_onnx_matches_pytorch_at_another_batch_size(make, tmp_path):
         model(x)
 
 
-@pytest.mark.parametrize("entry", [e for e in REGISTRY if e.extra_inputs is None], ids=lambda e: e.id)
+# What does not export, and why (found by this test; strict: an entry that starts to work must be moved out)
+ONNX_FAILURES = {
+    "NeuralCDEFinance": pytest.mark.xfail(
+        strict=True, reason="its forward fill of missing days uses torch.cummax, which has no ONNX operator"
+    ),
+    "AttentionNeuralODE": pytest.mark.xfail(
+        strict=True, reason="tracing bakes the export's batch size into a Reshape: another batch size fails"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [pytest.param(e, marks=ONNX_FAILURES.get(e.id, ()), id=e.id) for e in REGISTRY if e.extra_inputs is None],
+)
 def test_every_single_input_model_of_the_registry_exports(entry, tmp_path):
     model = entry.build().eval()
     length = max(24, getattr(model, "receptive_field", 1))
