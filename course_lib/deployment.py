@@ -261,7 +261,13 @@ def export_onnx(
     course does not pin, so this uses the older tracing exporter (``dynamo=False``, deprecated but
     working). Tracing records one run: Python ``if`` statements on the data, such as the models'
     input checks (NaN, feature count), are frozen into the graph, not exported. Validate requests
-    before ONNX Runtime, as :class:`ModelDeployment` does.
+    before ONNX Runtime, as :class:`ModelDeployment` does. What else the graph loses: only the batch
+    axis is dynamic (the window length is fixed at ``lookback``), and the export is in eval mode, so
+    Monte Carlo dropout (``BayesianLSTM``'s epistemic spread) is gone. The single-input models of the
+    registry export and match PyTorch (``tests/test_pipeline.py``), except two continuous-time ones:
+    ``NeuralCDEFinance`` (its forward fill uses ``torch.cummax``, which ONNX lacks) and
+    ``AttentionNeuralODE`` (tracing bakes the batch size into a reshape, so another batch fails in ONNX
+    Runtime). The TFT takes extra inputs, which this helper does not name.
     """
     path = Path(path)
     model = model.eval().cpu()
