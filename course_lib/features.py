@@ -26,7 +26,9 @@ CALENDAR_FEATURES = ["day_of_week", "month"]
 def validate_series(x: pd.Series | pd.DataFrame, name: str = "input", min_length: int = 2) -> None:
     """Raise ``ValueError`` if ``x`` has NaN/inf, fewer than ``min_length`` rows, or bad dates."""
     if not isinstance(x, pd.Series | pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}"
+        )
     if len(x) < min_length:
         raise ValueError(f"{name} is too short: {len(x)} rows, at least {min_length} needed")
     if not isinstance(x.index, pd.DatetimeIndex):
@@ -37,10 +39,22 @@ def validate_series(x: pd.Series | pd.DataFrame, name: str = "input", min_length
     if not x.index.is_monotonic_increasing:
         raise ValueError(f"{name} dates are not sorted in increasing order; call .sort_index() first")
     values = np.asarray(x, dtype=float)
-    if np.isnan(values).any():
-        raise ValueError(f"{name} contains NaN values ({int(np.isnan(values).sum())} of them)")
-    if np.isinf(values).any():
-        raise ValueError(f"{name} contains infinite values")
+    for what, bad in (("NaN", np.isnan(values)), ("infinite", np.isinf(values))):
+        if bad.any():
+            raise ValueError(
+                f"{name} contains {what} values ({int(bad.sum())} of them; {_first_place(x, bad)})"
+            )
+
+
+def _first_place(x: pd.Series | pd.DataFrame, bad: np.ndarray) -> str:
+    """Where the first flagged value sits: its column (for a frame) and its date."""
+    bad = bad.reshape(len(x), -1)
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    where = f"first on {x.index[row].date()}"
+    if isinstance(x, pd.DataFrame):
+        columns = [str(c) for c, flagged in zip(x.columns, bad[row], strict=True) if flagged]
+        where = f"first in column {columns[0]!r} on {x.index[row].date()}"
+    return where + "; drop or fill those rows first, e.g. prices.dropna()"
 
 
 def _check_ohlc(df: pd.DataFrame, columns: list[str]) -> None:
