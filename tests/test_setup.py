@@ -1,0 +1,44 @@
+"""`make setup` (scripts/setup_env.sh): the interpreter is checked first and TORCH is one of three builds."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "setup_env.sh"
+
+
+def _setup(*args, cwd=ROOT):
+    return subprocess.run(
+        ["bash", str(SCRIPT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_supported_pythons_agree_between_pyproject_makefile_and_setup():
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert spec == ">=3.11,<3.14"
+    assert "(3, 11) <= sys.version_info[:2] <= (3, 13)" in (ROOT / "Makefile").read_text()
+    assert "SUPPORTED='(3, 11) <= sys.version_info[:2] <= (3, 13)'" in SCRIPT.read_text()
+
+
+def test_an_unsupported_python_gets_one_line_saying_what_to_install(tmp_path):
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\nexec " + sys.executable + " -c \"import sys; print('3.10'); sys.exit(1)\"\n")
+    old.chmod(0o755)
+    for python in (old, ""):
+        out = _setup(python, tmp_path / "venv", "auto", "command line")
+        assert out.returncode == 1
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.match(
+            r"setup: this course needs Python 3\.11, 3\.12 or 3\.13", lines[0]
+        )
+        assert "install one" in lines[0] and "PYTHON=" in lines[0]
+    assert not (tmp_path / "venv").exists(), "nothing is created before the interpreter is checked"
+
+
+def test_an_unknown_torch_build_is_refused_before_anything_is_built(tmp_path):
+    out = _setup(sys.executable, tmp_path / "venv", "gpu", "default")
+    assert out.returncode == 1 and "TORCH=gpu is not one of auto, cpu, cuda" in out.stderr
+    assert not (tmp_path / "venv").exists()
