@@ -28,7 +28,8 @@ LAB_ARGS ?=
 # Only the course kernel is offered there, so the launcher shows one Python.
 lab: $(STAMP)
 	$(PY) -m grader workspace workspace
-	$(VENV)/bin/jupyter lab --notebook-dir=workspace --KernelSpecManager.allowed_kernelspecs=dlfts $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=workspace --KernelSpecManager.allowed_kernelspecs=dlfts \
+		--MappingKernelManager.default_kernel_name=dlfts $(LAB_ARGS)
 
 # Instructors and contributors: the sources, with solutions (notebooks/, assignments/ masters).
 lab-instructor: $(STAMP)
