@@ -42,3 +42,23 @@ def test_an_unknown_torch_build_is_refused_before_anything_is_built(tmp_path):
     out = _setup(sys.executable, tmp_path / "venv", "gpu", "default")
     assert out.returncode == 1 and "TORCH=gpu is not one of auto, cpu, cuda" in out.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_junit_times_per_notebook_and_test_module(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from notebook_times import file_times
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase file="build/nb/00_a.ipynb" name="Cell 0" time="1.5"/>'
+        '<testcase file="build/nb/00_a.ipynb" name="Cell 1" time="2.0"><failure message="x"/></testcase>'
+        '<testcase file="tests/test_x.py" name="test_a" time="0.25"/>'
+        '<testcase file="tests/test_x.py" name="test_b" time="0"><skipped message="needs CUDA"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    times = file_times(str(report))
+    assert times["build/nb/00_a.ipynb"] == {"seconds": 3.5, "passed": 1, "failed": 1, "skipped": 0}
+    assert times["tests/test_x.py"] == {"seconds": 0.25, "passed": 1, "failed": 0, "skipped": 1}

@@ -1,0 +1,71 @@
+"""What only a CUDA device can show: work lands on the GPU, never silently on the CPU, and agrees with it.
+
+Skipped, with the reason, where PyTorch sees no CUDA device; ``scripts/gpu_check.sh`` runs them on a GPU.
+(MAML's second order through cuDNN RNNs is in tests/test_meta.py.)
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_lib import get_device, set_seed
+from course_lib.models.convolutional import WaveNet
+from course_lib.models.recurrent import FinancialLSTM
+from course_lib.training import Trainer
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (scripts/gpu_check.sh)"
+)
+
+
+class _DeviceRecorder(nn.Module):
+    """A tiny forecaster that records the device of every batch it sees."""
+
+    def __init__(self, lookback: int, n_features: int):
+        super().__init__()
+        self.head = nn.Linear(lookback * n_features, 1)
+        self.seen: set[str] = set()
+
+    def forward(self, x):
+        self.seen.add(x.device.type)
+        return self.head(x.flatten(1))  # (B, 1)
+
+
+def test_course_device_cuda_gives_cuda(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    assert get_device().type == "cuda"
+    monkeypatch.delenv("COURSE_DEVICE")
+    assert get_device().type == "cuda", "with a GPU present the default is CUDA"
+
+
+def test_trainer_trains_and_predicts_on_cuda(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 10, 3)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+    model = _DeviceRecorder(10, 3)
+    trainer = Trainer(model, max_epochs=2, batch_size=16, progress=False)
+    trainer.fit(X[:48], y[:48], X[48:], y[48:])
+    assert trainer.device.type == "cuda"
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    assert model.seen == {"cuda"}, f"batches reached the model on {model.seen}"
+    pred = trainer.predict(X)
+    assert isinstance(pred, np.ndarray) and pred.shape == (64, 1)
+    with torch.no_grad():
+        reference = model.cpu().eval()(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(pred, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build", [lambda: FinancialLSTM(4), lambda: WaveNet.for_lookback(4, 20)], ids=["FinancialLSTM", "WaveNet"]
+)
+def test_cuda_forward_agrees_with_cpu_to_round_off(build):
+    set_seed(0)
+    model = build().eval()
+    x = torch.randn(8, 20, 4)
+    with torch.no_grad():
+        cpu = model(x)
+        gpu = model.cuda()(x.cuda())
+    assert gpu.device.type == "cuda"
+    # cuDNN and cuBLAS sum in another order (and may use TF32): equal up to round-off, not bit for bit
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
