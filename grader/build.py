@@ -39,7 +39,7 @@ STUB = "# YOUR CODE HERE: replace each `...` with your answer"
 EXERCISE = re.compile(r"^#+\s*Exercise\s+(\d+)\b", re.M)  # a chapter's "### Exercise 2 (3 points): ..."
 SELF_CHECK = "# SELF-CHECK"
 RAISES = "raises-exception"  # Jupyter's tag: Run All (and nbclient, nbval) go on past this cell's error
-# The kernel that `make setup` installs (Makefile: ipykernel install --name dlfts); learners' copies use it.
+# The kernel that `make setup` installs (scripts/setup_env.sh); learners' copies use it.
 KERNEL = {"name": "dlfts", "display_name": "Python (DL for financial time series)", "language": "python"}
 
 

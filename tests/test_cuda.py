@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import get_device, set_seed
-from course_lib.models.convolutional import WaveNet
-from course_lib.models.recurrent import FinancialLSTM
+from course_lib import get_device
+from course_lib.models.registry import REGISTRY
+from course_lib.outputs import prediction_of
 from course_lib.training import Trainer
 
 pytestmark = pytest.mark.skipif(
@@ -56,16 +56,19 @@ def test_trainer_trains_and_predicts_on_cuda(monkeypatch):
     np.testing.assert_allclose(pred, reference, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "build", [lambda: FinancialLSTM(4), lambda: WaveNet.for_lookback(4, 20)], ids=["FinancialLSTM", "WaveNet"]
-)
-def test_cuda_forward_agrees_with_cpu_to_round_off(build):
-    set_seed(0)
-    model = build().eval()
-    x = torch.randn(8, 20, 4)
+def _window_length(model) -> int:
+    return max(16, getattr(model, "min_length", 1), getattr(model, "receptive_field", 1))
+
+
+@pytest.mark.parametrize("entry", REGISTRY, ids=lambda e: e.id)
+def test_every_registered_model_agrees_on_cuda_and_cpu_to_round_off(entry):
+    model = entry.build(seed=0).eval()
+    inputs = entry.inputs(model, batch=4, length=_window_length(model), seed=1)
     with torch.no_grad():
-        cpu = model(x)
-        gpu = model.cuda()(x.cuda())
+        cpu = prediction_of(model(*inputs))
+        if not torch.equal(cpu, prediction_of(model(*inputs))):
+            pytest.skip(f"{entry.id} samples in eval mode: CPU and CUDA draw different random numbers")
+        gpu = prediction_of(model.cuda()(*(t.cuda() for t in inputs)))
     assert gpu.device.type == "cuda"
     # cuDNN and cuBLAS sum in another order (and may use TF32): equal up to round-off, not bit for bit
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)

@@ -104,7 +104,11 @@ def test_self_checks_do_not_contain_the_solution(path):
 
 
 def test_workspace_copies_name_the_kernel_that_setup_installs(tmp_path):
-    assert f"--name {build.KERNEL['name']}" in (ROOT / "Makefile").read_text()
+    setup = (ROOT / "scripts" / "setup_env.sh").read_text()
+    assert f'--name {build.KERNEL["name"]} --display-name "{build.KERNEL["display_name"]}"' in setup
+    assert (
+        f"--KernelSpecManager.allowed_kernelspecs={build.KERNEL['name']}" in (ROOT / "Makefile").read_text()
+    )
     src = tmp_path / "src.ipynb"
     jupytext.write(build.student_chapter(CHAPTERS[0]), src, fmt="ipynb")
     nb = json.loads(src.read_text())
