@@ -13,6 +13,10 @@ import types
 class ExerciseNotAnswered(Exception):
     """An exercise's answer cell still holds the stub's ``...``."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What Jupyter shows instead of a traceback: the sentence, in red, and nothing else."""
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
 
 def _empty(): ...
 
@@ -42,7 +46,7 @@ def unanswered(value) -> bool:
 
 def require_answers(exercise: int, **answers) -> None:
     """Raise :class:`ExerciseNotAnswered` naming the answers of ``exercise`` that are still stubs."""
-    __tracebackhide__ = True  # IPython and pytest show the message, not this frame
+    __tracebackhide__ = True  # pytest shows the message, not this frame
     missing = [name for name, value in answers.items() if unanswered(value)]
     if missing:
         names = ", ".join(f"`{n}`" for n in missing)

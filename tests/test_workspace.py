@@ -149,3 +149,10 @@ def test_run_all_on_a_learner_copy_reaches_the_end(path, tmp_path, monkeypatch):
     assert not other_errors, f"cells other than the self-checks failed: {other_errors}"
     numbers = [n for n, _, _ in _exercises(path)]
     assert [int(re.match(r"Exercise (\d+) is not answered yet", r).group(1)) for r in reports] == numbers
+
+
+def test_jupyter_shows_the_sentence_not_a_traceback():
+    with pytest.raises(ExerciseNotAnswered) as err:
+        require_answers(1, vol=...)
+    (line,) = err.value._render_traceback_()  # IPython's hook: these lines replace the traceback
+    assert "ExerciseNotAnswered" in line and "Exercise 1 is not answered yet" in line
