@@ -6,6 +6,7 @@
 # PYTHON: the interpreter to build VENV with (Python 3.11 to 3.13); empty when the Makefile found none.
 # TORCH:  auto (CUDA build where `nvidia-smi` sees an NVIDIA GPU, else the CPU build), cpu or cuda.
 # PYTHON_ORIGIN: make's $(origin PYTHON); a PYTHON given by the user rebuilds a VENV of another version.
+# SETUP_PLAN=1 in the environment: print the interpreter and PyTorch build it would use, change nothing.
 #
 # Steps: check the interpreter; rebuild a VENV that is broken or of another Python; install the chosen
 # PyTorch build (only if the installed one differs); install the course; register the course kernel.
@@ -41,6 +42,10 @@ esac
 if [ "$(uname -s)" = Darwin ]; then
     [ "$TORCH" = cuda ] && { echo "setup: PyTorch has no CUDA build for macOS; use TORCH=cpu (Apple GPUs run through MPS)" >&2; exit 1; }
     TORCH=macos  # one build for macOS, with MPS
+fi
+if [ -n "${SETUP_PLAN:-}" ]; then  # say what would be done, change nothing
+    echo "setup: plan: Python $(version_of "$PYTHON") ($PYTHON), PyTorch $TORCH_VERSION $TORCH build, in $VENV"
+    exit 0
 fi
 
 # 3. The environment: rebuilt when its interpreter is broken, unsupported, or not the one asked for.

@@ -1,10 +1,14 @@
 """`make setup` (scripts/setup_env.sh): the interpreter is checked first and TORCH is one of three builds."""
 
+import os
+import platform
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "setup_env.sh"
@@ -62,3 +66,20 @@ def test_junit_times_per_notebook_and_test_module(tmp_path):
     times = file_times(str(report))
     assert times["build/nb/00_a.ipynb"] == {"seconds": 3.5, "passed": 1, "failed": 1, "skipped": 0}
     assert times["tests/test_x.py"] == {"seconds": 0.25, "passed": 1, "failed": 0, "skipped": 1}
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_auto_picks_cuda_only_where_nvidia_smi_sees_a_gpu(tmp_path, monkeypatch, gpu):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200'\n" if gpu else "#!/bin/sh\nexit 9\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SETUP_PLAN", "1")
+    out = _setup(sys.executable, tmp_path / "venv", "auto", "default")
+    assert out.returncode == 0, out.stderr
+    build = "cuda" if gpu else "cpu"
+    expected = "macos" if platform.system() == "Darwin" else build
+    assert f"PyTorch 2.13.0 {expected} build" in out.stdout
+    assert not (tmp_path / "venv").exists()
