@@ -121,6 +121,7 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 wall=$(( $(date +%s) - start ))
+[ -f "$OUTDIR/junit.xml" ] || { echo "gpu_check: pytest wrote no report (exit status $status); see $OUTDIR/pytest.log" >&2; exit "$status"; }
 "$PYTHON" "$ROOT/scripts/notebook_times.py" "$OUTDIR/junit.xml" --all --markdown "$OUTDIR/times.md" \
     --title "COURSE_DEVICE=$DEVICE; $(head -2 "$OUTDIR/env.txt" | paste -sd ';' - | sed 's/;/; /'); $JOBS workers; ${wall} s wall"
 echo "gpu_check: ${wall} s wall (target: 480 s on one GPU); pytest exit status $status; results in $OUTDIR"
