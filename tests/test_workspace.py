@@ -78,7 +78,7 @@ def test_student_chapter_guards_each_self_check_and_lets_run_all_continue(path):
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_self_check_prints_a_pass_message(path):
     for number, _, check in _exercises(path):
-        assert re.search(rf"print\(f?[\"']Exercise {number} passed", check), (
+        assert re.search(rf"print\(\s*f?[\"']Exercise {number} passed", check), (
             f"exercise {number} prints no pass message"
         )
 

@@ -5,12 +5,14 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
 """
 
 from .bayesian import BayesianLSTM
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
+from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
@@ -36,5 +38,6 @@ __all__ = [
     "MAML",
     "MultiHorizonLSTM",
     "PositionalEncoding",
+    "QuantileRegressionEnsemble",
     "ResidualLSTM",
 ]

@@ -39,6 +39,7 @@ from torch import nn
 from .bayesian import BayesianLSTM
 from .convolutional import TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM
+from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
 from .tft import TemporalFusionTransformer
 from .transformer import FinancialTransformer
@@ -158,6 +159,13 @@ REGISTRY: list[ModelSpec] = [
     ),
     # chapter 05: uncertainty
     ModelSpec(BayesianLSTM, dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.3)),
+    # chapter 06d: conformal prediction (quantiles (B, output_size, Q) for conformalised quantile regression)
+    ModelSpec(
+        QuantileRegressionEnsemble,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9]),
+        per_step=True,
+        output=(2, 3),
+    ),
 ]
 
 
