@@ -6,9 +6,11 @@
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 """
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
@@ -20,6 +22,7 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
+    "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
@@ -37,6 +40,8 @@ __all__ = [
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "NeuralCDEFinance",
+    "NeuralODE",
     "PositionalEncoding",
     "QuantileRegressionEnsemble",
     "ResidualLSTM",
