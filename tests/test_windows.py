@@ -61,7 +61,8 @@ def test_task_targets_match_the_frame(vol_task, returns_task):
     r = returns_task.frame["ret"].to_numpy()
     t = returns_task.test.rows[0]
     assert returns_task.test.y[0, 1] == pytest.approx(r[t + 1 : t + 6].sum(), abs=1e-4)
-    v = vol_task.frame["var_gk"].to_numpy()
+    v = vol_task.frame[vol_task.target_column].to_numpy()
+    assert vol_task.target_column == "var_parkinson"
     t = vol_task.val.rows[3]
     assert vol_task.val.y[3, 0] == pytest.approx(0.5 * np.log(v[t + 1]), abs=1e-5)
 
@@ -109,3 +110,11 @@ def test_tensors_and_repr(returns_task):
 def test_stock_task_uses_the_default_split():
     t = make_task("volatility", ticker="IBM", lookback=10)
     assert t.test.dates.min().year == 2009 and t.test.dates.max().year == 2013
+
+
+def test_make_task_names_the_column_and_date_of_a_nan_price():
+    prices = load_prices("^GSPC", end="2010-12-31")
+    day = prices.index[1000]
+    prices.loc[day, "Close"] = np.nan
+    with pytest.raises(ValueError, match=rf"NaN values \(1 of them; first in column 'Close' on {day.date()}"):
+        make_task("returns", prices=prices)
