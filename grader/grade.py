@@ -776,6 +776,8 @@ def score_question(
     except Exception as err:
         result.reason = f"the answer could not be read back ({type(err).__name__}: {str(err)[:200]})"
         return result
+    if all(ns.get(name, Ellipsis) is Ellipsis for name in q["answers"] if not name.startswith("_")):
+        result.reason = "not answered yet: replace each `...` with your answer"
     for case, points in zip(cases, case_points(q), strict=True):
         hidden = bool(case.get("hidden"))
         try:
