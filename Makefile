@@ -35,8 +35,10 @@ lab: $(STAMP)
 lab-instructor: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
+LINTED := course_lib tests notebooks scripts benchmarks assignments grader
 lint: $(STAMP)
-	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks assignments
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 # Two workers; loadscope keeps each test file and each notebook on one worker, in order.
 TEST_JOBS ?= 2

@@ -53,7 +53,9 @@ assert 18 < vol_2011 < 32, "a nervous year (the euro crisis), not a crash: betwe
 
 # %%
 # HIDDEN
-assert abs(vol_2011 - nasdaq.loc["2011"].std() * 252**0.5) < 1e-6, "the NASDAQ's daily std of 2011 times sqrt(252)"
+assert abs(vol_2011 - nasdaq.loc["2011"].std() * 252**0.5) < 1e-6, (
+    "the NASDAQ's daily std of 2011 times sqrt(252)"
+)
 
 # %% [raw]
 # # END TESTS
@@ -87,7 +89,9 @@ acf1_sq = (nasdaq**2).autocorr(lag=1)  # SOLUTION
 # %%
 assert isinstance(acf1_ret, float) and isinstance(acf1_sq, float), "two numbers"
 assert abs(acf1_ret) < 0.1, "returns are nearly uncorrelated from one day to the next"
-assert 0.18 < acf1_sq < 0.25, "squared returns are autocorrelated (between 0.18 and 0.25 here): square, not abs"
+assert 0.18 < acf1_sq < 0.25, (
+    "squared returns are autocorrelated (between 0.18 and 0.25 here): square, not abs"
+)
 
 # %%
 # HIDDEN
@@ -119,6 +123,7 @@ assert abs(acf1_sq - (nasdaq**2).autocorr(1)) < 1e-9, "square the returns before
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def minmax_fixed(values, n_train):

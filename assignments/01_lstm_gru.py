@@ -46,6 +46,7 @@ LOOKBACK, HIDDEN = 10, 8
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def lstm_step(x_t, h, c, cell):
     # BEGIN SOLUTION
@@ -70,7 +71,9 @@ _mine = lstm_step(_x, _h, _c, _cell)
 assert isinstance(_mine, tuple) and len(_mine) == 2, "return the pair (h_next, c_next)"
 assert all(isinstance(t, torch.Tensor) and t.shape == (4, 5) for t in _mine), "h_next and c_next are (B, H)"
 _ref_h, _ref_c = _cell(_x, (_h, _c))
-assert torch.allclose(_mine[1], _ref_c, atol=1e-10), "c_next differs from nn.LSTMCell: check the gate order i, f, g, o"
+assert torch.allclose(_mine[1], _ref_c, atol=1e-10), (
+    "c_next differs from nn.LSTMCell: check the gate order i, f, g, o"
+)
 
 # %%
 # HIDDEN
@@ -95,6 +98,7 @@ assert torch.allclose(_mine[1], _ref_c, atol=1e-10), "c_next = f * c + i * g"
 # built without `batch_first=True`, which reads its input as $(L, B, H)$: every sample attended over
 # the *other samples of the batch* at the same time step.
 
+
 # %%
 def buggy_context(h, attention):
     """The source module's bug: ``attention`` (built without batch_first) reads h (B, L, H) as (L, B, H)."""
@@ -115,6 +119,7 @@ def buggy_context(h, attention):
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def fixed_context(h, attention):
@@ -139,7 +144,9 @@ _h2 = _h.clone()
 _h2[1] += 3.0  # change sample 1 only
 _a, _b = fixed_context(_h, _att), fixed_context(_h2, _att)
 assert isinstance(_a, torch.Tensor) and _a.shape == (4, 6, 8), "return a (B, L, H) context"
-assert torch.allclose(_a[0], _b[0], atol=1e-6), "sample 0 moved when sample 1 changed: the batch is still mixed"
+assert torch.allclose(_a[0], _b[0], atol=1e-6), (
+    "sample 0 moved when sample 1 changed: the batch is still mixed"
+)
 
 # %%
 # HIDDEN
@@ -190,8 +197,12 @@ seen_backward_3 = input_support(lambda x: bilstm(x)[0][:, 3, HIDDEN:], probe_x).
 # # BEGIN TESTS
 
 # %%
-assert isinstance(seen_forward_3, np.ndarray) and seen_forward_3.shape == (LOOKBACK,), "one entry per input step"
-assert isinstance(seen_backward_3, np.ndarray) and seen_backward_3.shape == (LOOKBACK,), "one entry per input step"
+assert isinstance(seen_forward_3, np.ndarray) and seen_forward_3.shape == (LOOKBACK,), (
+    "one entry per input step"
+)
+assert isinstance(seen_backward_3, np.ndarray) and seen_backward_3.shape == (LOOKBACK,), (
+    "one entry per input step"
+)
 
 # %%
 # HIDDEN
@@ -264,7 +275,9 @@ _best = min(_means, key=lambda n: mse(y_test, _means[n]))
 assert best_return_model == _best, "average over seeds first, then pick the lowest test MSE"
 assert abs(best_r2 - r2_oos(y_test, _means[_best], hist_mean)) < 1e-9, "r2_oos(y, forecast, historical mean)"
 _p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
-assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), "a win needs a positive R2_oos AND a significant DM test"
+assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), (
+    "a win needs a positive R2_oos AND a significant DM test"
+)
 
 # %% [raw]
 # # END TESTS

@@ -40,6 +40,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def local_causal_attention(q, k, v, window):
     # BEGIN SOLUTION
@@ -103,6 +104,7 @@ for _window in (1, 4, 11):
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def selection_weights(x, weight_net):
     return weight_net(x).softmax(dim=-1)  # SOLUTION
@@ -157,6 +159,7 @@ assert torch.allclose(_w, _net(_x).softmax(-1), atol=1e-6), "apply weight_net to
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def cyclic_encoding(day, periods):
     # BEGIN SOLUTION
@@ -181,7 +184,9 @@ assert np.allclose((_enc**2).sum(axis=1), 1), "each (sin, cos) pair lies on the 
 # HIDDEN
 _day = np.array([0, 1, 4, 6, 11, 30, 251])
 _ref = np.column_stack([f(2 * np.pi * _day / _p) for _p in (5, 21, 252) for f in (np.sin, np.cos)])
-assert np.allclose(cyclic_encoding(_day, (5, 21, 252)), _ref, atol=1e-9), "columns sin, cos for each period in order"
+assert np.allclose(cyclic_encoding(_day, (5, 21, 252)), _ref, atol=1e-9), (
+    "columns sin, cos for each period in order"
+)
 
 # %% [raw]
 # # END TESTS
@@ -230,7 +235,9 @@ assert isinstance(worst_gap, float), "worst_gap is a single number"
 # HIDDEN
 _hits = np.array([np.mean(y_test < quantile_forecast[:, j]) for j in range(3)])
 assert np.allclose(hit_rates, _hits), "hit_rates[j] = share of outcomes y < forecast quantile j"
-assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), "worst_gap = max |hit rate - level|"
+assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), (
+    "worst_gap = max |hit rate - level|"
+)
 
 # %% [raw]
 # # END TESTS

@@ -39,6 +39,7 @@ torch.set_num_threads(1)
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def tcn_field_base(k, n, b):
     return 1 + 2 * (k - 1) * sum(b**i for i in range(n))  # SOLUTION
@@ -124,6 +125,7 @@ assert field_100 == 190, "field_100 does not follow the WaveNet formula 1 + B (2
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def lag_fixed(x, n):

@@ -38,6 +38,7 @@ LOOKBACK = 20
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def pooled_steps(L, p, pools):
     # BEGIN SOLUTION
@@ -92,6 +93,7 @@ for _L, _p, _k in [(5, 2, 2), (23, 2, 2), (60, 3, 2), (100, 3, 3), (31, 5, 1), (
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def attention_context(scores, values):
     # BEGIN SOLUTION
@@ -121,7 +123,9 @@ _ = torch.manual_seed(1)
 _e, _h = torch.randn(4, 7) * 3, torch.randn(4, 7, 2)
 _w = torch.exp(_e - _e.max(dim=1, keepdim=True).values)
 _ref = torch.einsum("bl,blh->bh", _w / _w.sum(dim=1, keepdim=True), _h)
-assert torch.allclose(attention_context(_e, _h), _ref, atol=1e-6), "differs from sum_i softmax(e)_i h_i per sample"
+assert torch.allclose(attention_context(_e, _h), _ref, atol=1e-6), (
+    "differs from sum_i softmax(e)_i h_i per sample"
+)
 
 # %% [raw]
 # # END TESTS
@@ -143,6 +147,7 @@ assert torch.allclose(attention_context(_e, _h), _ref, atol=1e-6), "differs from
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def causal_conv(x, conv):
@@ -171,7 +176,9 @@ _ = torch.manual_seed(1)
 _conv = nn.Conv1d(3, 5, 3)
 _x = torch.randn(2, 3, 10)
 _ref = F.conv1d(F.pad(_x, (2, 0)), _conv.weight, _conv.bias)
-assert torch.allclose(causal_conv(_x, _conv), _ref, atol=1e-6), "day t must use days t-2, t-1 and t, in that order"
+assert torch.allclose(causal_conv(_x, _conv), _ref, atol=1e-6), (
+    "day t must use days t-2, t-1 and t, in that order"
+)
 
 # %% [raw]
 # # END TESTS

@@ -53,6 +53,7 @@ torch.set_num_threads(1)
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def adapt_head(model, x, y, lr, steps, prefix):
     # BEGIN SOLUTION
@@ -79,7 +80,9 @@ _x, _y = torch.ones(4, 1, dtype=torch.float64), torch.ones(4, 1, dtype=torch.flo
 _fast = adapt_head(_m, _x, _y, lr=0.1, steps=2, prefix="0")
 assert isinstance(_fast, dict) and set(_fast) == {"0.weight"}, "return a dict keyed by parameter name"
 # the loss (w - 1)^2 has gradient 2 (w - 1): each step multiplies (w - 1) by (1 - 0.2)
-assert abs(float(_fast["0.weight"].reshape(())) - (1 + 0.8**2 * (0.3 - 1))) < 1e-9, "the fast weight after 2 steps"
+assert abs(float(_fast["0.weight"].reshape(())) - (1 + 0.8**2 * (0.3 - 1))) < 1e-9, (
+    "the fast weight after 2 steps"
+)
 
 # %%
 # HIDDEN
@@ -95,13 +98,16 @@ for _ in range(3):
     _g = torch.autograd.grad(torch.mean((_out - _y) ** 2), list(_w.values()))
     _ref = {n: (p - 0.05 * g).detach() for (n, p), g in zip(_w.items(), _g, strict=True)}
 assert set(_fast) == {"2.weight", "2.bias"}, "one fast weight per head parameter, none for the body"
-assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), "steps must use the fast weights"
+assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), (
+    "steps must use the fast weights"
+)
 
 # %% [raw]
 # # END TESTS
 
 # %% [raw]
 # # END QUESTION
+
 
 # %%
 class HeadFirst(nn.Module):
@@ -154,16 +160,22 @@ def trainable_after_freezing(model, prefix):
 # %%
 assert first_child_name in ("head", "lstm"), "the name of one of HeadFirst's two submodules"
 _ = torch.manual_seed(0)
-assert trainable_after_freezing(HeadFirst(), "lstm") == ["head.bias", "head.weight"], "only the head stays trainable"
+assert trainable_after_freezing(HeadFirst(), "lstm") == ["head.bias", "head.weight"], (
+    "only the head stays trainable"
+)
 
 # %%
 # HIDDEN
 assert first_child_name == "head", "children() follows the order of assignment in __init__"
 _ = torch.manual_seed(0)
 _net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
-assert trainable_after_freezing(_net, "2") == ["0.bias", "0.weight"], "freeze exactly the layers named by prefix"
+assert trainable_after_freezing(_net, "2") == ["0.bias", "0.weight"], (
+    "freeze exactly the layers named by prefix"
+)
 _ = torch.manual_seed(0)
-assert trainable_after_freezing(HeadFirst(), "head") == sorted(n for n, _ in HeadFirst().named_parameters() if n.startswith("lstm."))
+assert trainable_after_freezing(HeadFirst(), "head") == sorted(
+    n for n, _ in HeadFirst().named_parameters() if n.startswith("lstm.")
+)
 
 # %% [raw]
 # # END TESTS
@@ -214,9 +226,13 @@ assert isinstance(epistemic_share, float) and 0 < epistemic_share < 1, "a share 
 # %%
 # HIDDEN
 _g = np.random.default_rng(11)
-_k = _g.choice(40, size=(200_000, 6), p=mc_weights)  # draw from the mixture: a pass by weight, then its Normal
+_k = _g.choice(
+    40, size=(200_000, 6), p=mc_weights
+)  # draw from the mixture: a pass by weight, then its Normal
 _draws = _g.normal(np.take_along_axis(mc_means, _k, 0), np.sqrt(np.take_along_axis(mc_vars, _k, 0)))
-assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), "total_var is not the variance of the weighted mixture"
+assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), (
+    "total_var is not the variance of the weighted mixture"
+)
 _epi = np.cov(mc_means, rowvar=False, aweights=mc_weights, bias=True).diagonal()
 assert abs(epistemic_share - _epi.mean() / total_var.mean()) < 1e-9, "mean (weighted) epistemic / mean total"
 
