@@ -249,7 +249,8 @@ def test_mamba_step_size_depends_on_the_input():
     # selectivity: dt_t is a function of x_t, so two different days get different step sizes
     torch.manual_seed(0)
     block = MambaBlock(8)
-    dt, _, _ = block._ssm_inputs(torch.randn(2, 10, block.d_inner))
+    dt = block.step_sizes(torch.randn(2, 10, 8))
+    assert dt.shape == (2, 10, block.d_inner) and (dt > 0).all()
     assert (dt[0] - dt[1]).abs().max() > 1e-3
 
 

@@ -446,13 +446,20 @@ class MambaBlock(nn.Module):
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.softplus(self.dt_proj(dt)), B, C  # dt: (..., d_inner), B and C: (..., d_state)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, L, H)
-        length = u.shape[1]
+    def _conv_branch(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, d_inner) each
-        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length].transpose(1, 2))  # causal: keep the first L
+        x = self.conv1d(x.transpose(1, 2))[..., : u.shape[1]].transpose(1, 2)  # causal: keep the first L
+        return F.silu(x), z
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, L, H)
+        x, z = self._conv_branch(u)
         dt, B, C = self._ssm_inputs(x)
         y = selective_scan(x, dt, -torch.exp(self.A_log), B, C, self.D, method=self.scan)
         return self.out_proj(y * F.silu(z))
+
+    def step_sizes(self, u: torch.Tensor) -> torch.Tensor:
+        """The selective step sizes ``dt`` (B, L, d_inner) that the block uses on ``u`` (B, L, H)."""
+        return self._ssm_inputs(self._conv_branch(u)[0])[0]
 
     def initial_state(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero ``(conv_state, ssm_state)`` with the dtype and device of ``like``."""
