@@ -9,7 +9,10 @@ Volatility proxies (one day, from that day's prices only):
 * Parkinson (1980)   ``sigma^2 = (log H/L)^2 / (4 log 2)``
 * Garman-Klass (1980) ``sigma^2 = 0.5 (log H/L)^2 - (2 log 2 - 1) (log C/O)^2``
 
-Range-based proxies are far less noisy than the squared return. Every function checks its input:
+Range-based proxies are far less noisy than the squared return. Garman-Klass also uses the open, and
+in the packaged S&P 500 data the open of 1999-2005 is mostly a copy of the previous close (see
+:func:`stale_open_share`), so its open-to-close term means different things in different years;
+Parkinson uses the high and the low only and is the course's volatility target. Every function checks its input:
 NaN or infinite values, too-short series and unsorted or duplicate dates raise a ``ValueError``
 that names the problem, instead of propagating NaN silently.
 """
@@ -26,7 +29,9 @@ CALENDAR_FEATURES = ["day_of_week", "month"]
 def validate_series(x: pd.Series | pd.DataFrame, name: str = "input", min_length: int = 2) -> None:
     """Raise ``ValueError`` if ``x`` has NaN/inf, fewer than ``min_length`` rows, or bad dates."""
     if not isinstance(x, pd.Series | pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a pandas Series or DataFrame indexed by date, not {type(x).__name__}"
+        )
     if len(x) < min_length:
         raise ValueError(f"{name} is too short: {len(x)} rows, at least {min_length} needed")
     if not isinstance(x.index, pd.DatetimeIndex):
@@ -95,16 +100,41 @@ def rolling_stat(x: pd.Series, window: int, stat: str = "mean") -> pd.Series:
     return getattr(x.rolling(window), stat)().iloc[window - 1 :]
 
 
+def stale_open_share(prices: pd.DataFrame) -> pd.Series:
+    """Share of days per calendar year whose open equals the previous day's close (a data-quality check).
+
+    A feed that fills a missing open with the last close makes ``log(C/O)`` the close-to-close return,
+    so any estimator that uses the open (Garman-Klass) changes meaning with the feed.
+    """
+    _check_ohlc(prices, ["Open", "Close"])
+    stale = np.isclose(prices["Open"].to_numpy()[1:], prices["Close"].to_numpy()[:-1], rtol=1e-6, atol=0.0)
+    return (
+        pd.Series(stale, index=prices.index[1:])
+        .groupby(prices.index[1:].year)
+        .mean()
+        .rename("stale_open_share")
+    )
+
+
 def log_vol(variance: pd.Series) -> pd.Series:
-    """Log volatility ``0.5 log(max(variance, floor))`` from a variance proxy (percent squared)."""
+    """Log volatility ``0.5 log(max(variance, floor))`` from a variance proxy (percent squared).
+
+    The floor only lifts days with a zero range (high = low); NaN, infinite or negative variances,
+    and unsorted or duplicate dates, raise a ``ValueError`` (docs/errata.md: features). A rolling mean
+    starts with NaN: drop its warm-up rows first (``.dropna()``).
+    """
+    validate_series(variance, "variance", min_length=1)
+    if (variance < 0).any():
+        first = variance.index[(variance < 0).to_numpy()][0]
+        raise ValueError(f"variance has negative values (first on {first.date()}): a variance is >= 0")
     return 0.5 * np.log(variance.clip(lower=VAR_FLOOR))
 
 
 def feature_frame(prices: pd.DataFrame) -> pd.DataFrame:
     """All per-day features of the course, aligned on dates, without NaN (the 22-day warm-up is dropped).
 
-    Columns: ``ret`` (percent log return), ``var_gk`` (Garman-Klass variance, the volatility target's
-    proxy), ``log_vol_gk`` and ``log_vol_parkinson`` (log volatilities), ``ret_std22`` (trailing
+    Columns: ``ret`` (percent log return), ``var_parkinson`` (Parkinson variance, the default volatility
+    target's proxy), ``var_gk`` (Garman-Klass variance), ``log_vol_gk`` and ``log_vol_parkinson`` (log volatilities), ``ret_std22`` (trailing
     22-day std of returns), ``volume_change`` (log change of 1 + volume), ``day_of_week`` (0-4) and
     ``month`` (1-12). Every value at date t uses prices up to t only.
     """
@@ -114,12 +144,14 @@ def feature_frame(prices: pd.DataFrame) -> pd.DataFrame:
     validate_series(prices["Volume"], "volume", min_length=24)
     ret = log_returns(prices["Close"])
     var_gk = garman_klass(prices)
+    var_parkinson = parkinson(prices)
     frame = pd.DataFrame(
         {
             "ret": ret,
+            "var_parkinson": var_parkinson,
             "var_gk": var_gk,
             "log_vol_gk": log_vol(var_gk),
-            "log_vol_parkinson": log_vol(parkinson(prices)),
+            "log_vol_parkinson": log_vol(var_parkinson),
             "ret_std22": ret.rolling(22).std(),
             "volume_change": np.log1p(prices["Volume"]).diff(),
         }

@@ -12,7 +12,7 @@ Models whose extras are optional (attention weights, say) return the plain tenso
 the dict when asked (``return_attention=True``). Probabilistic models always return the dict,
 because their loss needs the extras. Generic code (Trainer, metrics, tests) calls
 :func:`prediction_of` and never guesses at tuples: the source module's ``(out, weights)`` tuples
-broke every generic consumer (see ERRATA: AttentionLSTM).
+broke every generic consumer (see docs/errata.md: AttentionLSTM).
 """
 
 from collections.abc import Mapping

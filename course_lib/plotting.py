@@ -3,7 +3,9 @@
 An attention matrix is (time x time): row t holds the weights that position t (the query) puts on
 positions s <= t (the keys). Its axes are therefore labelled with time offsets relative to the forecast
 origin ("t-3", "t", "t+1"), never with feature names (the source module's visualize_attention_weights
-did that, and called a ``return_attention`` argument that no model of the module had: ERRATA).
+did that, and called a ``return_attention`` argument that no model of the module had: docs/errata.md).
+The pooling weights of a forecast made at the last step are a vector over the window per sample, (B, L):
+those are drawn as bars over the window, never as a matrix.
 Variable-selection weights are (time x feature) or (feature,): those carry feature names.
 """
 
@@ -67,24 +69,66 @@ def plot_attention(
     return ax
 
 
-def visualize_attention_weights(
-    model, inputs, ax=None, title: str = "Attention weights (mean over samples)", relative: bool = False
-):
-    """Run ``model(*inputs, return_attention=True)`` in eval mode and plot the mean attention matrix.
+def plot_window_attention(weights, ax=None, title: str = "Attention over the window"):
+    """Bar chart of the weights that ONE query (the forecast origin t) puts on the L days of its window.
 
-    ``inputs`` is a tensor/array x (B, L, C) or a tuple of them (``(x_past, x_future)`` for the TFT).
-    Attention of any shape (..., T, T) is averaged over every leading axis (samples, layers, heads).
+    ``weights`` is (B, L) (one row per sample: the pooling weights of FinancialLSTM, FinancialGRU and
+    AttentionLSTM) or (L,). Bars: the mean over samples; error bars: the standard deviation; the dashed
+    line is the uniform weight 1/L. Such weights are a vector per sample, not a (T, T) matrix: drawing
+    (B, L) as a heatmap would put the samples on the query axis (docs/errata.md:
+    visualize_attention_weights).
+    """
+    w = _numpy(weights)
+    w = w[None] if w.ndim == 1 else w
+    if w.ndim != 2:
+        raise ValueError(
+            f"plot_window_attention wants (B, L) or (L,) weights, got shape {_numpy(weights).shape}"
+        )
+    mean, std = w.mean(axis=0), w.std(axis=0)
+    labels = time_labels(len(mean))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(np.arange(len(mean)), mean, yerr=std if len(w) > 1 else None, color="tab:blue", alpha=0.8)
+    ax.axhline(1.0 / len(mean), color="grey", ls="--", lw=1, label="uniform 1/L")
+    _thin_ticks(ax, labels, "x")
+    ax.set_xlabel("input day (t = forecast origin)")
+    ax.set_ylabel("attention weight (mean over samples)")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def visualize_attention_weights(
+    model,
+    inputs,
+    ax=None,
+    title: str = "Attention weights (mean over samples)",
+    relative: bool = False,
+    per_step: bool = False,
+):
+    """Run ``model(*inputs, return_attention=True)`` in eval mode and plot what it returns, on the right axes.
+
+    ``inputs`` is a tensor/array x (B, L, C) or a tuple of them (``(x_past, x_future)`` for the TFT);
+    ``per_step=True`` is passed on to the model (then every step is a query). The attention is read by
+    its shape:
+
+    * (B, L): one query per sample (the forecast origin) over the L days of its window, e.g. the
+      pooling of FinancialLSTM, FinancialGRU, AttentionLSTM: a bar chart over the window
+      (:func:`plot_window_attention`); returns (ax, mean weights (L,));
+    * (..., T, T) with any leading axes (samples, layers, heads): averaged over them and drawn as a
+      query x key heatmap (:func:`plot_attention`, ``relative`` passed on); returns (ax, (T, T)).
+
     Positions are labelled relative to the forecast origin t = the last of the L input steps.
-    ``relative`` is passed to :func:`plot_attention`. Returns (ax, mean weights (T, T) as numpy).
     """
     inputs = inputs if isinstance(inputs, tuple | list) else (inputs,)
     device = next(model.parameters()).device
     tensors = [None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device) for a in inputs]
+    options = {"return_attention": True, **({"per_step": True} if per_step else {})}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(*tensors, return_attention=True)
+            out = model(*tensors, **options)
     finally:
         model.train(was_training)
     if not isinstance(out, dict) or "attention" not in out:
@@ -93,8 +137,16 @@ def visualize_attention_weights(
         )
     prediction_of(out)  # the dict must follow the output convention
     w = _numpy(out["attention"])
+    batch, n_past = tensors[0].shape[0], tensors[0].shape[1]
+    if w.ndim == 2 and w.shape == (batch, n_past):
+        ax = plot_window_attention(w, ax=ax, title=title)
+        return ax, w.mean(axis=0)
+    if w.ndim < 3 or w.shape[0] != batch or w.shape[-1] != w.shape[-2]:
+        raise ValueError(
+            f"{type(model).__name__} returned attention of shape {w.shape}: expected (B, L) = ({batch}, {n_past}) "
+            "weights of the forecast origin, or (B, ..., T, T) matrices"
+        )
     mean = w.reshape(-1, *w.shape[-2:]).mean(axis=0)  # (T, T)
-    n_past = tensors[0].shape[1]
     ax = plot_attention(
         mean, time_labels(n_past, mean.shape[0] - n_past), ax=ax, title=title, relative=relative
     )

@@ -3,7 +3,8 @@
 * AdamW, ReduceLROnPlateau on the validation loss, gradient-norm clipping;
 * early stopping that keeps the best weights **in memory** (the module wrote ``./best_model.pth``
   into the working directory and, after a NaN loss, silently restored a stale file from another run);
-* a NaN or infinite loss stops training with an error that names the epoch;
+* a NaN or infinite loss stops training with an error that names the epoch, after restoring the best
+  weights so far (or saying that there are none); an empty split is refused;
 * batches are sliced from tensors already on the device: no DataLoader, no per-sample Python work;
 * a tqdm progress bar (one line, updated per epoch) that works in notebooks and terminals;
 * losses beyond MSE: Gaussian NLL with a predicted variance, pinball (quantile) and Student-t NLL.
@@ -153,8 +154,14 @@ class Trainer:
         set_seed(self.seed)
         Xt, (yt,) = _as_tensors(X_train, self.device), _as_tensors(y_train, self.device)
         Xv, (yv,) = _as_tensors(X_val, self.device), _as_tensors(y_val, self.device)
-        if len(Xt[0]) != len(yt) or len(Xv[0]) != len(yv):
-            raise ValueError("X and y must have the same number of samples")
+        for split, X, y in (("training", Xt, yt), ("validation", Xv, yv)):
+            if len(X[0]) != len(y):
+                raise ValueError(f"the {split} split has {len(X[0])} inputs but {len(y)} targets")
+            if len(y) == 0:
+                raise ValueError(
+                    f"the {split} split is empty (0 samples): check the split dates and that the series "
+                    "is longer than the lookback plus the horizon"
+                )
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters (all frozen?)")
@@ -163,16 +170,24 @@ class Trainer:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
 
         self.history = {"train_loss": [], "val_loss": [], "lr": [], "epoch_time": [], "val_per_output": []}
-        best_loss, best_state, stale = math.inf, None, 0
+        best_loss, best_state, stale, self.best_epoch = math.inf, None, 0, None
         bar = tqdm(range(1, self.max_epochs + 1), desc="epochs", disable=not self.progress, leave=False)
         for epoch in bar:
             start = time.perf_counter()
             train_loss = self._train_epoch(Xt, yt, opt, gen)
             val_loss, per_output = self._evaluate(Xv, yv)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                bar.close()
+                if best_state is not None:
+                    self.model.load_state_dict(best_state)
+                    kept = (
+                        f"the model holds the best weights, of epoch {self.best_epoch} (val {best_loss:.6g})"
+                    )
+                else:
+                    kept = "no epoch finished with a finite loss, so the weights are NOT restored (they may be NaN)"
                 raise FloatingPointError(
                     f"loss became {'NaN' if math.isnan(train_loss) or math.isnan(val_loss) else 'infinite'} "
-                    f"at epoch {epoch} (train {train_loss}, val {val_loss}): lower the learning rate, "
+                    f"at epoch {epoch} (train {train_loss}, val {val_loss}); {kept}. Lower the learning rate, "
                     "check the inputs for NaN, or clip gradients"
                 )
             sched.step(val_loss)
@@ -228,8 +243,10 @@ class Trainer:
         outputs = [self.model(*(x[i : i + 4096] for x in X)) for i in range(0, len(X[0]), 4096)]
         if isinstance(outputs[0], torch.Tensor):
             return torch.cat(outputs)
-        return {k: (torch.cat([o[k] for o in outputs]) if outputs[0][k].dim() > 0 else outputs[0][k])
-                for k in outputs[0]}
+        return {
+            k: (torch.cat([o[k] for o in outputs]) if outputs[0][k].dim() > 0 else outputs[0][k])
+            for k in outputs[0]
+        }
 
     def predict_output(self, X: Inputs):
         """The model's full output (tensor or dict of tensors) on the CPU, in eval mode."""

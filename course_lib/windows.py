@@ -8,7 +8,10 @@ A sample is made at a *forecast origin* t (the last day the model sees):
 Standard tasks (units as in :mod:`course_lib.features`):
 
 * ``"returns"``:    y = sum of the next h percent log returns (h = 1: tomorrow's return);
-* ``"volatility"``: y = 0.5 log(mean Garman-Klass variance over the next h days), a log volatility.
+* ``"volatility"``: y = 0.5 log(mean daily variance proxy over the next h days), a log volatility. The
+  proxy is Parkinson's high-low variance by default (``proxy="parkinson"``); ``proxy="gk"`` picks
+  Garman-Klass, whose open-to-close term is unreliable in the packaged S&P 500 data before 2008
+  (see :func:`course_lib.features.stale_open_share`).
 
 Splits are chronological by the dates of the *targets*: a sample is in a split only when its origin
 and all its target days lie inside that split, so samples whose targets straddle a boundary are
@@ -27,7 +30,8 @@ from .data import load_prices
 from .features import VAR_FLOOR, feature_frame, validate_series
 
 DEFAULT_FEATURES = ["ret", "log_vol_gk", "log_vol_parkinson", "volume_change"]
-TASKS = {"returns": "ret", "volatility": "var_gk"}
+TASKS = ("returns", "volatility")
+PROXIES = {"parkinson": "var_parkinson", "gk": "var_gk"}  # volatility target proxy -> column of the frame
 SPLITS = ("train", "val", "test")
 
 
@@ -134,6 +138,13 @@ class Task:
     val: SplitData
     test: SplitData
     source: str = field(default="")
+    target_column: str = field(default="ret")  # the per-day column the targets aggregate
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # baseline forecasts, by protocol
+
+    @property
+    def fit_end_row(self) -> int:
+        """Last row of ``frame`` that the training split's inputs or targets cover (frozen models stop here)."""
+        return int(self.train.rows[-1] + max(self.horizons))
 
     def split(self, name: str) -> SplitData:
         if name not in SPLITS:
@@ -165,13 +176,18 @@ def make_task(
     end: str | None = None,
     prices: pd.DataFrame | None = None,
     offline: bool | None = None,
+    proxy: str = "parkinson",
 ) -> Task:
     """Build one of the standard tasks (``"returns"`` or ``"volatility"``) on real daily data.
 
-    ``prices`` (an OHLCV frame) replaces :func:`course_lib.data.load_prices` when given.
+    ``prices`` (an OHLCV frame) replaces :func:`course_lib.data.load_prices` when given. ``proxy``
+    (volatility only): the daily variance proxy of the target, ``"parkinson"`` or ``"gk"``.
     """
     if kind not in TASKS:
         raise ValueError(f"unknown task {kind!r}; choose from {list(TASKS)}")
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown volatility proxy {proxy!r}; choose from {list(PROXIES)}")
+    target_column = "ret" if kind == "returns" else PROXIES[proxy]
     horizons = (horizons,) if isinstance(horizons, int) else tuple(int(h) for h in horizons)
     if prices is None:
         prices = load_prices(ticker, start=start, end=end, offline=offline)
@@ -183,7 +199,9 @@ def make_task(
     if unknown:
         raise ValueError(f"unknown features {unknown}; available: {list(frame.columns)}")
 
-    X, y, origins = make_windows(frame[names].to_numpy(), frame[TASKS[kind]].to_numpy(), lookback, horizons, kind)
+    X, y, origins = make_windows(
+        frame[names].to_numpy(), frame[target_column].to_numpy(), lookback, horizons, kind
+    )
     masks = chronological_split(frame.index, origins, max(horizons), train_end, val_end)
     for name, mask in masks.items():
         if mask.sum() == 0:
@@ -211,5 +229,6 @@ def make_task(
         frame=frame,
         scaler=scaler,
         source=prices.attrs.get("source", "user-supplied prices"),
+        target_column=target_column,
         **splits,
     )

@@ -41,6 +41,7 @@ from course_lib import get_device, set_seed
 from course_lib.evaluation import (
     diebold_mariano,
     mse,
+    qlike,
     r2_oos,
     results_table,
     return_baselines,
@@ -229,7 +230,7 @@ print({k: round(mse(vtask.test.y, v), 4) for k, v in vbase.items()}, "(volatilit
 # | `FinancialLSTM` | LSTM, then multi-head self-attention over the window (the last step asks which days matter), residual + LayerNorm, MLP head; `return_attention=True` gives the weights |
 # | `MultiHorizonLSTM` | one LSTM encoder, one head per horizon, output stacked as (B, n_horizons); with one horizon it is a plain LSTM with an MLP head |
 # | `ResidualLSTM` | input projection, then stacked one-layer LSTMs, each as $x \leftarrow \mathrm{LayerNorm}(x + \mathrm{LSTM}(x))$ with its own norm |
-# | `FinancialGRU` | GRU, then additive attention pooling $a_t = \mathrm{softmax}_t(w^\top \tanh(W h_t + b))$, MLP head |
+# | `FinancialGRU` | GRU, then additive attention pooling $a_t = \mathrm{softmax}_t(w^\top \tanh(W h_t + b))$, residual + LayerNorm with the last state, $\mathrm{LayerNorm}(h_L + \sum_t a_t h_t)$, MLP head |
 #
 # All four take (B, L, C) windows and, with `per_step=True`, return one causal forecast per step (B, L, n):
 # `FinancialLSTM` then uses a causal mask so that step $t$ attends only to steps $\le t$.
@@ -264,7 +265,7 @@ x_four = torch.from_numpy(vtask.test.X[:4])
 set_seed(0)
 buggy = BatchMixingAttentionLSTM(4, HIDDEN).eval()
 set_seed(0)
-correct = FinancialLSTM(4, HIDDEN, num_heads=HEADS).eval()
+correct = FinancialLSTM(4, HIDDEN, n_heads=HEADS).eval()
 with torch.no_grad():
     _, w_bug = buggy.attention(*[buggy.lstm(x_four)[0]] * 3)
 print("buggy attention weights have shape", tuple(w_bug.shape), "= (L, B, B): weights over the batch")
@@ -291,7 +292,7 @@ print("FinancialLSTM, causal per-step:", future_gradient(lambda x: correct(x, pe
 bilstm = nn.LSTM(4, HIDDEN, batch_first=True, bidirectional=True)
 print("raw bidirectional LSTM outputs:", round(future_gradient(lambda x: bilstm(x)[0], probe_x, t=5), 4))
 try:
-    FinancialLSTM(4, HIDDEN, num_heads=HEADS, bidirectional=True)(probe_x, per_step=True)
+    FinancialLSTM(4, HIDDEN, n_heads=HEADS, bidirectional=True)(probe_x, per_step=True)
 except ValueError as err:
     print("refused:", err)
 
@@ -310,9 +311,9 @@ except ValueError as err:
 
 # %%
 MODELS = {
-    "FinancialLSTM": lambda c, h: FinancialLSTM(c, HIDDEN, output_size=len(h), num_heads=HEADS),
+    "FinancialLSTM": lambda c, h: FinancialLSTM(c, HIDDEN, output_size=len(h), n_heads=HEADS),
     "LSTM (MultiHorizonLSTM)": lambda c, h: MultiHorizonLSTM(c, HIDDEN, horizons=h),
-    "ResidualLSTM": lambda c, h: ResidualLSTM(c, HIDDEN, num_layers=2, output_size=len(h)),
+    "ResidualLSTM": lambda c, h: ResidualLSTM(c, HIDDEN, n_layers=2, output_size=len(h)),
     "FinancialGRU": lambda c, h: FinancialGRU(c, HIDDEN, output_size=len(h)),
 }
 
@@ -395,15 +396,32 @@ vol_table = results_table(vtask, {**averaged("volatility"), **vbase}, benchmark=
 vol_table
 
 # %% [markdown]
+# > **Pitfall (a GRU that lost to HAR).** An earlier `FinancialGRU` sent only the attention-pooled mean
+# > of the window, $\sum_t a_t h_t$, to its head: the last state $h_L$, the freshest summary, never reached
+# > it directly. It lost to HAR on every seed, while LSTMs with the same inputs won. An ablation
+# > (`benchmarks/recurrent_ablation.py gru`: the same pooling on an LSTM cell lost too; removing the dead
+# > score bias or doubling the width did not help; giving the head $h_L$ did) put the cause in the
+# > pooling, not in the GRU cell. The head now reads $\mathrm{LayerNorm}(h_L + \sum_t a_t h_t)$, as
+# > `FinancialLSTM` does (docs/errata.md).
+
+# %%
+y_vol = vtask.test.y[:, 0]
+har_qlike = qlike(np.exp(2 * y_vol), np.exp(2 * vbase["har"][:, 0]))
+gru_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialGRU"]]
+lstm_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialLSTM"]]
+print(f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(SEEDS)} seeds "
+      f"({sum(q < har_qlike for q in gru_qlike)} of {len(SEEDS)} seeds below HAR's {har_qlike:.3f}); "
+      f"FinancialLSTM {np.mean(lstm_qlike):.3f} ({sum(q < har_qlike for q in lstm_qlike)} of {len(SEEDS)} below HAR).")
+
+# %% [markdown]
 # **What the volatility results say.** Volatility is forecastable, and the baselines are strong: the
 # four-coefficient log-HAR has the lowest MSE among them. Read the per-seed table. At the default settings
 # `FinancialLSTM` and the plain LSTM beat HAR clearly for every seed (DM-significant), but against the
 # log-HAR the picture is a draw: the attention LSTM has a slightly lower MSE for every seed, significant
 # for one seed only, and its seed-averaged forecast is not significantly better (p around 0.08); the
 # plain LSTM is level with it. `ResidualLSTM` is not reliable (its seeds disagree, one is significantly
-# worse), and **`FinancialGRU` loses to both HAR and log-HAR**, significantly, for every seed. The best-epoch table explains part of it: the GRU's validation loss is
-# bumpy and early stopping halts two seeds after a few epochs, while the two LSTMs are still improving at
-# the last epoch (more epochs would likely help them, and cost time).
+# worse); the GRU's result is printed below the table, computed from it. The best-epoch table shows which
+# models were still improving at the last epoch (more epochs would likely help them, and cost time).
 #
 # Now look at QLIKE, a loss on *variances* that punishes under-prediction (Patton, 2011): there the
 # log-HAR is the *worst* of the HAR pair. A forecast fitted by squared error in logs sits near the median of
@@ -618,7 +636,7 @@ print(f"Exercise 4 passed: {best_return_model}, R2_oos = {best_r2:.4f}, beats th
 #   a negative result you should expect.
 # * On **volatility** the baselines are strong. At these small sizes the attention LSTM and the plain
 #   LSTM beat HAR clearly but only draw with the log-HAR (a few coefficients fitted by least squares);
-#   the residual LSTM is unreliable and the GRU loses; at 1, 5 and 22 days the log-HAR is as good as the
+#   the residual LSTM is unreliable (the GRU's line is printed in section 4); at 1, 5 and 22 days the log-HAR is as good as the
 #   multi-horizon LSTM. Always check seed by seed with a DM test, against the strongest simple baseline you can build,
 #   and under the loss that matches the use (MSE in logs and QLIKE rank models differently).
 # * Attention weights are a diagnostic of where a model looks, not an explanation.

@@ -362,7 +362,7 @@ def tft_inputs(task, split):
 
 
 def make_tft():
-    return TemporalFusionTransformer(len(FEATURES), len(KNOWN), horizon=1, d_model=D_MODEL, n_heads=HEADS,
+    return TemporalFusionTransformer(len(FEATURES), len(KNOWN), horizon=1, hidden_size=D_MODEL, n_heads=HEADS,
                                      dropout=DROPOUT, quantiles=QUANTILES)
 
 

@@ -146,7 +146,7 @@ for k, levels in [(1, 2), (2, 2), (2, 4), (3, 3), (5, 2)]:
     rows.append({"model": "TCN", "k": k, "levels": levels, "formula": tcn_receptive_field(k, levels),
                  "gradient support": int(support.sum()), "contiguous, ends today": bool(support[-int(support.sum()):].all())})
 for k, layers, blocks in [(2, 3, 1), (2, 3, 2), (3, 4, 1)]:
-    wn = WaveNet(4, 8, 8, num_blocks=blocks, num_layers_per_block=layers, kernel_size=k).double().eval()
+    wn = WaveNet(4, 8, 8, n_blocks=blocks, n_layers_per_block=layers, kernel_size=k).double().eval()
     support = input_support(wn, x_probe)
     rows.append({"model": f"WaveNet x{blocks}", "k": k, "levels": layers,
                  "formula": wavenet_receptive_field(k, layers, blocks), "gradient support": int(support.sum()),
@@ -224,7 +224,7 @@ print("TemporalBlock with kernel_size=1:", tuple(TemporalBlock(3, 5, kernel_size
 # > `wavenet_layers_for(lookback)` picks the fewest layers that cover the window.
 
 # %%
-oversized = WaveNet(4, WAVENET_CHANNELS, WAVENET_CHANNELS, num_blocks=4, num_layers_per_block=10)
+oversized = WaveNet(4, WAVENET_CHANNELS, WAVENET_CHANNELS, n_blocks=4, n_layers_per_block=10)
 sized = WaveNet.for_lookback(4, LOOKBACK, residual_channels=WAVENET_CHANNELS, skip_channels=WAVENET_CHANNELS)
 dilations = [2**i for _ in range(4) for i in range(10)]
 x_batch = torch.randn(BATCH_SIZE, LOOKBACK, 4)
@@ -395,8 +395,8 @@ print("Exercise 1 passed")
 
 # %%
 # SOLUTION
-layers_60 = wavenet_layers_for(60, kernel_size=2, num_blocks=2)
-field_60 = wavenet_receptive_field(2, layers_60, num_blocks=2)
+layers_60 = wavenet_layers_for(60, kernel_size=2, n_blocks=2)
+field_60 = wavenet_receptive_field(2, layers_60, n_blocks=2)
 
 # %%
 # SELF-CHECK

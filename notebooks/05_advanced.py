@@ -122,7 +122,7 @@ fit_kwargs = dict(patience=PATIENCE, device=device, progress=False)
 def new_model(seed: int) -> nn.Module:
     """A fresh FinancialLSTM (chapter 1): LSTM -> attention over the window -> MLP head."""
     set_seed(seed)
-    return FinancialLSTM(n_features, hidden_size=HIDDEN, num_heads=HEADS)
+    return FinancialLSTM(n_features, hidden_size=HIDDEN, n_heads=HEADS)
 
 
 def fit(model, X, y, X_val, y_val, lr, epochs, seed, batch_size=BATCH):

@@ -81,3 +81,21 @@ def test_feature_frame_uses_only_the_past():
     frame2 = feature_frame(changed)
     before = frame.index < pd.Timestamp("2003-06-02")
     pd.testing.assert_frame_equal(frame[before], frame2[before])  # ...leaves earlier features unchanged
+
+
+def test_log_vol_checks_its_input():
+    # it used to check nothing: NaN, unsorted and duplicate dates passed silently
+    from course_lib.features import VAR_FLOOR, log_vol
+
+    v = _prices([1.0, 4.0, 0.0])
+    np.testing.assert_allclose(log_vol(v).to_numpy(), [0.0, np.log(2.0), 0.5 * np.log(VAR_FLOOR)])
+    with pytest.raises(ValueError, match="NaN"):
+        log_vol(_prices([1.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match="infinite"):
+        log_vol(_prices([1.0, np.inf]))
+    with pytest.raises(ValueError, match="not sorted"):
+        log_vol(v.iloc[::-1])
+    with pytest.raises(ValueError, match="duplicate"):
+        log_vol(pd.concat([v, v.iloc[:1]]).sort_index())
+    with pytest.raises(ValueError, match="negative values"):
+        log_vol(_prices([1.0, -0.5]))

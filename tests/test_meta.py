@@ -224,3 +224,29 @@ def test_second_order_through_cudnn_lstm_on_cuda(training):
     assert parameters_without_gradient(maml, maml.task_loss(episode)) == []
     fast = maml.adapt(episode.support_x, episode.support_y, create_graph=False)  # test-time adaptation
     assert set(fast) == {n for n, _ in maml.model.named_parameters()}
+
+
+def test_a_nan_query_target_stops_meta_step_naming_the_episode():
+    # it used to turn every parameter NaN without a word
+    set_seed(5)
+    maml = MAML(TinyLSTM(), inner_lr=0.1, inner_steps=2)
+    before = [p.detach().clone() for p in maml.parameters()]
+    good, bad = lstm_episode(), lstm_episode()
+    bad = Episode(bad.support_x, bad.support_y, bad.query_x, bad.query_y.clone().fill_(float("nan")))
+    opt = torch.optim.SGD(maml.parameters(), lr=0.1)
+    with pytest.raises(FloatingPointError, match="query loss of episode 1 is nan"):
+        maml.meta_step([good, bad], opt)
+    assert all(torch.equal(p, b) for p, b in zip(maml.parameters(), before, strict=True))
+
+
+def test_a_nan_support_target_names_the_inner_step():
+    maml = MAML(TinyLSTM(), inner_lr=0.1, inner_steps=2)
+    e = lstm_episode()
+    support_y = e.support_y.clone()
+    support_y[3] = float("nan")
+    with pytest.raises(FloatingPointError, match="support loss at inner step 1 of 2 is nan"):
+        maml.adapt(e.support_x, support_y)
+    with pytest.raises(FloatingPointError, match="inner step 2 of 2"):  # finite at step 1, blows up at 2
+        MAML(scalar_model(1e100), inner_lr=1e100, inner_steps=2, loss_fn=half_mse).adapt(
+            torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
+        )

@@ -1,5 +1,6 @@
-"""Tests for course_lib.models.recurrent: shapes, gradients, batch independence, causality, determinism,
-attention weights, and the from-scratch LSTM cell against nn.LSTM."""
+"""Tests specific to course_lib.models.recurrent: attention weights, horizons, the dead score bias, and the
+from-scratch LSTM cell against nn.LSTM. The model contract (shapes, gradients, batch independence,
+look-ahead, determinism, bad inputs, save/load) runs over the registry in tests/test_contract.py."""
 
 import pytest
 import torch
@@ -14,19 +15,18 @@ from course_lib.models.recurrent import (
     MultiHorizonLSTM,
     ResidualLSTM,
 )
-from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
+from course_lib.testing import batch_coupling, parameters_without_gradient
 
 B, L, C, H = 4, 12, 5, 16
 
 # name -> (constructor, expected output width)
 MODELS = {
-    "lstm": (lambda: FinancialLSTM(C, H, num_layers=2, output_size=2, num_heads=4, dropout=0.1), 2),
-    "bilstm": (lambda: FinancialLSTM(C, H, output_size=2, num_heads=4, bidirectional=True), 2),
-    "multi_horizon": (lambda: MultiHorizonLSTM(C, H, horizons=(1, 5, 22), num_layers=2, dropout=0.1), 3),
-    "residual": (lambda: ResidualLSTM(C, H, num_layers=3, output_size=2, dropout=0.1), 2),
-    "gru": (lambda: FinancialGRU(C, H, num_layers=2, output_size=2, dropout=0.1), 2),
+    "lstm": (lambda: FinancialLSTM(C, H, n_layers=2, output_size=2, n_heads=4, dropout=0.1), 2),
+    "bilstm": (lambda: FinancialLSTM(C, H, output_size=2, n_heads=4, bidirectional=True), 2),
+    "multi_horizon": (lambda: MultiHorizonLSTM(C, H, horizons=(1, 5, 22), n_layers=2, dropout=0.1), 3),
+    "residual": (lambda: ResidualLSTM(C, H, n_layers=3, output_size=2, dropout=0.1), 2),
+    "gru": (lambda: FinancialGRU(C, H, n_layers=2, output_size=2, dropout=0.1), 2),
 }
-CAUSAL = ["lstm", "multi_horizon", "residual", "gru"]  # models that offer per_step outputs
 ATTENTIVE = ["lstm", "bilstm", "gru"]  # models that return attention weights
 
 
@@ -37,54 +37,6 @@ def make(name: str, seed: int = 0) -> nn.Module:
 
 def window(seed: int = 1, b: int = B, length: int = L) -> torch.Tensor:
     return torch.randn(b, length, C, generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_output_shape(name):
-    model, n_out = make(name), MODELS[name][1]
-    assert model(window()).shape == (B, n_out)
-    assert model(window(b=1, length=1)).shape == (1, n_out)  # one sample, one step
-
-
-@pytest.mark.parametrize("name", CAUSAL)
-def test_per_step_shape_and_last_step_agrees(name):
-    model, n_out = make(name).eval(), MODELS[name][1]
-    x = window()
-    with torch.no_grad():
-        seq = model(x, per_step=True)
-        last = model(x)
-    assert seq.shape == (B, L, n_out)
-    # the last step of the per-step output sees the whole window: it is the ordinary forecast
-    torch.testing.assert_close(seq[:, -1], last, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_gradients_reach_every_parameter(name):
-    model = make(name).train()
-    loss = model(window()).pow(2).mean()
-    assert parameters_without_gradient(model, loss) == []
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_batch_independence_in_eval_mode(name):
-    assert batch_coupling(make(name), window()) < 1e-6
-
-
-@pytest.mark.parametrize("name", CAUSAL)
-@pytest.mark.parametrize("t", [0, 5, L - 2])
-def test_no_look_ahead_per_step(name, t):
-    model = make(name).eval()
-    assert future_gradient(lambda x: model(x, per_step=True), window(), t) == 0.0
-
-
-@pytest.mark.parametrize("name", CAUSAL)
-def test_look_ahead_check_sees_the_past(name):
-    # the same probe with respect to the past must be non-zero, or the check above proves nothing
-    model = make(name).eval()
-    x = window().requires_grad_(True)
-    y = model(x, per_step=True)[:, 5]
-    (grad,) = torch.autograd.grad((torch.randn_like(y) * y).sum(), x)
-    assert grad[:, :6].abs().max() > 0
 
 
 def test_bidirectional_refuses_per_step():
@@ -102,17 +54,6 @@ def test_bidirectional_last_step_backward_half_sees_only_last_input():
     (grad,) = torch.autograd.grad((torch.randn_like(backward_last) * backward_last).sum(), x)
     seen = grad.abs().sum(dim=(0, 2)) > 0
     assert seen.tolist() == [False] * (L - 1) + [True]
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_deterministic_for_a_fixed_seed(name):
-    a, b = make(name, seed=3), make(name, seed=3)
-    torch.manual_seed(7)
-    ya = a.train()(window())  # dropout active: the seed must fix it too
-    torch.manual_seed(7)
-    yb = b.train()(window())
-    assert torch.equal(ya, yb)
-    assert not torch.equal(make(name, seed=4).eval()(window()), a.eval()(window()))
 
 
 @pytest.mark.parametrize("name", ATTENTIVE)
@@ -138,9 +79,9 @@ def test_per_step_attention_is_causal_and_normalised(name):
 
 
 def test_financial_lstm_head_count_must_divide_width():
-    with pytest.raises(ValueError, match="num_heads=4 must divide"):
-        FinancialLSTM(C, hidden_size=18, num_heads=4)
-    FinancialLSTM(C, hidden_size=18, num_heads=4, bidirectional=True)  # width 36: fine
+    with pytest.raises(ValueError, match="n_heads=4 must divide"):
+        FinancialLSTM(C, hidden_size=18, n_heads=4)
+    FinancialLSTM(C, hidden_size=18, n_heads=4, bidirectional=True)  # width 36: fine
 
 
 def test_multi_horizon_columns_follow_the_horizons():
@@ -161,19 +102,32 @@ def test_residual_lstm_has_separate_norms():
     assert len({id(n) for n in model.norms}) == 3
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_bad_input_raises_clear_errors(name):
-    model = make(name)
-    with pytest.raises(ValueError, match=r"\(B, L, C\)"):
-        model(torch.randn(L, C))
-    with pytest.raises(ValueError, match="features"):
-        model(torch.randn(B, L, C + 1))
-    with pytest.raises(ValueError, match="empty"):
-        model(torch.randn(B, 0, C))
+def test_gru_score_has_no_dead_bias_and_the_check_would_catch_one():
+    # a bias added to every attention score cancels in the softmax: moving it changes nothing, and the
+    # gradient check (relative to the other gradients, not `!= 0`) names it
+    model = make("gru").double()
+    assert model.score[-1].bias is None
+    x = window().double()
+    y = model(x)
+    assert parameters_without_gradient(model, (torch.randn_like(y) * y).sum()) == []
+    model.score[-1] = nn.Linear(H, 1).double()  # the old layer, with its bias
+    y = model(x)
+    assert parameters_without_gradient(model, (torch.randn_like(y) * y).sum()) == ["score.2.bias"]
+    with torch.no_grad():
+        before = model.eval()(x)
+        model.score[-1].bias += 5.0
+        torch.testing.assert_close(model(x), before, rtol=0, atol=1e-12)
+
+
+def test_gru_head_reads_the_last_state_and_the_context():
+    # the fix of the GRU that lost to HAR: the head sees LayerNorm(h_L + sum_t a_t h_t), not the pooled mean
+    # alone (benchmarks/recurrent_ablation.py gru; docs/errata.md: FinancialGRU)
+    model = make("gru").eval()
     x = window()
-    x[2, 3, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        model(x)
+    out = model(x, return_attention=True)
+    h, _ = model.gru(x)
+    context = (out["attention"].unsqueeze(-1) * h).sum(dim=1)  # (B, H)
+    torch.testing.assert_close(out["prediction"], model.head(model.norm(h[:, -1] + context)))
 
 
 # ---- reference check: the from-scratch cell against nn.LSTM -------------------------------------------
@@ -199,6 +153,18 @@ def test_scratch_cell_matches_nn_lstm(input_size, hidden_size, batch, length, se
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
     torch.testing.assert_close(h, h_ref[0], rtol=0, atol=1e-6)
     torch.testing.assert_close(c, c_ref[0], rtol=0, atol=1e-6)
+
+
+def test_scratch_cell_refuses_the_nn_lstm_state_layout():
+    lstm = nn.LSTM(3, 4, batch_first=True)
+    cell = LSTMCellScratch.from_lstm(lstm)
+    x, h0 = torch.randn(2, 5, 3), torch.randn(1, 2, 4)
+    with pytest.raises(ValueError, match=r"\(n_layers, B, H\) layout: pass h0\[0\], c0\[0\]"):
+        cell.scan(x, (h0, h0))  # used to broadcast silently into a (1, L, B, H) output
+    with pytest.raises(ValueError, match=r"state c must have shape \(B, H\) = \(2, 4\)"):
+        cell.scan(x, (h0[0], torch.zeros(3, 4)))
+    assert cell.scan(x, (h0[0], h0[0]))[0].shape == (2, 5, 4)
+    assert LSTMCellScratch(**cell.config).config == {"input_size": 3, "hidden_size": 4}
 
 
 def test_scratch_cell_reference_check_can_fail():

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 import torch
@@ -41,7 +40,9 @@ def test_trainer_learns_and_restores_the_best_weights(tmp_path, monkeypatch):
 def test_early_stopping_stops():
     Xt, yt, Xv, _ = _linear_data()
     noise = torch.randn(len(Xv), 1)  # unlearnable validation target
-    hist = Trainer(_Last(), lr=0.05, max_epochs=50, patience=2, progress=False, device="cpu").fit(Xt, yt, Xv, noise)
+    hist = Trainer(_Last(), lr=0.05, max_epochs=50, patience=2, progress=False, device="cpu").fit(
+        Xt, yt, Xv, noise
+    )
     assert len(hist["val_loss"]) < 50
 
 
@@ -50,7 +51,9 @@ def test_same_seed_same_history():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        runs.append(Trainer(_Last(), max_epochs=3, progress=False, device="cpu", seed=7).fit(*data)["val_loss"])
+        runs.append(
+            Trainer(_Last(), max_epochs=3, progress=False, device="cpu", seed=7).fit(*data)["val_loss"]
+        )
     assert runs[0] == runs[1]
 
 
@@ -67,6 +70,46 @@ def test_nan_loss_stops_with_the_epoch_named():
     trainer = Trainer(Explodes(), batch_size=128, max_epochs=5, progress=False, device="cpu")
     with pytest.raises(FloatingPointError, match="NaN at epoch 2"):
         trainer.fit(Xt, yt, Xv, yv)
+
+
+def test_after_a_nan_loss_the_best_weights_are_restored():
+    # they used to stay NaN, and the best state was dropped
+    class ExplodesLater(_Last):
+        calls = 0
+
+        def forward(self, x):
+            ExplodesLater.calls += 1
+            if ExplodesLater.calls == 12:  # the validation pass of epoch 3: poison the weights
+                with torch.no_grad():
+                    self.lin.weight.fill_(float("nan"))
+            return super().forward(x)
+
+    Xt, yt, Xv, yv = _linear_data()
+    model = ExplodesLater()
+    trainer = Trainer(model, lr=0.05, batch_size=128, max_epochs=5, progress=False, device="cpu")
+    with pytest.raises(FloatingPointError, match=r"NaN at epoch 3 .*best weights, of epoch 2"):
+        trainer.fit(Xt, yt, Xv, yv)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert mse_loss(model(Xv), yv).item() == pytest.approx(trainer.history["val_loss"][1], rel=1e-5)
+
+
+def test_a_nan_loss_in_the_first_epoch_says_the_weights_are_not_restored():
+    Xt, yt, Xv, yv = _linear_data()
+    yt = yt.clone()
+    yt[5] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN at epoch 1 .*NOT restored"):
+        Trainer(_Last(), max_epochs=3, progress=False, device="cpu").fit(Xt, yt, Xv, yv)
+
+
+@pytest.mark.parametrize("empty", ["training", "validation"])
+def test_an_empty_split_is_refused(empty):
+    Xt, yt, Xv, yv = _linear_data()
+    if empty == "training":
+        Xt, yt = Xt[:0], yt[:0]
+    else:
+        Xv, yv = Xv[:0], yv[:0]
+    with pytest.raises(ValueError, match=f"the {empty} split is empty"):
+        Trainer(_Last(), max_epochs=2, progress=False, device="cpu").fit(Xt, yt, Xv, yv)
 
 
 def test_checkpoint_path_is_opt_in(tmp_path):
@@ -109,7 +152,9 @@ def test_frozen_model_is_refused():
 def test_gaussian_nll_equals_normal_log_prob():
     mean, var, y = torch.randn(6, 2), torch.rand(6, 2) + 0.1, torch.randn(6, 2)
     expected = -torch.distributions.Normal(mean, var.sqrt()).log_prob(y).mean()
-    assert GaussianNLLLoss()({"prediction": mean, "var": var}, y).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert GaussianNLLLoss()({"prediction": mean, "var": var}, y).item() == pytest.approx(
+        expected.item(), rel=1e-6
+    )
 
 
 def test_student_t_nll_equals_log_prob():
@@ -143,8 +188,16 @@ def test_pinball_training_finds_the_quantiles():
     g = torch.Generator().manual_seed(0)
     y = torch.randn(4000, 1, generator=g)
     X = torch.zeros(4000, 1, 1)
-    trainer = Trainer(Constant(), loss=PinballLoss([0.1, 0.5, 0.9]), lr=0.05, max_epochs=60, patience=60,
-                      weight_decay=0.0, progress=False, device="cpu")
+    trainer = Trainer(
+        Constant(),
+        loss=PinballLoss([0.1, 0.5, 0.9]),
+        lr=0.05,
+        max_epochs=60,
+        patience=60,
+        weight_decay=0.0,
+        progress=False,
+        device="cpu",
+    )
     trainer.fit(X[:3000], y[:3000], X[3000:], y[3000:])
     expected = torch.quantile(y[:3000, 0], torch.tensor([0.1, 0.5, 0.9]))
     torch.testing.assert_close(trainer.model.q.detach(), expected, atol=0.08, rtol=0)

@@ -61,7 +61,8 @@ def test_task_targets_match_the_frame(vol_task, returns_task):
     r = returns_task.frame["ret"].to_numpy()
     t = returns_task.test.rows[0]
     assert returns_task.test.y[0, 1] == pytest.approx(r[t + 1 : t + 6].sum(), abs=1e-4)
-    v = vol_task.frame["var_gk"].to_numpy()
+    v = vol_task.frame[vol_task.target_column].to_numpy()
+    assert vol_task.target_column == "var_parkinson"
     t = vol_task.val.rows[3]
     assert vol_task.val.y[3, 0] == pytest.approx(0.5 * np.log(v[t + 1]), abs=1e-5)
 

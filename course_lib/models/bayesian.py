@@ -19,7 +19,7 @@ deep learning for computer vision?":
 ``mc_dropout_predict`` turns on ONLY the dropout modules (everything else, e.g. normalisation
 layers, stays in eval mode), runs under ``torch.no_grad()`` and restores every module's mode
 afterwards. The source module's ``predict_with_uncertainty`` left the whole model in train mode,
-kept 100 autograd graphs alive and used an unbounded exp scale (see ERRATA.md).
+kept 100 autograd graphs alive and used an unbounded exp scale (see docs/errata.md).
 
 Calibration: a predictive distribution F is calibrated when the probability integral transform
 PIT = F(y) is uniform on [0, 1], equivalently when every central interval of nominal level p
@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from .common import check_window, keeps_config
+
 __all__ = [
     "BayesianLSTM",
     "mc_dropout_predict",
@@ -46,17 +48,18 @@ __all__ = [
 class BayesianLSTM(nn.Module):
     """LSTM over the window -> dropout -> mean head and softplus scale head.
 
-    Input x: (B, L, input_size). Output: ``{"prediction": mean (B, n_out), "var": variance (B, n_out)}``,
+    Input x: (B, L, input_size). Output: ``{"prediction": mean (B, output_size), "var": variance (B, output_size)}``,
     for ``course_lib.training.GaussianNLLLoss``. Dropout (an ``nn.Dropout`` module, so that MC dropout
     can find it) acts on every LSTM layer's output sequence.
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
-        num_layers: int = 1,
-        n_out: int = 1,
+        n_layers: int = 1,
+        output_size: int = 1,
         dropout: float = 0.2,
         min_scale: float = 1e-3,
     ):
@@ -67,24 +70,23 @@ class BayesianLSTM(nn.Module):
             raise ValueError(f"min_scale must be positive, got {min_scale}")
         self.input_size = input_size
         self.min_scale = min_scale
-        sizes = [input_size] + [hidden_size] * num_layers
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        sizes = [input_size] + [hidden_size] * n_layers
         self.lstms = nn.ModuleList(nn.LSTM(i, o, batch_first=True) for i, o in pairwise(sizes))
         self.dropout = nn.Dropout(dropout)
-        self.mean_head = nn.Linear(hidden_size, n_out)
-        self.scale_head = nn.Linear(hidden_size, n_out)
+        self.mean_head = nn.Linear(hidden_size, output_size)
+        self.scale_head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(f"expected x of shape (B, L, {self.input_size}), got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf")
+        check_window(x, self.input_size, model=type(self).__name__)
         h = x
         for lstm in self.lstms:
             h, _ = lstm(h)  # (B, L, H)
             h = self.dropout(h)
         last = h[:, -1]  # (B, H)
-        mean = self.mean_head(last)  # (B, n_out)
-        scale = F.softplus(self.scale_head(last)) + self.min_scale  # (B, n_out), > 0
+        mean = self.mean_head(last)  # (B, output_size)
+        scale = F.softplus(self.scale_head(last)) + self.min_scale  # (B, output_size), > 0
         return {"prediction": mean, "var": scale**2}
 
     def predict_with_uncertainty(self, x: torch.Tensor, n_samples: int = 50) -> dict[str, torch.Tensor]:

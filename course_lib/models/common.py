@@ -1,25 +1,104 @@
-"""Small pieces every model family shares: the input check and the causal mask."""
+"""Small pieces every model family shares: the input check, the causal mask, the stored config,
+the MLP head and the dropout rule of stacked recurrent layers.
+
+The argument vocabulary of every model (see docs/errata.md and the README's contributing section):
+``input_size`` (features per step), ``hidden_size`` (width), ``output_size`` (outputs per forecast),
+``n_layers``, ``n_heads``, ``dropout``; family-specific names (``kernel_size``, ``horizons``,
+``quantiles``...) come after these.
+"""
+
+import functools
+import inspect
+import json
 
 import torch
+from torch import nn
+
+__all__ = ["causal_mask", "check_window", "keeps_config", "mlp_head", "rnn_dropout"]
 
 
-def check_window(x: torch.Tensor, n_features: int, min_length: int = 1, model: str = "model") -> None:
+def check_window(
+    x: torch.Tensor, n_features: int, min_length: int = 1, model: str = "model", name: str = "x"
+) -> None:
     """Raise a ``ValueError`` that names the problem unless ``x`` is a finite (B, L, n_features) window.
 
     ``min_length`` is the shortest window the model can use (pooling layers need a few steps).
+    ``name`` is the argument's name in the messages (the TFT checks ``x_past`` and ``x_future``).
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{model} expects {name} to be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
-        raise ValueError(f"{model} expects a window x of shape (B, L, C), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{model} expects a window {name} of shape (B, L, C), got shape {tuple(x.shape)}"
+            + (" (add the feature axis: x.unsqueeze(-1))" if x.dim() == 2 and n_features == 1 else "")
+        )
     if x.shape[-1] != n_features:
-        raise ValueError(f"{model} was built for {n_features} features, got x of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{model} was built for {n_features} features, got {name} of shape {tuple(x.shape)} "
+            f"({x.shape[-1]} features)"
+        )
     if x.shape[1] == 0:
-        raise ValueError(f"{model} got an empty window: shape {tuple(x.shape)}")
+        raise ValueError(f"{model} got an empty window: {name} has shape {tuple(x.shape)}")
     if x.shape[1] < min_length:
-        raise ValueError(f"{model} needs windows of at least {min_length} steps, got L={x.shape[1]}")
+        raise ValueError(
+            f"{model} needs windows of at least {min_length} steps, got {name} with L={x.shape[1]}"
+        )
     if not torch.isfinite(x).all():
-        raise ValueError(f"{model} got an input with NaN or inf values")
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        kind = "NaN" if torch.isnan(x).any() else "inf"
+        raise ValueError(f"{model} got {name} with {kind} values, the first at index {tuple(bad)}")
 
 
 def causal_mask(length: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(L, L) boolean mask, True where query step t must NOT see key step s (s > t)."""
     return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+
+
+def keeps_config(init):
+    """Decorator for a model's ``__init__``: store its arguments, defaults included, as ``self.config``.
+
+    ``self.config`` is a JSON-serialisable dict (tuples become lists) of exactly the constructor's
+    keyword arguments, so ``type(model)(**model.config)`` rebuilds the model and
+    :func:`course_lib.checkpoint.save_checkpoint` needs nothing restated. A value JSON cannot hold
+    (a module, a function) is refused when the model is built, with the argument's name.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(list(bound.arguments.items())[1:])  # without self
+        init(self, *args, **kwargs)
+        config = {}
+        for key, value in arguments.items():
+            try:
+                config[key] = json.loads(json.dumps(value))
+            except TypeError:
+                raise TypeError(
+                    f"{type(self).__name__}({key}={value!r}): a model's constructor arguments must be "
+                    "JSON values (numbers, strings, lists), so that its config can be saved"
+                ) from None
+        self.config = config
+
+    return wrapper
+
+
+def mlp_head(input_size: int, hidden_size: int, output_size: int, dropout: float = 0.0) -> nn.Sequential:
+    """The forecast head of every family: ``Linear -> ReLU -> Dropout -> Linear``, (..., in) -> (..., out)."""
+    return nn.Sequential(
+        nn.Linear(input_size, hidden_size),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_size, output_size),
+    )
+
+
+def rnn_dropout(dropout: float, n_layers: int) -> float:
+    """The ``dropout`` for ``nn.LSTM``/``nn.GRU``: it acts only between stacked layers, so 0 for one layer
+    (PyTorch warns otherwise); models apply their own dropout after the last layer."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    return dropout if n_layers > 1 else 0.0

@@ -22,21 +22,23 @@ Input convention (all course_lib models): ``x`` is ``(B, L, C)``; convolutions w
 so the models transpose inside. By default a model returns the forecast made at the last step,
 ``(B, output_size)``; ``per_step=True`` returns ``(B, L, output_size)``, one causal forecast per step.
 
-Defects of the source module fixed here (see ERRATA.md): ``Chomp1d(0)`` returned an empty tensor
+Defects of the source module fixed here (see docs/errata.md): ``Chomp1d(0)`` returned an empty tensor
 (``x[:, :, :-0]``), so ``kernel_size=1`` crashed; WaveNet defaulted to 4 x 10 layers, a receptive field
-of 4,093 steps for 20-60 step windows. The TCN also uses the current ``weight_norm`` parametrization
+of 4,093 steps for 20-60 step windows, and nothing said so: a window shorter than the receptive field
+now gives a warning with both numbers. The TCN also uses the current ``weight_norm`` parametrization
 with the weights initialised *before* it wraps them (initialising ``conv.weight`` afterwards writes
 into a recomputed tensor and is silently lost).
 """
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .common import check_window
+from .common import check_window, keeps_config
 
 __all__ = [
     "CausalConv1d",
@@ -46,33 +48,47 @@ __all__ = [
     "TemporalConvNet",
     "WaveNet",
     "tcn_receptive_field",
+    "warn_if_shorter_than_receptive_field",
     "wavenet_layers_for",
     "wavenet_receptive_field",
 ]
 
 
-def tcn_receptive_field(kernel_size: int, num_levels: int) -> int:
+def tcn_receptive_field(kernel_size: int, n_levels: int) -> int:
     """Input steps seen by one output of a TCN: ``1 + 2 (k-1) (2^n - 1)`` (two convolutions per block)."""
-    return 1 + 2 * (kernel_size - 1) * (2**num_levels - 1)
+    return 1 + 2 * (kernel_size - 1) * (2**n_levels - 1)
 
 
-def wavenet_receptive_field(kernel_size: int, num_layers_per_block: int, num_blocks: int = 1) -> int:
+def wavenet_receptive_field(kernel_size: int, n_layers_per_block: int, n_blocks: int = 1) -> int:
     """Input steps seen by one output of a WaveNet: ``1 + (k-1) * sum of the dilations``."""
-    return 1 + (kernel_size - 1) * num_blocks * (2**num_layers_per_block - 1)
+    return 1 + (kernel_size - 1) * n_blocks * (2**n_layers_per_block - 1)
 
 
-def wavenet_layers_for(lookback: int, kernel_size: int = 2, num_blocks: int = 1) -> int:
+def warn_if_shorter_than_receptive_field(model: nn.Module, length: int) -> None:
+    """Warn when a window of ``length`` steps is shorter than ``model.receptive_field``: the first
+    layers then read zero padding, and a smaller network would see the same inputs."""
+    if length < model.receptive_field:
+        warnings.warn(
+            f"{type(model).__name__}: the window has L={length} steps but the receptive field is "
+            f"{model.receptive_field} steps, so part of the network only reads zero padding; "
+            "use longer windows or fewer levels/layers",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def wavenet_layers_for(lookback: int, kernel_size: int = 2, n_blocks: int = 1) -> int:
     """The fewest layers per block whose receptive field covers ``lookback`` steps.
 
     >>> wavenet_layers_for(20)            # 1 + (2^5 - 1) = 32 >= 20, while 4 layers give only 16
     5
     """
-    if lookback < 1 or kernel_size < 2 or num_blocks < 1:
+    if lookback < 1 or kernel_size < 2 or n_blocks < 1:
         raise ValueError(
-            f"need lookback >= 1, kernel_size >= 2 and num_blocks >= 1, got {lookback}, {kernel_size}, {num_blocks}"
+            f"need lookback >= 1, kernel_size >= 2 and n_blocks >= 1, got {lookback}, {kernel_size}, {n_blocks}"
         )
     # 1 + (k-1) b (2^m - 1) >= lookback  <=>  2^m >= 1 + (lookback - 1) / ((k-1) b)
-    return max(1, math.ceil(math.log2(1 + (lookback - 1) / ((kernel_size - 1) * num_blocks))))
+    return max(1, math.ceil(math.log2(1 + (lookback - 1) / ((kernel_size - 1) * n_blocks))))
 
 
 class Chomp1d(nn.Module):
@@ -153,26 +169,29 @@ class TemporalConvNet(nn.Module):
     """TCN forecaster: ``len(num_channels)`` temporal blocks (dilation ``2^i``) and a linear head.
 
     Args:
-        num_inputs: features per step ``C``.
+        input_size: features per step ``C``.
         num_channels: width of each block, e.g. ``(32, 32, 32)``; its length is the number of levels.
         kernel_size: taps per convolution (1 is allowed: no chomp, receptive field 1).
         dropout: dropout after each convolution.
         output_size: forecasts per step (e.g. the number of horizons).
     """
 
+    @keeps_config
     def __init__(
         self,
-        num_inputs: int,
-        num_channels: tuple[int, ...] | list[int],
+        input_size: int,
+        num_channels: tuple[int, ...] | list[int] = (32, 32, 32),
         kernel_size: int = 2,
         dropout: float = 0.2,
         output_size: int = 1,
     ):
         super().__init__()
         if kernel_size < 1 or len(num_channels) == 0:
-            raise ValueError(f"need kernel_size >= 1 and at least one level, got {kernel_size}, {num_channels}")
-        self.num_inputs = num_inputs
-        widths = [num_inputs, *num_channels]
+            raise ValueError(
+                f"need kernel_size >= 1 and at least one level, got {kernel_size}, {num_channels}"
+            )
+        self.input_size = input_size
+        widths = [input_size, *num_channels]
         self.network = nn.Sequential(
             *[
                 TemporalBlock(widths[i], widths[i + 1], kernel_size, dilation=2**i, dropout=dropout)
@@ -183,7 +202,8 @@ class TemporalConvNet(nn.Module):
         self.receptive_field = tcn_receptive_field(kernel_size, len(num_channels))
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.num_inputs, model="TemporalConvNet")
+        check_window(x, self.input_size, model="TemporalConvNet")
+        warn_if_shorter_than_receptive_field(self, x.shape[1])
         h = self.network(x.transpose(1, 2)).transpose(1, 2)  # (B, L, C) -> (B, L, H)
         return self.head(h if per_step else h[:, -1])  # (B, L, n_out) or (B, n_out)
 
@@ -197,7 +217,12 @@ class ResidualBlock(nn.Module):
     """
 
     def __init__(
-        self, residual_channels: int, skip_channels: int, kernel_size: int, dilation: int, residual: bool = True
+        self,
+        residual_channels: int,
+        skip_channels: int,
+        kernel_size: int,
+        dilation: int,
+        residual: bool = True,
     ):
         super().__init__()
         self.dilated_conv = CausalConv1d(residual_channels, 2 * residual_channels, kernel_size, dilation)
@@ -214,46 +239,54 @@ class ResidualBlock(nn.Module):
 class WaveNet(nn.Module):
     """WaveNet forecaster: gated dilated causal convolutions, residual and skip paths, a 1x1 head.
 
+    Args: ``input_size`` features per step, ``residual_channels`` and ``skip_channels`` the widths of the
+    two paths, ``output_size`` forecasts per step, ``n_blocks`` x ``n_layers_per_block`` gated layers
+    (dilations 1, 2, ..., 2^(m-1) in each block), ``kernel_size`` taps per convolution.
+
     Size it from the receptive field, not from the audio paper: ``WaveNet.for_lookback(C, 20)`` picks
     the fewest layers that cover 20 steps (5 with ``kernel_size=2``). The source's 4 blocks x 10 layers
     see 4,093 steps, so on a 20-step window all but the first few layers only read zero padding.
     """
 
+    @keeps_config
     def __init__(
         self,
-        input_channels: int,
+        input_size: int,
         residual_channels: int = 16,
         skip_channels: int = 16,
-        output_channels: int = 1,
-        num_blocks: int = 1,
-        num_layers_per_block: int = 5,
+        output_size: int = 1,
+        n_blocks: int = 1,
+        n_layers_per_block: int = 5,
         kernel_size: int = 2,
     ):
         super().__init__()
-        if kernel_size < 1 or num_blocks < 1 or num_layers_per_block < 1:
+        if kernel_size < 1 or n_blocks < 1 or n_layers_per_block < 1:
             raise ValueError(
-                f"need kernel_size, num_blocks, num_layers_per_block >= 1, "
-                f"got {kernel_size}, {num_blocks}, {num_layers_per_block}"
+                f"need kernel_size, n_blocks, n_layers_per_block >= 1, "
+                f"got {kernel_size}, {n_blocks}, {n_layers_per_block}"
             )
-        self.input_channels = input_channels
-        self.input_conv = nn.Conv1d(input_channels, residual_channels, 1)
-        dilations = [2**i for _ in range(num_blocks) for i in range(num_layers_per_block)]
+        self.input_size = input_size
+        self.input_conv = nn.Conv1d(input_size, residual_channels, 1)
+        dilations = [2**i for _ in range(n_blocks) for i in range(n_layers_per_block)]
         self.residual_blocks = nn.ModuleList(
             ResidualBlock(residual_channels, skip_channels, kernel_size, d, residual=n < len(dilations) - 1)
             for n, d in enumerate(dilations)
         )
         self.output_conv1 = nn.Conv1d(skip_channels, skip_channels, 1)
-        self.output_conv2 = nn.Conv1d(skip_channels, output_channels, 1)
-        self.receptive_field = wavenet_receptive_field(kernel_size, num_layers_per_block, num_blocks)
+        self.output_conv2 = nn.Conv1d(skip_channels, output_size, 1)
+        self.receptive_field = wavenet_receptive_field(kernel_size, n_layers_per_block, n_blocks)
 
     @classmethod
-    def for_lookback(cls, input_channels: int, lookback: int, kernel_size: int = 2, num_blocks: int = 1, **kwargs):
+    def for_lookback(cls, input_size: int, lookback: int, kernel_size: int = 2, n_blocks: int = 1, **kwargs):
         """A WaveNet whose receptive field is the smallest of its family that covers ``lookback`` steps."""
-        layers = wavenet_layers_for(lookback, kernel_size, num_blocks)
-        return cls(input_channels, kernel_size=kernel_size, num_blocks=num_blocks, num_layers_per_block=layers, **kwargs)
+        layers = wavenet_layers_for(lookback, kernel_size, n_blocks)
+        return cls(
+            input_size, kernel_size=kernel_size, n_blocks=n_blocks, n_layers_per_block=layers, **kwargs
+        )
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_channels, model="WaveNet")
+        check_window(x, self.input_size, model="WaveNet")
+        warn_if_shorter_than_receptive_field(self, x.shape[1])
         h = self.input_conv(x.transpose(1, 2))  # (B, R, L)
         skips = 0
         for block in self.residual_blocks:

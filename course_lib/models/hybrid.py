@@ -2,7 +2,10 @@ r"""Hybrid forecasters: local convolutions feeding an LSTM, and an LSTM with add
 
 CNN-LSTM. Two causal convolutions extract local patterns (a few days), each followed by a
 per-step LayerNorm over channels, a ReLU and a max-pool of 2 that halves the sequence; an LSTM then
-summarises the shorter, smoother sequence. The source module's version had three defects:
+summarises the shorter, smoother sequence. At each pooled step the LSTM also reads the raw inputs of
+that block's last day (a skip path): without it the LSTM never saw today's inputs, only pooled
+filters of them, and lost to HAR on every seed (benchmarks/recurrent_ablation.py; docs/errata.md:
+CNNLSTM). The source module's version had three defects:
 centred convolutions (``padding=k//2``, step t sees t+1, ..., t+k//2), BatchNorm (in training the
 output of a sample depends on the other samples of the batch, and its statistics pool over time, so
 step t sees later steps too) and a crash in MaxPool for windows shorter than 4 steps. Here the
@@ -30,7 +33,7 @@ the softmax, so such a bias never gets a gradient.
 import torch
 from torch import nn
 
-from .common import causal_mask, check_window
+from .common import causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
 from .convolutional import CausalConv1d
 
 __all__ = ["AttentionLSTM", "BahdanauAttention", "CNNLSTM"]
@@ -44,47 +47,46 @@ def _pool_end_aligned(x: torch.Tensor, pool: nn.MaxPool1d) -> torch.Tensor:
 class CNNLSTM(nn.Module):
     """Causal conv -> LayerNorm -> ReLU -> pool, twice, then an LSTM and an MLP head.
 
+    The LSTM's input at pooled step j is ``[conv features_j ; x_{e_j}]`` with ``e_j = pooled_ends(L)[j]``,
+    the last input day of block j (the skip path keeps the latest raw values in view).
+
     Args:
         input_size: features per step ``C``.
-        num_filters: channels of the first convolution (the second has twice as many).
+        n_filters: channels of the first convolution (the second has twice as many).
         kernel_size: taps of both causal convolutions.
-        lstm_hidden_size, num_lstm_layers: the LSTM on the pooled sequence.
+        hidden_size, n_layers: the LSTM on the pooled sequence.
         output_size: forecasts per step (e.g. the number of horizons).
         dropout: between LSTM layers (if several) and in the head.
     """
 
     num_pools = 2
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
-        num_filters: int = 16,
+        n_filters: int = 16,
         kernel_size: int = 3,
-        lstm_hidden_size: int = 32,
-        num_lstm_layers: int = 1,
+        hidden_size: int = 32,
+        n_layers: int = 1,
         output_size: int = 1,
         dropout: float = 0.2,
     ):
         super().__init__()
         self.input_size = input_size
-        self.conv1 = CausalConv1d(input_size, num_filters, kernel_size)
-        self.norm1 = nn.LayerNorm(num_filters)
-        self.conv2 = CausalConv1d(num_filters, 2 * num_filters, kernel_size)
-        self.norm2 = nn.LayerNorm(2 * num_filters)
+        self.conv1 = CausalConv1d(input_size, n_filters, kernel_size)
+        self.norm1 = nn.LayerNorm(n_filters)
+        self.conv2 = CausalConv1d(n_filters, 2 * n_filters, kernel_size)
+        self.norm2 = nn.LayerNorm(2 * n_filters)
         self.pool = nn.MaxPool1d(2)
         self.lstm = nn.LSTM(
-            2 * num_filters,
-            lstm_hidden_size,
-            num_layers=num_lstm_layers,
+            2 * n_filters + input_size,  # pooled conv features and the raw inputs of each block's last day
+            hidden_size,
+            num_layers=n_layers,
             batch_first=True,
-            dropout=dropout if num_lstm_layers > 1 else 0.0,
+            dropout=rnn_dropout(dropout, n_layers),
         )
-        self.fc = nn.Sequential(
-            nn.Linear(lstm_hidden_size, lstm_hidden_size // 2),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(lstm_hidden_size // 2, output_size),
-        )
+        self.fc = mlp_head(hidden_size, max(1, hidden_size // 2), output_size, dropout)
 
     @property
     def min_length(self) -> int:
@@ -108,10 +110,13 @@ class CNNLSTM(nn.Module):
         return _pool_end_aligned(h, self.pool)  # (B, F, L // 2)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, min_length=self.min_length, model=f"CNNLSTM ({self.num_pools} pools of 2)")
+        check_window(
+            x, self.input_size, min_length=self.min_length, model=f"CNNLSTM ({self.num_pools} pools of 2)"
+        )
         h = self._conv_stage(x.transpose(1, 2), self.conv1, self.norm1)  # (B, F, L/2)
         h = self._conv_stage(h, self.conv2, self.norm2)  # (B, 2F, L/4)
-        out, _ = self.lstm(h.transpose(1, 2))  # (B, L/4, H)
+        skip = x[:, self.pooled_ends(x.shape[1])]  # (B, L/4, C): the raw inputs of each block's last day
+        out, _ = self.lstm(torch.cat([h.transpose(1, 2), skip], dim=-1))  # (B, L/4, H)
         return self.fc(out if per_step else out[:, -1])  # (B, L/4, n_out) or (B, n_out)
 
 
@@ -136,7 +141,9 @@ class BahdanauAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         single = query.dim() == 2
         q = query.unsqueeze(1) if single else query  # (B, T, H)
-        scores = self.va(torch.tanh(self.Wa(keys).unsqueeze(1) + self.Ua(q).unsqueeze(2))).squeeze(-1)  # (B, T, L)
+        scores = self.va(torch.tanh(self.Wa(keys).unsqueeze(1) + self.Ua(q).unsqueeze(2))).squeeze(
+            -1
+        )  # (B, T, L)
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)  # (B, T, L)
@@ -152,11 +159,12 @@ class AttentionLSTM(nn.Module):
     with weights ``(B, L)`` (or ``(B, L, L)`` per step, rows summing to 1).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
-        num_layers: int = 1,
+        n_layers: int = 1,
         output_size: int = 1,
         dropout: float = 0.2,
     ):
@@ -165,17 +173,12 @@ class AttentionLSTM(nn.Module):
         self.lstm = nn.LSTM(
             input_size,
             hidden_size,
-            num_layers=num_layers,
+            num_layers=n_layers,
             batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            dropout=rnn_dropout(dropout, n_layers),
         )
         self.attention = BahdanauAttention(hidden_size)
-        self.fc = nn.Sequential(
-            nn.Linear(2 * hidden_size, hidden_size),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_size, output_size),
-        )
+        self.fc = mlp_head(2 * hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, per_step: bool = False, return_attention: bool = False):
         check_window(x, self.input_size, model="AttentionLSTM")

@@ -18,7 +18,7 @@ inner gradients as constants and uses grad L_Q(theta_k) alone: cheaper, often as
 
 The fast weights theta_j must be USED: both the inner losses and the query loss evaluate the
 network at theta_j through ``torch.func.functional_call(model, fast_weights, x)``. Cloning the
-parameters and then calling ``model(x)`` (the source module's version, see ERRATA.md) evaluates the
+parameters and then calling ``model(x)`` (the source module's version, see docs/errata.md) evaluates the
 network at theta every time: the inner gradient with respect to the clones fails with "One of the
 differentiated Tensors appears to not have been used in the graph", and the outer loop, which
 also calls ``model(x)``, is plain multi-task training with no adaptation at all.
@@ -42,6 +42,15 @@ from torch.func import functional_call
 from ..training import mse_loss
 
 __all__ = ["MAML", "Episode", "sample_episodes"]
+
+
+def _check_finite(loss: torch.Tensor, what: str) -> None:
+    """The NaN guard of both loops: a NaN target would otherwise turn every parameter NaN, silently."""
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(
+            f"MAML: {what} is {loss.detach().float().mean().item()}; check that episode's inputs and "
+            "targets for NaN, or lower inner_lr"
+        )
 
 
 @dataclass(frozen=True)
@@ -151,8 +160,9 @@ class MAML(nn.Module):
             raise ValueError("every parameter is frozen: the inner loop has nothing to adapt")
         names = list(fast)
         with torch.enable_grad(), self._cudnn_off_if(create_graph or not self.model.training):
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 loss = self.loss_fn(self(support_x, fast), support_y)
+                _check_finite(loss, f"the support loss at inner step {step} of {steps}")
                 grads = torch.autograd.grad(
                     loss, list(fast.values()), create_graph=create_graph, allow_unused=True
                 )
@@ -161,6 +171,12 @@ class MAML(nn.Module):
                     raise ValueError(
                         f"the support loss does not depend on {unused}: freeze them (requires_grad=False) "
                         "or use a loss that uses them"
+                    )
+                bad = [n for n, g in zip(names, grads, strict=True) if not torch.isfinite(g).all()]
+                if bad:
+                    raise FloatingPointError(
+                        f"MAML: the inner gradient at inner step {step} of {steps} is NaN or infinite for "
+                        f"{bad}; lower inner_lr (now {self.inner_lr}) or check the support set"
                     )
                 fast = {n: w - self.inner_lr * g for (n, w), g in zip(fast.items(), grads, strict=True)}
         return fast
@@ -175,10 +191,19 @@ class MAML(nn.Module):
         """Mean query loss over a batch of episodes."""
         if not episodes:
             raise ValueError("meta_loss needs at least one episode")
-        return torch.stack([self.task_loss(e) for e in episodes]).mean()
+        losses = []
+        for i, episode in enumerate(episodes):
+            loss = self.task_loss(episode)
+            _check_finite(loss, f"the query loss of episode {i}")
+            losses.append(loss)
+        return torch.stack(losses).mean()
 
     def meta_step(self, episodes: Sequence[Episode], optimizer: torch.optim.Optimizer) -> float:
-        """One outer-loop update of the initialisation theta; returns the meta-loss."""
+        """One outer-loop update of the initialisation theta; returns the meta-loss.
+
+        A NaN or infinite loss (support or query) raises a ``FloatingPointError`` that names the step and
+        the episode, before the optimizer moves: the weights are left as they were.
+        """
         optimizer.zero_grad(set_to_none=True)
         loss = self.meta_loss(episodes)
         loss.backward()

@@ -20,7 +20,7 @@ GRU cell (Cho et al. 2014)::
     n_t = tanh   (W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))
     h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 
-Models (the class names of the source module, with its defects fixed; see ERRATA.md):
+Models (the class names of the source module, with its defects fixed; see docs/errata.md):
 
 * ``LSTMCellScratch``: the LSTM equations above written out, checked against ``nn.LSTM``.
 * ``FinancialLSTM``: LSTM -> multi-head self-attention over the window (``batch_first=True``: the source
@@ -31,20 +31,16 @@ Models (the class names of the source module, with its defects fixed; see ERRATA
   generic MSE loss trains all horizons at once (the source module returned a dict no loss could use).
 * ``ResidualLSTM``: input projection, then stacked one-layer LSTMs, each wrapped as
   ``x <- LayerNorm(x + LSTM(x))`` with its own norm.
-* ``FinancialGRU``: GRU -> additive attention pooling ``a_t = softmax_t(w^T tanh(W h_t + b))`` -> MLP head
-  (Bahdanau et al. 2015 without a query, i.e. a learned weighted mean over time).
+* ``FinancialGRU``: GRU -> additive attention pooling ``a_t = softmax_t(w^T tanh(W h_t + b))`` (Bahdanau
+  et al. 2015 without a query, i.e. a learned weighted mean over time) -> LayerNorm(h_L + context) -> MLP head.
 """
 
 import torch
 from torch import nn
 
-from .common import causal_mask, check_window
+from .common import causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
 
 __all__ = ["LSTMCellScratch", "FinancialLSTM", "MultiHorizonLSTM", "ResidualLSTM", "FinancialGRU"]
-
-
-def _mlp_head(width: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
 
 
 class LSTMCellScratch(nn.Module):
@@ -54,6 +50,7 @@ class LSTMCellScratch(nn.Module):
     with :meth:`from_lstm` to check the equations against PyTorch.
     """
 
+    @keeps_config
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
@@ -95,11 +92,23 @@ class LSTMCellScratch(nn.Module):
     def scan(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Run the cell over a window x (B, L, C) like ``nn.LSTM(batch_first=True)``: -> (B, L, H), (h, c)."""
+        """Run the cell over a window x (B, L, C) like ``nn.LSTM(batch_first=True)``: -> (B, L, H), (h, c).
+
+        ``state`` is (h, c), each (B, H). ``nn.LSTM`` keeps a leading layer axis, (n_layers, B, H): pass
+        ``(h0[0], c0[0])``; such a state is refused (broadcasting it would give a (1, L, B, H) output).
+        """
         check_window(x, self.input_size, model=type(self).__name__)
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
+        expected = (x.shape[0], self.hidden_size)
+        for label, s in zip(("h", "c"), state, strict=True):
+            if tuple(s.shape) != expected:
+                hint = " (nn.LSTM's (n_layers, B, H) layout: pass h0[0], c0[0])" if s.dim() == 3 else ""
+                raise ValueError(
+                    f"LSTMCellScratch.scan: state {label} must have shape (B, H) = {expected}, "
+                    f"got {tuple(s.shape)}{hint}"
+                )
         outputs = []
         for x_t in x.unbind(dim=1):  # x_t (B, C)
             state = self(x_t, state)
@@ -110,44 +119,45 @@ class LSTMCellScratch(nn.Module):
 class FinancialLSTM(nn.Module):
     """LSTM + multi-head self-attention over the window + MLP head.
 
-    forward(x (B, L, C)) -> (B, n_out): the last step queries every step of the window.
-    ``per_step=True`` -> (B, L, n_out): step t queries steps <= t only (causal mask), so the model
+    forward(x (B, L, C)) -> (B, output_size): the last step queries every step of the window.
+    ``per_step=True`` -> (B, L, output_size): step t queries steps <= t only (causal mask), so the model
     can be trained on every step without look-ahead. Not allowed with ``bidirectional=True``.
     ``return_attention=True`` -> {"prediction": ..., "attention": (B, L) or (B, L, L)} (mean over heads;
     each row is non-negative and sums to one over the keys, i.e. over time).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
-        num_layers: int = 1,
+        n_layers: int = 1,
         output_size: int = 1,
-        num_heads: int = 4,
+        n_heads: int = 4,
         dropout: float = 0.0,
         bidirectional: bool = False,
     ):
         super().__init__()
         width = hidden_size * (2 if bidirectional else 1)
-        if width % num_heads != 0:
+        if width % n_heads != 0:
             raise ValueError(
-                f"num_heads={num_heads} must divide the attention width {width} "
+                f"n_heads={n_heads} must divide the attention width {width} "
                 f"(hidden_size={hidden_size}{' x 2 directions' if bidirectional else ''})"
             )
         self.input_size, self.bidirectional = input_size, bidirectional
         self.lstm = nn.LSTM(
             input_size,
             hidden_size,
-            num_layers=num_layers,
+            num_layers=n_layers,
             batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            dropout=rnn_dropout(dropout, n_layers),
             bidirectional=bidirectional,
         )
         # batch_first=True: the source module omitted it, so (B, L, H) was read as (L, B, H) and every
-        # sample attended to the other samples of its batch (ERRATA: FinancialLSTM).
-        self.attention = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        # sample attended to the other samples of its batch (docs/errata.md: FinancialLSTM).
+        self.attention = nn.MultiheadAttention(width, n_heads, batch_first=True)
         self.norm = nn.LayerNorm(width)
-        self.head = _mlp_head(width, hidden_size, output_size, dropout)
+        self.head = mlp_head(width, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
         check_window(x, self.input_size, model=type(self).__name__)
@@ -163,9 +173,9 @@ class FinancialLSTM(nn.Module):
             query, mask = h[:, -1:], None  # (B, 1, W): only the forecast origin asks
         context, weights = self.attention(query, h, h, attn_mask=mask)  # (B, Lq, W), (B, Lq, L)
         z = self.norm(query + context)  # residual + LayerNorm, (B, Lq, W)
-        prediction = self.head(z)  # (B, Lq, n_out)
+        prediction = self.head(z)  # (B, Lq, output_size)
         if not per_step:
-            prediction, weights = prediction[:, -1], weights[:, -1]  # (B, n_out), (B, L)
+            prediction, weights = prediction[:, -1], weights[:, -1]  # (B, output_size), (B, L)
         if return_attention:
             return {"prediction": prediction, "attention": weights}
         return prediction
@@ -179,12 +189,13 @@ class MultiHorizonLSTM(nn.Module):
     ``per_step=True`` -> (B, L, n_horizons) (causal: a unidirectional LSTM).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
         horizons: tuple[int, ...] = (1, 5, 22),
-        num_layers: int = 1,
+        n_layers: int = 1,
         dropout: float = 0.0,
     ):
         super().__init__()
@@ -194,11 +205,11 @@ class MultiHorizonLSTM(nn.Module):
         self.encoder = nn.LSTM(
             input_size,
             hidden_size,
-            num_layers=num_layers,
+            num_layers=n_layers,
             batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            dropout=rnn_dropout(dropout, n_layers),
         )
-        self.heads = nn.ModuleList(_mlp_head(hidden_size, hidden_size, 1, dropout) for _ in self.horizons)
+        self.heads = nn.ModuleList(mlp_head(hidden_size, hidden_size, 1, dropout) for _ in self.horizons)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model=type(self).__name__)
@@ -208,29 +219,30 @@ class MultiHorizonLSTM(nn.Module):
 
 
 class ResidualLSTM(nn.Module):
-    """Input projection, then ``num_layers`` blocks ``x <- LayerNorm(x + Dropout(LSTM(x)))``, then a linear head.
+    """Input projection, then ``n_layers`` blocks ``x <- LayerNorm(x + Dropout(LSTM(x)))``, then a linear head.
 
     Each block has its own LSTM and its own LayerNorm. The skip connections give the gradient a short
-    path through deep stacks. ``per_step=True`` -> (B, L, n_out) (causal).
+    path through deep stacks. ``per_step=True`` -> (B, L, output_size) (causal).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
-        num_layers: int = 2,
+        n_layers: int = 2,
         output_size: int = 1,
         dropout: float = 0.0,
     ):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.input_size = input_size
         self.input_projection = nn.Linear(input_size, hidden_size)
         self.lstms = nn.ModuleList(
-            nn.LSTM(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers)
+            nn.LSTM(hidden_size, hidden_size, batch_first=True) for _ in range(n_layers)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(n_layers))
         self.dropout = nn.Dropout(dropout)
         self.output_layer = nn.Linear(hidden_size, output_size)
 
@@ -240,23 +252,31 @@ class ResidualLSTM(nn.Module):
         for lstm, norm in zip(self.lstms, self.norms, strict=True):
             out, _ = lstm(z)  # (B, L, H)
             z = norm(z + self.dropout(out))  # residual, then this block's own norm
-        return self.output_layer(z if per_step else z[:, -1])  # (B, [L,] n_out)
+        return self.output_layer(z if per_step else z[:, -1])  # (B, [L,] output_size)
 
 
 class FinancialGRU(nn.Module):
-    """GRU + additive attention pooling over time + MLP head.
+    """GRU + additive attention pooling over time, added to the last state + MLP head.
 
     Scores ``e_t = w^T tanh(W h_t + b)``; weights ``a = softmax(e)`` over the window; context
-    ``sum_t a_t h_t``. forward(x) -> (B, n_out); ``return_attention=True`` adds "attention" (B, L).
-    ``per_step=True`` -> (B, L, n_out) where step t pools over steps <= t only (causal);
-    its "attention" is then (B, L, L), row t = weights over the steps <= t.
+    ``c = sum_t a_t h_t``; the head reads ``z = LayerNorm(h_L + c)``, the same residual as FinancialLSTM.
+    forward(x) -> (B, output_size); ``return_attention=True`` adds "attention" (B, L).
+    ``per_step=True`` -> (B, L, output_size) where step t pools over steps <= t only and adds h_t
+    (causal); its "attention" is then (B, L, L), row t = weights over the steps <= t.
+
+    Why the residual: with the pooled context alone (the earlier design) the head never saw the last
+    state, only a weighted mean of the window, and the GRU lost to HAR on every seed; an ablation on
+    the volatility task (benchmarks/recurrent_ablation.py, docs/errata.md: FinancialGRU) shows that
+    the pooling, not the GRU cell, the dead bias or the width, was the cause. The score vector ``w`` has
+    no bias: a constant added to every score cancels in the softmax and never gets a gradient.
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
         hidden_size: int = 32,
-        num_layers: int = 1,
+        n_layers: int = 1,
         output_size: int = 1,
         dropout: float = 0.0,
     ):
@@ -265,12 +285,15 @@ class FinancialGRU(nn.Module):
         self.gru = nn.GRU(
             input_size,
             hidden_size,
-            num_layers=num_layers,
+            num_layers=n_layers,
             batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            dropout=rnn_dropout(dropout, n_layers),
         )
-        self.score = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
-        self.head = _mlp_head(hidden_size, hidden_size, output_size, dropout)
+        self.score = nn.Sequential(
+            nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1, bias=False)
+        )
+        self.norm = nn.LayerNorm(hidden_size)
+        self.head = mlp_head(hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
         check_window(x, self.input_size, model=type(self).__name__)
@@ -279,13 +302,14 @@ class FinancialGRU(nn.Module):
         if per_step:
             future = causal_mask(x.shape[1], x.device)  # (L, L)
             scores = scores.unsqueeze(1).masked_fill(future, float("-inf"))  # (B, L, L): row t = query t
+            query = h  # (B, L, H)
         else:
-            scores = scores.unsqueeze(1)  # (B, 1, L)
+            scores, query = scores.unsqueeze(1), h[:, -1:]  # (B, 1, L), (B, 1, H)
         weights = torch.softmax(scores, dim=-1)  # (B, Lq, L), rows sum to one over time
         context = weights @ h  # (B, Lq, H)
-        prediction = self.head(context)  # (B, Lq, n_out)
+        prediction = self.head(self.norm(query + context))  # (B, Lq, output_size)
         if not per_step:
-            prediction, weights = prediction[:, 0], weights[:, 0]  # (B, n_out), (B, L)
+            prediction, weights = prediction[:, 0], weights[:, 0]  # (B, output_size), (B, L)
         if return_attention:
             return {"prediction": prediction, "attention": weights}
         return prediction

@@ -5,7 +5,7 @@ past values of known inputs if wanted), known-future inputs x_future (B, H, C_kn
 steps (calendar of the target days), and optional static covariates x_static (B, C_static).
 Every block below acts on the last dimension, so on (B, d) and (B, T, d) alike; d = d_model.
 
-Gated linear unit, dropout on the input (never on the gate logits: ERRATA, GatedLinearUnit)::
+Gated linear unit, dropout on the input (never on the gate logits: docs/errata.md, GatedLinearUnit)::
 
     GLU(g) = sigmoid(W_4 g' + b_4) * (W_5 g' + b_5),   g' = Dropout(g)
 
@@ -20,7 +20,8 @@ Variable selection network over m variables at each step t (causal: step t uses 
     xi~_t    = sum_j v_t^(j) GRN^(j)(xi_t^(j))            one GRN per variable
 
 (the source module's VSN multiplies (B, L, 5) by (B, L, 32), takes the softmax over hidden units and
-computes the weights from the window mean, so step t sees later steps: ERRATA, VariableSelectionNetwork.)
+computes the weights from the window mean, so step t sees later steps: docs/errata.md,
+VariableSelectionNetwork.)
 
 Static covariate encoders: s = VSN_static(x_static), then four GRNs give the contexts c_s (variable
 selection), c_e (static enrichment), c_h and c_c (LSTM initial state). Without static inputs the GRNs
@@ -34,7 +35,7 @@ Temporal processing over the T = L + H positions (past then future)::
     delta    = LayerNorm(theta + GLU(IMHA(theta)))        causal interpretable attention
     psi~     = LayerNorm(phi~ + GLU(GRN_f(delta)))        position-wise GRN, gated skip past the attention
 
-Each residual has its own LayerNorm (the source module shares one between two residuals: ERRATA).
+Each residual has its own LayerNorm (the source module shares one between two residuals: docs/errata.md).
 
 Interpretable multi-head attention (m_H heads, d_a = d / m_H): per-head queries and keys, ONE value
 projection shared by all heads, so averaging the heads' weights averages their outputs::
@@ -51,8 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import causal_mask
-from .transformer import check_sequence
+from .common import causal_mask, check_window, keeps_config
 
 
 class GatedLinearUnit(nn.Module):
@@ -151,7 +151,8 @@ class InterpretableMultiHeadAttention(nn.Module):
     """Causal self-attention with per-head queries/keys and one shared value projection.
 
     x (B, T, d) -> (out (B, T, d), weights (B, n_heads, T, T)); the heads' outputs are averaged, which
-    equals applying the head-averaged weights to the shared values.
+    equals applying the head-averaged weights to the shared values. The key projection has no bias:
+    ``q . b_K`` is the same for every key, cancels in the softmax and would get no gradient.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
@@ -161,7 +162,7 @@ class InterpretableMultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.d_attn = d_model // n_heads
         self.q_proj = nn.Linear(d_model, n_heads * self.d_attn)  # W_Q^(h) for every head, side by side
-        self.k_proj = nn.Linear(d_model, n_heads * self.d_attn)  # W_K^(h)
+        self.k_proj = nn.Linear(d_model, n_heads * self.d_attn, bias=False)  # W_K^(h), no (dead) bias
         self.v_proj = nn.Linear(d_model, self.d_attn)  # W_V, shared
         self.out_proj = nn.Linear(self.d_attn, d_model)  # W_H
         self.attn_dropout = nn.Dropout(dropout)
@@ -193,12 +194,13 @@ class TemporalFusionTransformer(nn.Module):
     """The TFT of Lim et al. (2021) for continuous inputs, with quantile outputs.
 
     Args:
-        n_observed: C_obs, features per past step in ``x_past``.
+        input_size: C_obs, observed features per past step in ``x_past``.
         n_known: C_known, known-future features per forecast step in ``x_future`` (0: none; the decoder
             then reads a learned embedding per forecast step).
         n_static: C_static, static covariates in ``x_static`` (0: none).
         horizon: H, the number of forecast steps (decoder positions).
-        d_model, n_heads, dropout: widths; ``n_heads`` must divide ``d_model``.
+        hidden_size, n_heads, dropout: width d_model (every block), heads (``n_heads`` must divide
+            ``hidden_size``) and dropout.
         quantiles: increasing levels in (0, 1), e.g. (0.1, 0.5, 0.9).
 
     ``forward(x_past, x_future=None, x_static=None, per_step=False, return_attention=False)`` returns
@@ -212,23 +214,25 @@ class TemporalFusionTransformer(nn.Module):
     an empty x_future of shape (B, H, 0) stands in for None.
     """
 
+    @keeps_config
     def __init__(
         self,
-        n_observed: int,
+        input_size: int,
         n_known: int = 0,
         n_static: int = 0,
         horizon: int = 1,
-        d_model: int = 32,
+        hidden_size: int = 32,
         n_heads: int = 4,
         dropout: float = 0.1,
         quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     ):
         super().__init__()
-        if n_observed < 1 or n_known < 0 or n_static < 0 or horizon < 1:
+        if input_size < 1 or n_known < 0 or n_static < 0 or horizon < 1:
             raise ValueError(
-                f"need n_observed >= 1, n_known >= 0, n_static >= 0, horizon >= 1; got "
-                f"{n_observed}, {n_known}, {n_static}, {horizon}"
+                f"need input_size >= 1, n_known >= 0, n_static >= 0, horizon >= 1; got "
+                f"{input_size}, {n_known}, {n_static}, {horizon}"
             )
+        d_model = hidden_size
         quantiles = tuple(float(q) for q in quantiles)
         if (
             not quantiles
@@ -236,7 +240,7 @@ class TemporalFusionTransformer(nn.Module):
             or list(quantiles) != sorted(set(quantiles))
         ):
             raise ValueError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles}")
-        self.n_observed, self.n_known, self.n_static, self.horizon = n_observed, n_known, n_static, horizon
+        self.input_size, self.n_known, self.n_static, self.horizon = input_size, n_known, n_static, horizon
         self.quantiles = quantiles
         context = d_model if n_static else None
 
@@ -246,7 +250,7 @@ class TemporalFusionTransformer(nn.Module):
             self.static_context_enrichment = GatedResidualNetwork(d_model, d_model, d_model, dropout)  # c_e
             self.static_context_hidden = GatedResidualNetwork(d_model, d_model, d_model, dropout)  # c_h
             self.static_context_cell = GatedResidualNetwork(d_model, d_model, d_model, dropout)  # c_c
-        self.past_selection = VariableSelectionNetwork(n_observed, d_model, dropout, context)
+        self.past_selection = VariableSelectionNetwork(input_size, d_model, dropout, context)
         if n_known:
             self.future_selection = VariableSelectionNetwork(n_known, d_model, dropout, context)
         else:
@@ -262,14 +266,15 @@ class TemporalFusionTransformer(nn.Module):
         self.head = QuantileHead(d_model, len(quantiles))
 
     def _check_inputs(self, x_past, x_future, x_static) -> None:
-        check_sequence(x_past, self.n_observed, "x_past")
+        model = type(self).__name__
+        check_window(x_past, self.input_size, model=model, name="x_past")
         batch = x_past.shape[0]
         if self.n_known:
             if x_future is None:
                 raise ValueError(
                     f"the model was built with n_known={self.n_known}: pass x_future (B, H, C_known)"
                 )
-            check_sequence(x_future, self.n_known, "x_future")
+            check_window(x_future, self.n_known, model=model, name="x_future")
             if x_future.shape[:2] != (batch, self.horizon):
                 raise ValueError(
                     f"x_future must be ({batch}, {self.horizon}, {self.n_known}), got {tuple(x_future.shape)}"

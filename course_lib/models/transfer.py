@@ -14,7 +14,7 @@ explicit); with many, fine-tuning and training from scratch converge to similar 
 Reference: Yosinski, Clune, Bengio & Lipson (2014), "How transferable are features in deep
 neural networks?".
 
-Two rules this module enforces (both broken in the source module, see ERRATA.md):
+Two rules this module enforces (both broken in the source module, see docs/errata.md):
 
 * freeze BY NAME: ``model.children()`` lists submodules in registration order (the order of the
   assignments in ``__init__``), not by depth in the forward pass, so "freeze the first k children"

@@ -6,14 +6,14 @@ Self-attention, for one head with queries, keys and values ``Q = X W_Q``, ``K = 
 
 The mask ``M`` is what makes the encoder causal: the output at step t mixes only the values of
 steps s <= t. Without it, a model trained on per-step targets (predict r_{t+1} at every t) reads the
-answer from step t+1 of its own input (the source module's FinancialTransformer has no mask: ERRATA).
+answer from step t+1 of its own input (the source module's FinancialTransformer has no mask: docs/errata.md).
 
 Attention is blind to order, so the inputs carry a sinusoidal positional encoding::
 
     PE[p, 2i] = sin(p / 10000^(2i/d)),   PE[p, 2i+1] = cos(p / 10000^(2i/d)),   i = 0 .. ceil(d/2) - 1
 
 With an odd width d there is one more sine column than cosine columns; the source module's
-PositionalEncoding assigns ceil(d/2) cosine columns to floor(d/2) slots and crashes (ERRATA).
+PositionalEncoding assigns ceil(d/2) cosine columns to floor(d/2) slots and crashes (docs/errata.md).
 
 One block (pre-LayerNorm, as in GPT-2 / nanoGPT: the residual path stays an identity)::
 
@@ -29,21 +29,7 @@ import math
 import torch
 from torch import nn
 
-from .common import causal_mask
-
-
-def check_sequence(x: torch.Tensor, n_features: int, name: str = "x") -> None:
-    """Raise a clear error unless ``x`` is a finite (B, L, n_features) tensor with L >= 1."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (batch, time, features), got {tuple(x.shape)}")
-    if x.shape[2] != n_features:
-        raise ValueError(f"{name} has {x.shape[2]} features, the model was built for {n_features}")
-    if x.shape[1] < 1:
-        raise ValueError(f"{name} has no time steps: {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf values")
+from .common import causal_mask, check_window, keeps_config
 
 
 class PositionalEncoding(nn.Module):
@@ -72,21 +58,28 @@ class PositionalEncoding(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head scaled dot-product self-attention with a causal mask; also returns its weights."""
+    """Multi-head scaled dot-product self-attention with a causal mask; also returns its weights.
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, causal: bool = True):
+    The key projection has no bias: ``q . (W_K x_s + b_K) = q . W_K x_s + q . b_K``, and the second
+    term is the same for every key s, so it cancels in the softmax and ``b_K`` would never get a
+    gradient (docs/errata.md: dead parameters).
+    """
+
+    def __init__(self, hidden_size: int, n_heads: int, dropout: float = 0.0, causal: bool = True):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        if hidden_size % n_heads != 0:
+            raise ValueError(f"n_heads={n_heads} must divide hidden_size={hidden_size}")
         self.n_heads = n_heads
         self.causal = causal
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
         self.attn_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, L, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
+        q, k, v = self.query(x), self.key(x), self.value(x)  # 3 x (B, L, D)
         q, k, v = (
             z.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v)
         )  # (B, h, L, dh)
@@ -102,13 +95,13 @@ class CausalSelfAttention(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: causal self-attention then a feed-forward network, each on a residual."""
 
-    def __init__(self, d_model: int, n_heads: int, dim_feedforward: int, dropout: float, causal: bool):
+    def __init__(self, hidden_size: int, n_heads: int, dim_feedforward: int, dropout: float, causal: bool):
         super().__init__()
-        self.ln_attn = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout, causal)
-        self.ln_ff = nn.LayerNorm(d_model)
+        self.ln_attn = nn.LayerNorm(hidden_size)
+        self.attn = CausalSelfAttention(hidden_size, n_heads, dropout, causal)
+        self.ln_ff = nn.LayerNorm(hidden_size)
         self.ff = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, d_model)
+            nn.Linear(hidden_size, dim_feedforward), nn.GELU(), nn.Linear(dim_feedforward, hidden_size)
         )
         self.dropout = nn.Dropout(dropout)
 
@@ -124,23 +117,24 @@ class FinancialTransformer(nn.Module):
 
     Args:
         input_size: features C per time step.
-        d_model: model width; ``n_heads`` must divide it.
-        n_heads, num_layers, dim_feedforward, dropout: the usual transformer sizes.
+        hidden_size: model width (d_model in the paper); ``n_heads`` must divide it.
+        n_heads, n_layers, dim_feedforward, dropout: the usual transformer sizes.
         output_size: outputs per forecast (e.g. the number of horizons).
         max_len: longest window the positional encoding covers.
         causal: keep True. ``False`` removes the mask; it exists only to measure the leak it causes.
 
     ``forward(x, per_step=False, return_attention=False)`` with x (B, L, C) returns (B, output_size),
     or (B, L, output_size) when ``per_step``; with ``return_attention`` a dict with "prediction" and
-    "attention" of shape (B, num_layers, n_heads, L, L) (row t: the weights query t puts on each key).
+    "attention" of shape (B, n_layers, n_heads, L, L) (row t: the weights query t puts on each key).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
-        d_model: int = 32,
+        hidden_size: int = 32,
         n_heads: int = 4,
-        num_layers: int = 2,
+        n_layers: int = 2,
         dim_feedforward: int = 64,
         output_size: int = 1,
         dropout: float = 0.1,
@@ -149,16 +143,19 @@ class FinancialTransformer(nn.Module):
     ):
         super().__init__()
         self.input_size = input_size
-        self.input_projection = nn.Linear(input_size, d_model)
-        self.positional_encoding = PositionalEncoding(d_model, dropout, max_len)
+        self.input_projection = nn.Linear(input_size, hidden_size)
+        self.positional_encoding = PositionalEncoding(hidden_size, dropout, max_len)
         self.blocks = nn.ModuleList(
-            [TransformerBlock(d_model, n_heads, dim_feedforward, dropout, causal) for _ in range(num_layers)]
+            [
+                TransformerBlock(hidden_size, n_heads, dim_feedforward, dropout, causal)
+                for _ in range(n_layers)
+            ]
         )
-        self.ln_final = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, output_size)
+        self.ln_final = nn.LayerNorm(hidden_size)
+        self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False, return_attention: bool = False):
-        check_sequence(x, self.input_size)
+        check_window(x, self.input_size, model=type(self).__name__)
         h = self.positional_encoding(self.input_projection(x))  # (B, L, D)
         attention = []
         for block in self.blocks:
