@@ -5,6 +5,8 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
+  the selective scan stay in the module)
 """
 
 from .bayesian import BayesianLSTM
@@ -12,6 +14,7 @@ from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, 
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
+from .ssm import FinancialMamba, FinancialS4D
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
 from .transformer import FinancialTransformer, PositionalEncoding
@@ -30,6 +33,8 @@ __all__ = [
     "WaveNet",
     "FinancialGRU",
     "FinancialLSTM",
+    "FinancialMamba",
+    "FinancialS4D",
     "FinancialTransferLearning",
     "FinancialTransformer",
     "LSTMCellScratch",

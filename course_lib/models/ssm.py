@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import check_window
+from .common import check_window, keeps_config
 
 __all__ = [
     "FinancialMamba",
@@ -189,6 +189,7 @@ class FinancialS4D(nn.Module):
     (about 1e-7 of the signal in float32, 1e-16 in float64).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -212,16 +213,6 @@ class FinancialS4D(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_size)
         self.head = nn.Linear(hidden_size, output_size)
-        self.config = dict(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            n_layers=n_layers,
-            output_size=output_size,
-            d_state=d_state,
-            dropout=dropout,
-            dt_min=dt_min,
-            dt_max=dt_max,
-        )
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model="FinancialS4D")
@@ -487,6 +478,7 @@ class FinancialMamba(nn.Module):
     the way the model runs online (constant cost per new day, whatever the history length).
     """
 
+    @keeps_config
     def __init__(
         self,
         input_size: int,
@@ -511,17 +503,6 @@ class FinancialMamba(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.RMSNorm(hidden_size)
         self.head = nn.Linear(hidden_size, output_size)
-        self.config = dict(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            n_layers=n_layers,
-            output_size=output_size,
-            d_state=d_state,
-            d_conv=d_conv,
-            expand=expand,
-            dropout=dropout,
-            scan=scan,
-        )
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model="FinancialMamba")
