@@ -47,6 +47,7 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/ssm_scan.py
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero.
