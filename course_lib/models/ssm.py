@@ -280,7 +280,7 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, chunk: int):
-        a = torch.exp(delta.unsqueeze(-1) * A)  # (batch, L, d_inner, d_state)
+        a = (delta.unsqueeze(-1) * A).exp_()  # (batch, L, d_inner, d_state), exp in place
         h = _scan_(a, (delta * u).unsqueeze(-1) * B.unsqueeze(2), chunk)  # b_t, scanned in place
         ctx.save_for_backward(u, delta, A, B, C, a, h)
         ctx.chunk = chunk
