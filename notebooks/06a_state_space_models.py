@@ -504,8 +504,8 @@ print(f"the LSTM's MSE with {LOOKBACK} days minus with {SHORT_LOOKBACK} days: {l
 # ### What the numbers say
 #
 # The sentences above are computed from this run, so they stay true when the code changes. Read them
-# with the sizes in mind: one-layer models of width 16, four epochs, three seeds, on about 1,700
-# overlapping training windows. On a single index, a year of daily history holds few independent
+# with the sizes in mind: small one-layer models trained for a few epochs (`HIDDEN`, `EPOCHS` and
+# `SEEDS` in the parameters cell), on fewer than 2,000 overlapping training windows. On a single index, a year of daily history holds few independent
 # volatility regimes to learn from, and log-HAR already summarises the last month in four
 # coefficients; a network beats it only with a significant Diebold-Mariano test across seeds. Raise
 # `EPOCHS` and the widths to see how much of the gap is training budget. The state space models earn
