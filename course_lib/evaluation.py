@@ -484,10 +484,10 @@ def _standard_val_forecasts(
     return {n: val[n] for n in names}
 
 
-def _caption(task: Task, protocol: str, qlike_dm: str | None) -> str:
-    text = f"protocol: {protocol}"
+def _caption(protocol: str, qlike_dm: str | None) -> str:
+    text = f"protocol={protocol}"
     if qlike_dm is not None:
-        text += f"; DM_QLIKE on {qlike_dm} forecasts"
+        text += f"; QLIKE tests: {qlike_dm.split(' ')[0]}"
     return text
 
 
@@ -594,7 +594,7 @@ def results_table(
         if len(task.horizons) == 1
         else table.set_index(["horizon", "model"])
     )
-    table.columns.name = _caption(task, protocol, qlike_dm)
+    table.columns.name = _caption(protocol, qlike_dm)
     table.attrs.update(protocol=protocol, benchmark=benchmark, qlike_dm=qlike_dm, mcs_size=mcs_size)
     return table
 
@@ -685,3 +685,69 @@ def seed_summary(
     table.columns.name = ensemble.columns.name + f"; {n} seeds, tests of the seed ensemble"
     table.attrs.update(ensemble.attrs, n_seeds=n)
     return table
+
+
+def _outcome(stat: float, p: float, alpha: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    if p >= alpha:
+        return f"no significant difference, p = {p:.2f}"
+    return f"{'better' if stat < 0 else 'WORSE'}, p = {p:.3f}"
+
+
+def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float = 0.05) -> str:
+    """Plain sentences read off a :func:`results_table` or :func:`seed_summary` table.
+
+    One line per model (default: every row but the benchmark) and horizon: its losses beside the
+    benchmark's, the DM outcomes (on squared error, and on QLIKE for volatility; for a seed summary those
+    of the seed ensemble, with the number of seeds that were significantly better / worse), whether it is
+    in the model confidence set; then one line per horizon naming the best model under each loss. Print it
+    beside a table so that the chapter's verdicts come from the numbers, never from hand-typed text. In a
+    seed summary the losses are means over the seeds and the p-values those of the seed ensemble.
+    """
+    bench = table.attrs.get("benchmark")
+    if bench is None:
+        raise ValueError(
+            "verdicts needs a table made by results_table or seed_summary (it reads table.attrs)"
+        )
+    seeds = table.attrs.get("n_seeds")
+    prefix = "ens " if seeds else ""
+    vol = "QLIKE" in table.columns
+    lines = [f"Against {bench} ({table.columns.name}):"]
+    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
+    for h, t in groups:
+        t = t.droplevel("horizon") if h is not None else t
+        at = f"h = {h}: " if h is not None else ""
+        names = [n for n in (models or t.index) if n != bench]
+        unknown = [n for n in names if n not in t.index]
+        if unknown:
+            raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+        b = t.loc[bench]
+        for n in names:
+            row = t.loc[n]
+            mse_text = f"{'mean MSE over seeds' if seeds else 'MSE'} {row['MSE']:.4f} vs {b['MSE']:.4f}"
+            text = f"  {at}{n}: {mse_text} ({_outcome(row[prefix + 'DM'], row[prefix + 'DM_p'], alpha)})"
+            if vol:
+                q = "QLIKE" if table.attrs.get("qlike_dm") == "raw" else "QLIKE_lc"  # the QLIKE the test used
+                stat, p = row[prefix + "DM_QLIKE"], row[prefix + "p_QLIKE"]
+                name = f"{'mean ' if seeds else ''}{'corrected ' if q == 'QLIKE_lc' else ''}QLIKE"
+                text += f"; {name} {row[q]:.4f} vs {b[q]:.4f} ({_outcome(stat, p, alpha)})"
+            else:
+                text += f"; R2_oos {100 * row['R2_oos']:.2f}%"
+            if seeds:
+                label = " MSE" if vol else ""
+                text += f"; seeds better / worse on MSE: {row[f'better{label} (p<0.05)']} / {row[f'worse{label} (p<0.05)']}"
+                if vol:
+                    text += f", on QLIKE: {row['better QLIKE (p<0.05)']} / {row['worse QLIKE (p<0.05)']}"
+            if "in_MCS" in t.columns:
+                text += "; in the MCS" if row["in_MCS"] else "; outside the MCS"
+            lines.append(text + ".")
+        best = f"  {at}lowest MSE: {t['MSE'].idxmin()}"
+        if vol:
+            best += f"; lowest raw QLIKE: {t['QLIKE'].idxmin()}"
+            if t["QLIKE_lc"].notna().any():
+                best += f"; lowest corrected QLIKE: {t['QLIKE_lc'].idxmin()}"
+        if "in_MCS" in t.columns:
+            best += f"; model confidence set: {', '.join(t.index[t['in_MCS'].astype(bool)])}"
+        lines.append(best + ".")
+    return "\n".join(lines)

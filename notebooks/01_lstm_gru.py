@@ -6,8 +6,9 @@
 # 1. write the LSTM and GRU gate equations and check a from-scratch cell against PyTorch's `nn.LSTM`;
 # 2. use the four recurrent models of `course_lib.models.recurrent` (`FinancialLSTM`, `MultiHorizonLSTM`,
 #    `ResidualLSTM`, `FinancialGRU`) on the two standard tasks, daily returns and daily volatility;
-# 3. judge them honestly: chronological splits, the classical baselines beside every model,
-#    several seeds, and Diebold-Mariano tests;
+# 3. judge them honestly: chronological splits, the classical baselines beside every model under the
+#    same frozen protocol, several seeds, Diebold-Mariano tests on squared error and QLIKE, and a model
+#    confidence set;
 # 4. read the attention weights of a recurrent model over its input window;
 # 5. recognise two silent bugs: attention that mixes the samples of a batch, and pooling the last step of
 #    a bidirectional LSTM.
@@ -43,8 +44,9 @@ from course_lib.evaluation import (
     mse,
     qlike,
     r2_oos,
-    results_table,
     return_baselines,
+    seed_summary,
+    verdicts,
     volatility_baselines,
 )
 from course_lib.models.recurrent import (
@@ -178,7 +180,8 @@ print("Exercise 1 passed")
 # that no target crosses a boundary.
 #
 # * `returns`: tomorrow's percent log return;
-# * `volatility`: tomorrow's log volatility, $\tfrac12 \log \hat\sigma^2_{GK}$ (Garman-Klass variance).
+# * `volatility`: tomorrow's log volatility, $\tfrac12 \log \hat\sigma^2_{P}$ (Parkinson's high-low
+#   variance; chapter 00 shows why not Garman-Klass on this data).
 
 # %%
 rtask = make_task("returns", ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
@@ -205,16 +208,17 @@ plt.show()
 # structure a recurrent state can carry. Expect little on returns and something on volatility.
 #
 # ### Baselines
-# Every model faces the classical forecasts, all computed without look-ahead (re-estimated on an
-# expanding window): for returns the zero forecast, the historical mean and an AR(1); for volatility
-# EWMA (RiskMetrics), GARCH(1,1) and HAR (Corsi, 2009).
+# Every model faces the classical forecasts, all computed without look-ahead and under the same protocol
+# as the networks: estimated once on the training years, then frozen (they only filter new data). For
+# returns the zero forecast, the historical mean and an AR(1); for volatility EWMA (RiskMetrics),
+# GARCH(1,1) and HAR (Corsi, 2009).
 #
 # The library's HAR regresses the variance *level* on its 1-, 5- and 22-day averages; we score log
 # volatility, and the log of a variance forecast is a biased forecast of the log (Jensen's inequality).
 # `volatility_baselines` therefore shifts each baseline by the constant that centres its errors on the
 # training years. It also returns a **log-HAR**: each horizon's target regressed directly on the logs of
-# the same 1-, 5- and 22-day averages, by least squares, re-estimated every year on data known at the
-# time. The strongest simple baseline you can build is the one a deep model must beat.
+# the same 1-, 5- and 22-day averages, by least squares on the training years. The strongest simple
+# baseline you can build is the one a deep model must beat.
 
 # %%
 rbase = return_baselines(rtask)
@@ -324,18 +328,21 @@ def train_and_predict(name, task, seed):
     trainer = Trainer(model, lr=LR, batch_size=BATCH, max_epochs=EPOCHS, patience=PATIENCE,
                       seed=seed, device=device, progress=False)
     trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
-    return model, trainer.best_epoch, trainer.predict(task.test.X)
+    # validation forecasts too: the level correction of volatility forecasts is learnt on them
+    return model, trainer.best_epoch, trainer.predict(task.test.X), trainer.predict(task.val.X)
 
 
 predictions = {"returns": {}, "volatility": {}}  # task -> model -> list of (N_test, 1) arrays, one per seed
+val_predictions = {"returns": {}, "volatility": {}}  # the same on the validation years
 best_epochs = {}  # (task, model) -> the epoch with the best validation loss, per seed
 fitted = {}  # (task, model) -> the seed-0 model, for the attention plots
 start = time.perf_counter()
 for task in (rtask, vtask):
     for name in MODELS:
         for seed in SEEDS:
-            model, best_epoch, pred = train_and_predict(name, task, seed)
+            model, best_epoch, pred, val_pred = train_and_predict(name, task, seed)
             predictions[task.kind].setdefault(name, []).append(pred)
+            val_predictions[task.kind].setdefault(name, []).append(val_pred)
             best_epochs.setdefault((task.kind, name), []).append(best_epoch)
             if seed == SEEDS[0]:
                 fitted[task.kind, name] = model
@@ -345,55 +352,61 @@ pd.DataFrame(best_epochs, index=[f"seed {s}" for s in SEEDS]).T
 
 # %% [markdown]
 # ### Scoring
-# For each model we report the test MSE of every seed (mean ± std), the Diebold-Mariano statistic of each
-# seed against the benchmark (negative = the model has the lower loss), and a full table for the
-# seed-averaged forecast. Benchmarks: the zero forecast for returns, HAR and our log-HAR for volatility.
+# `seed_summary` reports, per model, the mean test loss over the seeds and its spread; the Diebold-Mariano
+# test of the **seed ensemble** (the mean forecast of the three seeds) against the benchmark, with a
+# Newey-West lag; how many single seeds were significantly better or worse; and whether the ensemble is in
+# the model confidence set. It never averages p-values (an average of p-values is not a p-value).
+# Benchmarks: the zero forecast for returns, the log-HAR for volatility. Volatility is scored twice: on
+# squared error of the log (what the networks minimise) and on QLIKE of the variance after the level
+# correction learnt on the validation years (chapter 00), which is robust to the noise of the proxy.
 
 
 # %%
-def seed_summary(task, benchmarks):
-    """Per model: test MSE over seeds, and each seed's DM statistic and p-value against each benchmark."""
-    y = task.test.y[:, 0]
-    rows = {}
-    for name, preds in predictions[task.kind].items():
-        losses = [mse(y, p[:, 0]) for p in preds]
-        rows[name] = {"MSE mean": np.mean(losses), "MSE std": np.std(losses)}
-        for bench in benchmarks:
-            tests = [diebold_mariano(y, p[:, 0], benchmarks[bench][:, 0]) for p in preds]
-            rows[name][f"DM vs {bench}"] = " / ".join(f"{t.statistic:+.2f}" for t in tests)
-            rows[name][f"p vs {bench}"] = " / ".join(f"{t.pvalue:.3f}" for t in tests)
-    return pd.DataFrame(rows).T
-
-
 def averaged(kind):
+    """The seed ensemble of every model: the mean forecast over the seeds."""
     return {name: np.mean(preds, axis=0) for name, preds in predictions[kind].items()}
 
 
 pd.set_option("display.float_format", "{:.4f}".format)
-print("RETURNS, one entry per seed")
-seed_summary(rtask, {"zero": rbase["zero"]})
+ret_summary = seed_summary(rtask, predictions["returns"], rbase)
+ret_summary
 
 # %%
-results_table(rtask, {**averaged("returns"), **rbase}, benchmark="zero")
+print(verdicts(ret_summary, models=list(MODELS)))
+best_ret = ret_summary.drop(index=list(rbase))["MSE"].idxmin()
+ret_wins = [n for n in MODELS if ret_summary.loc[n, "ens DM"] < 0 and ret_summary.loc[n, "ens DM_p"] < 0.05]
+print(
+    f"Networks whose seed ensemble beats zero at 5%: {ret_wins or 'none'}. Best network by MSE: {best_ret} "
+    f"(R2_oos {100 * ret_summary.loc[best_ret, 'R2_oos']:.2f}%); best baseline: "
+    f"{ret_summary.loc[list(rbase), 'MSE'].idxmin()}."
+)
 
 # %% [markdown]
-# **What the return results say.** Read `R2_oos` (against the historical mean) and the DM columns
-# (against the zero forecast; a negative statistic means the model has the lower loss). At the default
-# settings no recurrent model beats the zero forecast: the best seed-averaged model gains a fraction of a
-# percent of $R^2$ with a DM p-value far from significance, and several single seeds are *significantly
-# worse* than zero (positive DM with a small p). The plain AR(1) has the lowest MSE of all, and it is not
-# significant either. Directional accuracy must be read beside `up_rate`, the accuracy of always saying
-# "up": at the default settings no model reaches it. The honest conclusion: **on daily S&P 500 returns the baselines win**, which is
-# what near-efficient markets predict, not a failure of the code. Extra capacity mostly adds variance
-# across seeds (compare the `MSE std` column).
+# **What the return results say** (the sentences above are computed from the table). Read `R2_oos`
+# (against the historical mean) and the DM columns (against the zero forecast; a negative statistic means
+# the model has the lower loss). Directional accuracy must be read beside `up_rate`, the accuracy of
+# always saying "up". Expect the baselines to win on daily S&P 500 returns: that is what near-efficient
+# markets predict, not a failure of the code. Extra capacity mostly adds variance across seeds (compare
+# the `MSE sd` column).
 
 # %%
-print("VOLATILITY, one entry per seed")
-seed_summary(vtask, {"har": vbase["har"], "log_har": vbase["log_har"]})
+vol_summary = seed_summary(vtask, predictions["volatility"], vbase, val_predictions=val_predictions["volatility"])
+vol_summary
 
 # %%
-vol_table = results_table(vtask, {**averaged("volatility"), **vbase}, benchmark="log_har")
-vol_table
+print(verdicts(vol_summary, models=list(MODELS)))
+nets = vol_summary.loc[list(MODELS)]
+base_rows = vol_summary.loc[list(vbase)]
+for loss in ("MSE", "QLIKE_lc"):
+    best_net, best_base = nets[loss].idxmin(), base_rows[loss].idxmin()
+    gap = 100 * (nets.loc[best_net, loss] / base_rows.loc[best_base, loss] - 1)
+    print(
+        f"{loss}: the best network ({best_net}, {nets.loc[best_net, loss]:.4f}) is {abs(gap):.1f}% "
+        f"{'below' if gap < 0 else 'ABOVE'} the best baseline ({best_base}, {base_rows.loc[best_base, loss]:.4f}) "
+        "on the mean over seeds; whether that is more than luck, the DM lines above say."
+    )
+losers = [n for n in MODELS if vol_summary.loc[n, "worse MSE (p<0.05)"] == f"{len(SEEDS)}/{len(SEEDS)}"]
+print(f"Significantly worse than log-HAR on MSE for every seed: {losers or 'none'}.")
 
 # %% [markdown]
 # > **Pitfall (a GRU that lost to HAR).** An earlier `FinancialGRU` sent only the attention-pooled mean
@@ -415,18 +428,17 @@ print(f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(S
 
 # %% [markdown]
 # **What the volatility results say.** Volatility is forecastable, and the baselines are strong: the
-# four-coefficient log-HAR has the lowest MSE among them. Read the per-seed table. At the default settings
-# `FinancialLSTM` and the plain LSTM beat HAR clearly for every seed (DM-significant), but against the
-# log-HAR the picture is a draw: the attention LSTM has a slightly lower MSE for every seed, significant
-# for one seed only, and its seed-averaged forecast is not significantly better (p around 0.08); the
-# plain LSTM is level with it. `ResidualLSTM` is not reliable (its seeds disagree, one is significantly
-# worse); the GRU's result is printed below the table, computed from it. The best-epoch table shows which
-# models were still improving at the last epoch (more epochs would likely help them, and cost time).
+# four-coefficient log-HAR has the lowest MSE among them, and once every model's variance level is learnt
+# on the validation years it has the lowest QLIKE of the baselines too. The printed lines say, model by
+# model and seed by seed, who beats it. Three habits keep this honest:
 #
-# Now look at QLIKE, a loss on *variances* that punishes under-prediction (Patton, 2011): there the
-# log-HAR is the *worst* of the HAR pair. A forecast fitted by squared error in logs sits near the median of
-# the variance, below its mean, which QLIKE penalises. The ranking depends on the loss you score, so score
-# the loss that matches the use (a risk limit cares about under-predicting variance).
+# * judge a network by its seed ensemble and by the count of significant seeds, never by its best seed;
+# * read QLIKE after the level correction: a network trained on squared log error sits below the mean
+#   variance just like the log-HAR, and the raw QLIKE column rewards or punishes that level, not skill;
+# * read the model confidence set (`in_MCS`): with seven rows, one test per row finds a "winner" by luck.
+#
+# The best-epoch table above matters too: a model whose best epoch is the last one was still improving
+# when training stopped (more epochs would likely help it, and cost time).
 
 # %% [markdown]
 # ## 5. One encoder, three horizons
@@ -441,7 +453,7 @@ print(f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(S
 # %%
 mtask = make_task("volatility", ticker="^GSPC", lookback=LOOKBACK, horizons=HORIZONS)
 mbase = volatility_baselines(mtask)
-multi_preds = []
+multi_preds, multi_val = [], []
 for seed in SEEDS:
     set_seed(seed)
     multi = MultiHorizonLSTM(len(mtask.feature_names), HIDDEN, horizons=HORIZONS)
@@ -449,6 +461,7 @@ for seed in SEEDS:
                       seed=seed, device=device, progress=False)
     history = trainer.fit(mtask.train.X, mtask.train.y, mtask.val.X, mtask.val.y)
     multi_preds.append(trainer.predict(mtask.test.X))
+    multi_val.append(trainer.predict(mtask.val.X))
 best = history["val_per_output"][trainer.best_epoch - 1]
 print(f"seed {seed}, validation MSE per horizon at the best epoch ({trainer.best_epoch}):",
       {h: round(v, 4) for h, v in zip(HORIZONS, best, strict=True)})
@@ -481,16 +494,18 @@ plt.tight_layout()
 plt.show()
 
 # %%
-results_table(mtask, {"MultiHorizonLSTM": np.mean(multi_preds, axis=0), **mbase}, benchmark="log_har")
+multi_summary = seed_summary(
+    mtask, {"MultiHorizonLSTM": multi_preds}, mbase, val_predictions={"MultiHorizonLSTM": multi_val}
+)
+print(verdicts(multi_summary, models=["MultiHorizonLSTM"]))
+multi_summary
 
 # %% [markdown]
-# **Reading the horizons.** Errors shrink with the horizon because the mean of 5 or 22 daily Garman-Klass
-# estimates is far less noisy than one day's. The multi-horizon LSTM beats EWMA, GARCH and HAR at every
-# horizon, but against the log-HAR it is **slightly worse at every horizon** at the default settings, with
-# DM p-values far from significance: the linear
-# log-HAR, which sees 22 days of history through its monthly average, is as good as a network that sees
-# only a 20-day window. One encoder serving three horizons costs almost nothing extra to train, but here it
-# does not buy accuracy.
+# **Reading the horizons.** Errors shrink with the horizon because the mean of 5 or 22 daily Parkinson
+# estimates is far less noisy than one day's. The lines above say at which horizons the multi-horizon LSTM
+# beats the log-HAR, which sees 22 days of history through its monthly average while the network sees only
+# a 20-day window. One encoder serving three horizons costs almost nothing extra to train; whether it buys
+# accuracy is what the DM tests and the model confidence set decide.
 
 # %% [markdown]
 # ## 6. What do the attention weights look at?
@@ -507,7 +522,10 @@ with torch.no_grad():
     att_lstm = lstm_v(x_test, return_attention=True)["attention"].cpu().numpy()  # (N_test, L)
     att_gru = gru_v(x_test, return_attention=True)["attention"].cpu().numpy()
 window_mask = (vtask.test.dates >= "2011-07-01") & (vtask.test.dates < "2011-09-15")
-lags = np.arange(LOOKBACK)[::-1]  # column j of the window is lag L-1-j (lag 0 = the origin)
+# column j of a window is lag L-1-j; flipped, column k is lag k. Every lag axis of the course runs the
+# same way: lag 0 (the forecast origin) on the left, older days to the right.
+att_lstm, att_gru = att_lstm[:, ::-1], att_gru[:, ::-1]
+lags = np.arange(LOOKBACK)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 5), gridspec_kw={"width_ratios": [1.3, 1]})
 img = axes[0].imshow(att_lstm[window_mask], aspect="auto", cmap="viridis")
@@ -522,20 +540,30 @@ fig.colorbar(img, ax=axes[0], label="attention weight")
 axes[1].plot(lags, att_lstm.mean(axis=0), "o-", label="FinancialLSTM (self-attention)")
 axes[1].plot(lags, att_gru.mean(axis=0), "s-", label="FinancialGRU (additive pooling)")
 axes[1].axhline(1 / LOOKBACK, color="grey", ls="--", label="uniform 1/L")
-axes[1].invert_xaxis()
 axes[1].set_xlabel("lag (trading days before the forecast origin)")
 axes[1].set_ylabel("mean attention weight, test set")
 axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 print("weights sum to one:", np.allclose(att_lstm.sum(axis=1), 1, atol=1e-5))
+crash = vtask.test.rows[vtask.test.dates == "2011-08-08"][0]  # the frame row of the crash day
+lag_of_crash = crash - vtask.test.rows  # lag of that day in each test window (0 = origin)
+holds = (lag_of_crash >= 0) & (lag_of_crash < LOOKBACK)
+on_crash = att_lstm[holds, lag_of_crash[holds]].mean()
+print(
+    f"FinancialLSTM mean weights by lag range from {att_lstm.mean(0).min():.4f} to {att_lstm.mean(0).max():.4f} "
+    f"(uniform {1 / LOOKBACK:.3f}); in the {holds.sum()} windows that hold 8 August 2011 that day gets "
+    f"{on_crash:.4f} on average. GRU pooling: {att_gru.mean(0)[:5].mean():.4f} on lags 0-4, "
+    f"{att_gru.mean(0)[-5:].mean():.4f} on lags {LOOKBACK - 5}-{LOOKBACK - 1}."
+)
 
 # %% [markdown]
-# Read the heatmap row by row: each row is one forecast, each column one day of its window. At the default
-# settings the weights stay close to uniform ($1/L$ = 0.05): this model draws mostly on the residual path
-# (the last LSTM state) and uses attention as a gentle re-weighting. The one clear pattern is a diagonal:
-# the crash of 8 August 2011 gets extra weight in every window that contains it, moving one lag to the left
-# each day. The GRU's pooling, on average, down-weights the oldest days.
+# Read the heatmap row by row: each row is one forecast, each column one day of its window. Compare the
+# printed range of the mean weights with the uniform $1/L$: weights close to it mean the model draws
+# mostly on the residual path (the last LSTM state) and uses attention as a gentle re-weighting. A
+# pattern to look for is a diagonal: a day such as the crash of 8 August 2011 getting extra weight in
+# every window that contains it (the printed average against $1/L$), moving one lag to the right (one
+# day older) each day. The last number compares the GRU's pooling on the newest and the oldest days.
 #
 # Attention weights say where the model *looked*, not *why*: they weight LSTM states that already mix the
 # past, so a weight on lag 10 is a weight on "the state at lag 10", which has read every earlier day of
@@ -631,14 +659,12 @@ print(f"Exercise 4 passed: {best_return_model}, R2_oos = {best_r2:.4f}, beats th
 #
 # * An LSTM keeps an additive cell state guarded by input, forget and output gates; a GRU does the same
 #   job with two gates and one state. Our from-scratch cell matches `nn.LSTM` to float64 precision.
-# * On **daily returns** none of the recurrent models beats the zero forecast or the historical mean on
-#   the 2009-2018 test years (DM p-values far from significance; some seeds are significantly worse):
-#   a negative result you should expect.
-# * On **volatility** the baselines are strong. At these small sizes the attention LSTM and the plain
-#   LSTM beat HAR clearly but only draw with the log-HAR (a few coefficients fitted by least squares);
-#   the residual LSTM is unreliable (the GRU's line is printed in section 4); at 1, 5 and 22 days the log-HAR is as good as the
-#   multi-horizon LSTM. Always check seed by seed with a DM test, against the strongest simple baseline you can build,
-#   and under the loss that matches the use (MSE in logs and QLIKE rank models differently).
+# * On **daily returns** expect the zero forecast and the historical mean to be hard to beat on the
+#   2009-2018 test years; the printed verdicts say whether any network did.
+# * On **volatility** the baselines are strong, the log-HAR (four coefficients fitted by least squares)
+#   most of all. Judge a network by its seed ensemble, by how many seeds are significantly better or
+#   worse (Newey-West DM), by QLIKE after the validation-learnt level correction as well as by MSE, and by
+#   the model confidence set; the verdicts of this chapter are printed from those tables.
 # * Attention weights are a diagnostic of where a model looks, not an explanation.
 # * Two silent bugs to remember: attention that forgets `batch_first=True` mixes the samples of a batch
 #   (check with `batch_coupling`); the last step of a bidirectional LSTM has a backward half that has seen

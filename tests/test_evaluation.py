@@ -21,6 +21,7 @@ from course_lib.evaluation import (
     return_baselines,
     seed_summary,
     spa_test,
+    verdicts,
     volatility_baselines,
 )
 from course_lib.windows import make_task
@@ -202,7 +203,9 @@ def _shock_after(prices, date, seed=0):
     late = shocked.index > pd.Timestamp(date)
     factor = np.random.default_rng(seed).uniform(0.7, 1.4, size=(late.sum(), 1))
     shocked.loc[late, ["Open", "High", "Low", "Close"]] *= np.cumprod(factor, axis=0) ** 0.1
-    shocked.loc[late, "High"] *= factor[:, 0] ** 0.05 + 0.01  # wider ranges: the variance proxy moves too
+    shocked.loc[late, "High"] *= (
+        1.0 + 0.05 * factor[:, 0]
+    )  # wider ranges (never below the close): the proxy moves too
     return shocked
 
 
@@ -287,7 +290,7 @@ def test_results_table_returns(returns_task):
     assert {"MSE", "MAE", "R2_oos", "DA", "up_rate", "DM", "DM_p", "CW", "CW_p", "in_MCS", "MCS_p"} <= set(
         table.columns
     )
-    assert table.attrs["protocol"] == "frozen" and "protocol: frozen" in table.columns.name
+    assert table.attrs["protocol"] == "frozen" and "protocol=frozen" in table.columns.name
     assert table["in_MCS"].dtype == bool and table.groupby(level="horizon")["in_MCS"].any().all()
     with pytest.raises(KeyError, match="benchmark"):
         results_table(returns_task, {"model": preds["zero"]})
@@ -378,3 +381,29 @@ def test_seed_summary_returns(returns_task):
         "in_MCS",
     } <= set(table.columns)
     assert table.loc[(1, "net"), "better (p<0.05)"].endswith("/2")
+
+
+def test_verdicts_read_the_table(vol_task, returns_task):
+    base = volatility_baselines(vol_task)
+    table = results_table(vol_task, base)
+    text = verdicts(table)
+    assert text.startswith("Against log_har (protocol=frozen")
+    for h in vol_task.horizons:
+        t = table.loc[h]
+        assert f"h = {h}: lowest MSE: {t['MSE'].idxmin()}" in text
+        assert f"lowest corrected QLIKE: {t['QLIKE_lc'].idxmin()}" in text
+        p = t.loc["har", "p_QLIKE"]
+        assert f"h = {h}: har: MSE {t.loc['har', 'MSE']:.4f} vs {t.loc['log_har', 'MSE']:.4f}" in text
+        assert (
+            ("WORSE" if t.loc["har", "DM_QLIKE"] > 0 else "better") in text
+            if p < 0.05
+            else "no significant" in text
+        )
+    summary = seed_summary(vol_task, {"net": [base["log_har"] + 0.15, base["log_har"] + 0.2]}, base)
+    assert "seeds better / worse on MSE: 0/2 / 2/2" in verdicts(summary, models=["net"])
+    assert "raw" in summary.columns.name and "QLIKE 0." in verdicts(summary, models=["net"])
+    assert "R2_oos" in verdicts(results_table(returns_task, return_baselines(returns_task)))
+    with pytest.raises(KeyError, match="not rows"):
+        verdicts(table, models=["ghost"])
+    with pytest.raises(ValueError, match="results_table"):
+        verdicts(pd.DataFrame({"MSE": [1.0]}))
