@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
-from course_lib.evaluation import seed_summary, volatility_baselines
+from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.models.ssm import FinancialMamba, FinancialS4D, S4DKernel, fft_causal_conv, selective_scan
@@ -483,19 +483,11 @@ plt.tight_layout()
 plt.show()
 
 # %%
-bench = results.loc["log_har"]
-for name in networks:
-    row = results.loc[name]
-    verdict = "lower" if row["MSE"] < bench["MSE"] else "higher"
-    print(f"{name}: a {verdict} test MSE than log-HAR ({row['MSE']:.4f} vs {bench['MSE']:.4f}; significantly "
-          f"better for {row['better MSE (p<0.05)']} seeds, worse for {row['worse MSE (p<0.05)']}), "
-          f"level-corrected QLIKE {row['QLIKE_lc']:.3f} vs {bench['QLIKE_lc']:.3f} (better for "
-          f"{row['better QLIKE (p<0.05)']}, worse for {row['worse QLIKE (p<0.05)']}); "
-          f"{'in' if row['in_MCS'] else 'not in'} the model confidence set")
+print(verdicts(results, models=networks))
+nets, base = results.loc[networks, "MSE"], results.loc[list(baselines), "MSE"]
+print(f"best network {nets.idxmin()} ({nets.min():.4f}), best baseline {base.idxmin()} ({base.min():.4f}): "
+      f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds")
 print("in the 90% model confidence set:", ", ".join(results.index[results["in_MCS"].astype(bool)]))
-best_network = results.loc[networks, "MSE"].idxmin()
-best_overall = results["MSE"].idxmin()
-print(f"lowest MSE among the networks: {best_network}; lowest of all rows: {best_overall}")
 print("median seconds per epoch:", {n: round(float(np.median(t)), 2) for n, t in epoch_times.items()})
 long_vs_short = results.loc["LSTM", "MSE"] - results.loc[f"LSTM, {SHORT_LOOKBACK} days", "MSE"]
 print(f"the LSTM's MSE with {LOOKBACK} days minus with {SHORT_LOOKBACK} days: {long_vs_short:+.4f}")
