@@ -121,8 +121,9 @@ def main() -> None:
     with torch.no_grad():
         fft_s = best_seconds(lambda: fft_causal_conv(u, kernel(length)), repeats=5)
         rec_s = best_seconds(lambda: kernel.recurrence(u), repeats=1)
-        y_fft, y_rec = fft_causal_conv(u, kernel(length)), kernel.recurrence(u)
-    s4d_error = (y_fft - y_rec).abs().max().item()
+        y_fft = fft_causal_conv(u, kernel(length))  # float32, as timed
+        y_ref = kernel.double().recurrence(u.double())  # the recurrence in float64: the reference
+    s4d_error = ((y_fft.double() - y_ref).abs().max() / y_ref.abs().max()).item()
 
     rows = [
         ("chunked scan, L=256", f"{chunked[256]:.3f} s", "printed"),
@@ -163,7 +164,7 @@ def main() -> None:
         (f"S4D kernel + FFT conv, L=4096, B={BATCH}, H={D_INNER}, N=32", f"{fft_s * 1e3:.1f} ms", "printed"),
         ("S4D unrolled recurrence, same", f"{rec_s:.2f} s", "printed"),
         ("S4D speed-up of the FFT convolution", f"{rec_s / fft_s:.0f}x", ">= 50x"),
-        ("S4D FFT vs recurrence, max error", f"{s4d_error:.1e}", "<= 1e-5"),
+        ("S4D FFT (float32) vs recurrence (float64), max error / max |y|", f"{s4d_error:.1e}", "<= 1e-5"),
     ]
     width = max(len(r[0]) for r in rows)
     value_width = max(len(r[1]) for r in rows)

@@ -69,9 +69,9 @@ def fft_causal_conv(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """
     length = u.shape[1]
     n = 2 * length  # zero padding to 2L turns the FFT's circular convolution into a linear one
-    u_f = torch.fft.rfft(u, n=n, dim=1)  # (B, n/2+1, H)
-    k_f = torch.fft.rfft(kernel.transpose(0, 1), n=n, dim=0)  # (n/2+1, H)
-    return torch.fft.irfft(u_f * k_f, n=n, dim=1)[:, :length]  # (B, L, H)
+    u_f = torch.fft.rfft(u.transpose(1, 2), n=n)  # (B, H, n/2+1): time on the last, contiguous axis
+    k_f = torch.fft.rfft(kernel, n=n)  # (H, n/2+1)
+    return torch.fft.irfft(u_f * k_f, n=n)[..., :length].transpose(1, 2)  # (B, L, H)
 
 
 def causal_conv_direct(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
