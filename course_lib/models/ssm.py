@@ -275,7 +275,8 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
     With ``a_t = exp(delta_t A)``, ``b_t = delta_t u_t B_t`` and ``g_t = dLoss/db_t``:
     ``g_t = C_t dLoss/dy_t + a_{t+1} g_{t+1}`` (the same recurrence, backwards in time), and the
     gradient on ``log a_t = delta_t A`` is ``g_t h_{t-1} a_t``; the rest is the chain rule through
-    products, done with einsums so that no extra (B, L, d_inner, d_state) tensor is made.
+    products, done with einsums and in place, so that the backward pass makes one (B, L, d_inner, d_state)
+    tensor (``g``) besides the reverse scan's decays.
     """
 
     @staticmethod
