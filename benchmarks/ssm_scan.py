@@ -20,6 +20,7 @@ import platform
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from course_lib.models.ssm import S4DKernel, fft_causal_conv, selective_scan
 
@@ -66,6 +67,27 @@ def fwd_bwd_seconds(fn, args, repeats: int) -> tuple[float, float]:
     return best, best_cpu
 
 
+class ElementsWritten(TorchDispatchMode):
+    """Counts the elements that every operation writes (forward and backward): a cost that no load skews."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.elements += sum(
+            o.numel() for o in (out if isinstance(out, tuple | list) else (out,)) if torch.is_tensor(o)
+        )
+        return out
+
+
+def elements_written(fn, length: int) -> int:
+    with ElementsWritten() as count:
+        fn(*scan_inputs(length)).sum().backward()
+    return count.elements
+
+
 def best_seconds(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -108,6 +130,9 @@ def main() -> None:
     if not args.skip_slow:
         source[1024] = fwd_bwd_seconds(source_module_scan, scan_inputs(1024), repeats=1)[0]
 
+    work = {n: elements_written(selective_scan, n) for n in (256, 1024, 4096)}
+    source_work = {n: elements_written(source_module_scan, n) for n in (128, 256)}
+
     # the chunked scan must compute the same numbers as the reference (here in float32)
     inputs = scan_inputs(1024)
     y_fast, y_ref = selective_scan(*inputs, method="chunked"), selective_scan(*inputs, method="sequential")
@@ -139,6 +164,16 @@ def main() -> None:
             "linear: about 4x of L=1024",
         ),
         ("chunked scan, L=1024 / L=256", f"{chunked[1024] / chunked[256]:.1f}x", "linear: about 4x"),
+        (
+            "elements written fwd+bwd, chunked, L=1024/256 and 4096/1024",
+            f"{work[1024] / work[256]:.2f}x and {work[4096] / work[1024]:.2f}x",
+            "linear: 4x (load-proof)",
+        ),
+        (
+            "elements written fwd+bwd, source loop, L=256 / L=128",
+            f"{source_work[256] / source_work[128]:.2f}x",
+            "quadratic: 4x per doubling",
+        ),
         (
             "sequential reference (unbind), L=256 / 1024 / 4096",
             " / ".join(f"{sequential[n]:.2f} s" for n in (256, 1024, 4096)),
