@@ -146,8 +146,10 @@ with torch.no_grad():
     start = time.perf_counter()
     y_fft = fft_causal_conv(u, kernel(LOOKBACK))
     t_fft = time.perf_counter() - start
-print(f"max |FFT - recurrence| = {(y_fft - y_rec).abs().max().item():.1e}; "
-      f"recurrence {1e3 * t_rec:.1f} ms, FFT {1e3 * t_fft:.1f} ms for a {LOOKBACK}-day window")
+print(
+    f"max |FFT - recurrence| = {(y_fft - y_rec).abs().max().item():.1e}; "
+    f"recurrence {1e3 * t_rec:.1f} ms, FFT {1e3 * t_fft:.1f} ms for a {LOOKBACK}-day window"
+)
 
 # %% [markdown]
 # ## Why these eigenvalues remember
@@ -198,8 +200,10 @@ ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 best = min(fit_errors, key=fit_errors.get)
-print(f"the lowest relative error is {fit_errors[best]:.3f}, by {best}; "
-      f"the worst is {max(fit_errors.values()):.3f}")
+print(
+    f"the lowest relative error is {fit_errors[best]:.3f}, by {best}; "
+    f"the worst is {max(fit_errors.values()):.3f}"
+)
 
 # %% [markdown]
 # The oscillating modes span a rich basis over the window, so a learnt $C$ can place weight far back
@@ -240,14 +244,23 @@ selection_models = {
 selection_mse, trained = {}, {}
 for name, make in selection_models.items():
     set_seed(0)
-    trainer = Trainer(make(), lr=1e-2, batch_size=64, max_epochs=SELECT_EPOCHS, patience=SELECT_EPOCHS,
-                      device=device, progress=False)
+    trainer = Trainer(
+        make(),
+        lr=1e-2,
+        batch_size=64,
+        max_epochs=SELECT_EPOCHS,
+        patience=SELECT_EPOCHS,
+        device=device,
+        progress=False,
+    )
     history = trainer.fit(X_sel, y_sel, X_sel_val, y_sel_val)
     selection_mse[name], trained[name] = min(history["val_loss"]), trainer.model
 for name, value in selection_mse.items():
     print(f"{name}: validation MSE {value:.3f}")
 winner = min(selection_mse, key=selection_mse.get)
-print(f"lower error: {winner}, {max(selection_mse.values()) / min(selection_mse.values()):.0f}x lower than the other")
+print(
+    f"lower error: {winner}, {max(selection_mse.values()) / min(selection_mse.values()):.0f}x lower than the other"
+)
 
 # %% [markdown]
 # What did Mamba learn? Below, for one validation window, its step size $\Delta_t$ (mean over
@@ -297,10 +310,15 @@ online_gap = (torch.stack(stepped, 1) - window_out).abs().max().item()
 print(f"max |step() - forward| = {online_gap:.1e}; {1e3 * per_day:.2f} ms per new day")
 assert online_gap < 1e-10
 s4d_online = FinancialS4D(4, HIDDEN, n_layers=2, d_state=S4D_STATE).double()
-leaks = {name: future_gradient(lambda x, m=model: m(x, per_step=True), x_online, t=30)
-         for name, model in [("Mamba", mamba_online), ("S4D", s4d_online)]}
-print("gradient of day 30's output on later days:", {k: f"{v:.1e}" for k, v in leaks.items()},
-      "(Mamba: exactly 0; S4D: FFT round-off)")
+leaks = {
+    name: future_gradient(lambda x, m=model: m(x, per_step=True), x_online, t=30)
+    for name, model in [("Mamba", mamba_online), ("S4D", s4d_online)]
+}
+print(
+    "gradient of day 30's output on later days:",
+    {k: f"{v:.1e}" for k, v in leaks.items()},
+    "(Mamba: exactly 0; S4D: FFT round-off)",
+)
 
 # %% [markdown]
 # ## Three defects of the source module
@@ -361,9 +379,11 @@ x_leak = torch.randn(2, d_state, d_inner, requires_grad=True)  # L == d_state: i
 dt_source = source_step_sizes(x_leak)
 (grad_leak,) = torch.autograd.grad(dt_source.sum(), x_leak)
 days_read = int((grad_leak.abs().sum(dim=(0, 2)) > 0).sum())
-print(f"L = {d_state} runs, but dt has shape {tuple(dt_source.shape)}: no time axis, one step size per channel "
-      f"for the whole window, computed from {days_read} of {d_state} days (the last day included), "
-      "so the update of day 1 already depends on day 16")
+print(
+    f"L = {d_state} runs, but dt has shape {tuple(dt_source.shape)}: no time axis, one step size per channel "
+    f"for the whole window, computed from {days_read} of {d_state} days (the last day included), "
+    "so the update of day 1 already depends on day 16"
+)
 
 # %% [markdown]
 # > **Pitfall (erratum: the quadratic backward pass)** The source's scan loops over days and reads
@@ -388,9 +408,13 @@ def source_style_scan(u, delta, A, B, C):
 
 def time_backward(fn, length, batch=4, width=16, n_state=8):
     g = torch.Generator().manual_seed(0)
-    args = [torch.randn(batch, length, width, generator=g), 0.1 * torch.rand(batch, length, width, generator=g),
-            -torch.rand(width, n_state, generator=g), torch.randn(batch, length, n_state, generator=g),
-            torch.randn(batch, length, n_state, generator=g)]
+    args = [
+        torch.randn(batch, length, width, generator=g),
+        0.1 * torch.rand(batch, length, width, generator=g),
+        -torch.rand(width, n_state, generator=g),
+        torch.randn(batch, length, n_state, generator=g),
+        torch.randn(batch, length, n_state, generator=g),
+    ]
     args = [a.requires_grad_() for a in args]
     start = time.perf_counter()
     fn(*args).sum().backward()
@@ -398,15 +422,19 @@ def time_backward(fn, length, batch=4, width=16, n_state=8):
 
 
 timing = pd.DataFrame(
-    {"source loop (s)": [time_backward(source_style_scan, n) for n in TIMING_LENGTHS],
-     "selective_scan, chunked (s)": [time_backward(selective_scan, n) for n in TIMING_LENGTHS]},
+    {
+        "source loop (s)": [time_backward(source_style_scan, n) for n in TIMING_LENGTHS],
+        "selective_scan, chunked (s)": [time_backward(selective_scan, n) for n in TIMING_LENGTHS],
+    },
     index=pd.Index(TIMING_LENGTHS, name="L"),
 )
 timing["speed-up"] = timing.iloc[:, 0] / timing.iloc[:, 1]
 print(timing.round(4))
 growth = timing.iloc[-1, :2] / timing.iloc[-2, :2]
-print(f"doubling L from {TIMING_LENGTHS[-2]} to {TIMING_LENGTHS[-1]}: the source loop takes {growth.iloc[0]:.1f}x "
-      f"longer (quadratic: 4x), the chunked scan {growth.iloc[1]:.1f}x (linear: 2x; small sizes are noisy)")
+print(
+    f"doubling L from {TIMING_LENGTHS[-2]} to {TIMING_LENGTHS[-1]}: the source loop takes {growth.iloc[0]:.1f}x "
+    f"longer (quadratic: 4x), the chunked scan {growth.iloc[1]:.1f}x (linear: 2x; small sizes are noisy)"
+)
 
 # %% [markdown]
 # ## S4D and Mamba on the volatility task, with a year of history
@@ -429,12 +457,18 @@ print(task)
 print(f"TCN receptive field: {tcn_receptive_field(TCN_KERNEL, TCN_LEVELS)} days for {LOOKBACK}-day windows")
 factories = {
     "S4D": (task, lambda: FinancialS4D(n_features, HIDDEN, S4D_LAYERS, d_state=S4D_STATE, dropout=DROPOUT)),
-    "Mamba": (task, lambda: FinancialMamba(n_features, HIDDEN, MAMBA_LAYERS, d_state=MAMBA_STATE,
-                                           expand=MAMBA_EXPAND, dropout=DROPOUT)),
+    "Mamba": (
+        task,
+        lambda: FinancialMamba(
+            n_features, HIDDEN, MAMBA_LAYERS, d_state=MAMBA_STATE, expand=MAMBA_EXPAND, dropout=DROPOUT
+        ),
+    ),
     "LSTM": (task, lambda: FinancialLSTM(n_features, hidden_size=HIDDEN, dropout=DROPOUT)),
     "TCN": (task, lambda: TemporalConvNet(n_features, (HIDDEN,) * TCN_LEVELS, TCN_KERNEL, dropout=DROPOUT)),
-    f"LSTM, {SHORT_LOOKBACK} days": (short_task, lambda: FinancialLSTM(n_features, hidden_size=HIDDEN,
-                                                                        dropout=DROPOUT)),
+    f"LSTM, {SHORT_LOOKBACK} days": (
+        short_task,
+        lambda: FinancialLSTM(n_features, hidden_size=HIDDEN, dropout=DROPOUT),
+    ),
 }
 
 start = time.perf_counter()
@@ -443,8 +477,16 @@ for name, (model_task, make) in factories.items():
     predictions[name], val_predictions[name] = [], []
     for seed in SEEDS:
         set_seed(seed)
-        trainer = Trainer(make(), lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE,
-                          seed=seed, device=device, progress=False)
+        trainer = Trainer(
+            make(),
+            lr=LR,
+            batch_size=BATCH_SIZE,
+            max_epochs=EPOCHS,
+            patience=PATIENCE,
+            seed=seed,
+            device=device,
+            progress=False,
+        )
         history = trainer.fit(model_task.train.X, model_task.train.y, model_task.val.X, model_task.val.y)
         predictions[name].append(trainer.predict(model_task.test.X))
         val_predictions[name].append(trainer.predict(model_task.val.X))  # for the level correction of QLIKE
@@ -485,8 +527,10 @@ plt.show()
 # %%
 print(verdicts(results, models=networks))
 nets, base = results.loc[networks, "MSE"], results.loc[list(baselines), "MSE"]
-print(f"best network {nets.idxmin()} ({nets.min():.4f}), best baseline {base.idxmin()} ({base.min():.4f}): "
-      f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds")
+print(
+    f"best network {nets.idxmin()} ({nets.min():.4f}), best baseline {base.idxmin()} ({base.min():.4f}): "
+    f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds"
+)
 print("in the 90% model confidence set:", ", ".join(results.index[results["in_MCS"].astype(bool)]))
 print("median seconds per epoch:", {n: round(float(np.median(t)), 2) for n, t in epoch_times.items()})
 long_vs_short = results.loc["LSTM", "MSE"] - results.loc[f"LSTM, {SHORT_LOOKBACK} days", "MSE"]
@@ -530,9 +574,16 @@ def integrate(a, dt, h0, u, substeps=20_000):
     return h
 
 
-for a, dt, h0, u in [(-0.5, 0.1, 1.0, 0.0), (-0.5, 0.1, 0.0, 1.0), (-3.0, 0.7, 0.4, -2.0), (-0.01, 2.0, 1.5, 0.3)]:
+for a, dt, h0, u in [
+    (-0.5, 0.1, 1.0, 0.0),
+    (-0.5, 0.1, 0.0, 1.0),
+    (-3.0, 0.7, 0.4, -2.0),
+    (-0.01, 2.0, 1.5, 0.3),
+]:
     a_bar, b_bar = zoh(a, dt)
-    assert abs(a_bar * h0 + b_bar * u - integrate(a, dt, h0, u)) < 1e-3, f"zoh({a}, {dt}) does not match the ODE"
+    assert abs(a_bar * h0 + b_bar * u - integrate(a, dt, h0, u)) < 1e-3, (
+        f"zoh({a}, {dt}) does not match the ODE"
+    )
 print("Exercise 1 passed")
 
 # %% [markdown]
@@ -567,7 +618,9 @@ with torch.no_grad():
     expected = check_kernel.recurrence(pulse)[0].T  # the impulse response of the recurrence
     got = s4d_kernel_fixed(dtA_c, A_c, C_c, 40)
 assert got.shape == (3, 40), f"the kernel must be (H, L) = (3, 40), got {tuple(got.shape)}"
-assert torch.allclose(got, expected, atol=1e-10), "your kernel is not the impulse response of the ZOH recurrence"
+assert torch.allclose(got, expected, atol=1e-10), (
+    "your kernel is not the impulse response of the ZOH recurrence"
+)
 print("Exercise 2 passed")
 
 # %% [markdown]
@@ -587,7 +640,9 @@ def half_life(dt):
 for dt in (0.001, 0.01, 0.1, 1.0):
     days = half_life(dt)
     magnitude = abs(complex(math.exp(-0.5 * dt * days)) * np.exp(1j * 3.0 * dt * days))
-    assert abs(magnitude - 0.5) < 1e-9, f"after half_life({dt}) = {days:.1f} days the magnitude is {magnitude:.3f}"
+    assert abs(magnitude - 0.5) < 1e-9, (
+        f"after half_life({dt}) = {days:.1f} days the magnitude is {magnitude:.3f}"
+    )
 print("Exercise 3 passed")
 
 # %% [markdown]
@@ -608,7 +663,9 @@ def inverse_softplus(dt):
 dt_grid = torch.logspace(-4, 0, 50, dtype=torch.float64)
 recovered = nn.functional.softplus(inverse_softplus(dt_grid))
 assert torch.allclose(recovered, dt_grid, rtol=1e-9), "softplus(inverse_softplus(dt)) must give dt back"
-assert (inverse_softplus(torch.tensor([1e-3], dtype=torch.float64)) < -6).all(), "small dt needs a very negative bias"
+assert (inverse_softplus(torch.tensor([1e-3], dtype=torch.float64)) < -6).all(), (
+    "small dt needs a very negative bias"
+)
 print("Exercise 4 passed")
 
 # %% [markdown]

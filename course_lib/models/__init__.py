@@ -5,14 +5,18 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 * :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
   the selective scan stay in the module)
 """
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
+from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
 from .ssm import FinancialMamba, FinancialS4D
 from .tft import TemporalFusionTransformer
@@ -21,6 +25,7 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
+    "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
@@ -40,6 +45,9 @@ __all__ = [
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "NeuralCDEFinance",
+    "NeuralODE",
     "PositionalEncoding",
+    "QuantileRegressionEnsemble",
     "ResidualLSTM",
 ]
