@@ -56,6 +56,7 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/ssm_scan.py
 	$(PY) benchmarks/serving_latency.py
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
