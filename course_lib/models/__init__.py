@@ -6,11 +6,14 @@
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
+* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
+  :mod:`course_lib.causal`)
 """
 
 from .bayesian import BayesianLSTM
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
+from .koopman import DeepKoopmanFinance
 from .meta import MAML
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
@@ -30,6 +33,7 @@ __all__ = [
     "TemporalConvNet",
     "TemporalFusionTransformer",
     "WaveNet",
+    "DeepKoopmanFinance",
     "FinancialGRU",
     "FinancialLSTM",
     "FinancialTransferLearning",
