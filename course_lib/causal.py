@@ -242,28 +242,28 @@ def simulate_treatment(
 
         c_t = 0.7 c_{t-1} - 0.5 a_{t-1} + u + e_t           covariate (a volatility-like state); past
                                                                 treatment lowers it (feedback)
-        P(a_t = 1) = sigmoid(confounding * (c_t + hidden * u))   treatment chosen on the state
-        y(a) = effect * a + c_L + 0.5 c_{L-1} + hidden * u + noise
+        P(a_t = 1) = sigmoid(confounding * (c_t + hidden * v))   treatment chosen on the state
+        y(a) = effect * a + c_L + 0.5 c_{L-1} + hidden * v + noise
 
-    u ~ N(0, 1) per sample is observed only through c when ``hidden = 0``; with ``hidden > 0`` it
-    also drives the treatment and the outcome directly: a hidden confounder, which makes the effect
-    unidentified from (x, a, y). ``confounding = 0`` is a randomised trial.
+    u ~ N(0, 0.3^2) per sample is a level seen through the history of c. v ~ N(0, 1) is never observed:
+    with ``hidden > 0`` it drives both the treatment and the outcome, a hidden confounder that leaves
+    the effect unidentified from (x, a, y). ``confounding = 0`` is a randomised trial.
     """
     if n < 2 or length < 2:
         raise ValueError(f"need n >= 2 samples and length >= 2 steps, got n={n}, length={length}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
-    u = 0.3 * rng.standard_normal(n)
+    u, v = 0.3 * rng.standard_normal(n), rng.standard_normal(n)
     c = np.zeros((n, length))
     a = np.zeros((n, length))
     prev_c, prev_a = np.zeros(n), np.zeros(n)
     for t in range(length):
         c[:, t] = 0.7 * prev_c - 0.5 * prev_a + u + 0.5 * rng.standard_normal(n)
-        p = 1.0 / (1.0 + np.exp(-confounding * (c[:, t] + hidden * u)))
+        p = 1.0 / (1.0 + np.exp(-confounding * (c[:, t] + hidden * v)))
         a[:, t] = rng.random(n) < p
         prev_c, prev_a = c[:, t], a[:, t]
-    base = c[:, -1] + 0.5 * c[:, -2] + hidden * u + noise * rng.standard_normal(n)
+    base = c[:, -1] + 0.5 * c[:, -2] + hidden * v + noise * rng.standard_normal(n)
     y0, y1 = base, base + effect
     treatment = a[:, -1]
     x = np.stack([c, np.concatenate([np.zeros((n, 1)), a[:, :-1]], axis=1)], axis=-1)  # past treatments only
