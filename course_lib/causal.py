@@ -313,7 +313,7 @@ def adf_table(data: pd.DataFrame) -> pd.DataFrame:
     """Augmented Dickey-Fuller test per column (null: a unit root, i.e. NOT stationary; constant included)."""
     rows = {}
     for name in data.columns:
-        stat, p, lags, *_ = adfuller(data[name].to_numpy(), autolag="AIC")
+        stat, p, lags, *_ = adfuller(data[name].to_numpy(), autolag="AIC", result_object=False)
         rows[name] = {"ADF": stat, "p": p, "lags": lags, "stationary at 5%": p < 0.05}
     return pd.DataFrame(rows).T
 
@@ -339,7 +339,7 @@ def granger_matrix(data: pd.DataFrame, lags: int, check_stationary: bool = True)
         bad = list(adf.index[~adf["stationary at 5%"].astype(bool)])
         if bad:
             raise ValueError(f"columns {bad} have a unit root by the ADF test at 5%: difference them first")
-    fitted = VAR(data).fit(lags, trend="c")
+    fitted = VAR(data.reset_index(drop=True)).fit(lags, trend="c")  # rows are steps: no date frequency needed
     names = list(data.columns)
     out = pd.DataFrame(np.nan, index=pd.Index(names, name="cause"), columns=pd.Index(names, name="effect"))
     for cause in names:

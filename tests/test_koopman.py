@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.models.koopman import DeepKoopmanFinance, dmd, edmd, fit_koopman, half_lives, koopman_loss
+from course_lib.models.koopman import (
+    DeepKoopmanFinance,
+    dmd,
+    edmd,
+    fit_koopman,
+    half_lives,
+    koopman_loss,
+    logvol_path_to_targets,
+)
 
 MU, LAM, DT = -0.05, -1.0, 0.1  # Lusch et al. (2018), discrete-spectrum example
 
@@ -70,6 +78,17 @@ def test_dmd_rank_truncation_keeps_the_dominant_modes_and_prediction_is_repeated
     for h in range(3):
         z = result.operator @ z
         np.testing.assert_allclose(steps[h], result.basis @ z)
+    batch = result.predict(x[10:13], 3)  # (N, d) starting points at once
+    assert batch.shape == (3, 3, 3)
+    np.testing.assert_allclose(batch[0], steps)
+
+
+def test_logvol_path_to_targets_is_the_log_of_the_mean_variance():
+    path = np.log(np.array([[1.0, 2.0, 3.0, 4.0]]))  # daily volatilities 1..4 (variances 1, 4, 9, 16)
+    targets = logvol_path_to_targets(path, (1, 2, 4))
+    np.testing.assert_allclose(targets[0], 0.5 * np.log([1.0, 2.5, 7.5]))
+    with pytest.raises(ValueError, match="H >= 5"):
+        logvol_path_to_targets(path, (5,))
 
 
 def test_edmd_with_the_invariant_dictionary_is_exact_and_plain_dmd_is_not():
@@ -174,6 +193,8 @@ def test_clear_errors():
         dmd(np.full((10, 2), np.nan))
     with pytest.raises(ValueError, match="rank must lie"):
         dmd(np.random.default_rng(0).standard_normal((20, 3)), rank=5)
+    with pytest.raises(ValueError, match="g0 must end with the 2"):
+        dmd(np.random.default_rng(0).standard_normal((20, 2))).predict(np.zeros(3), 2)
     with pytest.raises(ValueError, match="dictionary"):
         edmd(np.ones((10, 2)), lambda s: s[:-1])
     model = DeepKoopmanFinance(2, n_delays=3)

@@ -29,7 +29,16 @@ from torch import nn
 
 from .common import check_window, keeps_config
 
-__all__ = ["DMDResult", "DeepKoopmanFinance", "dmd", "edmd", "fit_koopman", "half_lives", "koopman_loss"]
+__all__ = [
+    "DMDResult",
+    "DeepKoopmanFinance",
+    "dmd",
+    "edmd",
+    "fit_koopman",
+    "half_lives",
+    "koopman_loss",
+    "logvol_path_to_targets",
+]
 
 
 @dataclass
@@ -42,15 +51,19 @@ class DMDResult:
     basis: np.ndarray  # (d_state, r): maps reduced coordinates to the state (identity for EDMD)
 
     def predict(self, g0: np.ndarray, steps: int) -> np.ndarray:
-        """(steps, d) forecasts g_1..g_steps from g0 (d,) by repeated application of the operator."""
+        """Forecasts g_1..g_steps by repeated application of the operator: (d,) -> (steps, d), or
+        (N, d) -> (N, steps, d) for N starting points at once."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        z = self.basis.T @ np.asarray(g0, dtype=float)
+        g0 = np.asarray(g0, dtype=float)
+        if g0.shape[-1] != self.basis.shape[0]:
+            raise ValueError(f"g0 must end with the {self.basis.shape[0]} observables, got shape {g0.shape}")
+        z = g0 @ self.basis  # (..., r) reduced coordinates
         out = []
         for _ in range(steps):
-            z = self.operator @ z
-            out.append(self.basis @ z)
-        return np.array(out)
+            z = z @ self.operator.T
+            out.append(z @ self.basis.T)
+        return np.stack(out, axis=-2)
 
 
 def _snapshots(snapshots: np.ndarray) -> np.ndarray:
@@ -106,6 +119,16 @@ def half_lives(eigenvalues, dt: float = 1.0) -> np.ndarray:
     with np.errstate(divide="ignore"):
         life = np.log(0.5) / np.log(np.where(modulus > 0, modulus, 1e-300)) * dt
     return np.where(modulus < 1, life, np.inf)
+
+
+def logvol_path_to_targets(path: np.ndarray, horizons) -> np.ndarray:
+    """Daily log-volatility forecasts (N, H) -> the course's targets 0.5 log(mean variance over h days),
+    (N, n_horizons), for each h in ``horizons`` (h <= H): a plug-in that ignores Jensen's gap."""
+    path = np.asarray(path, dtype=float)
+    if path.ndim != 2 or max(horizons) > path.shape[1]:
+        raise ValueError(f"path must be (N, H >= {max(horizons)}) daily log volatilities, got {path.shape}")
+    variance = np.exp(2 * path)
+    return np.stack([0.5 * np.log(variance[:, :h].mean(axis=1)) for h in horizons], axis=1)
 
 
 class DeepKoopmanFinance(nn.Module):
