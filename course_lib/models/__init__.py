@@ -6,11 +6,13 @@
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 * :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
   :mod:`course_lib.causal`)
 """
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .koopman import DeepKoopmanFinance
@@ -23,6 +25,7 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
+    "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
@@ -41,6 +44,8 @@ __all__ = [
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "NeuralCDEFinance",
+    "NeuralODE",
     "PositionalEncoding",
     "QuantileRegressionEnsemble",
     "ResidualLSTM",

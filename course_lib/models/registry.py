@@ -38,6 +38,7 @@ from torch import nn
 
 from ..causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM
 from .koopman import DeepKoopmanFinance
@@ -91,6 +92,11 @@ def _tft_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.T
 
 def _treatment_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     return ((torch.rand(batch, generator=gen) < 0.5).float(),)  # one 0/1 decision per sample, (B,)
+
+
+def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Strictly increasing observation times (B, 16), gaps of 0.5 to 3.5 days (16: the contract's window length)."""
+    return (torch.cumsum(0.5 + 3 * torch.rand(batch, 16, generator=gen), dim=1),)
 
 
 _TFT = dict(input_size=3, horizon=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
@@ -189,6 +195,24 @@ REGISTRY: list[ModelSpec] = [
         dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1, alpha=0.5),
         extra_inputs=_treatment_inputs,
     ),
+    # chapter 06c: continuous time (tests/test_continuous.py adds masks, closed forms and the adjoint)
+    ModelSpec(NeuralODE, dict(input_size=3, hidden_size=8, output_size=2), per_step=True),
+    ModelSpec(
+        NeuralODE,
+        dict(input_size=3, hidden_size=8, output_size=2),
+        per_step=True,
+        name="NeuralODE-irregular",
+        extra_inputs=_irregular_times,
+    ),
+    ModelSpec(NeuralCDEFinance, dict(input_size=3, hidden_size=8, output_size=2), per_step=True),
+    ModelSpec(
+        NeuralCDEFinance,
+        dict(input_size=3, hidden_size=8, output_size=2),
+        per_step=True,
+        name="NeuralCDEFinance-irregular",
+        extra_inputs=_irregular_times,
+    ),
+    ModelSpec(AttentionNeuralODE, dict(input_size=3, hidden_size=8, output_size=2, n_heads=2), per_step=True),
 ]
 
 
