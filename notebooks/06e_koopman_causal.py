@@ -305,6 +305,12 @@ spectra = pd.DataFrame({name: pd.Series(np.sort(half_lives(v))[::-1]) for name, 
 spectra.index.name = "mode (slowest first)"
 spectra.round(1)
 
+# %% [markdown]
+# Two readings of such a picture. A real eigenvalue near 1 is a slow mode: the long memory of volatility.
+# An eigenvalue on the *negative* real axis flips sign every day (a period of 2 days); in daily volatility
+# that is noise that the least squares fitted, not a cycle, and its "half-life" describes nothing
+# economic.
+
 # %%
 slowest = {name: float(spectra[name].max()) for name in spectra}
 print(f"The slowest mode halves in {slowest['deep Koopman, seed 0']:.1f} trading days in the deep Koopman model "
