@@ -98,8 +98,9 @@ class CausalLSTM(nn.Module):
         return self.dropout(out[:, -1])
 
     def forward(self, x: torch.Tensor, treatment) -> torch.Tensor:
+        r = self.represent(x)  # (B, H), after the window's own checks
         a = _treatment(treatment, x, type(self).__name__)  # (B, 1)
-        return self.head(torch.cat([self.represent(x), a], dim=-1))  # (B, output_size)
+        return self.head(torch.cat([r, a], dim=-1))  # (B, output_size)
 
     @torch.no_grad()
     def effect(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,8 +154,8 @@ class CounterfactualRecurrentNetwork(CausalLSTM):
         self.treatment_head = mlp_head(hidden_size, hidden_size, 1)
 
     def forward(self, x: torch.Tensor, treatment) -> dict[str, torch.Tensor]:
-        a = _treatment(treatment, x, type(self).__name__)
         r = self.represent(x)  # (B, H)
+        a = _treatment(treatment, x, type(self).__name__)  # (B, 1)
         return {
             "prediction": self.head(torch.cat([r, a], dim=-1)),
             "treatment_logit": self.treatment_head(GradientReversal.apply(r, self.alpha)),

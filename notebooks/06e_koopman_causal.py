@@ -306,6 +306,24 @@ spectra.index.name = "mode (slowest first)"
 spectra.round(1)
 
 # %% [markdown]
+# The **modes** say what each eigenvalue moves. In Hankel DMD the state is the delay vector of the last 22
+# days, so a mode is a profile over those days; its real part is drawn below (each scaled to a largest
+# entry of 1). The deep Koopman model's modes live in its latent space, which has no such reading: that
+# is the price of learnt observables.
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 3.2))
+lags = np.arange(N_DELAYS)[::-1]  # the delay vector runs from the oldest day to today
+for value, mode in zip(hankel.eigenvalues, hankel.modes.T, strict=True):
+    profile = mode.real / np.abs(mode.real).max()
+    ax.plot(lags, profile, marker=".", label=f"lambda = {value.real:.3f}{value.imag:+.3f}i")
+ax.set(xlabel="lag (days before today)", ylabel="mode (real part, scaled)", title="Hankel DMD modes over the delay window")
+ax.invert_xaxis()
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # Two readings of such a picture. A real eigenvalue near 1 is a slow mode: the long memory of volatility.
 # An eigenvalue on the *negative* real axis flips sign every day (a period of 2 days); in daily volatility
 # that is noise that the least squares fitted, not a cycle, and its "half-life" describes nothing

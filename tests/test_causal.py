@@ -185,3 +185,15 @@ def test_adf_table_tells_a_walk_from_noise():
         pd.DataFrame({"walk": np.cumsum(rng.standard_normal(800)), "noise": rng.standard_normal(800)})
     )
     assert table.loc["noise", "stationary at 5%"] and not table.loc["walk", "stationary at 5%"]
+
+
+def test_granger_on_real_data_finds_the_leverage_effect_and_states_stationarity():
+    # S&P 500, 1999-2018: returns help predict volatility (the leverage effect), a classic predictive fact
+    from course_lib.data import load_prices
+    from course_lib.features import feature_frame
+
+    frame = feature_frame(load_prices("^GSPC", offline=True))[["ret", "log_vol_parkinson"]]
+    assert adf_table(frame)["stationary at 5%"].astype(bool).all()
+    pvalues = granger_matrix(frame, lags=5)
+    assert pvalues.loc["ret", "log_vol_parkinson"] < 1e-6
+    assert np.isnan(pvalues.loc["ret", "ret"])  # no self-tests on the diagonal
