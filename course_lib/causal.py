@@ -27,8 +27,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from statsmodels.tsa.api import VAR
-from statsmodels.tsa.stattools import adfuller
 from torch import nn
 
 from .models.common import check_window, keeps_config, mlp_head, rnn_dropout
@@ -312,6 +310,8 @@ def simulate_var(coefs: np.ndarray, n: int, noise: float = 1.0, seed: int = 0, b
 
 def adf_table(data: pd.DataFrame) -> pd.DataFrame:
     """Augmented Dickey-Fuller test per column (null: a unit root, i.e. NOT stationary; constant included)."""
+    from statsmodels.tsa.stattools import adfuller  # imported here: the models need no statsmodels
+
     rows = {}
     for name in data.columns:
         stat, p, lags, *_ = adfuller(data[name].to_numpy(), autolag="AIC", result_object=False)
@@ -340,6 +340,8 @@ def granger_matrix(data: pd.DataFrame, lags: int, check_stationary: bool = True)
         bad = list(adf.index[~adf["stationary at 5%"].astype(bool)])
         if bad:
             raise ValueError(f"columns {bad} have a unit root by the ADF test at 5%: difference them first")
+    from statsmodels.tsa.api import VAR
+
     fitted = VAR(data.reset_index(drop=True)).fit(lags, trend="c")  # rows are steps: no date frequency needed
     names = list(data.columns)
     out = pd.DataFrame(np.nan, index=pd.Index(names, name="cause"), columns=pd.Index(names, name="effect"))
