@@ -151,7 +151,9 @@ truth = np.sort(np.exp(np.array([MU, LAM, 2 * MU]) * DT))
 plain, lifted = dmd(toy), edmd(toy, lambda s: np.c_[s, s[:, 0] ** 2])
 one_step = {
     "DMD on (x1, x2)": np.abs(toy[1:] - plain.predict(toy[:-1], 1)[:, 0]).max(),
-    "EDMD on (x1, x2, x1^2)": np.abs(toy[1:] - lifted.predict(np.c_[toy[:-1], toy[:-1, 0] ** 2], 1)[:, 0, :2]).max(),
+    "EDMD on (x1, x2, x1^2)": np.abs(
+        toy[1:] - lifted.predict(np.c_[toy[:-1], toy[:-1, 0] ** 2], 1)[:, 0, :2]
+    ).max(),
 }
 print("true eigenvalues:  ", np.round(truth, 5))
 print("EDMD eigenvalues:  ", np.round(np.sort(lifted.eigenvalues.real), 5))
@@ -167,7 +169,9 @@ assert np.allclose(np.sort(lifted.eigenvalues.real), truth, atol=1e-8)
 # %%
 set_seed(0)
 rng = np.random.default_rng(0)
-toy_sequences = torch.tensor(np.stack([lusch_flow(rng.uniform(-0.5, 0.5, 2), 30) for _ in range(256)]), dtype=torch.float32)
+toy_sequences = torch.tensor(
+    np.stack([lusch_flow(rng.uniform(-0.5, 0.5, 2), 30) for _ in range(256)]), dtype=torch.float32
+)
 toy_model = DeepKoopmanFinance(2, hidden_size=32, latent_size=3)
 
 
@@ -181,7 +185,9 @@ before = relative_linearity(toy_model, toy_sequences)
 toy_history = fit_koopman(toy_model, toy_sequences, horizon=5, epochs=40, lr=3e-3, batch_size=64)
 after = relative_linearity(toy_model, toy_sequences)
 print(f"relative linearity residual: {before:.3f} at initialisation, {after:.3f} after training")
-print("learned eigenvalues:", np.round(np.sort(np.abs(toy_model.eigen()[0])), 3), " true:", np.round(truth, 3))
+print(
+    "learned eigenvalues:", np.round(np.sort(np.abs(toy_model.eigen()[0])), 3), " true:", np.round(truth, 3)
+)
 
 # %% [markdown]
 # The learned eigenvalues need not equal the true ones: the fast mode ($e^{-0.1} = 0.905$) is pinned by
@@ -194,6 +200,7 @@ print("learned eigenvalues:", np.round(np.sort(np.abs(toy_model.eigen()[0])), 3)
 # > and never learns: its weights are whatever the initialisation drew. `course_lib` has no such layer,
 # > and the model contract checks that every parameter receives a gradient. Here is the check on a copy
 # > of the source's layout:
+
 
 # %%
 class SourceLayoutKoopman(nn.Module):
@@ -211,10 +218,16 @@ class SourceLayoutKoopman(nn.Module):
 x_probe = torch.randn(8, 2)
 for name, model, run in [
     ("source layout", SourceLayoutKoopman(), lambda m: m(x_probe)),
-    ("DeepKoopmanFinance", DeepKoopmanFinance(2, hidden_size=8, latent_size=3), lambda m: m(x_probe[:, None])),
+    (
+        "DeepKoopmanFinance",
+        DeepKoopmanFinance(2, hidden_size=8, latent_size=3),
+        lambda m: m(x_probe[:, None]),
+    ),
 ]:
     out = run(model)
-    print(f"{name:>20}: parameters without a gradient: {parameters_without_gradient(model, (torch.randn_like(out) * out).sum())}")
+    print(
+        f"{name:>20}: parameters without a gradient: {parameters_without_gradient(model, (torch.randn_like(out) * out).sum())}"
+    )
 
 # %% [markdown]
 # ## The deep Koopman network on volatility
@@ -229,13 +242,17 @@ for name, model, run in [
 # solve) and the standard baselines (EWMA, GARCH, HAR, log-HAR), all fitted on the training years.
 
 # %%
-task = make_task("volatility", ticker="^GSPC", lookback=N_DELAYS, horizons=HORIZONS, features=["log_vol_parkinson"])
+task = make_task(
+    "volatility", ticker="^GSPC", lookback=N_DELAYS, horizons=HORIZONS, features=["log_vol_parkinson"]
+)
 baselines = volatility_baselines(task)
 print(task)
 mean, scale = task.scaler.mean_[0], task.scaler.scale_[0]
 scaled = (task.frame["log_vol_parkinson"].to_numpy() - mean) / scale
 train_series = scaled[: task.train.rows[-1] + 1]  # inputs the training windows cover, nothing later
-sequences = sliding_window_view(train_series, N_DELAYS + TRAIN_HORIZON)[:, :, None].astype(np.float32)  # (N, T, 1)
+sequences = sliding_window_view(train_series, N_DELAYS + TRAIN_HORIZON)[:, :, None].astype(
+    np.float32
+)  # (N, T, 1)
 print(f"{len(sequences)} training sequences of {N_DELAYS + TRAIN_HORIZON} days")
 
 
@@ -251,15 +268,29 @@ predictions, val_predictions, models = {"DeepKoopman": []}, {"DeepKoopman": []},
 for seed in SEEDS:
     set_seed(seed)
     model = DeepKoopmanFinance(1, hidden_size=HIDDEN, latent_size=LATENT, n_delays=N_DELAYS).to(device)
-    history = fit_koopman(model, torch.from_numpy(sequences).to(device), TRAIN_HORIZON, epochs=EPOCHS, lr=LR,
-                          batch_size=BATCH_SIZE, stability=1.0, seed=seed)
+    history = fit_koopman(
+        model,
+        torch.from_numpy(sequences).to(device),
+        TRAIN_HORIZON,
+        epochs=EPOCHS,
+        lr=LR,
+        batch_size=BATCH_SIZE,
+        stability=1.0,
+        seed=seed,
+    )
     predictions["DeepKoopman"].append(koopman_targets(model, "test"))
     val_predictions["DeepKoopman"].append(koopman_targets(model, "val"))
     models.append(model)
-print(f"trained {len(SEEDS)} deep Koopman models in {time.perf_counter() - start:.1f} s; "
-      f"last epoch's loss {history[-1]:.3f} (first {history[0]:.3f})")
-val_series = scaled[task.val.rows[0] - N_DELAYS + 1 : task.val.rows[-1] + 1]  # validation years, with their delays
-val_sequences = torch.from_numpy(sliding_window_view(val_series, N_DELAYS + TRAIN_HORIZON)[:, :, None].astype(np.float32))
+print(
+    f"trained {len(SEEDS)} deep Koopman models in {time.perf_counter() - start:.1f} s; "
+    f"last epoch's loss {history[-1]:.3f} (first {history[0]:.3f})"
+)
+val_series = scaled[
+    task.val.rows[0] - N_DELAYS + 1 : task.val.rows[-1] + 1
+]  # validation years, with their delays
+val_sequences = torch.from_numpy(
+    sliding_window_view(val_series, N_DELAYS + TRAIN_HORIZON)[:, :, None].astype(np.float32)
+)
 with torch.no_grad():
     parts = koopman_loss(models[0].cpu(), val_sequences, TRAIN_HORIZON, stability=1.0)
 models[0].to(device)
@@ -289,19 +320,35 @@ val_predictions["HankelDMD"] *= len(SEEDS)
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
 circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
-for ax, (name, values) in zip(axes, [("deep Koopman (seed 0)", models[0].eigen()[0]),
-                                     (f"Hankel DMD (rank {DMD_RANK})", hankel.eigenvalues)], strict=True):
+for ax, (name, values) in zip(
+    axes,
+    [("deep Koopman (seed 0)", models[0].eigen()[0]), (f"Hankel DMD (rank {DMD_RANK})", hankel.eigenvalues)],
+    strict=True,
+):
     ax.plot(circle.real, circle.imag, color="grey", lw=0.8, label="|lambda| = 1")
     ax.scatter(values.real, values.imag, color="C3", zorder=3, label="eigenvalues")
     for value, life in zip(values, half_lives(values), strict=True):
-        ax.annotate(f"{life:.1f} d" if np.isfinite(life) else "no decay", (value.real, value.imag),
-                    textcoords="offset points", xytext=(5, 5))
-    ax.set(xlabel="real part", ylabel="imaginary part", title=f"{name}: eigenvalues and half-lives", aspect="equal")
+        ax.annotate(
+            f"{life:.1f} d" if np.isfinite(life) else "no decay",
+            (value.real, value.imag),
+            textcoords="offset points",
+            xytext=(5, 5),
+        )
+    ax.set(
+        xlabel="real part",
+        ylabel="imaginary part",
+        title=f"{name}: eigenvalues and half-lives",
+        aspect="equal",
+    )
     ax.legend(loc="lower left")
 plt.tight_layout()
 plt.show()
-spectra = pd.DataFrame({name: pd.Series(np.sort(half_lives(v))[::-1]) for name, v in
-                        [("deep Koopman, seed 0", models[0].eigen()[0]), ("Hankel DMD", hankel.eigenvalues)]})
+spectra = pd.DataFrame(
+    {
+        name: pd.Series(np.sort(half_lives(v))[::-1])
+        for name, v in [("deep Koopman, seed 0", models[0].eigen()[0]), ("Hankel DMD", hankel.eigenvalues)]
+    }
+)
 spectra.index.name = "mode (slowest first)"
 spectra.round(1)
 
@@ -317,7 +364,11 @@ lags = np.arange(N_DELAYS)[::-1]  # the delay vector runs from the oldest day to
 for value, mode in zip(hankel.eigenvalues, hankel.modes.T, strict=True):
     profile = mode.real / np.abs(mode.real).max()
     ax.plot(lags, profile, marker=".", label=f"lambda = {value.real:.3f}{value.imag:+.3f}i")
-ax.set(xlabel="lag (days before today)", ylabel="mode (real part, scaled)", title="Hankel DMD modes over the delay window")
+ax.set(
+    xlabel="lag (days before today)",
+    ylabel="mode (real part, scaled)",
+    title="Hankel DMD modes over the delay window",
+)
 ax.invert_xaxis()
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -331,8 +382,10 @@ plt.show()
 
 # %%
 slowest = {name: float(spectra[name].max()) for name in spectra}
-print(f"The slowest mode halves in {slowest['deep Koopman, seed 0']:.1f} trading days in the deep Koopman model "
-      f"and in {slowest['Hankel DMD']:.1f} days in Hankel DMD (HAR's monthly average spans 22 days).")
+print(
+    f"The slowest mode halves in {slowest['deep Koopman, seed 0']:.1f} trading days in the deep Koopman model "
+    f"and in {slowest['Hankel DMD']:.1f} days in Hankel DMD (HAR's monthly average spans 22 days)."
+)
 
 # %% [markdown]
 # ### Multi-step forecasts beside HAR
@@ -349,8 +402,10 @@ results.round(4)
 print(verdicts(results, models=["DeepKoopman", "HankelDMD"]))
 for h in HORIZONS:
     table = results.xs(h, level="horizon")
-    print(f"h = {h}: deep Koopman MSE {table.loc['DeepKoopman', 'MSE']:.4f} vs HAR {table.loc['har', 'MSE']:.4f} "
-          f"and log-HAR {table.loc['log_har', 'MSE']:.4f}; best of all: {table['MSE'].idxmin()}.")
+    print(
+        f"h = {h}: deep Koopman MSE {table.loc['DeepKoopman', 'MSE']:.4f} vs HAR {table.loc['har', 'MSE']:.4f} "
+        f"and log-HAR {table.loc['log_har', 'MSE']:.4f}; best of all: {table['MSE'].idxmin()}."
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -359,7 +414,11 @@ test_dates = task.test.dates[last]
 ax.plot(test_dates, task.test.y[last, 1], color="black", lw=1, label="realised (5-day target)")
 ax.plot(test_dates, np.mean(predictions["DeepKoopman"], axis=0)[last, 1], label="deep Koopman (ensemble)")
 ax.plot(test_dates, baselines["log_har"][last, 1], label="log-HAR")
-ax.set(xlabel="forecast origin", ylabel="log volatility (log %)", title="5-day volatility forecasts, last year of the test")
+ax.set(
+    xlabel="forecast origin",
+    ylabel="log volatility (log %)",
+    title="5-day volatility forecasts, last year of the test",
+)
 ax.legend()
 plt.tight_layout()
 plt.show()
@@ -404,18 +463,56 @@ plt.show()
 # estimator that sees only $(c, a, y)$ can recover $\tau$.
 
 # %%
-nodes = {"$c_{t-1}$": (0, 1), "$a_{t-1}$": (0, 0), "$c_t$": (1.5, 1), "$a_t$": (1.5, 0), "$y$": (3, 0.5), "$v$\n(hidden)": (2.25, -0.9)}
-edges = [("$c_{t-1}$", "$c_t$"), ("$a_{t-1}$", "$c_t$"), ("$c_{t-1}$", "$a_{t-1}$"), ("$c_t$", "$a_t$"),
-         ("$c_t$", "$y$"), ("$c_{t-1}$", "$y$"), ("$a_t$", "$y$")]
+nodes = {
+    "$c_{t-1}$": (0, 1),
+    "$a_{t-1}$": (0, 0),
+    "$c_t$": (1.5, 1),
+    "$a_t$": (1.5, 0),
+    "$y$": (3, 0.5),
+    "$v$\n(hidden)": (2.25, -0.9),
+}
+edges = [
+    ("$c_{t-1}$", "$c_t$"),
+    ("$a_{t-1}$", "$c_t$"),
+    ("$c_{t-1}$", "$a_{t-1}$"),
+    ("$c_t$", "$a_t$"),
+    ("$c_t$", "$y$"),
+    ("$c_{t-1}$", "$y$"),
+    ("$a_t$", "$y$"),
+]
 fig, ax = plt.subplots(figsize=(7, 3.6))
-for (src, dst), style in [(e, "-") for e in edges] + [((("$v$\n(hidden)", "$a_t$")), "--"), (("$v$\n(hidden)", "$y$"), "--")]:
-    ax.annotate("", xy=nodes[dst], xytext=nodes[src],
-                arrowprops=dict(arrowstyle="-|>", color="C3" if (src, dst) == ("$a_t$", "$y$") else "grey",
-                                ls=style, lw=2 if (src, dst) == ("$a_t$", "$y$") else 1.2, shrinkA=14, shrinkB=14))
+for (src, dst), style in [(e, "-") for e in edges] + [
+    ((("$v$\n(hidden)", "$a_t$")), "--"),
+    (("$v$\n(hidden)", "$y$"), "--"),
+]:
+    ax.annotate(
+        "",
+        xy=nodes[dst],
+        xytext=nodes[src],
+        arrowprops=dict(
+            arrowstyle="-|>",
+            color="C3" if (src, dst) == ("$a_t$", "$y$") else "grey",
+            ls=style,
+            lw=2 if (src, dst) == ("$a_t$", "$y$") else 1.2,
+            shrinkA=14,
+            shrinkB=14,
+        ),
+    )
 for name, (px, py) in nodes.items():
-    ax.text(px, py, name, ha="center", va="center", fontsize=12,
-            bbox=dict(boxstyle="circle", fc="white", ec="grey", ls="--" if "hidden" in name else "-"))
-ax.set(xlim=(-0.5, 3.5), ylim=(-1.4, 1.5), title="the simulator's causal graph: the effect is the red arrow $a_t \\to y$")
+    ax.text(
+        px,
+        py,
+        name,
+        ha="center",
+        va="center",
+        fontsize=12,
+        bbox=dict(boxstyle="circle", fc="white", ec="grey", ls="--" if "hidden" in name else "-"),
+    )
+ax.set(
+    xlim=(-0.5, 3.5),
+    ylim=(-1.4, 1.5),
+    title="the simulator's causal graph: the effect is the red arrow $a_t \\to y$",
+)
 ax.axis("off")
 plt.show()
 
@@ -437,8 +534,13 @@ for gamma, hidden in settings:
     data = simulate_treatment(n=N_UNITS, confounding=gamma, hidden=hidden, seed=int(10 * gamma))
     x, a = torch.tensor(data.x, device=device), torch.tensor(data.treatment, device=device)
     y = torch.tensor(data.outcome, dtype=torch.float32, device=device)
-    row = {"confounding": gamma, "hidden": hidden, "treated share": data.treatment.mean(), "truth": data.effect,
-           "naive": naive_effect(data.outcome, data.treatment)}
+    row = {
+        "confounding": gamma,
+        "hidden": hidden,
+        "treated share": data.treatment.mean(),
+        "truth": data.effect,
+        "naive": naive_effect(data.outcome, data.treatment),
+    }
     for name, cls in [("CausalLSTM", CausalLSTM), ("CRN (balanced)", CounterfactualRecurrentNetwork)]:
         set_seed(0)
         net = cls(2, hidden_size=16).to(device)
@@ -456,24 +558,42 @@ for name, marker in [("naive", "o"), ("CausalLSTM", "s"), ("CRN (balanced)", "^"
     ax.plot(observed["confounding"], observed[name], marker=marker, label=name)
 ax.axhline(1.0, color="black", ls="--", label="true effect")
 hid = effects[effects["hidden"] > 0].iloc[0]
-ax.scatter([hid["confounding"]] * 3, hid[["naive", "CausalLSTM", "CRN (balanced)"]], marker="x", s=80, color="C3",
-           label="with a hidden confounder", zorder=4)
-ax.set(xlabel="confounding strength gamma (0 = randomised)", ylabel="estimated effect tau (outcome units)",
-       title="naive vs adjusted vs balanced estimates against the truth")
+ax.scatter(
+    [hid["confounding"]] * 3,
+    hid[["naive", "CausalLSTM", "CRN (balanced)"]],
+    marker="x",
+    s=80,
+    color="C3",
+    label="with a hidden confounder",
+    zorder=4,
+)
+ax.set(
+    xlabel="confounding strength gamma (0 = randomised)",
+    ylabel="estimated effect tau (outcome units)",
+    title="naive vs adjusted vs balanced estimates against the truth",
+)
 ax.legend()
 plt.tight_layout()
 plt.show()
 
 # %%
 bias = (observed[["naive", "CausalLSTM", "CRN (balanced)"]] - 1.0).abs()
-print(f"Largest |bias| with observed confounding: naive {bias['naive'].max():.2f}, CausalLSTM "
-      f"{bias['CausalLSTM'].max():.2f}, CRN {bias['CRN (balanced)'].max():.2f}.")
+print(
+    f"Largest |bias| with observed confounding: naive {bias['naive'].max():.2f}, CausalLSTM "
+    f"{bias['CausalLSTM'].max():.2f}, CRN {bias['CRN (balanced)'].max():.2f}."
+)
 print(f"At gamma = 0 (randomised) the naive estimate is {observed['naive'].iloc[0]:.2f}: no bias to remove.")
-print(f"With the hidden confounder every estimate is off: naive {hid['naive']:.2f}, CausalLSTM {hid['CausalLSTM']:.2f}, "
-      f"CRN {hid['CRN (balanced)']:.2f}, truth 1.00.")
+print(
+    f"With the hidden confounder every estimate is off: naive {hid['naive']:.2f}, CausalLSTM {hid['CausalLSTM']:.2f}, "
+    f"CRN {hid['CRN (balanced)']:.2f}, truth 1.00."
+)
 assert (observed["naive"].iloc[1:] > 1.2).all(), "confounding should bias the naive estimate upwards"
-assert bias[["CausalLSTM", "CRN (balanced)"]].max().max() < 0.2, "the outcome models should adjust for observed confounding"
-assert (hid[["naive", "CausalLSTM", "CRN (balanced)"]] > 1.3).all(), "a hidden confounder should bias every estimate"
+assert bias[["CausalLSTM", "CRN (balanced)"]].max().max() < 0.2, (
+    "the outcome models should adjust for observed confounding"
+)
+assert (hid[["naive", "CausalLSTM", "CRN (balanced)"]] > 1.3).all(), (
+    "a hidden confounder should bias every estimate"
+)
 
 # %% [markdown]
 # What the lines say. The naive estimate is unbiased only in the randomised trial and grows with the
@@ -498,8 +618,14 @@ assert (hid[["naive", "CausalLSTM", "CRN (balanced)"]] > 1.3).all(), "a hidden c
 model = CausalLSTM(2, hidden_size=8).to(device)
 x_small = torch.randn(4, 10, 2, device=device)
 source_treatment = torch.zeros(x_small.size(0), x_small.size(1))  # the source's line
-print("the source's treatment lives on", source_treatment.device, "with shape", tuple(source_treatment.shape),
-      "; the model on", next(model.parameters()).device)
+print(
+    "the source's treatment lives on",
+    source_treatment.device,
+    "with shape",
+    tuple(source_treatment.shape),
+    "; the model on",
+    next(model.parameters()).device,
+)
 try:
     model(x_small, source_treatment)
 except ValueError as err:
@@ -524,7 +650,9 @@ coefs[0] = [[0.5, 0.0, 0.3], [0.4, 0.3, 0.0], [0.0, 0.0, 0.4]]  # x0 -> x1 and x
 coefs[1, 2, 1] = 0.35  # x1 -> x2 at lag 2
 var_data = pd.DataFrame(simulate_var(coefs, 1000, seed=0), columns=["x0", "x1", "x2"])
 p_toy = granger_matrix(var_data, lags=2)
-true_graph = pd.DataFrame((np.abs(coefs).sum(0).T > 0) & ~np.eye(3, dtype=bool), index=p_toy.index, columns=p_toy.columns)
+true_graph = pd.DataFrame(
+    (np.abs(coefs).sum(0).T > 0) & ~np.eye(3, dtype=bool), index=p_toy.index, columns=p_toy.columns
+)
 print("p-values (row: cause, column: effect); true edges: x0 -> x1, x1 -> x2, x2 -> x0")
 print(p_toy.round(4))
 found = p_toy < 0.05  # the diagonal is NaN: never an edge
@@ -547,7 +675,9 @@ for cause in p_real.index:
     for effect in p_real.columns:
         if cause != effect:
             verdict = "rejects" if p_real.loc[cause, effect] < 0.05 else "does not reject"
-            print(f"  {cause} -> {effect}: p = {p_real.loc[cause, effect]:.2g}, the test {verdict} 'no Granger causality' at 5%")
+            print(
+                f"  {cause} -> {effect}: p = {p_real.loc[cause, effect]:.2g}, the test {verdict} 'no Granger causality' at 5%"
+            )
 
 # %% [markdown]
 # **Caveats, before reading an arrow into these numbers.** (1) A rejection means *the past of one series
@@ -568,15 +698,19 @@ for cause in p_real.index:
 # Write `half_life(lam)`: the number of steps after which a mode with eigenvalue `lam` (a complex
 # number with $|\lambda| < 1$) has lost half of its size.
 
+
 # %%
 # SOLUTION
 def half_life(lam):
     return np.log(0.5) / np.log(abs(lam))
 
+
 # %%
 # SELF-CHECK
 for lam in (0.5, 0.9, 0.99 * np.exp(0.3j), 0.2 - 0.1j):
-    assert np.isclose(abs(lam) ** half_life(lam), 0.5), f"after half_life({lam}) steps the mode should be half its size"
+    assert np.isclose(abs(lam) ** half_life(lam), 0.5), (
+        f"after half_life({lam}) steps the mode should be half its size"
+    )
 print("Exercise 1 passed")
 
 # %% [markdown]
@@ -597,8 +731,12 @@ eig_dmd = np.linalg.eigvals(A_dmd)
 # SELF-CHECK
 assert np.shape(A_dmd) == (2, 2), "A is 2 x 2"
 reference = dmd(traj)
-assert np.allclose(np.sort_complex(eig_dmd), np.sort_complex(reference.eigenvalues)), "eigenvalues differ from course_lib's dmd"
-assert np.allclose(A_dmd @ traj[:-1].T, reference.basis @ reference.operator @ reference.basis.T @ traj[:-1].T), "A does not map x_t to the DMD fit"
+assert np.allclose(np.sort_complex(eig_dmd), np.sort_complex(reference.eigenvalues)), (
+    "eigenvalues differ from course_lib's dmd"
+)
+assert np.allclose(
+    A_dmd @ traj[:-1].T, reference.basis @ reference.operator @ reference.basis.T @ traj[:-1].T
+), "A does not map x_t to the DMD fit"
 print("Exercise 2 passed")
 
 # %% [markdown]
@@ -615,12 +753,14 @@ print("Exercise 2 passed")
 #     return model(x, treatment_1) - model(x, treatment_0)
 # ```
 
+
 # %%
 # SOLUTION
 def effect_fixed(model, x):
     with torch.no_grad():
         ones = torch.ones(x.size(0), device=x.device)
         return model(x, ones) - model(x, torch.zeros_like(ones))
+
 
 # %%
 # SELF-CHECK
