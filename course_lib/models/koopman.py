@@ -113,6 +113,25 @@ def edmd(snapshots: np.ndarray, dictionary) -> DMDResult:
     return DMDResult(operator=operator, eigenvalues=eigenvalues, modes=modes, basis=np.eye(psi.shape[1]))
 
 
+def discrete_spectrum_flow(
+    x0: np.ndarray, steps: int, mu: float = -0.05, lam: float = -1.0, dt: float = 0.1
+) -> np.ndarray:
+    """Exact samples every ``dt`` of Lusch et al.'s discrete-spectrum example, x1' = mu x1,
+    x2' = lam (x2 - x1^2): (2,) -> (steps, 2), or (N, 2) -> (N, steps, 2), starting at x0.
+
+    Linear in the observables (x1, x2, x1^2), with eigenvalues exp(mu dt), exp(lam dt), exp(2 mu dt).
+    """
+    x0 = np.asarray(x0, dtype=float)
+    if x0.shape[-1] != 2 or x0.ndim > 2 or steps < 1:
+        raise ValueError(f"x0 must be (2,) or (N, 2) and steps >= 1, got {x0.shape} and {steps}")
+    a, b, c = np.exp(mu * dt), np.exp(lam * dt), lam / (lam - 2 * mu)
+    x = [x0]
+    for _ in range(steps - 1):
+        x1, x2 = x[-1][..., 0], x[-1][..., 1]
+        x.append(np.stack([a * x1, b * (x2 - c * x1**2) + c * a**2 * x1**2], axis=-1))
+    return np.stack(x, axis=-2)
+
+
 def half_lives(eigenvalues, dt: float = 1.0) -> np.ndarray:
     """Half-life ln(0.5) / ln|lambda| * dt of each mode (inf for |lambda| >= 1: it never halves)."""
     modulus = np.abs(np.asarray(eigenvalues))
@@ -251,6 +270,15 @@ def koopman_loss(
         + stability * losses["stability"]
     )
     return losses
+
+
+@torch.no_grad()
+def linearity_residual(model: DeepKoopmanFinance, x: torch.Tensor) -> float:
+    """|K z_t - z_{t+1}| / |z_{t+1} - mean z| over sequences x (B, T, C): how far the latent dynamics are
+    from linear. Scale-free, so an encoder that shrinks every z towards 0 cannot make it small."""
+    z = model.encode(x)
+    target = z[:, 1:]
+    return ((model.step(z[:, :-1]) - target).norm() / (target - target.mean((0, 1))).norm()).item()
 
 
 def fit_koopman(
