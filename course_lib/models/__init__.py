@@ -9,12 +9,15 @@
 * :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 * :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
   the selective scan stay in the module)
+* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
+  :mod:`course_lib.causal`)
 """
 
 from .bayesian import BayesianLSTM
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
+from .koopman import DeepKoopmanFinance
 from .meta import MAML
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
@@ -36,6 +39,7 @@ __all__ = [
     "TemporalConvNet",
     "TemporalFusionTransformer",
     "WaveNet",
+    "DeepKoopmanFinance",
     "FinancialGRU",
     "FinancialLSTM",
     "FinancialMamba",

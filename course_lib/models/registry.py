@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .bayesian import BayesianLSTM
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM
+from .koopman import DeepKoopmanFinance
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
 from .ssm import FinancialMamba, FinancialS4D
@@ -91,6 +93,10 @@ def _tft_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.T
     horizon, n_known, n_static = config["horizon"], config["n_known"], config["n_static"]
     x_future = torch.randn(batch, horizon, n_known, generator=gen)  # (B, H, 0) when there are none
     return (x_future, torch.randn(batch, n_static, generator=gen)) if n_static else (x_future,)
+
+
+def _treatment_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    return ((torch.rand(batch, generator=gen) < 0.5).float(),)  # one 0/1 decision per sample, (B,)
 
 
 def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -176,6 +182,23 @@ REGISTRY: list[ModelSpec] = [
         dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9]),
         per_step=True,
         output=(2, 3),
+    ),
+    # chapter 06e: Koopman operators (the forecast is the decoded state, input_size wide) and causal models
+    ModelSpec(
+        DeepKoopmanFinance,
+        dict(input_size=3, hidden_size=8, latent_size=4, n_delays=3, dropout=0.1),
+        per_step=True,
+        output=(3,),
+    ),
+    ModelSpec(
+        CausalLSTM,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1),
+        extra_inputs=_treatment_inputs,
+    ),
+    ModelSpec(
+        CounterfactualRecurrentNetwork,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1, alpha=0.5),
+        extra_inputs=_treatment_inputs,
     ),
     # chapter 06c: continuous time (tests/test_continuous.py adds masks, closed forms and the adjoint)
     ModelSpec(NeuralODE, dict(input_size=3, hidden_size=8, output_size=2), per_step=True),
