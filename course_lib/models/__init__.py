@@ -5,10 +5,12 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
 """
 
 from .bayesian import BayesianLSTM
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
+from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
@@ -32,9 +34,11 @@ __all__ = [
     "FinancialLSTM",
     "FinancialTransferLearning",
     "FinancialTransformer",
+    "LagLlamaFinance",
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
     "PositionalEncoding",
     "ResidualLSTM",
+    "TimeSeriesFoundationModel",
 ]

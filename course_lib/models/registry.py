@@ -38,6 +38,7 @@ from torch import nn
 
 from .bayesian import BayesianLSTM
 from .convolutional import TemporalConvNet, WaveNet
+from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
 from .tft import TemporalFusionTransformer
@@ -158,6 +159,31 @@ REGISTRY: list[ModelSpec] = [
     ),
     # chapter 05: uncertainty
     ModelSpec(BayesianLSTM, dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.3)),
+    # chapter 06b: foundation models (the patch model's per-patch outputs are probed in tests/test_foundation.py)
+    ModelSpec(
+        TimeSeriesFoundationModel,
+        dict(input_size=3, patch_size=4, hidden_size=8, n_heads=2, n_layers=2, dropout=0.1, max_patches=8),
+        output=(4, 3),
+    ),
+    ModelSpec(
+        TimeSeriesFoundationModel,
+        dict(
+            input_size=3,
+            patch_size=4,
+            hidden_size=8,
+            max_patches=8,
+            head="quantile",
+            quantiles=[0.1, 0.5, 0.9],
+        ),
+        name="TimeSeriesFoundationModel-quantile",
+        output=(4, 3),
+    ),
+    ModelSpec(
+        LagLlamaFinance,
+        dict(input_size=3, hidden_size=8, n_heads=2, n_layers=2, dropout=0.1, lags=[1, 2, 5], max_len=32),
+        per_step=True,
+        output=(3,),
+    ),
 ]
 
 
