@@ -34,7 +34,10 @@ PACKAGED = {
     "AAPL": (STOCKS_FILE, "Apple, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
     "MSFT": (STOCKS_FILE, "Microsoft, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
     "IBM": (STOCKS_FILE, "IBM, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
-    "GOOG": (STOCKS_FILE, "Alphabet/Google, daily 2004-2013, public domain (Quandl WIKI via Bokeh sample data)"),
+    "GOOG": (
+        STOCKS_FILE,
+        "Alphabet/Google, daily 2004-2013, public domain (Quandl WIKI via Bokeh sample data)",
+    ),
 }
 
 
@@ -147,7 +150,9 @@ def _load_online(ticker: str, start: pd.Timestamp | None, end: pd.Timestamp | No
         warnings.warn(f"yfinance failed for {ticker!r} ({exc}); using packaged data", stacklevel=3)
         return None
     if raw is None or raw.empty:
-        warnings.warn(f"yfinance returned no data for {ticker!r} (offline?); using packaged data", stacklevel=3)
+        warnings.warn(
+            f"yfinance returned no data for {ticker!r} (offline?); using packaged data", stacklevel=3
+        )
         return None
     if isinstance(raw.columns, pd.MultiIndex):
         raw.columns = raw.columns.get_level_values(0)

@@ -201,22 +201,23 @@ class TimeSeriesFoundationModel(nn.Module):
         out = self._normalised(x)
         mean, std = out["mean"], out["std"]
 
-        def back(
-            t: torch.Tensor, shift: bool = True
-        ) -> torch.Tensor:  # (B*C, N, P, ...) -> (B, N, P, C, ...)
-            extra = t.dim() - 3
-            m, s = (mean, std) if extra == 0 else (mean[..., None], std[..., None])
-            t = t * s + (m if shift else 0.0)
+        def back(t: torch.Tensor, units: str) -> torch.Tensor:
+            """(B*C, N, P, ...) in normalised units -> (B, N, P, C, ...) (or its last patch) in x's units."""
+            extra = (None,) * (t.dim() - 3)
+            if units == "location":  # loc, quantiles: mu + sigma t
+                t = t * std[(...,) + extra] + mean[(...,) + extra]
+            elif units == "scale":  # scale: sigma t; df has no units
+                t = t * std[(...,) + extra]
             t = t.unflatten(0, (B, C)).movedim(1, 3)
             return t if per_patch else t[:, -1]
 
         if self.head_kind == "student_t":
             return {
-                "prediction": back(out["loc"]),
-                "scale": back(out["scale"], shift=False),
-                "df": back(out["df"], shift=False),
+                "prediction": back(out["loc"], "location"),
+                "scale": back(out["scale"], "scale"),
+                "df": back(out["df"], "none"),
             }
-        q = back(out["quantiles"])
+        q = back(out["quantiles"], "location")
         median = q[..., self.config["quantiles"].index(0.5)]
         return {"prediction": median, "quantiles": q}
 
