@@ -319,6 +319,10 @@ ax.set(xlabel="date", ylabel="log Parkinson volatility (log %)",
 ax.legend(fontsize=8, loc="upper left")
 plt.tight_layout()
 plt.show()
+realised = series[origin + 1 : origin + PATH_HORIZON + 1]
+outside = np.mean((realised < np.percentile(paths, 5, axis=0)) | (realised > np.percentile(paths, 95, axis=0)))
+print(f"{outside:.0%} of the {PATH_HORIZON} realised days fall outside the 90% band (10% expected on average): "
+      "a forecast from July cannot know the August 2011 downgrade, and the band says how wrong it may be.")
 
 # %% [markdown]
 # ## Calibration of the one-day forecasts
