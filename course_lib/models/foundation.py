@@ -63,11 +63,13 @@ def student_t_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, df: t
 
 
 def _sample_student_t(loc, scale, df, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per entry; a fixed ``generator`` gives the same draws, the global RNG is left alone."""
+    """One draw per entry, made on the CPU; a fixed ``generator`` gives the same draws on every device,
+    and no global random state (CPU or CUDA) is changed."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.distributions.StudentT(df, loc, scale).sample()
+        torch.default_generator.manual_seed(seed)  # the CPU generator only, restored on exit
+        draw = torch.distributions.StudentT(df.cpu(), loc.cpu(), scale.cpu()).sample()
+    return draw.to(loc.device)
 
 
 class _StudentTHead(nn.Module):
