@@ -39,6 +39,7 @@ torch.set_num_threads(1)
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def t_nll(y, loc, scale, df):
     z = (y - loc) / scale  # SOLUTION
@@ -60,12 +61,17 @@ def t_nll(y, loc, scale, df):
 
 # %%
 _one = torch.tensor([0.0], dtype=torch.float64)
-assert abs(float(t_nll(_one, _one, _one + 1, _one + 3)) - 1.0009) < 1e-3, "at y = loc, scale 1, df 3: -log p = 1.0009"
+assert abs(float(t_nll(_one, _one, _one + 1, _one + 3)) - 1.0009) < 1e-3, (
+    "at y = loc, scale 1, df 3: -log p = 1.0009"
+)
 
 # %%
 # HIDDEN
 _g = torch.Generator().manual_seed(3)
-_y, _m = torch.randn(40, generator=_g, dtype=torch.float64), torch.randn(40, generator=_g, dtype=torch.float64)
+_y, _m = (
+    torch.randn(40, generator=_g, dtype=torch.float64),
+    torch.randn(40, generator=_g, dtype=torch.float64),
+)
 _s = 0.2 + 2 * torch.rand(40, generator=_g, dtype=torch.float64)
 _d = 2.5 + 20 * torch.rand(40, generator=_g, dtype=torch.float64)
 _ref = -torch.distributions.StudentT(_d, _m, _s).log_prob(_y).mean()
@@ -91,6 +97,7 @@ assert torch.allclose(t_nll(_y, _m, _s, _d), _ref, atol=1e-10), "does not match 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def monotone_quantiles(raw):
     steps = torch.cat([raw[..., :1], torch.nn.functional.softplus(raw[..., 1:])], dim=-1)  # SOLUTION
@@ -112,7 +119,9 @@ assert _q.shape == (1, 4) and (_q.diff(dim=-1) > 0).all(), "the quantiles must i
 _raw = 5 * torch.randn(6, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 _q = monotone_quantiles(_raw)
 assert _q.shape == _raw.shape and torch.equal(_q[..., 0], _raw[..., 0]), "the first quantile is raw[..., 0]"
-assert torch.allclose(_q.diff(dim=-1), torch.nn.functional.softplus(_raw[..., 1:]), atol=1e-9), "each step is softplus(raw)"
+assert torch.allclose(_q.diff(dim=-1), torch.nn.functional.softplus(_raw[..., 1:]), atol=1e-9), (
+    "each step is softplus(raw)"
+)
 
 # %% [raw]
 # # END TESTS
@@ -134,6 +143,7 @@ assert torch.allclose(_q.diff(dim=-1), torch.nn.functional.softplus(_raw[..., 1:
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def robust_scale(x):
@@ -157,7 +167,9 @@ _x = np.random.default_rng(1).standard_normal(50)
 _spiky = _x.copy()
 _spiky[10] = 1e6
 _scaled, _med, _iqr = robust_scale(_x)
-assert np.allclose(np.median(_scaled), 0.0) and np.isclose(np.subtract(*np.quantile(_scaled, [0.75, 0.25])), 1.0)
+assert np.allclose(np.median(_scaled), 0.0) and np.isclose(
+    np.subtract(*np.quantile(_scaled, [0.75, 0.25])), 1.0
+)
 _s2, _m2, _i2 = robust_scale(_spiky)
 assert abs(_m2 - _med) < 0.2 and abs(_i2 / _iqr - 1) < 0.2, "one spike must barely move a robust scaler"
 
@@ -180,6 +192,7 @@ assert abs(_m2 - _med) < 0.2 and abs(_i2 / _iqr - 1) < 0.2, "one spike must bare
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def n_valid(L, lags):

@@ -157,12 +157,15 @@ print(task)
 
 
 def make_patch_model():
-    return TimeSeriesFoundationModel(1, patch_size=PATCH, hidden_size=HIDDEN, n_heads=HEADS, n_layers=LAYERS,
-                                     max_patches=CONTEXT // PATCH)
+    return TimeSeriesFoundationModel(
+        1, patch_size=PATCH, hidden_size=HIDDEN, n_heads=HEADS, n_layers=LAYERS, max_patches=CONTEXT // PATCH
+    )
 
 
 def make_lag_model():
-    return LagLlamaFinance(1, hidden_size=HIDDEN, n_heads=HEADS, n_layers=LAYERS, lags=LAGS, max_len=LAG_CONTEXT)
+    return LagLlamaFinance(
+        1, hidden_size=HIDDEN, n_heads=HEADS, n_layers=LAYERS, lags=LAGS, max_len=LAG_CONTEXT
+    )
 
 
 def next_day(model, rows, length):
@@ -180,8 +183,10 @@ def next_day(model, rows, length):
 # from scratch on those years only. A LagLlamaFinance is pretrained on the same corpus too.
 
 # %%
-runs = {name: {"test": [], "val": [], "test_dist": []} for name in
-        ("zero-shot", "fine-tuned", "own series only", "Lag-Llama zero-shot")}
+runs = {
+    name: {"test": [], "val": [], "test_dist": []}
+    for name in ("zero-shot", "fine-tuned", "own series only", "Lag-Llama zero-shot")
+}
 curves, pretrained = {}, {}
 
 
@@ -214,8 +219,11 @@ print(f"trained {4 * len(SEEDS)} models; CPU so far {time.process_time() - start
 fig, ax = plt.subplots(figsize=(8, 3))
 for seed, losses in curves.items():
     ax.plot(pd.Series(losses).rolling(20).mean(), label=f"seed {seed}")
-ax.set(xlabel="pretraining step", ylabel="next-patch NLL (normalised units, 20-step mean)",
-       title="pretraining the patch model on the corpus")
+ax.set(
+    xlabel="pretraining step",
+    ylabel="next-patch NLL (normalised units, 20-step mean)",
+    title="pretraining the patch model on the corpus",
+)
 ax.legend()
 plt.tight_layout()
 plt.show()
@@ -229,8 +237,9 @@ plt.show()
 
 # %%
 models = list(runs)
-table = seed_summary(task, {n: runs[n]["test"] for n in models}, baselines,
-                     val_predictions={n: runs[n]["val"] for n in models})
+table = seed_summary(
+    task, {n: runs[n]["test"] for n in models}, baselines, val_predictions={n: runs[n]["val"] for n in models}
+)
 table.round(4)
 
 # %%
@@ -239,10 +248,14 @@ mse_of = table["MSE"]
 best_base = mse_of[list(baselines)].idxmin()
 for name in models:
     side = "below" if mse_of[name] < mse_of[best_base] else "ABOVE"
-    print(f"{name}: mean MSE {mse_of[name]:.4f}, {side} the best baseline {best_base} ({mse_of[best_base]:.4f})")
-print(f"fine-tuning {'lowered' if mse_of['fine-tuned'] < mse_of['zero-shot'] else 'did not lower'} the mean MSE "
-      f"of the zero-shot model; pretraining {'beat' if mse_of['zero-shot'] < mse_of['own series only'] else 'lost to'} "
-      "training on the series alone.")
+    print(
+        f"{name}: mean MSE {mse_of[name]:.4f}, {side} the best baseline {best_base} ({mse_of[best_base]:.4f})"
+    )
+print(
+    f"fine-tuning {'lowered' if mse_of['fine-tuned'] < mse_of['zero-shot'] else 'did not lower'} the mean MSE "
+    f"of the zero-shot model; pretraining {'beat' if mse_of['zero-shot'] < mse_of['own series only'] else 'lost to'} "
+    "training on the series alone."
+)
 
 # %% [markdown]
 # ### What the numbers say
@@ -269,28 +282,39 @@ sub = np.arange(0, len(task.test.rows), FRACAST_EVERY)
 fc = fracast.forecast_batch(contexts(series, task.test.rows[sub], FRACAST_CONTEXT)[..., 0], horizon=1)
 median_index = fracast.quantiles.index(0.5)
 y_sub = task.test.y[sub, 0].astype(np.float64)
-subset = {"fracast": fc[:, 0, median_index].astype(np.float64),
-          "zero-shot (ours)": np.mean(runs["zero-shot"]["test"], axis=0)[sub, 0],
-          "log_har": baselines["log_har"][sub, 0]}
+subset = {
+    "fracast": fc[:, 0, median_index].astype(np.float64),
+    "zero-shot (ours)": np.mean(runs["zero-shot"]["test"], axis=0)[sub, 0],
+    "log_har": baselines["log_har"][sub, 0],
+}
 rows = []
 for name, pred in subset.items():
-    row = {"model": name, "MSE": np.mean(loss_series(y_sub, pred, "se")),
-           "QLIKE": np.mean(loss_series(y_sub, pred, "qlike"))}
+    row = {
+        "model": name,
+        "MSE": np.mean(loss_series(y_sub, pred, "se")),
+        "QLIKE": np.mean(loss_series(y_sub, pred, "qlike")),
+    }
     if name != "log_har":
         dm = diebold_mariano(y_sub, pred, subset["log_har"])
         row.update({"DM vs log_har": dm.statistic, "p": dm.pvalue})
     rows.append(row)
 fracast_table = pd.DataFrame(rows).set_index("model")
 inside = np.mean((y_sub >= fc[:, 0, 0]) & (y_sub <= fc[:, 0, -1]))
-print(f"{len(sub)} origins, fracast CPU {time.process_time() - fracast_start:.1f} s; "
-      f"its 10-90% band holds {inside:.0%} of the outcomes (nominal 80%)")
+print(
+    f"{len(sub)} origins, fracast CPU {time.process_time() - fracast_start:.1f} s; "
+    f"its 10-90% band holds {inside:.0%} of the outcomes (nominal 80%)"
+)
 fracast_table.round(4)
 
 # %%
 for name in ("fracast", "zero-shot (ours)"):
     r = fracast_table.loc[name]
-    outcome = "no significant difference" if r["p"] >= 0.05 else ("better" if r["DM vs log_har"] < 0 else "WORSE")
-    print(f"{name}: MSE {r['MSE']:.4f} vs log-HAR {fracast_table.loc['log_har', 'MSE']:.4f} ({outcome}, p = {r['p']:.3f})")
+    outcome = (
+        "no significant difference" if r["p"] >= 0.05 else ("better" if r["DM vs log_har"] < 0 else "WORSE")
+    )
+    print(
+        f"{name}: MSE {r['MSE']:.4f} vs log-HAR {fracast_table.loc['log_har', 'MSE']:.4f} ({outcome}, p = {r['p']:.3f})"
+    )
 
 # %% [markdown]
 # ## Sampled paths with their bands
@@ -301,9 +325,13 @@ for name in ("fracast", "zero-shot (ours)"):
 # %%
 origin = int(np.searchsorted(task.frame.index, pd.Timestamp("2011-07-20")))
 context = torch.from_numpy(contexts(series, np.array([origin]), CONTEXT)).to(device)
-paths = pretrained[SEEDS[0]].generate(context, PATH_HORIZON, N_PATHS, generator=torch.Generator().manual_seed(0))
+paths = pretrained[SEEDS[0]].generate(
+    context, PATH_HORIZON, N_PATHS, generator=torch.Generator().manual_seed(0)
+)
 paths = paths[:, 0, :, 0].cpu().numpy()  # (n_paths, horizon)
-again = pretrained[SEEDS[0]].generate(context, PATH_HORIZON, N_PATHS, generator=torch.Generator().manual_seed(0))
+again = pretrained[SEEDS[0]].generate(
+    context, PATH_HORIZON, N_PATHS, generator=torch.Generator().manual_seed(0)
+)
 assert np.array_equal(paths, again[:, 0, :, 0].cpu().numpy()), "a fixed generator gives the same paths"
 days = task.frame.index[origin - 60 : origin + PATH_HORIZON + 1]
 fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -311,18 +339,31 @@ ahead = days[61:]
 ax.plot(days[:61], series[origin - 60 : origin + 1], color="k", lw=1, label="context (seen)")
 ax.plot(ahead, series[origin + 1 : origin + PATH_HORIZON + 1], color="C3", lw=1, label="realised (unseen)")
 for lo, hi, alpha in [(5, 95, 0.2), (25, 75, 0.4)]:
-    ax.fill_between(ahead, np.percentile(paths, lo, axis=0), np.percentile(paths, hi, axis=0), color="C0",
-                    alpha=alpha, label=f"{hi - lo}% band of {N_PATHS} paths")
+    ax.fill_between(
+        ahead,
+        np.percentile(paths, lo, axis=0),
+        np.percentile(paths, hi, axis=0),
+        color="C0",
+        alpha=alpha,
+        label=f"{hi - lo}% band of {N_PATHS} paths",
+    )
 ax.plot(ahead, paths[:3].T, color="C0", lw=0.5)
-ax.set(xlabel="date", ylabel="log Parkinson volatility (log %)",
-       title=f"zero-shot sample paths for the NASDAQ from {task.frame.index[origin].date()} (August 2011 ahead)")
+ax.set(
+    xlabel="date",
+    ylabel="log Parkinson volatility (log %)",
+    title=f"zero-shot sample paths for the NASDAQ from {task.frame.index[origin].date()} (August 2011 ahead)",
+)
 ax.legend(fontsize=8, loc="upper left")
 plt.tight_layout()
 plt.show()
 realised = series[origin + 1 : origin + PATH_HORIZON + 1]
-outside = np.mean((realised < np.percentile(paths, 5, axis=0)) | (realised > np.percentile(paths, 95, axis=0)))
-print(f"{outside:.0%} of the {PATH_HORIZON} realised days fall outside the 90% band (10% expected on average): "
-      "a forecast from July cannot know the August 2011 downgrade, and the band says how wrong it may be.")
+outside = np.mean(
+    (realised < np.percentile(paths, 5, axis=0)) | (realised > np.percentile(paths, 95, axis=0))
+)
+print(
+    f"{outside:.0%} of the {PATH_HORIZON} realised days fall outside the 90% band (10% expected on average): "
+    "a forecast from July cannot know the August 2011 downgrade, and the band says how wrong it may be."
+)
 
 # %% [markdown]
 # ## Calibration of the one-day forecasts
@@ -335,8 +376,12 @@ pit = {}
 for name in ("zero-shot", "fine-tuned", "own series only"):
     d = runs[name]["test_dist"][0]
     pit[name] = stats.t.cdf((task.test.y[:, 0] - d["prediction"]) / d["scale"], df=d["df"])
-coverage = pd.DataFrame({name: {f"{lvl:.0%} interval": np.mean(np.abs(u - 0.5) <= lvl / 2) for lvl in (0.5, 0.8, 0.9)}
-                         for name, u in pit.items()})
+coverage = pd.DataFrame(
+    {
+        name: {f"{lvl:.0%} interval": np.mean(np.abs(u - 0.5) <= lvl / 2) for lvl in (0.5, 0.8, 0.9)}
+        for name, u in pit.items()
+    }
+)
 fig, axes = plt.subplots(1, 3, figsize=(11, 3), sharey=True)
 for ax, (name, u) in zip(axes, pit.items(), strict=True):
     ax.hist(u, bins=20, range=(0, 1), density=True, color="C0", alpha=0.7)
@@ -350,8 +395,10 @@ coverage.round(3)
 for name in pit:
     gap = coverage.loc["80% interval", name] - 0.8
     ks = stats.kstest(pit[name], "uniform")
-    print(f"{name}: the 80% interval holds {coverage.loc['80% interval', name]:.1%} of the outcomes "
-          f"({'too wide' if gap > 0 else 'too narrow'} by {abs(gap):.1%}); KS test of uniform PIT p = {ks.pvalue:.3g}")
+    print(
+        f"{name}: the 80% interval holds {coverage.loc['80% interval', name]:.1%} of the outcomes "
+        f"({'too wide' if gap > 0 else 'too narrow'} by {abs(gap):.1%}); KS test of uniform PIT p = {ks.pvalue:.3g}"
+    )
 
 # %% [markdown]
 # ## Three defects of the source module
@@ -379,13 +426,20 @@ print("course_lib, 4 channels:", tuple(ours(x_multi)["prediction"].shape), "(B, 
 # > later patches, and what the leak does to training: the leaky decoder's next-patch loss falls far
 # > below what an honest model can reach, because it copies the answer.
 
+
 # %%
 def decoder_pair(seed):
     """The source's design in miniature: patch embedding + learned positions, a decoder, a linear head."""
     torch.manual_seed(seed)
     layer = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
-    return nn.ModuleDict({"embed": nn.Linear(PATCH, 16), "pos": nn.Embedding(6, 16),
-                          "decoder": nn.TransformerDecoder(layer, 1), "head": nn.Linear(16, PATCH)})
+    return nn.ModuleDict(
+        {
+            "embed": nn.Linear(PATCH, 16),
+            "pos": nn.Embedding(6, 16),
+            "decoder": nn.TransformerDecoder(layer, 1),
+            "head": nn.Linear(16, PATCH),
+        }
+    )
 
 
 def decode(net, patches, mask_memory):
@@ -395,8 +449,13 @@ def decode(net, patches, mask_memory):
 
 
 probe = torch.randn(4, 6, PATCH)
-leak = {masked: future_gradient(lambda p, m=masked: decode(decoder_pair(0), p, m), probe, t=0) for masked in (False, True)}
-print(f"gradient of token 0 on later patches: unmasked memory {leak[False]:.3g}, masked memory {leak[True]:.3g}")
+leak = {
+    masked: future_gradient(lambda p, m=masked: decode(decoder_pair(0), p, m), probe, t=0)
+    for masked in (False, True)
+}
+print(
+    f"gradient of token 0 on later patches: unmasked memory {leak[False]:.3g}, masked memory {leak[True]:.3g}"
+)
 
 rng = np.random.default_rng(0)
 train_noise, fresh_noise = (torch.from_numpy(rng.standard_normal((n, 6, PATCH))).float() for n in (384, 256))
@@ -410,9 +469,13 @@ for masked in (False, True):  # white noise: no forecast can beat an MSE of 1 on
         loss.backward()
         opt.step()
     with torch.no_grad():
-        fit_loss[masked] = ((decode(net, fresh_noise, masked)[:, :-1] - fresh_noise[:, 1:]) ** 2).mean().item()
-print(f"next-patch MSE on fresh white noise (best honest value 1.0): unmasked memory {fit_loss[False]:.3f}, "
-      f"masked {fit_loss[True]:.3f}")
+        fit_loss[masked] = (
+            ((decode(net, fresh_noise, masked)[:, :-1] - fresh_noise[:, 1:]) ** 2).mean().item()
+        )
+print(
+    f"next-patch MSE on fresh white noise (best honest value 1.0): unmasked memory {fit_loss[False]:.3f}, "
+    f"masked {fit_loss[True]:.3f}"
+)
 assert fit_loss[False] < 0.5 * fit_loss[True], "the leak lets the unmasked decoder copy the answer"
 
 # %% [markdown]
@@ -427,8 +490,14 @@ ramp = torch.arange(1.0, 9.0).reshape(1, 8, 1)
 lag = 3
 padded = torch.cat([torch.zeros(1, lag, 1), ramp[:, :-lag]], dim=1)
 values, mask = lag_features(ramp, [lag + 1])  # the feature that predicts x_{t+1} and reads x_{t-3}
-pd.DataFrame({"x_t": ramp[0, :, 0], "source: x_t - x_{t-3}": (ramp - padded)[0, :, 0],
-              "course: x_{t-3}": values[0, :, 0, 0], "mask": mask[:, 0]}).astype({"mask": bool})
+pd.DataFrame(
+    {
+        "x_t": ramp[0, :, 0],
+        "source: x_t - x_{t-3}": (ramp - padded)[0, :, 0],
+        "course: x_{t-3}": values[0, :, 0, 0],
+        "mask": mask[:, 0],
+    }
+).astype({"mask": bool})
 
 # %% [markdown]
 # ## Exercises
@@ -438,10 +507,12 @@ pd.DataFrame({"x_t": ramp[0, :, 0], "source: x_t - x_{t-3}": (ramp - padded)[0, 
 # `used_days(L, P)`: the number of days of an L-day window that the forecast depends on (here the context
 # is short enough for the model's `max_patches`).
 
+
 # %%
 # SOLUTION
 def used_days(L, P):
     return (L // P) * P
+
 
 # %%
 # SELF-CHECK
@@ -458,18 +529,22 @@ print("Exercise 1 passed")
 # Write `t_coverage(y, loc, scale, df, level)`: the fraction of outcomes `y` inside the central
 # `level` interval of the Student-t forecasts (arrays of the same shape). Use `scipy.stats.t.ppf`.
 
+
 # %%
 # SOLUTION
 def t_coverage(y, loc, scale, df, level):
     half = stats.t.ppf(0.5 + level / 2, df) * scale
     return float(np.mean(np.abs(y - loc) <= half))
 
+
 # %%
 # SELF-CHECK
 d = runs["zero-shot"]["test_dist"][0]
 for lvl in (0.5, 0.8, 0.9):
     got = t_coverage(task.test.y[:, 0], d["prediction"], d["scale"], d["df"], lvl)
-    assert abs(got - coverage.loc[f"{lvl:.0%} interval", "zero-shot"]) < 2e-3, f"level {lvl}: {got:.3f} disagrees with the PIT"
+    assert abs(got - coverage.loc[f"{lvl:.0%} interval", "zero-shot"]) < 2e-3, (
+        f"level {lvl}: {got:.3f} disagrees with the PIT"
+    )
 print("Exercise 2 passed")
 
 # %% [markdown]
@@ -484,6 +559,7 @@ print("Exercise 2 passed")
 #     return x - lagged
 # ```
 
+
 # %%
 # SOLUTION
 def lag_value(x, l):
@@ -491,6 +567,7 @@ def lag_value(x, l):
     values = torch.zeros_like(x)
     values[:, l:] = x[:, : max(x.shape[1] - l, 0)]
     return values, valid
+
 
 # %%
 # SELF-CHECK
@@ -507,10 +584,12 @@ print("Exercise 3 passed")
 # Write `prefix_mean(p)` for patches `p` of shape (N, P): a (N,) tensor whose entry n is the mean of
 # patches 0..n (all their values), the statistic the model uses at token n.
 
+
 # %%
 # SOLUTION
 def prefix_mean(p):
     return p.sum(dim=1).cumsum(0) / (p.shape[1] * torch.arange(1, p.shape[0] + 1))
+
 
 # %%
 # SELF-CHECK

@@ -5,14 +5,18 @@
 * :mod:`.convolutional` (chapter 03): TemporalConvNet, TemporalBlock, Chomp1d, CausalConv1d, WaveNet, ResidualBlock
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
+* :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 * :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
 """
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
+from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
@@ -20,6 +24,7 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "AttentionLSTM",
+    "AttentionNeuralODE",
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
@@ -38,7 +43,10 @@ __all__ = [
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
+    "NeuralCDEFinance",
+    "NeuralODE",
     "PositionalEncoding",
+    "QuantileRegressionEnsemble",
     "ResidualLSTM",
     "TimeSeriesFoundationModel",
 ]

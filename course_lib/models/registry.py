@@ -37,9 +37,11 @@ import torch
 from torch import nn
 
 from .bayesian import BayesianLSTM
+from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM
+from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
 from .tft import TemporalFusionTransformer
 from .transformer import FinancialTransformer
@@ -85,6 +87,11 @@ def _tft_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.T
     horizon, n_known, n_static = config["horizon"], config["n_known"], config["n_static"]
     x_future = torch.randn(batch, horizon, n_known, generator=gen)  # (B, H, 0) when there are none
     return (x_future, torch.randn(batch, n_static, generator=gen)) if n_static else (x_future,)
+
+
+def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Strictly increasing observation times (B, 16), gaps of 0.5 to 3.5 days (16: the contract's window length)."""
+    return (torch.cumsum(0.5 + 3 * torch.rand(batch, 16, generator=gen), dim=1),)
 
 
 _TFT = dict(input_size=3, horizon=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
@@ -184,6 +191,31 @@ REGISTRY: list[ModelSpec] = [
         per_step=True,
         output=(3,),
     ),
+    # chapter 06d: conformal prediction (quantiles (B, output_size, Q) for conformalised quantile regression)
+    ModelSpec(
+        QuantileRegressionEnsemble,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9]),
+        per_step=True,
+        output=(2, 3),
+    ),
+    # chapter 06c: continuous time (tests/test_continuous.py adds masks, closed forms and the adjoint)
+    ModelSpec(NeuralODE, dict(input_size=3, hidden_size=8, output_size=2), per_step=True),
+    ModelSpec(
+        NeuralODE,
+        dict(input_size=3, hidden_size=8, output_size=2),
+        per_step=True,
+        name="NeuralODE-irregular",
+        extra_inputs=_irregular_times,
+    ),
+    ModelSpec(NeuralCDEFinance, dict(input_size=3, hidden_size=8, output_size=2), per_step=True),
+    ModelSpec(
+        NeuralCDEFinance,
+        dict(input_size=3, hidden_size=8, output_size=2),
+        per_step=True,
+        name="NeuralCDEFinance-irregular",
+        extra_inputs=_irregular_times,
+    ),
+    ModelSpec(AttentionNeuralODE, dict(input_size=3, hidden_size=8, output_size=2, n_heads=2), per_step=True),
 ]
 
 
