@@ -305,13 +305,26 @@ def lag_features(x: torch.Tensor, lags: list[int]) -> tuple[torch.Tensor, torch.
 
 
 def robust_prefix_scaler(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median and interquartile range of x_0..x_t for every t: (B, L, C) each. At t = L-1: the context's."""
+    """Median and interquartile range of x_0..x_t for every t: (B, L, C) each. At t = L-1: the context's.
+
+    Quantiles interpolate linearly between order statistics (NumPy's default). The prefix of step t is
+    sorted with the later values set to +inf, so they sort last and are never read (and the whole
+    computation exports to ONNX, which has no ``nanquantile``).
+    """
     L = x.shape[1]
     future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)  # (t, s): s > t is hidden
     prefix = x.permute(0, 2, 1)[:, :, None, :].expand(-1, -1, L, -1)  # (B, C, L_t, L_s)
-    prefix = prefix.masked_fill(future, float("nan"))
-    q = torch.nanquantile(prefix, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype, device=x.device), dim=-1)
-    median, iqr = q[1], (q[2] - q[0]).clamp_min(EPS)  # (B, C, L)
+    ordered = prefix.masked_fill(future, float("inf")).sort(dim=-1).values  # the t+1 visible values first
+
+    def quantile(q: float) -> torch.Tensor:  # (B, C, L_t)
+        position = q * torch.arange(L, device=x.device, dtype=x.dtype)  # (n - 1) q with n = t + 1 values
+        lo, hi = position.floor().long(), position.ceil().long()
+        frac = position - lo.to(x.dtype)
+        index = lambda i: i.view(1, 1, L, 1).expand(*ordered.shape[:3], 1)  # noqa: E731
+        a, b = ordered.gather(-1, index(lo))[..., 0], ordered.gather(-1, index(hi))[..., 0]
+        return a + frac * (b - a)
+
+    median, iqr = quantile(0.5), (quantile(0.75) - quantile(0.25)).clamp_min(EPS)  # (B, C, L)
     return median.permute(0, 2, 1), iqr.permute(0, 2, 1)
 
 
