@@ -11,11 +11,13 @@
   the selective scan stay in the module)
 * :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
   :mod:`course_lib.causal`)
+* :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
 """
 
 from .bayesian import BayesianLSTM
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
+from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .koopman import DeepKoopmanFinance
 from .meta import MAML
@@ -46,6 +48,7 @@ __all__ = [
     "FinancialS4D",
     "FinancialTransferLearning",
     "FinancialTransformer",
+    "LagLlamaFinance",
     "LSTMCellScratch",
     "MAML",
     "MultiHorizonLSTM",
@@ -54,4 +57,5 @@ __all__ = [
     "PositionalEncoding",
     "QuantileRegressionEnsemble",
     "ResidualLSTM",
+    "TimeSeriesFoundationModel",
 ]

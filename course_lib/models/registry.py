@@ -43,6 +43,7 @@ from ..causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .bayesian import BayesianLSTM
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
+from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM
 from .koopman import DeepKoopmanFinance
 from .quantile import QuantileRegressionEnsemble
@@ -176,6 +177,31 @@ REGISTRY: list[ModelSpec] = [
     ),
     # chapter 05: uncertainty
     ModelSpec(BayesianLSTM, dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, dropout=0.3)),
+    # chapter 06b: foundation models (the patch model's per-patch outputs are probed in tests/test_foundation.py)
+    ModelSpec(
+        TimeSeriesFoundationModel,
+        dict(input_size=3, patch_size=4, hidden_size=8, n_heads=2, n_layers=2, dropout=0.1, max_patches=8),
+        output=(4, 3),
+    ),
+    ModelSpec(
+        TimeSeriesFoundationModel,
+        dict(
+            input_size=3,
+            patch_size=4,
+            hidden_size=8,
+            max_patches=8,
+            head="quantile",
+            quantiles=[0.1, 0.5, 0.9],
+        ),
+        name="TimeSeriesFoundationModel-quantile",
+        output=(4, 3),
+    ),
+    ModelSpec(
+        LagLlamaFinance,
+        dict(input_size=3, hidden_size=8, n_heads=2, n_layers=2, dropout=0.1, lags=[1, 2, 5], max_len=32),
+        per_step=True,
+        output=(3,),
+    ),
     # chapter 06d: conformal prediction (quantiles (B, output_size, Q) for conformalised quantile regression)
     ModelSpec(
         QuantileRegressionEnsemble,
