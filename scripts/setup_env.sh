@@ -87,7 +87,9 @@ if [ "$installed" != "$want" ]; then
                 echo "setup: could not install the CPU build of PyTorch from $CPU_INDEX; check the network," \
                     "or run 'make setup TORCH=cuda' for PyPI's build (CUDA, several GB)" >&2
                 exit 1
-            } ;;
+            }
+            # its dependencies (typing_extensions, sympy, ...) from the usual index; the CPU build satisfies the pin
+            "${PIP[@]}" "torch==$TORCH_VERSION" ;;
         cuda)
             say "installing PyTorch $TORCH_VERSION, CUDA build (several GB; make setup TORCH=cpu for the CPU build)"
             "${PIP[@]}" "torch==$TORCH_VERSION" ;;
@@ -95,7 +97,7 @@ if [ "$installed" != "$want" ]; then
             say "installing PyTorch $TORCH_VERSION"
             "${PIP[@]}" "torch==$TORCH_VERSION" ;;
     esac
-    got=$("$PY" -c "import torch; print(torch.__version__.split('+')[0], 'cuda' if torch.version.cuda else 'cpu')")
+    got=$("$PY" -c "import torch; print(torch.__version__.split('+')[0], 'cuda' if torch.version.cuda else 'cpu')" 2>/dev/null)
     if [ "$got" != "$want" ]; then  # e.g. a local wheel (PIP_FIND_LINKS) of the other build was preferred
         echo "setup: pip installed PyTorch $got, not the $TORCH build asked for; see README.md (PyTorch)" >&2
         exit 1
