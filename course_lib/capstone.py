@@ -172,11 +172,12 @@ def _check_forecasts(task: Task, name: str, split: str, preds) -> list[np.ndarra
     out = []
     for s, p in enumerate(preds):
         p = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p, dtype=np.float64)
+        given = p.shape
         if p.ndim == 1:
             p = p[:, None]
         if p.shape != (n, 1):
             raise ValueError(
-                f"{name}: seed {s} {split} forecasts have shape {p.shape}; the {split} split has {n} targets, "
+                f"{name}: seed {s} {split} forecasts have shape {given}; the {split} split has {n} targets, "
                 f"so give ({n}, 1) or ({n},) log-volatility forecasts, one per target in task.{split}.dates order"
             )
         if not np.isfinite(p).all():
