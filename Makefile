@@ -1,30 +1,35 @@
-# The two commands a newcomer needs: `make lab` and `make test` (see README.md).
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The two commands a newcomer needs: `make lab` and `make test` (see README.md). `make help` lists the rest.
+# Python 3.11 to 3.13: the first of python3.11, python3.12, python3.13, python3 that is one (or PYTHON=...).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' \
+	2>/dev/null && { command -v $$p; break; }; done)
+# PyTorch build: auto (CUDA where nvidia-smi sees an NVIDIA GPU, else CPU), cpu or cuda: make setup TORCH=cpu
+TORCH ?= auto
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
+SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PYTHON)"
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup lab lab-instructor test lint book bench clean assignments grade
+.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade
 
-setup: $(STAMP)
+# Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
+setup:
+	@$(SETUP)
 
-$(STAMP): pyproject.toml scripts/jupyterlab-overrides.json
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
-	$(PY) -m ipykernel install --sys-prefix --name dlfts --display-name "Python (DL for financial time series)"
-	mkdir -p $(VENV)/share/jupyter/lab/settings
-	cp scripts/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	touch $@
+$(STAMP): pyproject.toml scripts/jupyterlab-overrides.json scripts/setup_env.sh
+	@$(SETUP)
 
 # Extra JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8899"
 LAB_ARGS ?=
 
 # Learners: your own copies in workspace/ (answers replaced by stubs; built if missing, never overwritten).
+# Only the course kernel is offered there, so the launcher shows one Python.
 lab: $(STAMP)
 	$(PY) -m grader workspace workspace
-	$(VENV)/bin/jupyter lab --notebook-dir=workspace $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=workspace --KernelSpecManager.allowed_kernelspecs=dlfts \
+		--MappingKernelManager.default_kernel_name=dlfts $(LAB_ARGS)
 
 # Instructors and contributors: the sources, with solutions (notebooks/, assignments/ masters).
 lab-instructor: $(STAMP)
@@ -47,6 +52,7 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/serving_latency.py
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero.
@@ -61,5 +67,22 @@ grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
 	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
 
+# Removes what builds write (build/, dist/); keeps .venv and your workspace/.
 clean:
 	rm -rf build dist
+	@echo "kept $(VENV) and workspace/ (your work); 'make clean-venv' removes the environment"
+
+# Removes the environment (the next make rebuilds it), e.g. after installing another Python.
+clean-venv:
+	rm -rf $(VENV)
+
+help:
+	@echo "make lab             your copies of the chapters and exercises in JupyterLab (sets up on first use)"
+	@echo "make test            lint, unit tests and every notebook under nbval"
+	@echo "make setup           (re)install the environment; TORCH=auto|cpu|cuda, PYTHON=/path/to/python3.12"
+	@echo "make lab-instructor  the sources, with solutions"
+	@echo "make book            every notebook executed, as HTML in build/book/"
+	@echo "make bench           the Trainer's overhead against a bare training loop"
+	@echo "make assignments     student versions and autograder bundles in dist/ (checked)"
+	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
+	@echo "make clean           remove build/ and dist/;  make clean-venv: remove .venv"

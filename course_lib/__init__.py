@@ -13,16 +13,35 @@ __version__ = "0.1.0"
 __all__ = ["get_device", "set_seed", "__version__"]
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what COURSE_DEVICE accepts, optionally with an index: cuda:1
+
+
 def get_device() -> torch.device:
     """The device the notebooks train on: CUDA, then Apple MPS, then CPU.
 
-    Set the environment variable ``COURSE_DEVICE`` (e.g. ``cpu`` or ``cuda:1``) to override.
+    Set the environment variable ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1`` or ``mps``) to choose.
+    A requested device that this machine lacks raises: nothing falls back to the CPU silently.
     """
-    requested = os.environ.get("COURSE_DEVICE")
+    requested = os.environ.get("COURSE_DEVICE", "").strip()
     if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"COURSE_DEVICE={requested!r} but CUDA is not available on this machine")
+        kind, _, index = requested.lower().partition(":")
+        if kind not in DEVICE_TYPES or (index and not index.isdigit()):
+            raise ValueError(
+                f"COURSE_DEVICE={requested!r} is not a device: use one of {', '.join(DEVICE_TYPES)} "
+                "(optionally with an index, e.g. cuda:1), or unset it to choose automatically"
+            )
+        device = torch.device(requested.lower())
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(
+                    f"COURSE_DEVICE={requested!r} but CUDA is not available on this machine "
+                    f"(PyTorch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                    "unset COURSE_DEVICE or set it to cpu"
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"COURSE_DEVICE={requested!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+                )
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise RuntimeError(f"COURSE_DEVICE={requested!r} but MPS is not available on this machine")
         return device

@@ -16,6 +16,9 @@ directory). Any failure, including yfinance's habit of returning an EMPTY frame 
 falls back to the packaged data with a warning. ``df.attrs["source"]`` says where the data came from.
 """
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
 import warnings
@@ -34,7 +37,10 @@ PACKAGED = {
     "AAPL": (STOCKS_FILE, "Apple, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
     "MSFT": (STOCKS_FILE, "Microsoft, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
     "IBM": (STOCKS_FILE, "IBM, daily 2000-2013, public domain (Quandl WIKI via Bokeh sample data)"),
-    "GOOG": (STOCKS_FILE, "Alphabet/Google, daily 2004-2013, public domain (Quandl WIKI via Bokeh sample data)"),
+    "GOOG": (
+        STOCKS_FILE,
+        "Alphabet/Google, daily 2004-2013, public domain (Quandl WIKI via Bokeh sample data)",
+    ),
 }
 
 
@@ -135,25 +141,27 @@ def _load_online(ticker: str, start: pd.Timestamp | None, end: pd.Timestamp | No
         import yfinance as yf
 
         # yfinance's end is exclusive: add a day so that `end` is included as documented.
-        raw = yf.download(
-            ticker,
-            start=start,
-            end=None if end is None else end + pd.Timedelta(days=1),
-            auto_adjust=True,
-            progress=False,
-            multi_level_index=False,
-        )
+        with _quiet_yfinance():
+            raw = yf.download(
+                ticker,
+                start=start,
+                end=None if end is None else end + pd.Timedelta(days=1),
+                auto_adjust=True,
+                progress=False,
+                multi_level_index=False,
+            )
     except Exception as exc:  # noqa: BLE001 (any network or parsing failure falls back)
-        warnings.warn(f"yfinance failed for {ticker!r} ({exc}); using packaged data", stacklevel=3)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _warn_fallback(ticker, f"the download failed: {reason}")
         return None
     if raw is None or raw.empty:
-        warnings.warn(f"yfinance returned no data for {ticker!r} (offline?); using packaged data", stacklevel=3)
+        _warn_fallback(ticker, "yfinance returned no data (offline?)")
         return None
     if isinstance(raw.columns, pd.MultiIndex):
         raw.columns = raw.columns.get_level_values(0)
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
-        warnings.warn(f"yfinance data for {ticker!r} lack {missing}; using packaged data", stacklevel=3)
+        _warn_fallback(ticker, f"yfinance data lack {missing}")
         return None
     df = raw[COLUMNS].astype(float).dropna()
     df.index = pd.DatetimeIndex(df.index).tz_localize(None).as_unit("ns")
@@ -165,6 +173,41 @@ def _load_online(ticker: str, start: pd.Timestamp | None, end: pd.Timestamp | No
     os.replace(tmp.name, path)
     df.attrs["source"] = f"yfinance (auto_adjust=True), cached at {path}"
     return df
+
+
+class DataFallbackWarning(UserWarning):
+    """Online data could not be had: the packaged data are used instead."""
+
+
+def _warn_fallback(ticker: str, reason: str) -> None:
+    """The one line a learner sees when the download fails (yfinance's own messages are silenced)."""
+    warnings.warn(
+        f"{ticker}: {reason}; using the packaged data instead (set COURSE_OFFLINE=1 to skip the download)",
+        DataFallbackWarning,
+        stacklevel=4,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_yfinance():
+    """Silence yfinance's logging, warnings and prints for the duration of one call, then restore them."""
+    names = ["yfinance", *(n for n in logging.Logger.manager.loggerDict if n.startswith("yfinance."))]
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        # anything still printed (or logged through the last-resort handler) lands in a buffer
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, was in zip(loggers, saved, strict=True):
+            lg.disabled = was
 
 
 def _select_dates(

@@ -42,10 +42,22 @@ def validate_series(x: pd.Series | pd.DataFrame, name: str = "input", min_length
     if not x.index.is_monotonic_increasing:
         raise ValueError(f"{name} dates are not sorted in increasing order; call .sort_index() first")
     values = np.asarray(x, dtype=float)
-    if np.isnan(values).any():
-        raise ValueError(f"{name} contains NaN values ({int(np.isnan(values).sum())} of them)")
-    if np.isinf(values).any():
-        raise ValueError(f"{name} contains infinite values")
+    for what, bad in (("NaN", np.isnan(values)), ("infinite", np.isinf(values))):
+        if bad.any():
+            raise ValueError(
+                f"{name} contains {what} values ({int(bad.sum())} of them; {_first_place(x, bad)})"
+            )
+
+
+def _first_place(x: pd.Series | pd.DataFrame, bad: np.ndarray) -> str:
+    """Where the first flagged value sits: its column (for a frame) and its date."""
+    bad = bad.reshape(len(x), -1)
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    where = f"first on {x.index[row].date()}"
+    if isinstance(x, pd.DataFrame):
+        columns = [str(c) for c, flagged in zip(x.columns, bad[row], strict=True) if flagged]
+        where = f"first in column {columns[0]!r} on {x.index[row].date()}"
+    return where + "; drop or fill those rows first, e.g. prices.dropna()"
 
 
 def _check_ohlc(df: pd.DataFrame, columns: list[str]) -> None:

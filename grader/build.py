@@ -6,9 +6,12 @@
   ``grader.check``) and ``autograder/`` (otter's autograder zip, the solutions notebook, and
   ``grading.json``: every test, the points, and the master's setup code, which ``make grade`` uses).
 * Chapter notebooks: ``notebooks/NN_*.py`` become ``dist/chapters/NN_*.ipynb`` with each
-  ``# SOLUTION`` cell replaced by a stub; the ``# SELF-CHECK`` cells stay.
-* ``workspace/``: the learner's copies of both, opened by ``make lab``; existing files are never
-  overwritten, so a learner's work survives rebuilds.
+  ``# SOLUTION`` cell replaced by a stub; each ``# SELF-CHECK`` cell stays and first checks, with
+  ``course_lib.exercises.require_answers``, that its exercise is answered ("Exercise N is not answered
+  yet: replace each `...`"). Answer and self-check cells carry the ``raises-exception`` tag, so Run
+  All goes on past an unanswered exercise (to preview the chapter) while the failure shows in place.
+* ``workspace/``: the learner's copies of both, opened by ``make lab`` with the course kernel;
+  existing files are never overwritten, so a learner's work survives rebuilds.
 """
 
 import ast
@@ -33,6 +36,11 @@ BOUNDARY = re.compile(r"#\s+(begin|end)\s+(question|prompt|solution|tests)\s*$",
 CONFIG = re.compile(r"#\s+assignment\s+config\s*$", re.I)
 SOLUTION_MARK = re.compile(r"\s*#\s*SOLUTION(\s+NO\s+PROMPT)?\s*$")
 STUB = "# YOUR CODE HERE: replace each `...` with your answer"
+EXERCISE = re.compile(r"^#+\s*Exercise\s+(\d+)\b", re.M)  # a chapter's "### Exercise 2 (3 points): ..."
+SELF_CHECK = "# SELF-CHECK"
+RAISES = "raises-exception"  # Jupyter's tag: Run All (and nbclient, nbval) go on past this cell's error
+# The kernel that `make setup` installs (scripts/setup_env.sh); learners' copies use it.
+KERNEL = {"name": "dlfts", "display_name": "Python (DL for financial time series)", "language": "python"}
 
 
 @dataclass
@@ -309,12 +317,52 @@ def _stub(source: str) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _stub_names(stub: str) -> list[str]:
+    """The answers a stub asks for: its functions, classes and ``name = ...`` lines."""
+    names = []
+    for node in ast.parse(stub).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _tag(cell, tag: str = RAISES) -> None:
+    tags = cell.metadata.setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
 def student_chapter(path: Path):
-    """The chapter notebook with every ``# SOLUTION`` cell replaced by a stub (self-checks kept)."""
+    """The chapter notebook with every ``# SOLUTION`` cell replaced by a stub.
+
+    The self-check after a stub first calls ``require_answers(N, name=name, ...)`` for the stub's
+    names (exercise N from the ``### Exercise N`` heading above it); both cells get the
+    ``raises-exception`` tag so that Run All continues past an exercise that is not answered yet.
+    """
     nb = read_py_notebook(path)
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    exercise, answers = None, []
     for cell in nb.cells:
-        if cell.cell_type == "code" and cell.source.lstrip().startswith("# SOLUTION"):
+        if cell.cell_type == "markdown":
+            match = EXERCISE.search(cell.source)
+            if match:
+                exercise, answers = int(match.group(1)), []
+            continue
+        if cell.cell_type != "code":
+            continue
+        source = cell.source.lstrip()
+        if source.startswith("# SOLUTION"):
             cell.source = _stub(cell.source)
+            answers += [n for n in _stub_names(cell.source) if n not in answers]
+            _tag(cell)
+        elif source.startswith(SELF_CHECK) and exercise is not None and answers:
+            first, _, rest = source.partition("\n")
+            arguments = ", ".join(f"{n}={n}" for n in answers)
+            guard = f"from course_lib.exercises import require_answers\n\nrequire_answers({exercise}, {arguments})\n"
+            cell.source = f"{first}\n{guard}{rest}"
+            _tag(cell)
     return nb
 
 
@@ -365,6 +413,13 @@ def build_all(dist: Path = DIST, log=print) -> list[Path]:
     return built
 
 
+def _copy_with_course_kernel(src: Path, dst: Path) -> None:
+    """Copy a notebook, naming the course kernel so that it opens in the course's environment."""
+    nb = json.loads(src.read_text())
+    nb["metadata"]["kernelspec"] = dict(KERNEL)
+    dst.write_text(json.dumps(nb, indent=1) + "\n")
+
+
 def workspace(dest: Path, dist: Path = DIST, log=print) -> Path:
     """Give the learner student versions in ``dest`` (built if needed); never overwrite their files."""
     wanted = {f"chapters/{p.stem}.ipynb": None for p in CHAPTERS.glob("[0-9][0-9]*_*.py")}
@@ -372,8 +427,8 @@ def workspace(dest: Path, dist: Path = DIST, log=print) -> Path:
     missing = [rel for rel in wanted if not (dest / rel).exists()]
     if not missing:
         return dest
-    if any(rel.startswith("chapters/") and not (dist / rel).exists() for rel in missing):
-        build_chapters(dist)
+    if any(rel.startswith("chapters/") for rel in missing):
+        build_chapters(dist)  # always fresh: a stale dist/ must not hand out an old chapter
     for rel in missing:
         if rel.startswith("assignments/"):
             stem = Path(rel).stem
@@ -383,6 +438,6 @@ def workspace(dest: Path, dist: Path = DIST, log=print) -> Path:
         else:
             src = dist / rel
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest / rel)
+        _copy_with_course_kernel(src, dest / rel)
         log(f"workspace: added {rel}")
     return dest

@@ -645,13 +645,23 @@ beats_hist_mean = bool(best_r2 > 0 and _dm.pvalue < 0.05)
 
 # %%
 # SELF-CHECK
-_means = {n: np.mean(p, axis=0) for n, p in predictions["returns"].items()}
-_best = min(_means, key=lambda n: mse(rtask.test.y, _means[n]))
-assert best_return_model == _best, "pick the model whose averaged forecast has the lowest test MSE"
-_r2 = r2_oos(rtask.test.y[:, 0], _means[_best][:, 0], rbase["hist_mean"][:, 0])
-assert abs(best_r2 - _r2) < 1e-9, "compute r2_oos(y, prediction, historical mean) on the test split"
-_p = diebold_mariano(rtask.test.y[:, 0], _means[_best][:, 0], rbase["hist_mean"][:, 0]).pvalue
-assert beats_hist_mean == bool(_r2 > 0 and _p < 0.05), "a win needs a positive R2_oos AND a significant DM test"
+# the library's results table scores the same forecasts: their MSE and a DM test
+from course_lib.evaluation import results_table
+
+_table = results_table(
+    rtask, {**averaged("returns"), "hist_mean": rbase["hist_mean"]}, benchmark="hist_mean", mcs_size=None
+)
+_models = _table.loc[list(predictions["returns"])]
+assert best_return_model in predictions["returns"], f"pick one of {list(predictions['returns'])}"
+assert best_return_model == _models["MSE"].idxmin(), "pick the model whose seed-averaged forecast has the lowest MSE"
+# R2_oos = 1 - SSE(model) / SSE(benchmark), and the ratio of the SSEs is the ratio of the MSEs
+_mse_ratio = _models.loc[best_return_model, "MSE"] / _table.loc["hist_mean", "MSE"]
+assert abs(best_r2 - (1 - _mse_ratio)) < 1e-6, (
+    "compute r2_oos(y, prediction, rbase['hist_mean']) on the test split, next-day column"
+)
+assert isinstance(beats_hist_mean, bool | np.bool_), "beats_hist_mean should be True or False"
+_significant = _models.loc[best_return_model, "DM_p"] < 0.05
+assert beats_hist_mean == bool(best_r2 > 0 and _significant), "a win needs a positive R2_oos AND a significant DM test"
 print(f"Exercise 4 passed: {best_return_model}, R2_oos = {best_r2:.4f}, beats the historical mean: {beats_hist_mean}")
 
 # %% [markdown]

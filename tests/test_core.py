@@ -19,6 +19,22 @@ def test_course_device_unavailable_cuda_raises(monkeypatch):
         get_device()
 
 
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "tpu"])
+def test_course_device_unknown_names_the_accepted_values(monkeypatch, bad):
+    monkeypatch.setenv("COURSE_DEVICE", bad)
+    with pytest.raises(ValueError, match=r"COURSE_DEVICE='[^']+' is not a device: use one of cpu, cuda, mps"):
+        get_device()
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: checks that an absent device index raises"
+)
+def test_course_device_missing_cuda_index_raises(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(RuntimeError, match="CUDA device"):
+        get_device()
+
+
 def test_set_seed_makes_results_repeatable():
     set_seed(3)
     a = nn.Linear(4, 2)(torch.randn(5, 4))
@@ -100,4 +116,7 @@ def test_parameters_without_gradient_names_unused_parameters():
             return self.used(x)
 
     m = Unused()
-    assert parameters_without_gradient(m, m(torch.randn(4, 3)).pow(2).sum()) == ["unused.weight", "unused.bias"]
+    assert parameters_without_gradient(m, m(torch.randn(4, 3)).pow(2).sum()) == [
+        "unused.weight",
+        "unused.bias",
+    ]

@@ -117,3 +117,30 @@ def test_download_is_cached_atomically_outside_the_repo(online, tmp_path, monkey
 
 def test_stocks_file_exists_in_data_dir():
     assert (data.DATA_DIR / data.STOCKS_FILE).exists()
+
+
+def test_offline_download_failure_shows_one_course_line_only(online, monkeypatch, capsys):
+    import logging
+    import warnings
+
+    import yfinance
+
+    def noisy_download(ticker, **kwargs):  # what yfinance does with no network
+        logging.getLogger("yfinance").error("Cookie/crumb fetch failed (DNSError), continuing without crumb")
+        logging.getLogger("yfinance.data").error("Could not resolve host: query2.finance.yahoo.com")
+        print("1 Failed download: possibly delisted")
+        warnings.warn("The inplace keyword in DataFrame.rename is deprecated", FutureWarning, stacklevel=1)
+        return pd.DataFrame()
+
+    monkeypatch.setattr(yfinance, "download", noisy_download)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = load_prices("^GSPC")
+    assert df.attrs["source"].startswith("packaged")
+    assert [type(w.message) for w in caught] == [data.DataFallbackWarning]
+    assert "^GSPC: yfinance returned no data (offline?); using the packaged data" in str(caught[0].message)
+    assert caught[0].filename == __file__, "the warning points at the learner's call, not at course_lib"
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "", "yfinance's own messages must not reach the learner"
+    assert not logging.getLogger("yfinance").disabled, "yfinance's logging is restored after the call"
+    assert not logging.getLogger("yfinance.data").disabled

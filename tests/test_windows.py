@@ -110,3 +110,11 @@ def test_tensors_and_repr(returns_task):
 def test_stock_task_uses_the_default_split():
     t = make_task("volatility", ticker="IBM", lookback=10)
     assert t.test.dates.min().year == 2009 and t.test.dates.max().year == 2013
+
+
+def test_make_task_names_the_column_and_date_of_a_nan_price():
+    prices = load_prices("^GSPC", end="2010-12-31")
+    day = prices.index[1000]
+    prices.loc[day, "Close"] = np.nan
+    with pytest.raises(ValueError, match=rf"NaN values \(1 of them; first in column 'Close' on {day.date()}"):
+        make_task("returns", prices=prices)

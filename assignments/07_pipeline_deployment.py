@@ -1,0 +1,217 @@
+# %% [markdown]
+# # Graded exercises, chapter 07: from notebook to production
+#
+# Four exercises from chapter 07 (10 points) on walk-forward scaling, drift, data-parallel gradients
+# and alerts, with small made-up arrays: nothing is trained and no server is started. Write your
+# answer where you see `...`, then run the `grader.check(...)` cell below it: it runs the *public*
+# tests. Your notebook is graded with further hidden tests. Keep the names of the answer functions.
+
+# %% [raw]
+# # ASSIGNMENT CONFIG
+# name: 07_pipeline_deployment
+# init_cell: true
+# check_all_cell: false
+# export_cell: false
+# generate: true
+
+# %%
+import numpy as np
+from scipy import stats
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q1
+# points: 3
+
+# %% [markdown]
+# ### Exercise 1 (3 points): spot the bug in a walk-forward scaler
+# For the walk-forward block that forecasts `test_year`, the function below standardises the features
+# with a mean and standard deviation that it fits on the rows of `values` (shape `(T, C)`, one row per
+# day, `years[t]` the year of day `t`). Its backtest looks better than live trading ever will. Write
+# `fit_block_scaler(values, years, test_year)` that returns `(mean, std)` (two arrays of shape `(C,)`,
+# population std as `np.std` computes it) fitted on the data known *before* the test year only.
+#
+# ```python
+# def fit_block_scaler(values, years, test_year):
+#     rows = values[years <= test_year]
+#     return rows.mean(axis=0), rows.std(axis=0)
+# ```
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def fit_block_scaler(values, years, test_year):
+    # BEGIN SOLUTION
+    rows = np.asarray(values, dtype=float)[np.asarray(years) < test_year]
+    return rows.mean(axis=0), rows.std(axis=0)
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+_values = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, -5.0]])
+_mean, _std = fit_block_scaler(_values, np.array([2001, 2002, 2003]), 2003)
+assert np.allclose(_mean, [2.0, 20.0]), "the 2003 row must not enter the scaler of the 2003 block"
+
+# %%
+# HIDDEN
+_rng = np.random.default_rng(7)
+_values = _rng.normal(size=(60, 3))
+_years = np.repeat(np.arange(2000, 2006), 10)
+_mean, _std = fit_block_scaler(_values, _years, 2004)
+assert np.allclose(_mean, _values[:40].mean(axis=0)) and np.allclose(_std, _values[:40].std(axis=0))
+_mean, _std = fit_block_scaler(_values, _years, 2001)
+assert np.allclose(_mean, _values[:10].mean(axis=0)), "only 2000 is known before 2001"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q2
+# points: 3
+
+# %% [markdown]
+# ### Exercise 2 (3 points): the Kolmogorov-Smirnov statistic
+# The drift monitor reports the two-sample KS statistic: the largest vertical gap between the empirical
+# distribution functions of the training sample `a` and the recent sample `b`,
+# $\sup_x |F_a(x) - F_b(x)|$. Write `ks_statistic(a, b)` (a float) without scipy.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def ks_statistic(a, b):
+    # BEGIN SOLUTION
+    a, b = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / len(a)
+    fb = np.searchsorted(b, grid, side="right") / len(b)
+    return float(np.max(np.abs(fa - fb)))
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert abs(ks_statistic([1.0, 2.0, 3.0, 4.0], [3.5, 4.5, 5.5, 6.5]) - 0.75) < 1e-12
+
+# %%
+# HIDDEN
+_rng = np.random.default_rng(3)
+for _n, _m, _shift in [(50, 80, 0.0), (200, 30, 0.7), (15, 15, 2.0)]:
+    _a, _b = _rng.normal(size=_n), _rng.normal(_shift, 1.0, size=_m)
+    assert abs(ks_statistic(_a, _b) - stats.ks_2samp(_a, _b).statistic) < 1e-12, (_n, _m, _shift)
+assert abs(ks_statistic([0.0, 0.0, 1.0], [0.0, 1.0, 1.0]) - 1 / 3) < 1e-12, "ties"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q3
+# points: 2
+
+# %% [markdown]
+# ### Exercise 3 (2 points): how much does each sample weigh under DDP?
+# Each rank computes the *mean* loss over its own shard, and DDP averages the ranks' gradients. Write
+# `ddp_sample_weights(shard_sizes)`: a list with, for each rank, the weight that one of its samples gets
+# in the averaged gradient (with equal shards of a dataset of $N$ samples, every weight is $1/N$).
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def ddp_sample_weights(shard_sizes):
+    # BEGIN SOLUTION
+    return [1.0 / (len(shard_sizes) * n) for n in shard_sizes]
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert np.allclose(ddp_sample_weights([64, 64]), [1 / 128, 1 / 128])
+
+# %%
+# HIDDEN
+assert np.allclose(ddp_sample_weights([3, 1]), [1 / 6, 1 / 2]), "a sample of the small shard counts 3x more"
+assert np.allclose(ddp_sample_weights([10, 10, 5, 25]), [1 / 40, 1 / 40, 1 / 20, 1 / 100])
+assert abs(sum(n * w for n, w in zip([7, 2, 9], ddp_sample_weights([7, 2, 9]), strict=True)) - 1) < 1e-12
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q4
+# points: 2
+
+# %% [markdown]
+# ### Exercise 4 (2 points): an alert that does not flicker
+# A single bad day should not page anyone. Write `sustained_alert(ratio, threshold, k)`: a boolean
+# array, True on day `t` when the error ratio was above `threshold` on each of the `k` days `t-k+1..t`
+# (so always False on the first `k-1` days).
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def sustained_alert(ratio, threshold, k):
+    # BEGIN SOLUTION
+    above = np.asarray(ratio, dtype=float) > threshold
+    out = np.zeros(len(above), dtype=bool)
+    for t in range(k - 1, len(above)):
+        out[t] = above[t - k + 1 : t + 1].all()
+    return out
+    # END SOLUTION
+
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert sustained_alert([1.0, 1.5, 1.5, 1.0, 1.5], 1.2, 2).tolist() == [False, False, True, False, False]
+
+# %%
+# HIDDEN
+_r = np.array([1.3, 1.3, 1.3, 0.9, 1.4, 1.4, 1.4, 1.4])
+assert sustained_alert(_r, 1.2, 3).tolist() == [False, False, True, False, False, False, True, True]
+assert sustained_alert(_r, 1.2, 1).tolist() == (_r > 1.2).tolist()
+assert not sustained_alert(_r, 1.35, 5).any()
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
