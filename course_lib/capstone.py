@@ -362,13 +362,30 @@ def _baseline_entries(task: Task, n_seeds: int) -> dict[str, tuple[list, list]]:
     return {"random_walk": ([random_walk(task, "test")] * n_seeds, [random_walk(task, "val")] * n_seeds)}
 
 
+def _refuse_twins(task: Task, preds: dict, vals: dict, base_test: dict, base_val: dict) -> None:
+    """Refuse two rows whose seed ensembles are the same forecast after the level correction (a
+    copy, or a constant shift, of another row): the model confidence set cannot rank identical losses."""
+    from .evaluation import level_correct
+
+    ens = {k: np.mean(v, axis=0) for k, v in preds.items()} | dict(base_test)
+    ens_val = {k: np.mean(v, axis=0) for k, v in vals.items()} | dict(base_val)
+    corrected = level_correct(ens, ens_val, task.val.y)
+    names = list(corrected)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if np.allclose(corrected[a], corrected[b], rtol=0, atol=1e-6):
+                raise ValueError(
+                    f"{a!r} and {b!r} are the same forecast after the level correction (one is a copy or a "
+                    "constant shift of the other): the model confidence set cannot tell them apart; drop one"
+                )
+
+
 def leaderboard(
     task: Task,
     entries: list[Entry],
     benchmark: str = BENCHMARK,
     combine: int = 3,
     mcs_size: float = 0.1,
-    mcs_reps: int = 1000,
 ) -> pd.DataFrame:
     """The capstone table: every entry beside the baselines, a forecast combination, one protocol.
 
@@ -378,8 +395,8 @@ def leaderboard(
     the seed ensemble against ``benchmark`` on the corrected QLIKE differential, Newey-West
     variance), ``better QLIKE (p<0.05)`` (seeds that beat the benchmark significantly) and ``in_MCS``
     (the 1 - ``mcs_size`` model confidence set of the seed ensembles on corrected QLIKE). Sorted by
-    QLIKE_lc. ``combine``: the ``combine`` rows with the lowest *validation* corrected QLIKE (seed
-    ensembles) are combined with :func:`combination_weights` into the row ``combination`` (0: none);
+    QLIKE_lc. ``combine``: the ``combine`` entries (models, not baselines) with the lowest *validation*
+    corrected QLIKE (seed ensembles) are combined with :func:`combination_weights` into the row ``combination`` (0: none);
     its weights are in ``table.attrs["weights"]``.
     """
     if not entries:
@@ -412,9 +429,9 @@ def leaderboard(
     for name, (t, v) in _baseline_entries(task, n_seeds).items():
         preds[name], vals[name] = t, v
     weights = None
-    if combine:
-        pool_val = {k: np.mean(v, axis=0) for k, v in vals.items()} | dict(base_val)
-        pool_test = {k: np.mean(v, axis=0) for k, v in preds.items()} | dict(base_test)
+    if combine and len(entries) >= 2:
+        pool_val = {e.name: np.mean(e.val, axis=0) for e in entries}
+        pool_test = {e.name: np.mean(e.test, axis=0) for e in entries}
         y = task.val.y[:, 0].astype(np.float64)
 
         def val_lc(p):
@@ -428,6 +445,7 @@ def leaderboard(
     if weights is not None:
         preds["combination"] = [sum(w * pool_test[k] for k, w in weights.items())] * n_seeds
         vals["combination"] = [sum(w * pool_val[k] for k, w in weights.items())] * n_seeds
+    _refuse_twins(task, preds, vals, base_test, base_val)
     table = seed_summary(
         task,
         preds,
@@ -479,6 +497,10 @@ def evaluate_submission(
     models) to rank against. Returns :func:`leaderboard`'s table.
     """
     task = task or capstone_task()
+    if kwargs and isinstance(model_or_predictions, Entry | dict):
+        raise TypeError(
+            f"trainer arguments {sorted(kwargs)} only apply to a model; forecasts are not trained"
+        )
     if isinstance(model_or_predictions, Entry):
         entry = model_or_predictions
     elif isinstance(model_or_predictions, dict):
@@ -622,3 +644,33 @@ def economic_table(
             **{f"VaR {k}": x for k, x in var_backtest(task, t, v).items()},
         }
     return pd.DataFrame(rows).T
+
+
+def plot_leaderboard(table: pd.DataFrame, ax=None, column: str = "QLIKE_lc"):
+    """The leaderboard at a glance: test QLIKE per model (mean over seeds, bars of +- 1 sd across
+    seeds), the benchmark's level as a line, members of the model confidence set filled, the others
+    hollow. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
+    t = table.sort_values(column, ascending=False)
+    y = np.arange(len(t))
+    sd = t[f"{column} sd"].fillna(0).to_numpy()
+    member = t["in_MCS"].fillna(False).astype(bool).to_numpy()
+    ax.errorbar(t[column], y, xerr=sd, fmt="none", ecolor="grey", capsize=3)
+    ax.scatter(t[column][member], y[member], color="C0", zorder=3, label="in the 90% MCS")
+    ax.scatter(
+        t[column][~member], y[~member], facecolor="white", edgecolor="C3", zorder=3, label="outside the MCS"
+    )
+    bench = table.attrs.get("benchmark", BENCHMARK)
+    if bench in t.index:
+        ax.axvline(t.loc[bench, column], color="k", lw=0.8, ls="--", label=f"{bench}")
+    ax.set_yticks(y, [f"{m} ({f})" for m, f in zip(t.index, t["family"], strict=True)])
+    label = "level-corrected QLIKE" if column == "QLIKE_lc" else "raw QLIKE"
+    ax.set_xlabel(f"test {label}, 2009-2018 (lower is better; bars: +-1 sd over seeds)")
+    ax.set_title(
+        f"Capstone leaderboard: next-day S&P 500 log Parkinson volatility ({table.attrs.get('n_seeds', '?')} seeds)"
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
