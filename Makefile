@@ -52,6 +52,11 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+
+# The capstone leaderboard (chapter 08): every family, 5 seeds, frozen and walk-forward, into
+# docs/leaderboard.md and docs/leaderboard.png (budget: 60 minutes on a 2-core CPU).
+leaderboard: $(STAMP)
+	$(PY) scripts/leaderboard.py --walk-forward
 	$(PY) benchmarks/serving_latency.py
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,8 @@ def markdown(df) -> str:
     """A DataFrame as a markdown table (pandas' to_markdown needs tabulate, which the course does not ship)."""
 
     def cell(v):
+        if v is pd.NA:
+            return ""
         if isinstance(v, float | np.floating):
             return "" if np.isnan(v) else f"{v:.3f}"
         return str(v)
@@ -85,7 +88,7 @@ def main(argv=None):
     p.add_argument("--size", default="full", choices=["small", "full"])
     p.add_argument("--max-epochs", type=int, default=30)
     p.add_argument("--walk-forward", action="store_true", help="add the walk-forward table (chapter 07)")
-    p.add_argument("--wf-epochs", type=int, default=3, help="epochs per walk-forward block")
+    p.add_argument("--wf-epochs", type=int, default=2, help="epochs per walk-forward block")
     p.add_argument("--out", default=str(ROOT / "docs"), help="folder for leaderboard.md and leaderboard.png")
     p.add_argument("--label", default="", help="a line saying what this run is (e.g. a reduced check)")
     args = p.parse_args(argv)
@@ -103,6 +106,7 @@ def main(argv=None):
             cap.train_entry(name, task, seeds=args.seeds, size=args.size, max_epochs=args.max_epochs)
         )
     table = cap.leaderboard(task, entries)
+    table["params"] = table["params"].astype("Int64")
     econ = cap.economic_table(task, table, entries)
     wf = None
     if args.walk_forward:
