@@ -40,7 +40,8 @@ from course_lib.models.common import check_window, keeps_config
 # %% [markdown]
 # ## Parameters
 # Every size of the chapter lives here. The defaults fit the notebook's CPU budget (about a minute);
-# `make leaderboard` uses `size="full"`, five seeds, 30 epochs and every family of `cap.MODELS`.
+# `make leaderboard` uses `size="full"`, five seeds, 20 epochs, both losses and every family of
+# `cap.MODELS`.
 
 # %%
 MODELS = (("GRU", "mse"), ("TCN", "mse"), ("TCN", "qlike"))  # (family, training loss); all: cap.MODELS
@@ -412,6 +413,8 @@ print(
 # * One call puts a model on the leaderboard: `cap.evaluate_submission(model_or_forecasts)`; the
 #   table gives raw and corrected QLIKE with the seed spread, DM against HAR with a Newey-West
 #   variance, the seeds that beat HAR, and the model confidence set.
+# * The training loss matters as much as the architecture: the printed comparison above shows the
+#   same TCN trained on QLIKE against MSE, on the loss the leaderboard ranks by.
 # * The level correction is learnt on validation or not at all; learnt on the crisis years it can
 #   hurt, and saying so is a result.
 # * A forecast is worth what it does: the volatility-targeted portfolio and the VaR backtest rank

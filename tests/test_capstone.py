@@ -227,3 +227,23 @@ def test_economic_readings_are_scale_free_and_react_to_a_bad_forecast(task):
     assert vf["rate"] < 0.005 and vf["p_kupiec"] < 0.001 and vf["p_cc"] < va["p_cc"]
     vt_flat = cap.vol_targeting(task, flat_t, flat_v)
     assert vt_flat["turnover"] == 0 and vt_flat["rolling RMSE"] > a["rolling RMSE"]
+
+
+def test_qlike_loss_is_the_course_qlike_and_its_minimiser_is_the_log_mean_variance():
+    rng = np.random.default_rng(4)
+    y = torch.tensor(rng.normal(0, 0.6, (400, 1)))
+    p = torch.tensor(rng.normal(0, 0.6, (400, 1)))
+    assert cap.qlike_loss(p, y).item() == pytest.approx(
+        loss_series(y.numpy()[:, 0], p.numpy()[:, 0], "qlike").mean()
+    )
+    # the best constant forecast is 0.5 log mean(exp(2 y)) (= log sqrt(E s^2)), not mean(y) as under MSE
+    best = 0.5 * torch.log(torch.mean(torch.exp(2 * y)))
+    c = best.clone().requires_grad_(True)
+    cap.qlike_loss(c.expand_as(y), y).backward()
+    assert abs(c.grad.item()) < 1e-10
+    assert cap.qlike_loss(torch.full_like(y, best.item()), y) < cap.qlike_loss(
+        torch.full_like(y, y.mean().item()), y
+    )
+    assert cap.qlike_loss({"prediction": p}, y) == cap.qlike_loss(p, y)
+    with pytest.raises(ValueError, match="shape"):
+        cap.qlike_loss(p[:, 0], y)
