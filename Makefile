@@ -38,9 +38,11 @@ lab-instructor: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks assignments
 
+# Two workers; loadscope keeps each test file and each notebook on one worker, in order.
+TEST_JOBS ?= 2
 test: lint
 	$(PY) scripts/build_notebooks.py --out build/nbtest
-	$(PY) -m pytest -q tests build/nbtest --nbval-lax --nbval-current-env \
+	$(PY) -m pytest -q tests build/nbtest --nbval-lax --nbval-current-env -n $(TEST_JOBS) --dist loadscope \
 		--junitxml=build/junit.xml -o junit_family=xunit1
 	$(PY) scripts/notebook_times.py build/junit.xml
 

@@ -63,12 +63,21 @@ def main() -> None:
         set_seed(r)
         bare += bare_epochs(SmallLSTM(X.shape[-1]), X, y, Xv, yv, args.epochs, args.batch_size, r)[1:]
         set_seed(r)
-        t = Trainer(SmallLSTM(X.shape[-1]), batch_size=args.batch_size, max_epochs=args.epochs,
-                    patience=args.epochs, device="cpu", seed=r, progress=True)
+        t = Trainer(
+            SmallLSTM(X.shape[-1]),
+            batch_size=args.batch_size,
+            max_epochs=args.epochs,
+            patience=args.epochs,
+            device="cpu",
+            seed=r,
+            progress=True,
+        )
         t.fit(X, y, Xv, yv)
         trainer += t.history["epoch_time"][1:]  # the first epoch of each run is warm-up
     b, tr = statistics.median(bare), statistics.median(trainer)
-    print(f"samples {len(y)}, batch {args.batch_size}, epochs {args.epochs} x {args.repeats} runs (median, warm-up dropped)")
+    print(
+        f"samples {len(y)}, batch {args.batch_size}, epochs {args.epochs} x {args.repeats} runs (median, warm-up dropped)"
+    )
     print(f"{'loop':<12} {'s/epoch':>9}")
     print(f"{'bare':<12} {b:9.4f}")
     print(f"{'Trainer':<12} {tr:9.4f}")

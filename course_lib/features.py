@@ -131,14 +131,11 @@ def stale_open_share(prices: pd.DataFrame) -> pd.Series:
 def log_vol(variance: pd.Series) -> pd.Series:
     """Log volatility ``0.5 log(max(variance, floor))`` from a variance proxy (percent squared).
 
-    The floor only lifts days with a zero range (high = low); NaN, infinite or negative variances,
-    and unsorted or duplicate dates, raise a ``ValueError`` (docs/errata.md: features). A rolling mean
-    starts with NaN: drop its warm-up rows first (``.dropna()``).
+    The floor lifts days with a zero (or, from inconsistent OHLC data, negative) range estimate;
+    NaN or infinite variances and unsorted or duplicate dates raise a ``ValueError`` (docs/errata.md:
+    features.log_vol). A rolling mean starts with NaN: drop its warm-up rows first (``.dropna()``).
     """
     validate_series(variance, "variance", min_length=1)
-    if (variance < 0).any():
-        first = variance.index[(variance < 0).to_numpy()][0]
-        raise ValueError(f"variance has negative values (first on {first.date()}): a variance is >= 0")
     return 0.5 * np.log(variance.clip(lower=VAR_FLOOR))
 
 

@@ -148,6 +148,7 @@ print(f"with the gates in the wrong order the difference is {wrong_gap:.2f}")
 # and the GRU equations above. PyTorch's gate order is $r, z, n$. Note where $b_{hn}$ sits: *inside*
 # the reset gate's product.
 
+
 # %%
 # SOLUTION
 def gru_step(x_t, h, cell):
@@ -249,6 +250,7 @@ print({k: round(mse(vtask.test.y, v), 4) for k, v in vbase.items()}, "(volatilit
 # Watch it happen: change **only sample 1** of a batch of four test windows and see whether the
 # output for **sample 0** moves.
 
+
 # %%
 class BatchMixingAttentionLSTM(nn.Module):
     """The source module's defect, kept deliberately: attention without batch_first on (B, L, H)."""
@@ -276,10 +278,16 @@ print("buggy attention weights have shape", tuple(w_bug.shape), "= (L, B, B): we
 x_changed = x_four.clone()
 x_changed[1] = x_changed[1] + 3.0  # change sample 1 only
 with torch.no_grad():
-    print(f"buggy model, sample 0's forecast: {buggy(x_four)[0].item():+.5f} -> {buggy(x_changed)[0].item():+.5f}")
-    print(f"FinancialLSTM, sample 0's forecast: {correct(x_four)[0].item():+.5f} -> "
-          f"{correct(x_changed)[0].item():+.5f}")
-print(f"batch_coupling: buggy {batch_coupling(buggy, x_four):.1e}, FinancialLSTM {batch_coupling(correct, x_four):.1e}")
+    print(
+        f"buggy model, sample 0's forecast: {buggy(x_four)[0].item():+.5f} -> {buggy(x_changed)[0].item():+.5f}"
+    )
+    print(
+        f"FinancialLSTM, sample 0's forecast: {correct(x_four)[0].item():+.5f} -> "
+        f"{correct(x_changed)[0].item():+.5f}"
+    )
+print(
+    f"batch_coupling: buggy {batch_coupling(buggy, x_four):.1e}, FinancialLSTM {batch_coupling(correct, x_four):.1e}"
+)
 
 # %% [markdown]
 # The check `batch_coupling` runs on every model of the library (see `tests/test_recurrent.py`), and the
@@ -325,8 +333,16 @@ MODELS = {
 def train_and_predict(name, task, seed):
     set_seed(seed)
     model = MODELS[name](len(task.feature_names), task.horizons)
-    trainer = Trainer(model, lr=LR, batch_size=BATCH, max_epochs=EPOCHS, patience=PATIENCE,
-                      seed=seed, device=device, progress=False)
+    trainer = Trainer(
+        model,
+        lr=LR,
+        batch_size=BATCH,
+        max_epochs=EPOCHS,
+        patience=PATIENCE,
+        seed=seed,
+        device=device,
+        progress=False,
+    )
     trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
     # validation forecasts too: the level correction of volatility forecasts is learnt on them
     return model, trainer.best_epoch, trainer.predict(task.test.X), trainer.predict(task.val.X)
@@ -347,7 +363,9 @@ for task in (rtask, vtask):
             if seed == SEEDS[0]:
                 fitted[task.kind, name] = model
 print(f"trained {2 * len(MODELS) * len(SEEDS)} models in {time.perf_counter() - start:.1f} s")
-print(f"best epoch per seed (out of at most {EPOCHS}; = {EPOCHS} means still improving when training stopped):")
+print(
+    f"best epoch per seed (out of at most {EPOCHS}; = {EPOCHS} means still improving when training stopped):"
+)
 pd.DataFrame(best_epochs, index=[f"seed {s}" for s in SEEDS]).T
 
 # %% [markdown]
@@ -390,7 +408,9 @@ print(
 # the `MSE sd` column).
 
 # %%
-vol_summary = seed_summary(vtask, predictions["volatility"], vbase, val_predictions=val_predictions["volatility"])
+vol_summary = seed_summary(
+    vtask, predictions["volatility"], vbase, val_predictions=val_predictions["volatility"]
+)
 vol_summary
 
 # %%
@@ -421,10 +441,14 @@ print(f"Significantly worse than log-HAR on MSE for every seed: {losers or 'none
 y_vol = vtask.test.y[:, 0]
 har_qlike = qlike(np.exp(2 * y_vol), np.exp(2 * vbase["har"][:, 0]))
 gru_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialGRU"]]
-lstm_qlike = [qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialLSTM"]]
-print(f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(SEEDS)} seeds "
-      f"({sum(q < har_qlike for q in gru_qlike)} of {len(SEEDS)} seeds below HAR's {har_qlike:.3f}); "
-      f"FinancialLSTM {np.mean(lstm_qlike):.3f} ({sum(q < har_qlike for q in lstm_qlike)} of {len(SEEDS)} below HAR).")
+lstm_qlike = [
+    qlike(np.exp(2 * y_vol), np.exp(2 * p[:, 0])) for p in predictions["volatility"]["FinancialLSTM"]
+]
+print(
+    f"FinancialGRU: test QLIKE {np.mean(gru_qlike):.3f} on average over {len(SEEDS)} seeds "
+    f"({sum(q < har_qlike for q in gru_qlike)} of {len(SEEDS)} seeds below HAR's {har_qlike:.3f}); "
+    f"FinancialLSTM {np.mean(lstm_qlike):.3f} ({sum(q < har_qlike for q in lstm_qlike)} of {len(SEEDS)} below HAR)."
+)
 
 # %% [markdown]
 # **What the volatility results say.** Volatility is forecastable, and the baselines are strong: the
@@ -457,22 +481,37 @@ multi_preds, multi_val = [], []
 for seed in SEEDS:
     set_seed(seed)
     multi = MultiHorizonLSTM(len(mtask.feature_names), HIDDEN, horizons=HORIZONS)
-    trainer = Trainer(multi, lr=LR, batch_size=BATCH, max_epochs=EPOCHS, patience=PATIENCE,
-                      seed=seed, device=device, progress=False)
+    trainer = Trainer(
+        multi,
+        lr=LR,
+        batch_size=BATCH,
+        max_epochs=EPOCHS,
+        patience=PATIENCE,
+        seed=seed,
+        device=device,
+        progress=False,
+    )
     history = trainer.fit(mtask.train.X, mtask.train.y, mtask.val.X, mtask.val.y)
     multi_preds.append(trainer.predict(mtask.test.X))
     multi_val.append(trainer.predict(mtask.val.X))
 best = history["val_per_output"][trainer.best_epoch - 1]
-print(f"seed {seed}, validation MSE per horizon at the best epoch ({trainer.best_epoch}):",
-      {h: round(v, 4) for h, v in zip(HORIZONS, best, strict=True)})
+print(
+    f"seed {seed}, validation MSE per horizon at the best epoch ({trainer.best_epoch}):",
+    {h: round(v, 4) for h, v in zip(HORIZONS, best, strict=True)},
+)
 
 horizon_mse = pd.DataFrame(
     {
-        "MultiHorizonLSTM (mean of seeds)": [np.mean([mse(mtask.test.y[:, j], p[:, j]) for p in multi_preds])
-                                             for j in range(len(HORIZONS))],
-        "MultiHorizonLSTM (std)": [np.std([mse(mtask.test.y[:, j], p[:, j]) for p in multi_preds])
-                                   for j in range(len(HORIZONS))],
-        **{name: [mse(mtask.test.y[:, j], b[:, j]) for j in range(len(HORIZONS))] for name, b in mbase.items()},
+        "MultiHorizonLSTM (mean of seeds)": [
+            np.mean([mse(mtask.test.y[:, j], p[:, j]) for p in multi_preds]) for j in range(len(HORIZONS))
+        ],
+        "MultiHorizonLSTM (std)": [
+            np.std([mse(mtask.test.y[:, j], p[:, j]) for p in multi_preds]) for j in range(len(HORIZONS))
+        ],
+        **{
+            name: [mse(mtask.test.y[:, j], b[:, j]) for j in range(len(HORIZONS))]
+            for name, b in mbase.items()
+        },
     },
     index=pd.Index(HORIZONS, name="horizon (days)"),
 )
@@ -581,6 +620,7 @@ print(
 # keeps the LSTM -> multi-head attention -> linear head design but makes each sample's forecast
 # independent of the rest of its batch. Then create `fixed_model = FixedAttentionLSTM(4, HIDDEN)`.
 
+
 # %%
 # SOLUTION
 class FixedAttentionLSTM(BatchMixingAttentionLSTM):
@@ -653,7 +693,9 @@ _table = results_table(
 )
 _models = _table.loc[list(predictions["returns"])]
 assert best_return_model in predictions["returns"], f"pick one of {list(predictions['returns'])}"
-assert best_return_model == _models["MSE"].idxmin(), "pick the model whose seed-averaged forecast has the lowest MSE"
+assert best_return_model == _models["MSE"].idxmin(), (
+    "pick the model whose seed-averaged forecast has the lowest MSE"
+)
 # R2_oos = 1 - SSE(model) / SSE(benchmark), and the ratio of the SSEs is the ratio of the MSEs
 _mse_ratio = _models.loc[best_return_model, "MSE"] / _table.loc["hist_mean", "MSE"]
 assert abs(best_r2 - (1 - _mse_ratio)) < 1e-6, (
@@ -661,8 +703,12 @@ assert abs(best_r2 - (1 - _mse_ratio)) < 1e-6, (
 )
 assert isinstance(beats_hist_mean, bool | np.bool_), "beats_hist_mean should be True or False"
 _significant = _models.loc[best_return_model, "DM_p"] < 0.05
-assert beats_hist_mean == bool(best_r2 > 0 and _significant), "a win needs a positive R2_oos AND a significant DM test"
-print(f"Exercise 4 passed: {best_return_model}, R2_oos = {best_r2:.4f}, beats the historical mean: {beats_hist_mean}")
+assert beats_hist_mean == bool(best_r2 > 0 and _significant), (
+    "a win needs a positive R2_oos AND a significant DM test"
+)
+print(
+    f"Exercise 4 passed: {best_return_model}, R2_oos = {best_r2:.4f}, beats the historical mean: {beats_hist_mean}"
+)
 
 # %% [markdown]
 # ## Summary

@@ -121,8 +121,10 @@ for dk in (4, 64, 512):
         name: -(s.softmax(-1) * s.log_softmax(-1)).sum(-1).mean().item()
         for name, s in (("unscaled", raw), ("scaled", raw / dk**0.5))
     }
-    print(f"d_k={dk:4d}  std of scores {raw.std():6.1f}  entropy unscaled {entropy['unscaled']:.2f}  "
-          f"scaled {entropy['scaled']:.2f}")
+    print(
+        f"d_k={dk:4d}  std of scores {raw.std():6.1f}  entropy unscaled {entropy['unscaled']:.2f}  "
+        f"scaled {entropy['scaled']:.2f}"
+    )
 
 # %% [markdown]
 # ## 2. The causal mask, and the leak without it
@@ -147,8 +149,10 @@ for ax, a, title in ((axes[0], A, "no mask: row t sees the future"), (axes[1], A
     ax.set_ylabel("query t")
 plt.tight_layout()
 plt.show()
-print("max |masked attention vs PyTorch is_causal| =",
-      (A_causal @ V - F.scaled_dot_product_attention(Q, K, V, is_causal=True)).abs().max().item())
+print(
+    "max |masked attention vs PyTorch is_causal| =",
+    (A_causal @ V - F.scaled_dot_product_attention(Q, K, V, is_causal=True)).abs().max().item(),
+)
 
 # %% [markdown]
 # ### Measuring the leak
@@ -165,7 +169,10 @@ ret_task = make_task("returns", lookback=LOOKBACK, features=FEATURES)
 print(vol_task)
 
 RET = FEATURES.index("ret")
-leak_x = {split: torch.from_numpy(vol_task.split(split).X[:, -LEAK_LOOKBACK:]).to(device) for split in ("train", "val")}
+leak_x = {
+    split: torch.from_numpy(vol_task.split(split).X[:, -LEAK_LOOKBACK:]).to(device)
+    for split in ("train", "val")
+}
 leak_x["train"] = leak_x["train"][:LEAK_WINDOWS]  # (N, LEAK_LOOKBACK, C)
 
 
@@ -176,7 +183,9 @@ def per_step_mse(model, x):
 
 def fit_per_step(causal: bool) -> tuple[FinancialTransformer, list[float]]:
     set_seed(0)
-    model = FinancialTransformer(len(FEATURES), D_MODEL, HEADS, LAYERS, 2 * D_MODEL, dropout=0.0, causal=causal)
+    model = FinancialTransformer(
+        len(FEATURES), D_MODEL, HEADS, LAYERS, 2 * D_MODEL, dropout=0.0, causal=causal
+    )
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
     losses = []
@@ -193,12 +202,18 @@ leak_models, leak_losses, leak_rows = {}, {}, []
 for causal in (True, False):
     model, leak_losses[causal] = fit_per_step(causal)
     with torch.no_grad():
-        r2 = {f"R2 {split}": 1 - per_step_mse(model, x).item() / x[:, 1:, RET].var().item()
-              for split, x in leak_x.items()}
+        r2 = {
+            f"R2 {split}": 1 - per_step_mse(model, x).item() / x[:, 1:, RET].var().item()
+            for split, x in leak_x.items()
+        }
     leak_models[causal] = model.cpu()
     x_probe = leak_x["val"][:16].cpu()
-    worst = max(future_gradient(lambda z, m=model: m(z, per_step=True), x_probe, t) for t in range(LEAK_LOOKBACK - 1))
-    leak_rows.append({"model": "causal mask" if causal else "NO mask", **r2, "largest future gradient": worst})
+    worst = max(
+        future_gradient(lambda z, m=model: m(z, per_step=True), x_probe, t) for t in range(LEAK_LOOKBACK - 1)
+    )
+    leak_rows.append(
+        {"model": "causal mask" if causal else "NO mask", **r2, "largest future gradient": worst}
+    )
 
 plt.figure(figsize=(6, 3))
 plt.plot(leak_losses[True], label="causal mask")
@@ -295,8 +310,17 @@ def train_runs(make_model, task, inputs, loss, seeds, epochs):
     predictions, val_predictions = [], []
     for seed in seeds:
         set_seed(seed)
-        trainer = Trainer(make_model(), loss=loss, lr=LR, batch_size=BATCH, max_epochs=epochs,
-                          patience=PATIENCE, device=device, seed=seed, progress=False)
+        trainer = Trainer(
+            make_model(),
+            loss=loss,
+            lr=LR,
+            batch_size=BATCH,
+            max_epochs=epochs,
+            patience=PATIENCE,
+            device=device,
+            seed=seed,
+            progress=False,
+        )
         trainer.fit(inputs(task, "train"), task.train.y, inputs(task, "val"), task.val.y)
         predictions.append(trainer.predict(inputs(task, "test")))
         val_predictions.append(trainer.predict(inputs(task, "val")))
@@ -316,8 +340,10 @@ transformer_ret, _, _ = train_runs(make_transformer, ret_task, past_only, "mse",
 transformer_vol, transformer_vol_val, transformer_trainer = train_runs(
     make_transformer, vol_task, past_only, "mse", SEEDS, EPOCHS
 )
-print(f"FinancialTransformer: {2 * len(SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
-      f"{sum(p.numel() for p in transformer_trainer.model.parameters())} parameters")
+print(
+    f"FinancialTransformer: {2 * len(SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
+    f"{sum(p.numel() for p in transformer_trainer.model.parameters())} parameters"
+)
 
 # %% [markdown]
 # ## 5. The Temporal Fusion Transformer
@@ -355,6 +381,7 @@ print(f"FinancialTransformer: {2 * len(SEEDS)} runs in {time.perf_counter() - st
 # known the evening before; a production system would read the gap from the published exchange calendar.
 # Here that touches a handful of days.)
 
+
 # %%
 def calendar_inputs(task, split):
     """Known-future inputs (N, 1, 3): the calendar of the target day t+1, known at the origin t."""
@@ -374,8 +401,15 @@ def tft_inputs(task, split):
 
 
 def make_tft():
-    return TemporalFusionTransformer(len(FEATURES), len(KNOWN), horizon=1, hidden_size=D_MODEL, n_heads=HEADS,
-                                     dropout=DROPOUT, quantiles=QUANTILES)
+    return TemporalFusionTransformer(
+        len(FEATURES),
+        len(KNOWN),
+        horizon=1,
+        hidden_size=D_MODEL,
+        n_heads=HEADS,
+        dropout=DROPOUT,
+        quantiles=QUANTILES,
+    )
 
 
 x_future_test = calendar_inputs(vol_task, "test")
@@ -385,8 +419,10 @@ start = time.perf_counter()
 pinball = PinballLoss(QUANTILES)
 tft_ret, _, _ = train_runs(make_tft, ret_task, tft_inputs, pinball, TFT_SEEDS, TFT_EPOCHS)
 tft_vol, tft_vol_val, tft_trainer = train_runs(make_tft, vol_task, tft_inputs, pinball, TFT_SEEDS, TFT_EPOCHS)
-print(f"TFT: {2 * len(TFT_SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
-      f"{sum(p.numel() for p in tft_trainer.model.parameters())} parameters; predictions {tft_vol.shape}")
+print(
+    f"TFT: {2 * len(TFT_SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
+    f"{sum(p.numel() for p in tft_trainer.model.parameters())} parameters; predictions {tft_vol.shape}"
+)
 
 # %% [markdown]
 # > **Pitfall (erratum: TemporalFusionTransformer, VariableSelectionNetwork)** The module's TFT crashes
@@ -414,10 +450,22 @@ print(f"TFT: {2 * len(TFT_SEEDS)} runs in {time.perf_counter() - start:.1f} s; "
 # %%
 period = (vol_task.test.dates >= "2011-01-01") & (vol_task.test.dates <= "2011-12-31")
 fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-plot_quantile_bands(ret_task.test.dates[period], ret_task.test.y[period, 0], tft_ret[0, period, 0], QUANTILES,
-                    ax=axes[0], title="TFT: daily return (%), 10/50/90% quantiles")
-plot_quantile_bands(vol_task.test.dates[period], vol_task.test.y[period, 0], tft_vol[0, period, 0], QUANTILES,
-                    ax=axes[1], title="TFT: log daily volatility, 10/50/90% quantiles")
+plot_quantile_bands(
+    ret_task.test.dates[period],
+    ret_task.test.y[period, 0],
+    tft_ret[0, period, 0],
+    QUANTILES,
+    ax=axes[0],
+    title="TFT: daily return (%), 10/50/90% quantiles",
+)
+plot_quantile_bands(
+    vol_task.test.dates[period],
+    vol_task.test.y[period, 0],
+    tft_vol[0, period, 0],
+    QUANTILES,
+    ax=axes[1],
+    title="TFT: log daily volatility, 10/50/90% quantiles",
+)
 plt.tight_layout()
 plt.show()
 
@@ -429,18 +477,25 @@ def coverage(y, q):
 
 for name, task, q in (("returns", ret_task, tft_ret), ("volatility", vol_task, tft_vol)):
     inside, below = coverage(task.test.y[:, 0], q[0, :, 0])
-    print(f"{name:10s}: {inside:.1%} of test outcomes inside the 10-90% band (target 80%), "
-          f"{below:.1%} below q0.1 (target 10%)")
+    print(
+        f"{name:10s}: {inside:.1%} of test outcomes inside the 10-90% band (target 80%), "
+        f"{below:.1%} below q0.1 (target 10%)"
+    )
 
 # Does the return band follow volatility? Band width on the most and least volatile tenth of test days.
 realised_vol = vol_task.test.y[:, 0]  # same test origins as ret_task
 assert (vol_task.test.dates == ret_task.test.dates).all()
 width = tft_ret[0, :, 0, -1] - tft_ret[0, :, 0, 0]
-calm_days, wild_days = realised_vol <= np.quantile(realised_vol, 0.1), realised_vol >= np.quantile(realised_vol, 0.9)
-print(f"return band width: {width[calm_days].mean():.2f}% on the calmest tenth of days, "
-      f"{width[wild_days].mean():.2f}% on the most volatile tenth "
-      f"(realised |return| {np.abs(ret_task.test.y[calm_days, 0]).mean():.2f}% vs "
-      f"{np.abs(ret_task.test.y[wild_days, 0]).mean():.2f}%)")
+calm_days, wild_days = (
+    realised_vol <= np.quantile(realised_vol, 0.1),
+    realised_vol >= np.quantile(realised_vol, 0.9),
+)
+print(
+    f"return band width: {width[calm_days].mean():.2f}% on the calmest tenth of days, "
+    f"{width[wild_days].mean():.2f}% on the most volatile tenth "
+    f"(realised |return| {np.abs(ret_task.test.y[calm_days, 0]).mean():.2f}% vs "
+    f"{np.abs(ret_task.test.y[wild_days, 0]).mean():.2f}%)"
+)
 
 # %% [markdown]
 # Read the printout rather than the picture alone. The TFT's return band does widen on volatile days,
@@ -459,18 +514,25 @@ print(f"return band width: {width[calm_days].mean():.2f}% on the calmest tenth o
 # %%
 tft_model = tft_trainer.model.eval()
 with torch.no_grad():
-    explained = tft_model(*(torch.from_numpy(a).to(device) for a in tft_inputs(vol_task, "test")),
-                          return_attention=True)
+    explained = tft_model(
+        *(torch.from_numpy(a).to(device) for a in tft_inputs(vol_task, "test")), return_attention=True
+    )
 explained = {k: v.cpu() for k, v in explained.items()}
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-plot_variable_importance(explained["variable_weights"], FEATURES, ax=axes[0], title="Past inputs (volatility TFT)")
+plot_variable_importance(
+    explained["variable_weights"], FEATURES, ax=axes[0], title="Past inputs (volatility TFT)"
+)
 plot_variable_importance(explained["future_variable_weights"], KNOWN, ax=axes[1], title="Known-future inputs")
 plt.tight_layout()
 plt.show()
 
-plot_variable_weights_over_dates(vol_task.test.dates, explained["variable_weights"], FEATURES,
-                                 title="Past-input selection weights at the last step, test period")
+plot_variable_weights_over_dates(
+    vol_task.test.dates,
+    explained["variable_weights"],
+    FEATURES,
+    title="Past-input selection weights at the last step, test period",
+)
 plt.show()
 
 # %%
@@ -488,7 +550,9 @@ labels = [f"t-{LOOKBACK - 1 - k}" if k < LOOKBACK - 1 else "t" for k in range(LO
 ticks = sorted({*range(0, T, 4), T - 1})
 axes[0].set_xticks(ticks, [labels[k] for k in ticks], rotation=90)
 axes[0].set_yticks(ticks, [labels[k] for k in ticks])
-axes[0].set(xlabel="key: day attended to", ylabel="query: day attending", title="TFT attention / uniform, test mean")
+axes[0].set(
+    xlabel="key: day attended to", ylabel="query: day attending", title="TFT attention / uniform, test mean"
+)
 forecast_row = explained["attention"][:, -1, :LOOKBACK].numpy()[:, ::-1]  # (N, L), column k = lag k
 calm = vol_task.test.y[:, 0] < np.median(vol_task.test.y[:, 0])
 lags = np.arange(LOOKBACK)  # days before the origin: lag 0 on the left, as on every lag axis of the course
@@ -500,8 +564,10 @@ axes[1].set_title("Where the forecast step looks")
 axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
-print("share of the forecast step's attention on the last 5 days:",
-      f"{forecast_row[:, :5].sum(1).mean():.3f} (uniform over {LOOKBACK} days + itself: {5 / (LOOKBACK + 1):.3f})")
+print(
+    "share of the forecast step's attention on the last 5 days:",
+    f"{forecast_row[:, :5].sum(1).mean():.3f} (uniform over {LOOKBACK} days + itself: {5 / (LOOKBACK + 1):.3f})",
+)
 
 # %% [markdown]
 # Read these pictures with care. The left heatmap divides each row by the uniform weight $1/(t+1)$ of a
@@ -551,7 +617,9 @@ runs = {
 }
 for name, (ret_runs, vol_runs, val_runs) in runs.items():  # one summary per model: their seed counts differ
     print(verdicts(seed_summary(ret_task, {name: list(ret_runs)}, ret_base), models=[name]))
-    vol_summary = seed_summary(vol_task, {name: list(vol_runs)}, vol_base, val_predictions={name: list(val_runs)})
+    vol_summary = seed_summary(
+        vol_task, {name: list(vol_runs)}, vol_base, val_predictions={name: list(val_runs)}
+    )
     print(verdicts(vol_summary, models=[name]))
 
 # %%
@@ -559,7 +627,9 @@ classical = ["ewma", "garch", "har"]
 for model in vol_models:
     beaten = [b for b in classical if vol_table.loc[model, "MSE"] < vol_table.loc[b, "MSE"]]
     beaten_q = [b for b in classical if vol_table.loc[model, "QLIKE_lc"] < vol_table.loc[b, "QLIKE_lc"]]
-    print(f"{model}: lower MSE than {beaten or 'none'} of {classical}; lower corrected QLIKE than {beaten_q or 'none'}.")
+    print(
+        f"{model}: lower MSE than {beaten or 'none'} of {classical}; lower corrected QLIKE than {beaten_q or 'none'}."
+    )
 
 # %% [markdown]
 # **What the numbers say.** Read the printed lines: they are the verdicts, computed from the tables. On
@@ -592,6 +662,7 @@ for model in vol_models:
 # Write `causal_attention(q, k, v)` for tensors of shape `(B, L, d)` that returns the pair
 # `(output (B, L, d), weights (B, L, L))` of scaled dot-product attention with a causal mask, using only
 # matrix products, `masked_fill` and `softmax` (not `scaled_dot_product_attention`).
+
 
 # %%
 # SOLUTION
@@ -627,6 +698,7 @@ print("Exercise 1 passed")
 #     return logits.softmax(dim=1)
 # ```
 
+
 # %%
 # SOLUTION
 def selection_weights(x, weight_net):
@@ -655,6 +727,7 @@ print("Exercise 2 passed")
 # Write `sinusoidal_encoding(length, d_model)` returning a NumPy array `(length, d_model)` with
 # $PE_{p,2i} = \sin(p/10000^{2i/d})$ and $PE_{p,2i+1} = \cos(p/10000^{2i/d})$. It must work for odd
 # `d_model` (where the module's version crashes).
+
 
 # %%
 # SOLUTION
@@ -696,7 +769,9 @@ _hits = np.array([np.mean(vol_task.test.y[:, 0] < tft_vol[0, :, 0, j]) for j in 
 assert np.shape(hit_rates) == (len(QUANTILES),), "hit_rates needs one share per quantile level"
 assert np.allclose(hit_rates, _hits), "hit_rates[j] = share of outcomes y < predicted quantile j"
 assert np.all(np.diff(hit_rates) >= 0), "the quantiles do not cross, so the hit rates must increase"
-assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), "worst_gap = max |hit rate - level|"
+assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), (
+    "worst_gap = max |hit rate - level|"
+)
 print("Exercise 4 passed")
 
 # %% [markdown]

@@ -102,6 +102,7 @@ print(f"device: {device}")
 # path that ends in the last output (top right); the inputs it reaches are exactly the last
 # $1 + (2-1)(1+2+4) = 8$ days. The grey dots are days it never sees.
 
+
 # %%
 def draw_dilated_stack(ax, length=16, kernel_size=2, dilations=(1, 2, 4)):
     """Plot the dependency cone of the last output of a stack of causal dilated convolutions."""
@@ -144,14 +145,29 @@ rows = []
 for k, levels in [(1, 2), (2, 2), (2, 4), (3, 3), (5, 2)]:
     tcn = TemporalConvNet(4, (8,) * levels, kernel_size=k, dropout=0.0).double().eval()
     support = input_support(tcn, x_probe)
-    rows.append({"model": "TCN", "k": k, "levels": levels, "formula": tcn_receptive_field(k, levels),
-                 "gradient support": int(support.sum()), "contiguous, ends today": bool(support[-int(support.sum()):].all())})
+    rows.append(
+        {
+            "model": "TCN",
+            "k": k,
+            "levels": levels,
+            "formula": tcn_receptive_field(k, levels),
+            "gradient support": int(support.sum()),
+            "contiguous, ends today": bool(support[-int(support.sum()) :].all()),
+        }
+    )
 for k, layers, blocks in [(2, 3, 1), (2, 3, 2), (3, 4, 1)]:
     wn = WaveNet(4, 8, 8, n_blocks=blocks, n_layers_per_block=layers, kernel_size=k).double().eval()
     support = input_support(wn, x_probe)
-    rows.append({"model": f"WaveNet x{blocks}", "k": k, "levels": layers,
-                 "formula": wavenet_receptive_field(k, layers, blocks), "gradient support": int(support.sum()),
-                 "contiguous, ends today": bool(support[-int(support.sum()):].all())})
+    rows.append(
+        {
+            "model": f"WaveNet x{blocks}",
+            "k": k,
+            "levels": layers,
+            "formula": wavenet_receptive_field(k, layers, blocks),
+            "gradient support": int(support.sum()),
+            "contiguous, ends today": bool(support[-int(support.sum()) :].all()),
+        }
+    )
 rf_table = pd.DataFrame(rows)
 rf_table
 
@@ -166,12 +182,14 @@ assert rf_table["contiguous, ends today"].all()
 # %%
 x_lag = torch.randn(16, 48, 4, requires_grad=True)
 fig, ax = plt.subplots(figsize=(9, 3))
-for name, model in [("TCN k=3, 3 levels", TemporalConvNet(4, TCN_CHANNELS, KERNEL_SIZE, dropout=0.0)),
-                    ("WaveNet k=2, 5 layers", WaveNet.for_lookback(4, LOOKBACK))]:
+for name, model in [
+    ("TCN k=3, 3 levels", TemporalConvNet(4, TCN_CHANNELS, KERNEL_SIZE, dropout=0.0)),
+    ("WaveNet k=2, 5 layers", WaveNet.for_lookback(4, LOOKBACK)),
+]:
     model.eval()
     (grad,) = torch.autograd.grad(model(x_lag).sum(), x_lag)
     magnitude = grad.abs().sum(dim=(0, 2)).flip(0).numpy()  # index = lag (0 = today)
-    line, = ax.semilogy(np.arange(48), magnitude + 1e-12, marker=".", label=name)
+    (line,) = ax.semilogy(np.arange(48), magnitude + 1e-12, marker=".", label=name)
     ax.axvline(model.receptive_field - 0.5, color=line.get_color(), ls="--")
 ax.set_xlabel("lag (days before the forecast origin)")
 ax.set_ylabel("|d forecast / d input|")
@@ -194,8 +212,12 @@ centred = nn.Conv1d(4, 4, 3, padding="same")
 checks = {
     "TCN": future_gradient(lambda x: tcn(x, per_step=True), x_future, t=10),
     "WaveNet": future_gradient(lambda x: wavenet(x, per_step=True), x_future, t=10),
-    "CausalConv1d": future_gradient(lambda x: CausalConv1d(4, 4, 3)(x.transpose(1, 2)).transpose(1, 2), x_future, t=10),
-    "Conv1d(padding='same')": future_gradient(lambda x: centred(x.transpose(1, 2)).transpose(1, 2), x_future, t=10),
+    "CausalConv1d": future_gradient(
+        lambda x: CausalConv1d(4, 4, 3)(x.transpose(1, 2)).transpose(1, 2), x_future, t=10
+    ),
+    "Conv1d(padding='same')": future_gradient(
+        lambda x: centred(x.transpose(1, 2)).transpose(1, 2), x_future, t=10
+    ),
 }
 pd.Series(checks, name="gradient on the future")
 
@@ -233,9 +255,13 @@ for name, model in [("source 4 x 10", oversized), (f"sized, {wavenet_layers_for(
     start = time.perf_counter()
     with torch.no_grad():
         model(x_batch)
-    print(f"{name:>16}: receptive field {model.receptive_field:5d} days, "
-          f"{sum(p.numel() for p in model.parameters()):6d} parameters, forward {1e3 * (time.perf_counter() - start):.1f} ms")
-print(f"layers of the source WaveNet whose dilation is >= {LOOKBACK}: {sum(d >= LOOKBACK for d in dilations)} of {len(dilations)}")
+    print(
+        f"{name:>16}: receptive field {model.receptive_field:5d} days, "
+        f"{sum(p.numel() for p in model.parameters()):6d} parameters, forward {1e3 * (time.perf_counter() - start):.1f} ms"
+    )
+print(
+    f"layers of the source WaveNet whose dilation is >= {LOOKBACK}: {sum(d >= LOOKBACK for d in dilations)} of {len(dilations)}"
+)
 
 # %% [markdown]
 # > **Pitfall (weight_norm API)** The TCN normalises its convolution weights, $w = g\,v/\lVert v\rVert$.
@@ -252,8 +278,12 @@ wrapped_first.weight.data.normal_(0.0, 0.01)  # writes into a temporary: lost
 init_first = nn.Conv1d(12, 12, 3)
 nn.init.normal_(init_first.weight, 0.0, 0.01)
 init_first = weight_norm(init_first)
-print(f"std of the weights, initialised after wrapping: {wrapped_first.weight.std().item():.3f} (default init kept)")
-print(f"std of the weights, initialised before wrapping: {init_first.weight.std().item():.3f} (the intended 0.01)")
+print(
+    f"std of the weights, initialised after wrapping: {wrapped_first.weight.std().item():.3f} (default init kept)"
+)
+print(
+    f"std of the weights, initialised before wrapping: {init_first.weight.std().item():.3f} (the intended 0.01)"
+)
 
 # %% [markdown]
 # ## TCN and WaveNet on the standard tasks
@@ -267,13 +297,20 @@ print(f"std of the weights, initialised before wrapping: {init_first.weight.std(
 # history.
 
 # %%
-tasks = {kind: make_task(kind, ticker="^GSPC", lookback=LOOKBACK, horizons=(1,)) for kind in ("returns", "volatility")}
-baselines = {"returns": return_baselines(tasks["returns"]), "volatility": volatility_baselines(tasks["volatility"])}
+tasks = {
+    kind: make_task(kind, ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
+    for kind in ("returns", "volatility")
+}
+baselines = {
+    "returns": return_baselines(tasks["returns"]),
+    "volatility": volatility_baselines(tasks["volatility"]),
+}
 n_features = tasks["returns"].train.X.shape[-1]
 factories = {
     "TCN": lambda: TemporalConvNet(n_features, TCN_CHANNELS, KERNEL_SIZE, dropout=DROPOUT),
-    "WaveNet": lambda: WaveNet.for_lookback(n_features, LOOKBACK, residual_channels=WAVENET_CHANNELS,
-                                            skip_channels=WAVENET_CHANNELS),
+    "WaveNet": lambda: WaveNet.for_lookback(
+        n_features, LOOKBACK, residual_channels=WAVENET_CHANNELS, skip_channels=WAVENET_CHANNELS
+    ),
     "LSTM": lambda: FinancialLSTM(n_features, hidden_size=LSTM_HIDDEN, dropout=DROPOUT),
 }
 print(tasks["returns"])
@@ -286,8 +323,16 @@ def train_all(task):
     for name, make in factories.items():
         for seed in SEEDS:
             set_seed(seed)
-            trainer = Trainer(make(), lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE,
-                              seed=seed, device=device, progress=False)
+            trainer = Trainer(
+                make(),
+                lr=LR,
+                batch_size=BATCH_SIZE,
+                max_epochs=EPOCHS,
+                patience=PATIENCE,
+                seed=seed,
+                device=device,
+                progress=False,
+            )
             history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
             predictions[name, seed] = trainer.predict(task.test.X)
             val_predictions[name, seed] = trainer.predict(task.val.X)
@@ -304,8 +349,9 @@ start = time.perf_counter()
 predictions, results, times = {}, {}, {}
 for kind, task in tasks.items():
     predictions[kind], val_predictions, times[kind] = train_all(task)
-    results[kind] = seed_summary(task, by_seed(predictions[kind]), baselines[kind],
-                                 val_predictions=by_seed(val_predictions))
+    results[kind] = seed_summary(
+        task, by_seed(predictions[kind]), baselines[kind], val_predictions=by_seed(val_predictions)
+    )
 print(f"trained {len(factories) * len(SEEDS) * len(tasks)} models in {time.perf_counter() - start:.1f} s")
 
 # %% [markdown]
@@ -334,8 +380,11 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 names = list(factories)
 for ax, kind in zip(axes, tasks, strict=True):
     ax.bar(names, [times[kind][n] for n in names], color=["C0", "C1", "C2"])
-    ax.set(xlabel="model", ylabel="seconds per epoch (median over epochs)",
-           title=f"{kind}: training time per epoch ({device.type})")
+    ax.set(
+        xlabel="model",
+        ylabel="seconds per epoch (median over epochs)",
+        title=f"{kind}: training time per epoch ({device.type})",
+    )
 plt.tight_layout()
 plt.show()
 
@@ -343,11 +392,15 @@ plt.show()
 for kind, table in results.items():
     print(verdicts(table, models=list(factories)))
     nets, base = table.loc[list(factories), "MSE"], table.loc[list(baselines[kind]), "MSE"]
-    print(f"{kind}: best network {nets.idxmin()} ({nets.min():.4f}), best baseline {base.idxmin()} ({base.min():.4f}): "
-          f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds.\n")
+    print(
+        f"{kind}: best network {nets.idxmin()} ({nets.min():.4f}), best baseline {base.idxmin()} ({base.min():.4f}): "
+        f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds.\n"
+    )
 lstm_time = {kind: times[kind]["LSTM"] for kind in tasks}
-print("seconds per epoch relative to the LSTM:",
-      {kind: {n: round(times[kind][n] / lstm_time[kind], 1) for n in factories} for kind in tasks})
+print(
+    "seconds per epoch relative to the LSTM:",
+    {kind: {n: round(times[kind][n] / lstm_time[kind], 1) for n in factories} for kind in tasks},
+)
 
 # %% [markdown]
 # ### What the numbers say
@@ -375,17 +428,21 @@ print("seconds per epoch relative to the LSTM:",
 # Write `tcn_field(k, n)`, the number of input days that the last output of a TCN with kernel size `k`
 # and `n` levels (two convolutions per level, dilation $2^i$ at level $i$) depends on.
 
+
 # %%
 # SOLUTION
 def tcn_field(k, n):
     return 1 + 2 * (k - 1) * (2**n - 1)
+
 
 # %%
 # SELF-CHECK
 for k, n in [(1, 3), (2, 1), (2, 4), (3, 3), (4, 2)]:
     model = TemporalConvNet(2, (8,) * n, kernel_size=k, dropout=0.0).double().eval()
     measured = int(input_support(model, torch.randn(8, 130, 2, dtype=torch.float64)).sum())
-    assert tcn_field(k, n) == measured, f"tcn_field({k}, {n}) = {tcn_field(k, n)}, but the gradients see {measured} days"
+    assert tcn_field(k, n) == measured, (
+        f"tcn_field({k}, {n}) = {tcn_field(k, n)}, but the gradients see {measured} days"
+    )
 print("Exercise 1 passed")
 
 # %% [markdown]
@@ -419,10 +476,12 @@ print("Exercise 2 passed")
 #     return x[:, :, :-n].contiguous()
 # ```
 
+
 # %%
 # SOLUTION
 def chomp_fixed(x, n):
     return x[:, :, : x.shape[-1] - n].contiguous()
+
 
 # %%
 # SELF-CHECK
@@ -430,7 +489,9 @@ x_check = torch.randn(2, 3, 9)
 assert chomp_fixed(x_check, 0).shape == x_check.shape, "n = 0 must keep every step (x[:, :, :-0] is empty)"
 assert torch.equal(chomp_fixed(x_check, 0), x_check), "n = 0 must return x unchanged"
 for n in (1, 2, 5):
-    assert torch.equal(chomp_fixed(x_check, n), x_check[:, :, :-n]), f"n = {n} must drop exactly the last {n} steps"
+    assert torch.equal(chomp_fixed(x_check, n), x_check[:, :, :-n]), (
+        f"n = {n} must drop exactly the last {n} steps"
+    )
 print("Exercise 3 passed")
 
 # %% [markdown]
@@ -446,7 +507,9 @@ wasted_fraction = sum(2**i >= 60 for _ in range(4) for i in range(10)) / 40
 # %%
 # SELF-CHECK
 assert 0 <= wasted_fraction <= 1, "a fraction lies between 0 and 1"
-assert abs(wasted_fraction - 0.4) < 1e-9, "count the dilations 64, 128, 256 and 512 in each of the four blocks"
+assert abs(wasted_fraction - 0.4) < 1e-9, (
+    "count the dilations 64, 128, 256 and 512 in each of the four blocks"
+)
 print("Exercise 4 passed")
 
 # %% [markdown]

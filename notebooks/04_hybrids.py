@@ -128,12 +128,16 @@ attention_lstm = AttentionLSTM(4, HIDDEN, dropout=0.0)
 
 def on_input_grid(model):
     """CNN-LSTM per-step forecasts placed on the input days (zero before the first pooled forecast)."""
+
     def fn(x):
         pooled = model(x, per_step=True)  # (B, J, 1)
         ends = CNNLSTM.pooled_ends(x.shape[1])
-        index = torch.tensor([max([j for j, e in enumerate(ends) if e <= t], default=-1) for t in range(x.shape[1])])
+        index = torch.tensor(
+            [max([j for j, e in enumerate(ends) if e <= t], default=-1) for t in range(x.shape[1])]
+        )
         padded = torch.cat([torch.zeros_like(pooled[:, :1]), pooled], dim=1)  # slot 0: "no forecast yet"
         return padded[:, index + 1]  # (B, L, 1)
+
     return fn
 
 
@@ -146,13 +150,23 @@ def train_mode_coupling(model, x):
         return (prediction_of(model(x))[0] - prediction_of(model(x2))[0]).abs().max().item()
 
 
-checks = pd.DataFrame({
-    "future gradient": [max(future_gradient(on_input_grid(cnn_lstm), x_check, t) for t in range(LOOKBACK - 1)),
-                        max(future_gradient(lambda x: attention_lstm(x, per_step=True), x_check, t)
-                            for t in range(LOOKBACK - 1))],
-    "coupling (eval)": [batch_coupling(cnn_lstm, x_check), batch_coupling(attention_lstm, x_check)],
-    "coupling (train)": [train_mode_coupling(cnn_lstm, x_check), train_mode_coupling(attention_lstm, x_check)],
-}, index=["CNNLSTM", "AttentionLSTM"])
+checks = pd.DataFrame(
+    {
+        "future gradient": [
+            max(future_gradient(on_input_grid(cnn_lstm), x_check, t) for t in range(LOOKBACK - 1)),
+            max(
+                future_gradient(lambda x: attention_lstm(x, per_step=True), x_check, t)
+                for t in range(LOOKBACK - 1)
+            ),
+        ],
+        "coupling (eval)": [batch_coupling(cnn_lstm, x_check), batch_coupling(attention_lstm, x_check)],
+        "coupling (train)": [
+            train_mode_coupling(cnn_lstm, x_check),
+            train_mode_coupling(attention_lstm, x_check),
+        ],
+    },
+    index=["CNNLSTM", "AttentionLSTM"],
+)
 checks
 
 # %%
@@ -196,14 +210,21 @@ layers = {
     "CausalConv1d": CausalConv1d(4, 8, 3),
     "CausalConv1d + BatchNorm1d": nn.Sequential(CausalConv1d(4, 8, 3), nn.BatchNorm1d(8)),
     "CausalConv1d + GroupNorm": nn.Sequential(CausalConv1d(4, 8, 3), nn.GroupNorm(2, 8)),
-    "CausalConv1d + LayerNorm per day": nn.Sequential(CausalConv1d(4, 8, 3), Transpose(), nn.LayerNorm(8), Transpose()),
+    "CausalConv1d + LayerNorm per day": nn.Sequential(
+        CausalConv1d(4, 8, 3), Transpose(), nn.LayerNorm(8), Transpose()
+    ),
 }
-demo = pd.DataFrame({
-    "future gradient (train)": {name: future_gradient(PerStep(layer.train()), x_demo, t=10)
-                                for name, layer in layers.items()},
-    "coupling (train)": {name: train_mode_coupling(PerStep(layer), x_demo) for name, layer in layers.items()},
-    "coupling (eval)": {name: batch_coupling(PerStep(layer), x_demo) for name, layer in layers.items()},
-})
+demo = pd.DataFrame(
+    {
+        "future gradient (train)": {
+            name: future_gradient(PerStep(layer.train()), x_demo, t=10) for name, layer in layers.items()
+        },
+        "coupling (train)": {
+            name: train_mode_coupling(PerStep(layer), x_demo) for name, layer in layers.items()
+        },
+        "coupling (eval)": {name: batch_coupling(PerStep(layer), x_demo) for name, layer in layers.items()},
+    }
+)
 demo
 
 # %% [markdown]
@@ -229,11 +250,16 @@ except ValueError as err:
 # %%
 attention = BahdanauAttention(HIDDEN)
 keys = torch.randn(4, LOOKBACK, HIDDEN)
-query_free = torch.softmax(attention.va(torch.tanh(attention.Wa(keys))).squeeze(-1), dim=1)  # the source's score
+query_free = torch.softmax(
+    attention.va(torch.tanh(attention.Wa(keys))).squeeze(-1), dim=1
+)  # the source's score
 loss_free = (query_free.unsqueeze(-1) * keys).sum(1).pow(2).mean()
 print("query-free scoring, parameters without gradient:", parameters_without_gradient(attention, loss_free))
 context, weights = attention(keys, keys[:, -1])
-print("with the query, parameters without gradient:   ", parameters_without_gradient(attention, context.pow(2).mean()))
+print(
+    "with the query, parameters without gradient:   ",
+    parameters_without_gradient(attention, context.pow(2).mean()),
+)
 
 # %% [markdown]
 # > **Pitfall (erratum: AttentionLSTM)** The source returned `(output, attention_weights)`. Every
@@ -261,8 +287,14 @@ except TypeError as err:
 # `FinancialLSTM` of Chapter 1 runs beside the hybrids, so we can see what the hybrid parts add.
 
 # %%
-tasks = {kind: make_task(kind, ticker="^GSPC", lookback=LOOKBACK, horizons=(1,)) for kind in ("returns", "volatility")}
-baselines = {"returns": return_baselines(tasks["returns"]), "volatility": volatility_baselines(tasks["volatility"])}
+tasks = {
+    kind: make_task(kind, ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
+    for kind in ("returns", "volatility")
+}
+baselines = {
+    "returns": return_baselines(tasks["returns"]),
+    "volatility": volatility_baselines(tasks["volatility"]),
+}
 n_features = tasks["returns"].train.X.shape[-1]
 factories = {
     "CNN-LSTM": lambda: CNNLSTM(n_features, NUM_FILTERS, KERNEL_SIZE, HIDDEN, dropout=DROPOUT),
@@ -277,8 +309,16 @@ def train_all(task):
     for name, make in factories.items():
         for seed in SEEDS:
             set_seed(seed)
-            trainer = Trainer(make(), lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE,
-                              seed=seed, device=device, progress=False)
+            trainer = Trainer(
+                make(),
+                lr=LR,
+                batch_size=BATCH_SIZE,
+                max_epochs=EPOCHS,
+                patience=PATIENCE,
+                seed=seed,
+                device=device,
+                progress=False,
+            )
             history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
             predictions[name, seed] = trainer.predict(task.test.X)
             val_predictions[name, seed] = trainer.predict(task.val.X)  # for the level correction
@@ -297,7 +337,9 @@ start = time.perf_counter()
 results, times, fitted = {}, {}, {}
 for kind, task in tasks.items():
     predictions, val_predictions, times[kind], fitted[kind] = train_all(task)
-    results[kind] = seed_summary(task, by_seed(predictions), baselines[kind], val_predictions=by_seed(val_predictions))
+    results[kind] = seed_summary(
+        task, by_seed(predictions), baselines[kind], val_predictions=by_seed(val_predictions)
+    )
 print(f"trained {len(factories) * len(SEEDS) * len(tasks)} models in {time.perf_counter() - start:.1f} s")
 pd.DataFrame(times).rename_axis("seconds per epoch").round(3)
 
@@ -378,9 +420,11 @@ ax2.set_title("per-step weight / uniform, one window", fontsize=10)
 fig.colorbar(image, ax=ax2)
 plt.tight_layout()
 plt.show()
-print(f"weight on the 5 most recent days: calm {last_step[~turbulent, -5:].sum(1).mean():.3f}, "
-      f"turbulent {last_step[turbulent, -5:].sum(1).mean():.3f} (uniform: {5 / LOOKBACK:.3f}); "
-      f"mean weights range from {last_step.mean(0).min():.4f} to {last_step.mean(0).max():.4f}")
+print(
+    f"weight on the 5 most recent days: calm {last_step[~turbulent, -5:].sum(1).mean():.3f}, "
+    f"turbulent {last_step[turbulent, -5:].sum(1).mean():.3f} (uniform: {5 / LOOKBACK:.3f}); "
+    f"mean weights range from {last_step.mean(0).min():.4f} to {last_step.mean(0).max():.4f}"
+)
 
 # %% [markdown]
 # Compare the printed range of the mean weights with the uniform $1/20 = 0.05$: weights close to it mean
@@ -397,17 +441,21 @@ print(f"weight on the 5 most recent days: calm {last_step[~turbulent, -5:].sum(1
 # Write `lstm_steps(L)`, the number of steps of the sequence that the CNN-LSTM's LSTM reads for a
 # window of `L >= 4` days (two max-pools of 2, each dropping the oldest day of an odd length).
 
+
 # %%
 # SOLUTION
 def lstm_steps(L):
     return L // 2 // 2
+
 
 # %%
 # SELF-CHECK
 probe_model = CNNLSTM(2, 2, 3, 4)
 for L in (4, 5, 7, 8, 20, 21, 23, 60):
     expected = probe_model(torch.randn(1, L, 2), per_step=True).shape[1]
-    assert lstm_steps(L) == expected, f"lstm_steps({L}) = {lstm_steps(L)}, the model's LSTM reads {expected} steps"
+    assert lstm_steps(L) == expected, (
+        f"lstm_steps({L}) = {lstm_steps(L)}, the model's LSTM reads {expected} steps"
+    )
 print("Exercise 1 passed")
 
 # %% [markdown]
@@ -423,10 +471,12 @@ print("Exercise 1 passed")
 # $e_i = v^\top \tanh(W h_i + U q + b)$, shape `(B, L)`, using the layers `attention.Wa`,
 # `attention.Ua` (which holds $U$ and $b$) and `attention.va`.
 
+
 # %%
 # SOLUTION
 def fixed_scores(attention, keys, query):
     return attention.va(torch.tanh(attention.Wa(keys) + attention.Ua(query).unsqueeze(1))).squeeze(-1)
+
 
 # %%
 # SELF-CHECK
@@ -435,11 +485,16 @@ check_attention = BahdanauAttention(6)
 check_keys, query_a, query_b = torch.randn(3, 5, 6), torch.randn(3, 6), torch.randn(3, 6)
 scores_a = fixed_scores(check_attention, check_keys, query_a)
 assert scores_a.shape == (3, 5), f"scores must be (B, L) = (3, 5), got {tuple(scores_a.shape)}"
-assert (scores_a - fixed_scores(check_attention, check_keys, query_b)).abs().max() > 1e-4, \
+assert (scores_a - fixed_scores(check_attention, check_keys, query_b)).abs().max() > 1e-4, (
     "the scores do not depend on the query: that is the source's bug"
+)
 _, reference = check_attention(check_keys, query_a)
-assert torch.allclose(torch.softmax(scores_a, dim=1), reference, atol=1e-6), "softmax(scores) differs from Bahdanau"
-assert parameters_without_gradient(check_attention, scores_a.pow(2).sum()) == [], "every layer must get a gradient"
+assert torch.allclose(torch.softmax(scores_a, dim=1), reference, atol=1e-6), (
+    "softmax(scores) differs from Bahdanau"
+)
+assert parameters_without_gradient(check_attention, scores_a.pow(2).sum()) == [], (
+    "every layer must get a gradient"
+)
 print("Exercise 2 passed")
 
 # %% [markdown]
@@ -458,8 +513,9 @@ fixed_conv = CausalConv1d(4, 8, 3)
 x3 = torch.randn(2, 12, 4)
 y3 = fixed_conv(x3.transpose(1, 2))
 assert y3.shape == (2, 8, 12), f"expected (B, F, L) = (2, 8, 12), got {tuple(y3.shape)}"
-assert future_gradient(lambda x: fixed_conv(x.transpose(1, 2)).transpose(1, 2), x3, t=5) == 0, \
+assert future_gradient(lambda x: fixed_conv(x.transpose(1, 2)).transpose(1, 2), x3, t=5) == 0, (
     "day t still reads later days: pad on the left only"
+)
 x3_req = x3.clone().requires_grad_(True)
 (g3,) = torch.autograd.grad(fixed_conv(x3_req.transpose(1, 2))[:, :, 8].sum(), x3_req)
 assert (g3[:, 6:9].abs().sum(dim=(0, 2)) > 0).all(), "the output at day t must use days t-2, t-1 and t"
@@ -480,9 +536,12 @@ with torch.no_grad():
 # SELF-CHECK
 assert isinstance(recent_share, float), "recent_share must be a float"
 assert 0 <= recent_share <= 1, "a share of weights that sum to one lies in [0, 1]"
-assert abs(recent_share - last_step[:, -5:].sum(1).mean()) < 1e-5, \
+assert abs(recent_share - last_step[:, -5:].sum(1).mean()) < 1e-5, (
     "take the last 5 columns (the most recent days) of the (N, L) weights, sum them, then average"
-print(f"Exercise 4 passed: {recent_share:.2f} of the weight on the last 5 days (uniform would be {5 / LOOKBACK:.2f})")
+)
+print(
+    f"Exercise 4 passed: {recent_share:.2f} of the weight on the last 5 days (uniform would be {5 / LOOKBACK:.2f})"
+)
 
 # %% [markdown]
 # ## Summary

@@ -33,7 +33,12 @@
 
 # %%
 LOOKBACK = 20  # days in each input window
-TCN_CONFIG = {"input_size": 4, "num_channels": [8, 8], "kernel_size": 4, "dropout": 0.1}  # field 1+2*3*3 = 19 days
+TCN_CONFIG = {
+    "input_size": 4,
+    "num_channels": [8, 8],
+    "kernel_size": 4,
+    "dropout": 0.1,
+}  # field 1+2*3*3 = 19 days
 GRU_CONFIG = {"input_size": 4, "hidden_size": 8}  # the recurrent model exported to ONNX
 LR = 3e-3
 INITIAL_EPOCHS = 6  # the first walk-forward block trains from scratch (this is also the frozen model)
@@ -83,7 +88,9 @@ set_seed(0)
 prices = load_prices("^GSPC")
 workspace = tempfile.TemporaryDirectory(prefix="ch07-")  # removed at the end, or when the kernel stops
 work = Path(workspace.name)  # every file of this chapter goes here, never into the working directory
-print(f"device: {device}; S&P 500 from {prices.index[0].date()} to {prices.index[-1].date()}; files in {work}")
+print(
+    f"device: {device}; S&P 500 from {prices.index[0].date()} to {prices.index[-1].date()}; files in {work}"
+)
 
 # %% [markdown]
 # ## Intuition and the maths
@@ -128,12 +135,19 @@ y_demo = (X_demo[:, -1, :1] + 0.1 * rng.normal(size=(256, 1))).astype(np.float32
 sandbox = work / "sandbox"
 sandbox.mkdir()
 with contextlib.chdir(sandbox):  # stands in for "the directory the notebook was started from"
-    Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=2, progress=False, device="cpu",
-            checkpoint_path="best_model.pth").fit(X_demo, y_demo, X_demo, y_demo)
+    Trainer(
+        TemporalConvNet(**TCN_CONFIG),
+        max_epochs=2,
+        progress=False,
+        device="cpu",
+        checkpoint_path="best_model.pth",
+    ).fit(X_demo, y_demo, X_demo, y_demo)
     print("with a relative checkpoint path:", sorted(p.name for p in Path().iterdir()))
     for file in Path().iterdir():
         file.unlink()
-    Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=2, progress=False, device="cpu").fit(X_demo, y_demo, X_demo, y_demo)
+    Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=2, progress=False, device="cpu").fit(
+        X_demo, y_demo, X_demo, y_demo
+    )
     print("with the default (best weights in memory):", sorted(p.name for p in Path().iterdir()))
 
 # %% [markdown]
@@ -142,6 +156,7 @@ with contextlib.chdir(sandbox):  # stands in for "the directory the notebook was
 # > epoch, `nan < best` is always false: nothing is saved, and the final reload silently brings back the
 # > file *another run* left behind. Re-enacted below with the source's logic (in safetensors instead of
 # > pickle), then the course's `Trainer`, which stops at the NaN with an error that names the epoch.
+
 
 # %%
 def source_style_fit(model, X, y, epochs=3, lr=1e-3):
@@ -167,10 +182,14 @@ with contextlib.chdir(sandbox):
     first = source_style_fit(TemporalConvNet(**TCN_CONFIG), X_demo, y_demo)
     set_seed(2)
     second = source_style_fit(TemporalConvNet(**TCN_CONFIG), X_demo, y_nan)
-same = all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
+same = all(
+    torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+)
 print(f"the second run silently returned the first run's weights: {same}")
 try:
-    Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=3, progress=False, device="cpu").fit(X_demo, y_nan, X_demo, y_demo)
+    Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=3, progress=False, device="cpu").fit(
+        X_demo, y_nan, X_demo, y_demo
+    )
 except FloatingPointError as err:
     print(f"course_lib Trainer: {type(err).__name__}: {err}")
 
@@ -179,6 +198,7 @@ except FloatingPointError as err:
 # > `torch.load(path)`. Since torch 2.6 the default `weights_only=True` refuses it, and the workaround
 # > you will find online, `weights_only=False`, runs the unpickler, which can call *any* function.
 # > The harmless payload below only creates a file, which proves that code ran while loading.
+
 
 # %%
 class Payload:
@@ -226,6 +246,7 @@ marker.unlink()
 # same baselines fitted once on its training years (`protocol="frozen"`). Three seeds; the DM benchmark
 # is log-HAR, the strongest classical model on this target.
 
+
 # %%
 def make_tcn():
     return TemporalConvNet(**TCN_CONFIG)
@@ -233,25 +254,54 @@ def make_tcn():
 
 start = time.process_time()
 runs = [
-    walk_forward("volatility", prices, make_tcn, TEST_YEARS, epochs=EPOCHS_PER_YEAR, initial_epochs=INITIAL_EPOCHS,
-                 patience=PATIENCE, lr=LR, seed=seed, device=device, lookback=LOOKBACK)
+    walk_forward(
+        "volatility",
+        prices,
+        make_tcn,
+        TEST_YEARS,
+        epochs=EPOCHS_PER_YEAR,
+        initial_epochs=INITIAL_EPOCHS,
+        patience=PATIENCE,
+        lr=LR,
+        seed=seed,
+        device=device,
+        lookback=LOOKBACK,
+    )
     for seed in SEEDS
 ]
 wf = runs[0]
 PROTOCOLS = ("walk_forward", "frozen")  # how the TCN was trained = how its baselines were estimated
 tables = {
-    protocol: seed_summary(wf.task, {"TCN": [r.predictions[protocol] for r in runs]}, wf.baselines(protocol),
-                           benchmark="log_har", protocol=protocol)
+    protocol: seed_summary(
+        wf.task,
+        {"TCN": [r.predictions[protocol] for r in runs]},
+        wf.baselines(protocol),
+        benchmark="log_har",
+        protocol=protocol,
+    )
     for protocol in PROTOCOLS
 }
-print(f"{len(SEEDS)} walk-forward runs of {len(TEST_YEARS)} blocks in {time.process_time() - start:.1f} s of CPU; "
-      f"epochs kept per block (seed {SEEDS[0]}): {wf.epochs}")
-COLUMNS = ["MSE", "MSE sd", "QLIKE", "ens DM", "ens DM_p", "better MSE (p<0.05)", "worse MSE (p<0.05)",
-           "better QLIKE (p<0.05)", "worse QLIKE (p<0.05)", "in_MCS"]
+print(
+    f"{len(SEEDS)} walk-forward runs of {len(TEST_YEARS)} blocks in {time.process_time() - start:.1f} s of CPU; "
+    f"epochs kept per block (seed {SEEDS[0]}): {wf.epochs}"
+)
+COLUMNS = [
+    "MSE",
+    "MSE sd",
+    "QLIKE",
+    "ens DM",
+    "ens DM_p",
+    "better MSE (p<0.05)",
+    "worse MSE (p<0.05)",
+    "better QLIKE (p<0.05)",
+    "worse QLIKE (p<0.05)",
+    "in_MCS",
+]
 tables["walk_forward"][COLUMNS].round(4)
 
 # %%
 tables["frozen"][COLUMNS].round(4)
+
 
 # %%
 def mse_of(y, p):
@@ -261,11 +311,18 @@ def mse_of(y, p):
 log_har = {f"log_har ({protocol})": wf.baselines(protocol)["log_har"] for protocol in PROTOCOLS}
 per_year = pd.concat([r.per_year(mse_of, log_har) for r in runs]).groupby(level=0).mean()
 fig, ax = plt.subplots(figsize=(9, 3.5))
-for name, style in [("walk_forward", "o-"), ("frozen", "s--"), ("log_har (walk_forward)", "^:"), ("log_har (frozen)", "x:")]:
+for name, style in [
+    ("walk_forward", "o-"),
+    ("frozen", "s--"),
+    ("log_har (walk_forward)", "^:"),
+    ("log_har (frozen)", "x:"),
+]:
     ax.plot(per_year.index, per_year[name], style, label=f"TCN {name}" if "log_har" not in name else name)
 ax.set_xlabel("test year")
 ax.set_ylabel("MSE of the log volatility")
-ax.set_title(f"TCN re-trained yearly vs frozen, and log-HAR under both protocols (TCN: mean of {len(SEEDS)} seeds)")
+ax.set_title(
+    f"TCN re-trained yearly vs frozen, and log-HAR under both protocols (TCN: mean of {len(SEEDS)} seeds)"
+)
 ax.legend()
 plt.tight_layout()
 plt.show()
@@ -273,21 +330,32 @@ plt.show()
 # %%
 for protocol, table in tables.items():
     tcn, bench = table.loc["TCN"], table.loc["log_har"]
-    print(f"{protocol}: TCN test MSE {tcn['MSE']:.4f} vs log-HAR {bench['MSE']:.4f}, QLIKE {tcn['QLIKE']:.4f} vs "
-          f"{bench['QLIKE']:.4f}; DM on MSE significantly better for {tcn['better MSE (p<0.05)']} seeds, worse for "
-          f"{tcn['worse MSE (p<0.05)']}; on QLIKE better for {tcn['better QLIKE (p<0.05)']}, worse for "
-          f"{tcn['worse QLIKE (p<0.05)']}; seed ensemble in the model confidence set: {bool(tcn['in_MCS'])}")
-dm = [diebold_mariano(wf.task.test.y[:, 0], r.predictions["walk_forward"][:, 0], r.predictions["frozen"][:, 0])
-      for r in runs]
+    print(
+        f"{protocol}: TCN test MSE {tcn['MSE']:.4f} vs log-HAR {bench['MSE']:.4f}, QLIKE {tcn['QLIKE']:.4f} vs "
+        f"{bench['QLIKE']:.4f}; DM on MSE significantly better for {tcn['better MSE (p<0.05)']} seeds, worse for "
+        f"{tcn['worse MSE (p<0.05)']}; on QLIKE better for {tcn['better QLIKE (p<0.05)']}, worse for "
+        f"{tcn['worse QLIKE (p<0.05)']}; seed ensemble in the model confidence set: {bool(tcn['in_MCS'])}"
+    )
+dm = [
+    diebold_mariano(wf.task.test.y[:, 0], r.predictions["walk_forward"][:, 0], r.predictions["frozen"][:, 0])
+    for r in runs
+]
 wins = sum(d.statistic < 0 and d.pvalue < 0.05 for d in dm)
-print(f"walk-forward against frozen, DM per seed: {[round(d.statistic, 2) for d in dm]}; "
-      f"walk-forward significantly better for {wins}/{len(SEEDS)} seeds")
+print(
+    f"walk-forward against frozen, DM per seed: {[round(d.statistic, 2) for d in dm]}; "
+    f"walk-forward significantly better for {wins}/{len(SEEDS)} seeds"
+)
 years_better = int((per_year["walk_forward"] < per_year["frozen"]).sum())
 print(f"walk-forward has the lower MSE in {years_better} of {len(per_year)} years")
-verdicts = {p: (t.loc["TCN", "better MSE (p<0.05)"], t.loc["TCN", "worse MSE (p<0.05)"]) for p, t in tables.items()}
-print("re-training changes the verdict against log-HAR (seeds significantly better, worse): "
-      f"frozen {verdicts['frozen']}, walk-forward {verdicts['walk_forward']}" if verdicts["frozen"] != verdicts["walk_forward"]
-      else f"re-training does not change the verdict against log-HAR: {verdicts['frozen']} seeds better, worse")
+verdicts = {
+    p: (t.loc["TCN", "better MSE (p<0.05)"], t.loc["TCN", "worse MSE (p<0.05)"]) for p, t in tables.items()
+}
+print(
+    "re-training changes the verdict against log-HAR (seeds significantly better, worse): "
+    f"frozen {verdicts['frozen']}, walk-forward {verdicts['walk_forward']}"
+    if verdicts["frozen"] != verdicts["walk_forward"]
+    else f"re-training does not change the verdict against log-HAR: {verdicts['frozen']} seeds better, worse"
+)
 
 # %% [markdown]
 # Read the lines above, which are computed from this run; they decide, not this paragraph. Each
@@ -313,7 +381,9 @@ print("files:", sorted(p.name for p in bundle.iterdir()))
 print(json.dumps({k: deployment.metadata[k] for k in ("model", "features", "training_period")}, indent=1))
 served = deployment.predict(raw_windows(last, "test"), last.feature_names)
 walked = wf.predictions["walk_forward"][wf.block == TEST_YEARS[-1]]
-print(f"largest |deployment - walk-forward| over {len(served)} forecasts of {TEST_YEARS[-1]}: {np.abs(served - walked).max():.2e}")
+print(
+    f"largest |deployment - walk-forward| over {len(served)} forecasts of {TEST_YEARS[-1]}: {np.abs(served - walked).max():.2e}"
+)
 assert np.abs(served - walked).max() < 1e-4
 
 # %% [markdown]
@@ -324,7 +394,9 @@ assert np.abs(served - walked).max() < 1e-4
 
 # %%
 unscaled = deployment.model(torch.from_numpy(raw_windows(last, "test").astype(np.float32)).to(device))
-print(f"mean |forecast without the training scaler - with it|: {np.abs(unscaled.detach().cpu().numpy() - served).mean():.3f} (log-vol units)")
+print(
+    f"mean |forecast without the training scaler - with it|: {np.abs(unscaled.detach().cpu().numpy() - served).mean():.3f} (log-vol units)"
+)
 requests = {
     "a 19-day window": (raw_windows(last, "test")[:1, 1:], last.feature_names),
     "features in another order": (raw_windows(last, "test")[:1, :, ::-1], last.feature_names[::-1]),
@@ -355,9 +427,13 @@ x_check = torch.randn(37, LOOKBACK, 4)
 exported = {"TCN (convolutional)": model, "FinancialGRU (recurrent)": gru}
 onnx_paths = {}
 for name, net in exported.items():
-    onnx_paths[name] = export_onnx(net, work / f"{name.split()[0]}.onnx", lookback=LOOKBACK, n_features=4, batch_size=2)
-    print(f"{name}: {onnx_paths[name].stat().st_size / 1e3:.0f} kB, largest |ONNX Runtime - PyTorch| at batch 37: "
-          f"{check_onnx(net, onnx_paths[name], x_check):.1e}")
+    onnx_paths[name] = export_onnx(
+        net, work / f"{name.split()[0]}.onnx", lookback=LOOKBACK, n_features=4, batch_size=2
+    )
+    print(
+        f"{name}: {onnx_paths[name].stat().st_size / 1e3:.0f} kB, largest |ONNX Runtime - PyTorch| at batch 37: "
+        f"{check_onnx(net, onnx_paths[name], x_check):.1e}"
+    )
 try:
     torch.onnx.export(gru, (x_check,), str(work / "dynamo.onnx"), dynamo=True)
 except ImportError as err:
@@ -398,6 +474,7 @@ for name, net in exported.items():
 # process, waits until `/health` answers, and stops it in a `finally`, even if a cell fails. The
 # latency loop is bounded in count and in time; `make bench` runs a longer one.
 
+
 # %%
 def latency(call, count=N_REQUESTS, seconds=LATENCY_SECONDS):
     """p50 and p99 in ms of up to `count` calls within `seconds` (after 3 warm-up calls)."""
@@ -416,21 +493,33 @@ features = list(last.feature_names)
 with serve_in_subprocess(bundle) as url, httpx.Client(base_url=url, timeout=30) as client:
     print("health:", client.get("/health").json(), "| model:", client.get("/metadata").json()["model"])
     answer = client.post("/predict", json={"features": features, "window": windows[0].tolist()}).json()
-    print(f"forecast for {last.test.dates[0].date()}: {answer['forecast'][0]:.4f} (in-process: {served[0, 0]:.4f})")
+    print(
+        f"forecast for {last.test.dates[0].date()}: {answer['forecast'][0]:.4f} (in-process: {served[0, 0]:.4f})"
+    )
     bad = client.post("/predict", json={"features": features, "window": windows[0][:-1].tolist()})
     print(f"a 19-day window: HTTP {bad.status_code}, {bad.json()['detail']}")
     bad = client.post("/predict", json={"features": features})
-    print(f"no window: HTTP {bad.status_code}, {bad.json()['detail'][0]['msg']} {bad.json()['detail'][0]['loc']}")
+    print(
+        f"no window: HTTP {bad.status_code}, {bad.json()['detail'][0]['msg']} {bad.json()['detail'][0]['loc']}"
+    )
     timings = {
-        "1 window": latency(lambda: client.post("/predict", json={"features": features, "window": windows[0].tolist()})),
-        "batch of 256": latency(lambda: client.post("/predict_batch", json={"features": features, "windows": windows[:256].tolist()})),
+        "1 window": latency(
+            lambda: client.post("/predict", json={"features": features, "window": windows[0].tolist()})
+        ),
+        "batch of 256": latency(
+            lambda: client.post(
+                "/predict_batch", json={"features": features, "windows": windows[:256].tolist()}
+            )
+        ),
     }
 for case, (p50, p99, n) in timings.items():
     print(f"HTTP, {case}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {n} requests")
 p50_local, _, _ = latency(lambda: deployment.predict(windows[:256]))
 body_kb = len(json.dumps({"features": features, "windows": windows[:256].tolist()})) / 1e3
-print(f"the same 256 forecasts in-process: p50 {p50_local:.1f} ms; the request body is {body_kb:.0f} kB of JSON text, "
-      f"so encoding and parsing it, not the model, is most of the {timings['batch of 256'][0]:.0f} ms")
+print(
+    f"the same 256 forecasts in-process: p50 {p50_local:.1f} ms; the request body is {body_kb:.0f} kB of JSON text, "
+    f"so encoding and parsing it, not the model, is most of the {timings['batch of 256'][0]:.0f} ms"
+)
 try:
     httpx.get(f"{url}/health", timeout=1.0)
     print("the server is still running!")
@@ -447,9 +536,19 @@ except httpx.TransportError:
 # walk-forward network is drawn beside the frozen one.
 
 # %%
-crisis = walk_forward("volatility", prices, make_tcn, MONITOR_YEARS, epochs=EPOCHS_PER_YEAR,
-                      initial_epochs=INITIAL_EPOCHS, patience=PATIENCE, lr=LR, seed=SEEDS[0], device=device,
-                      lookback=LOOKBACK)
+crisis = walk_forward(
+    "volatility",
+    prices,
+    make_tcn,
+    MONITOR_YEARS,
+    epochs=EPOCHS_PER_YEAR,
+    initial_epochs=INITIAL_EPOCHS,
+    patience=PATIENCE,
+    lr=LR,
+    seed=SEEDS[0],
+    device=device,
+    lookback=LOOKBACK,
+)
 frame = crisis.task.frame
 train_rows = frame.loc[: f"{MONITOR_YEARS[0] - 2}-12-31"]
 monitor = DriftMonitor(train_rows, crisis.task.feature_names)
@@ -457,8 +556,12 @@ recent = frame.loc[f"{MONITOR_YEARS[0]}-01-01" : f"{MONITOR_YEARS[-1]}-12-31"]
 drift = monitor.rolling(recent, window=DRIFT_WINDOW, step=DRIFT_STEP)
 y, dates = crisis.task.test.y[:, 0], crisis.task.test.dates
 reference = crisis.baselines("walk_forward")["log_har"][:, 0]
-errors = {name: rolling_error(y, crisis.predictions[name][:, 0], reference, dates,
-                              window=ERROR_WINDOW, threshold=ERROR_ALERT) for name in ("frozen", "walk_forward")}
+errors = {
+    name: rolling_error(
+        y, crisis.predictions[name][:, 0], reference, dates, window=ERROR_WINDOW, threshold=ERROR_ALERT
+    )
+    for name in ("frozen", "walk_forward")
+}
 
 fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
 for feature in drift.columns:
@@ -479,16 +582,31 @@ plt.tight_layout()
 plt.show()
 
 # %%
-print(f"noise floor: an unchanged feature gives a PSI of about (bins - 1) / window = "
-      f"{(monitor.bins - 1) / DRIFT_WINDOW:.2f} on {DRIFT_WINDOW}-day windows (alert at {monitor.threshold})")
+print(
+    f"noise floor: an unchanged feature gives a PSI of about (bins - 1) / window = "
+    f"{(monitor.bins - 1) / DRIFT_WINDOW:.2f} on {DRIFT_WINDOW}-day windows (alert at {monitor.threshold})"
+)
 for feature in drift.columns:
     alerts = drift.index[drift[feature] > monitor.threshold]
-    print(f"drift {feature:>18}: " + (f"first alert {alerts[0].date()}, in alert {len(alerts) / len(drift):.0%} of the weeks"
-                                        if len(alerts) else "no alert"))
+    print(
+        f"drift {feature:>18}: "
+        + (
+            f"first alert {alerts[0].date()}, in alert {len(alerts) / len(drift):.0%} of the weeks"
+            if len(alerts)
+            else "no alert"
+        )
+    )
 for name, table in errors.items():
     alerts = table.index[table["alert"]]
-    print(f"error {name:>12}: " + (f"first alert {alerts[0].date()}, in alert {table['alert'].mean():.0%} of the days, "
-                                   f"worst ratio {table['ratio'].max():.2f}" if len(alerts) else "no alert"))
+    print(
+        f"error {name:>12}: "
+        + (
+            f"first alert {alerts[0].date()}, in alert {table['alert'].mean():.0%} of the days, "
+            f"worst ratio {table['ratio'].max():.2f}"
+            if len(alerts)
+            else "no alert"
+        )
+    )
 
 # %% [markdown]
 # In our run the drift monitor fired first, in spring 2007, and not because of a crisis: 2007 began
@@ -510,17 +628,32 @@ X_ddp, y_ddp = task.train.X[:DDP_SAMPLES], task.train.y[:DDP_SAMPLES]
 np.savez(work / "ddp.npz", X=X_ddp, y=y_ddp)
 ddp_config = {**TCN_CONFIG, "dropout": 0.0}  # dropout draws differ across processes
 start = time.perf_counter()
-record = launch(work / "ddp.npz", "TemporalConvNet", ddp_config, work / "ddp-ckpt", nproc=2, epochs=1,
-                batch_size=DDP_BATCH, lr=LR, no_shuffle=True, max_steps=1)
-print(f"torchrun, 2 processes: {time.perf_counter() - start:.1f} s wall; files: {sorted(p.name for p in (work / 'ddp-ckpt').iterdir())}")
+record = launch(
+    work / "ddp.npz",
+    "TemporalConvNet",
+    ddp_config,
+    work / "ddp-ckpt",
+    nproc=2,
+    epochs=1,
+    batch_size=DDP_BATCH,
+    lr=LR,
+    no_shuffle=True,
+    max_steps=1,
+)
+print(
+    f"torchrun, 2 processes: {time.perf_counter() - start:.1f} s wall; files: {sorted(p.name for p in (work / 'ddp-ckpt').iterdir())}"
+)
 set_seed(0)
 single = TemporalConvNet(**ddp_config)
 Trainer(single, lr=LR, batch_size=2 * DDP_BATCH, max_epochs=1, device="cpu", progress=False).fit(
-    X_ddp[: 2 * DDP_BATCH], y_ddp[: 2 * DDP_BATCH], X_ddp, y_ddp)
+    X_ddp[: 2 * DDP_BATCH], y_ddp[: 2 * DDP_BATCH], X_ddp, y_ddp
+)
 ddp_state = load_file(work / "ddp-ckpt" / "model.safetensors")
 gap = max((ddp_state[k] - v).abs().max().item() for k, v in single.state_dict().items())
-print(f"largest |2 ranks - 1 process| after one step: {gap:.1e}; "
-      f"largest difference between the ranks: {record['history'][-1]['max_rank_difference']:.1e}")
+print(
+    f"largest |2 ranks - 1 process| after one step: {gap:.1e}; "
+    f"largest difference between the ranks: {record['history'][-1]['max_rank_difference']:.1e}"
+)
 assert gap < 1e-5
 
 # %% [markdown]
@@ -542,7 +675,9 @@ n = len(task.train)
 W = next(w for w in range(3, 17) if n % w)  # a number of ranks that does not divide the data
 shards = [list(DistributedSampler(range(n), num_replicas=W, rank=r, shuffle=False)) for r in range(W)]
 served_once = sum(len(s) for s in shards)
-print(f"{n} training samples on {W} ranks: {served_once} served per epoch, {served_once - len(set().union(*shards))} of them twice")
+print(
+    f"{n} training samples on {W} ranks: {served_once} served per epoch, {served_once - len(set().union(*shards))} of them twice"
+)
 sampler = DistributedSampler(range(100), num_replicas=2, rank=0, seed=0)
 epoch0 = list(sampler)
 print("without set_epoch, epoch 1 repeats epoch 0's order:", list(sampler) == epoch0)
@@ -556,11 +691,13 @@ print("after set_epoch(1):", list(sampler) == epoch0)
 # Write `psi_from_shares(expected, actual)`: the PSI of two arrays of bin shares (each sums to one),
 # $\sum_i (a_i - e_i)\log(a_i/e_i)$. Assume no share is zero.
 
+
 # %%
 # SOLUTION
 def psi_from_shares(expected, actual):
     expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
 
 # %%
 # SELF-CHECK
@@ -589,11 +726,13 @@ print("Exercise 1 passed")
 #     return train, val, test
 # ```
 
+
 # %%
 # SOLUTION
 def block_masks_fixed(years, test_year):
     years = np.asarray(years)
     return years <= test_year - 2, years == test_year - 1, years == test_year
+
 
 # %%
 # SELF-CHECK
@@ -611,16 +750,22 @@ print("Exercise 2 passed")
 # Write `padded_duplicates(n, world_size)`: how many samples `DistributedSampler` (with the default
 # `drop_last=False`) serves twice in one epoch, for a dataset of `n` samples and `world_size` ranks.
 
+
 # %%
 # SOLUTION
 def padded_duplicates(n, world_size):
     return -(-n // world_size) * world_size - n
 
+
 # %%
 # SELF-CHECK
 for n_check, w_check in [(5, 2), (10, 5), (1003, 4), (7, 8), (257, 3)]:
-    served_check = sum(len(DistributedSampler(range(n_check), num_replicas=w_check, rank=r)) for r in range(w_check))
-    assert padded_duplicates(n_check, w_check) == served_check - n_check, f"wrong for n={n_check}, world_size={w_check}"
+    served_check = sum(
+        len(DistributedSampler(range(n_check), num_replicas=w_check, rank=r)) for r in range(w_check)
+    )
+    assert padded_duplicates(n_check, w_check) == served_check - n_check, (
+        f"wrong for n={n_check}, world_size={w_check}"
+    )
 print("Exercise 3 passed")
 
 # %% [markdown]
@@ -636,8 +781,9 @@ first_alert = strict.index[strict.argmax()] if strict.any() else None
 
 # %%
 # SELF-CHECK
-check = rolling_error(y, crisis.predictions["frozen"][:, 0], reference, dates,
-                      window=ERROR_WINDOW, threshold=1.5)
+check = rolling_error(
+    y, crisis.predictions["frozen"][:, 0], reference, dates, window=ERROR_WINDOW, threshold=1.5
+)
 if check["alert"].any():
     assert isinstance(first_alert, pd.Timestamp), "first_alert must be a date"
     assert check.loc[first_alert, "alert"], "the ratio is not above 1.5 on that date"

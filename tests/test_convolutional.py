@@ -102,14 +102,23 @@ def test_wavenet_for_lookback_covers_the_window():
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_a_window_shorter_than_the_receptive_field_warns_with_both_numbers(name):
+def test_a_window_too_short_for_the_last_layer_warns_with_both_numbers(name):
     model = MODELS[name]()
-    field = model.receptive_field
-    with pytest.warns(UserWarning, match=f"L={field - 1} steps but the receptive field is {field} steps"):
-        assert model(_x(length=field - 1)).shape == (B, 2)  # still runs: zero padding
+    field, short = model.receptive_field, model.field_without_last_layer
+    assert short < field
+    with pytest.warns(UserWarning, match=f"L={short} steps but the receptive field is {field} steps"):
+        assert model(_x(length=short)).shape == (B, 2)  # still runs: zero padding
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a window that covers the field is silent
-        model(_x(length=field))
+        warnings.simplefilter("error")  # the last layer is needed for L = short + 1: no warning
+        model(_x(length=short + 1))
+
+
+def test_the_source_wavenet_warns_on_a_20_day_window_and_the_sized_one_does_not():
+    with pytest.warns(UserWarning, match="L=20 steps but the receptive field is 4093 steps"):
+        WaveNet(C, 4, 4, n_blocks=4, n_layers_per_block=10)(_x(length=20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # receptive field 32 > 20, but 4 layers would cover only 16
+        WaveNet.for_lookback(C, 20, residual_channels=4, skip_channels=4)(_x(length=20))
 
 
 # ---------------------------------------------------------------- the source module's defects, fixed

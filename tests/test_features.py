@@ -97,5 +97,3 @@ def test_log_vol_checks_its_input():
         log_vol(v.iloc[::-1])
     with pytest.raises(ValueError, match="duplicate"):
         log_vol(pd.concat([v, v.iloc[:1]]).sort_index())
-    with pytest.raises(ValueError, match="negative values"):
-        log_vol(_prices([1.0, -0.5]))

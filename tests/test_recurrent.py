@@ -119,6 +119,21 @@ def test_gru_score_has_no_dead_bias_and_the_check_would_catch_one():
         torch.testing.assert_close(model(x), before, rtol=0, atol=1e-12)
 
 
+def test_financial_lstm_attention_has_no_dead_key_bias():
+    # nn.MultiheadAttention fuses the q, k and v biases in one tensor: its key part adds q . b_K to every
+    # score of a query, cancels in the softmax, and gets only round-off gradients; a per-tensor check
+    # cannot see it, so FinancialLSTM uses CausalSelfAttention, whose key projection has no bias
+    model = make("lstm").double()
+    assert model.attention.key.bias is None
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(H, 4, batch_first=True).double()
+    h = torch.randn(B, L, H, dtype=torch.float64)
+    context, _ = mha(h[:, -1:], h, h)
+    (torch.randn_like(context) * context).sum().backward()
+    q_part, k_part, v_part = mha.in_proj_bias.grad.abs().chunk(3)
+    assert k_part.max() < 1e-12 * min(q_part.max(), v_part.max())
+
+
 def test_gru_head_reads_the_last_state_and_the_context():
     # the fix of the GRU that lost to HAR: the head sees LayerNorm(h_L + sum_t a_t h_t), not the pooled mean
     # alone (benchmarks/recurrent_ablation.py gru; docs/errata.md: FinancialGRU)

@@ -17,7 +17,9 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert sorted(pip) == sorted(deps)
-    assert "torch==2.13.0" in deps, "torch must stay pinned: an open range downloads a CUDA build of several GB"
+    assert "torch==2.13.0" in deps, (
+        "torch must stay pinned: an open range downloads a CUDA build of several GB"
+    )
     assert all("==" in d for d in deps), "every dependency is pinned"
     assert "python=3.11" in env["dependencies"]
 
@@ -60,13 +62,17 @@ def test_notebook_has_every_part_of_a_chapter(path):
     assert len(exercises) >= 3, f"{path.name} has {len(exercises)} exercises with points, at least 3 needed"
     assert lowered.count("# self-check") >= len(exercises), "every exercise has a self-check"
     assert "spot the bug" in lowered, f"{path.name} has no 'spot the bug' exercise"
-    assert "# parameters" in lowered.split("# %%", 4)[-1] or "# parameters" in lowered[:3000], "a parameters cell at the top"
+    assert "# parameters" in lowered.split("# %%", 4)[-1] or "# parameters" in lowered[:3000], (
+        "a parameters cell at the top"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_writes_nothing_and_has_no_ci_branches(path):
     code = path.read_text()
-    assert not re.search(r"^\s*(el)?if\b.*\bCI\b", code, flags=re.M), "no `if CI:` branches: size the defaults for the CPU budget"
+    assert not re.search(r"^\s*(el)?if\b.*\bCI\b", code, flags=re.M), (
+        "no `if CI:` branches: size the defaults for the CPU budget"
+    )
     assert 'environ.get("CI"' not in code and "environ['CI'" not in code, "no CI-dependent code"
     for forbidden in ("savefig(", ".to_csv(", "torch.save("):
         assert forbidden not in code, f"{path.name} writes into the working directory ({forbidden})"

@@ -123,9 +123,7 @@ def test_workspace_copies_name_the_kernel_that_setup_installs(tmp_path):
     assert json.loads((tmp_path / "copy.ipynb").read_text())["metadata"]["kernelspec"] == build.KERNEL
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_run_all_on_a_learner_copy_reaches_the_end(path, tmp_path, monkeypatch):
+def _run_all_on_a_learner_copy(path, tmp_path, monkeypatch):
     """A fresh learner's copy, answers untouched: every cell runs, each exercise says it is unanswered."""
     from nbclient import NotebookClient
 
@@ -154,6 +152,21 @@ def test_run_all_on_a_learner_copy_reaches_the_end(path, tmp_path, monkeypatch):
     assert not other_errors, f"cells other than the self-checks failed: {other_errors}"
     numbers = [n for n, _, _ in _exercises(path)]
     assert [int(re.match(r"Exercise (\d+) is not answered yet", r).group(1)) for r in reports] == numbers
+
+
+def _learner_copy_test(path):
+    @pytest.mark.slow
+    def test_run_all_reaches_the_end(self, tmp_path, monkeypatch):
+        _run_all_on_a_learner_copy(path, tmp_path, monkeypatch)
+
+    return test_run_all_reaches_the_end
+
+
+# One class per chapter: `make test` runs with `--dist loadscope`, which keeps each test file (and each
+# notebook's cells) on one worker but gives every class its own unit, so these long runs spread.
+for _path in CHAPTERS:
+    _name = "TestLearnerCopy_" + _path.stem
+    globals()[_name] = type(_name, (), {"test_run_all_reaches_the_end": _learner_copy_test(_path)})
 
 
 def test_jupyter_shows_the_sentence_not_a_traceback():

@@ -24,8 +24,8 @@ so the models transpose inside. By default a model returns the forecast made at 
 
 Defects of the source module fixed here (see docs/errata.md): ``Chomp1d(0)`` returned an empty tensor
 (``x[:, :, :-0]``), so ``kernel_size=1`` crashed; WaveNet defaulted to 4 x 10 layers, a receptive field
-of 4,093 steps for 20-60 step windows, and nothing said so: a window shorter than the receptive field
-now gives a warning with both numbers. The TCN also uses the current ``weight_norm`` parametrization
+of 4,093 steps for 20-60 step windows, and nothing said so: a window that the network would cover
+even without its last layer now gives a warning with both numbers. The TCN also uses the current ``weight_norm`` parametrization
 with the weights initialised *before* it wraps them (initialising ``conv.weight`` afterwards writes
 into a recomputed tensor and is silently lost).
 """
@@ -48,7 +48,7 @@ __all__ = [
     "TemporalConvNet",
     "WaveNet",
     "tcn_receptive_field",
-    "warn_if_shorter_than_receptive_field",
+    "warn_if_window_too_short",
     "wavenet_layers_for",
     "wavenet_receptive_field",
 ]
@@ -64,16 +64,23 @@ def wavenet_receptive_field(kernel_size: int, n_layers_per_block: int, n_blocks:
     return 1 + (kernel_size - 1) * n_blocks * (2**n_layers_per_block - 1)
 
 
-def warn_if_shorter_than_receptive_field(model: nn.Module, length: int) -> None:
-    """Warn when a window of ``length`` steps is shorter than ``model.receptive_field``: the first
-    layers then read zero padding, and a smaller network would see the same inputs."""
-    if length < model.receptive_field:
+def warn_if_window_too_short(model: nn.Module, length: int) -> None:
+    """Warn when a window of ``length`` steps leaves the model's last layer nothing but zero padding.
+
+    A receptive field somewhat longer than the window is what the sizing rule gives (the smallest
+    network that covers it, e.g. :meth:`WaveNet.for_lookback`). The warning is for the source module's
+    mistake: a window that the network would still cover without its last layer
+    (``model.field_without_last_layer``), so that layer, and often several before it, only read
+    the padding. The message gives the window length and the receptive field.
+    """
+    if model.receptive_field > length and length <= model.field_without_last_layer:
         warnings.warn(
             f"{type(model).__name__}: the window has L={length} steps but the receptive field is "
-            f"{model.receptive_field} steps, so part of the network only reads zero padding; "
-            "use longer windows or fewer levels/layers",
+            f"{model.receptive_field} steps; even without its last layer the network covers "
+            f"{model.field_without_last_layer} steps, so its deepest layers only read zero padding. "
+            "Use fewer levels or layers (or longer windows)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=2,  # the forward of the model (shown once per notebook)
         )
 
 
@@ -200,10 +207,11 @@ class TemporalConvNet(nn.Module):
         )
         self.head = nn.Linear(widths[-1], output_size)
         self.receptive_field = tcn_receptive_field(kernel_size, len(num_channels))
+        self.field_without_last_layer = tcn_receptive_field(kernel_size, len(num_channels) - 1)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model="TemporalConvNet")
-        warn_if_shorter_than_receptive_field(self, x.shape[1])
+        warn_if_window_too_short(self, x.shape[1])
         h = self.network(x.transpose(1, 2)).transpose(1, 2)  # (B, L, C) -> (B, L, H)
         return self.head(h if per_step else h[:, -1])  # (B, L, n_out) or (B, n_out)
 
@@ -275,6 +283,7 @@ class WaveNet(nn.Module):
         self.output_conv1 = nn.Conv1d(skip_channels, skip_channels, 1)
         self.output_conv2 = nn.Conv1d(skip_channels, output_size, 1)
         self.receptive_field = wavenet_receptive_field(kernel_size, n_layers_per_block, n_blocks)
+        self.field_without_last_layer = self.receptive_field - (kernel_size - 1) * dilations[-1]
 
     @classmethod
     def for_lookback(cls, input_size: int, lookback: int, kernel_size: int = 2, n_blocks: int = 1, **kwargs):
@@ -286,7 +295,7 @@ class WaveNet(nn.Module):
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
         check_window(x, self.input_size, model="WaveNet")
-        warn_if_shorter_than_receptive_field(self, x.shape[1])
+        warn_if_window_too_short(self, x.shape[1])
         h = self.input_conv(x.transpose(1, 2))  # (B, R, L)
         skips = 0
         for block in self.residual_blocks:

@@ -23,8 +23,8 @@ GRU cell (Cho et al. 2014)::
 Models (the class names of the source module, with its defects fixed; see docs/errata.md):
 
 * ``LSTMCellScratch``: the LSTM equations above written out, checked against ``nn.LSTM``.
-* ``FinancialLSTM``: LSTM -> multi-head self-attention over the window (``batch_first=True``: the source
-  module attended across the *batch*) -> residual + LayerNorm -> MLP head. Returns its attention
+* ``FinancialLSTM``: LSTM -> multi-head self-attention over the window (the source module attended across
+  the *batch*) -> residual + LayerNorm -> MLP head. Returns its attention
   weights with ``return_attention=True``. Per-step outputs use a causal mask; a bidirectional LSTM
   refuses them (its backward half at step t has read steps after t).
 * ``MultiHorizonLSTM``: one LSTM encoder, one head per horizon, stacked into (B, n_horizons) so that the
@@ -38,7 +38,7 @@ Models (the class names of the source module, with its defects fixed; see docs/e
 import torch
 from torch import nn
 
-from .common import causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
+from .common import CausalSelfAttention, causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
 
 __all__ = ["LSTMCellScratch", "FinancialLSTM", "MultiHorizonLSTM", "ResidualLSTM", "FinancialGRU"]
 
@@ -153,9 +153,11 @@ class FinancialLSTM(nn.Module):
             dropout=rnn_dropout(dropout, n_layers),
             bidirectional=bidirectional,
         )
-        # batch_first=True: the source module omitted it, so (B, L, H) was read as (L, B, H) and every
-        # sample attended to the other samples of its batch (docs/errata.md: FinancialLSTM).
-        self.attention = nn.MultiheadAttention(width, n_heads, batch_first=True)
+        # Attention over the window of each sample: the source module's nn.MultiheadAttention lacked
+        # batch_first=True, so (B, L, H) was read as (L, B, H) and every sample attended to the other
+        # samples of its batch; its fused q/k/v bias also holds a key bias that cancels in the softmax
+        # (docs/errata.md: FinancialLSTM). CausalSelfAttention works on (B, L, H), without a key bias.
+        self.attention = CausalSelfAttention(width, n_heads)
         self.norm = nn.LayerNorm(width)
         self.head = mlp_head(width, hidden_size, output_size, dropout)
 
@@ -167,13 +169,11 @@ class FinancialLSTM(nn.Module):
                 "the inputs after t, so per-step outputs would look ahead"
             )
         h, _ = self.lstm(x)  # (B, L, W)
-        if per_step:
-            query, mask = h, causal_mask(x.shape[1], x.device)  # every step asks, sees only its past
-        else:
-            query, mask = h[:, -1:], None  # (B, 1, W): only the forecast origin asks
-        context, weights = self.attention(query, h, h, attn_mask=mask)  # (B, Lq, W), (B, Lq, L)
-        z = self.norm(query + context)  # residual + LayerNorm, (B, Lq, W)
-        prediction = self.head(z)  # (B, Lq, output_size)
+        context, weights = self.attention(h)  # (B, L, W), (B, heads, L, L): step t sees steps <= t only
+        weights = weights.mean(dim=1)  # (B, L, L), averaged over heads
+        if not per_step:  # only the forecast origin, the last step, asks: it sees the whole window
+            h, context, weights = h[:, -1:], context[:, -1:], weights[:, -1:]
+        prediction = self.head(self.norm(h + context))  # residual + LayerNorm, then (B, Lq, output_size)
         if not per_step:
             prediction, weights = prediction[:, -1], weights[:, -1]  # (B, output_size), (B, L)
         if return_attention:

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from .common import causal_mask, check_window, keeps_config
+from .common import CausalSelfAttention, check_window, keeps_config
 
 
 class PositionalEncoding(nn.Module):
@@ -55,41 +55,6 @@ class PositionalEncoding(nn.Module):
         if x.shape[1] > self.pe.shape[0]:
             raise ValueError(f"sequence of {x.shape[1]} steps is longer than max_len={self.pe.shape[0]}")
         return self.dropout(x + self.pe[: x.shape[1]])
-
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head scaled dot-product self-attention with a causal mask; also returns its weights.
-
-    The key projection has no bias: ``q . (W_K x_s + b_K) = q . W_K x_s + q . b_K``, and the second
-    term is the same for every key s, so it cancels in the softmax and ``b_K`` would never get a
-    gradient (docs/errata.md: dead parameters).
-    """
-
-    def __init__(self, hidden_size: int, n_heads: int, dropout: float = 0.0, causal: bool = True):
-        super().__init__()
-        if hidden_size % n_heads != 0:
-            raise ValueError(f"n_heads={n_heads} must divide hidden_size={hidden_size}")
-        self.n_heads = n_heads
-        self.causal = causal
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.value = nn.Linear(hidden_size, hidden_size)
-        self.proj = nn.Linear(hidden_size, hidden_size)
-        self.attn_dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B, L, D = x.shape
-        q, k, v = self.query(x), self.key(x), self.value(x)  # 3 x (B, L, D)
-        q, k, v = (
-            z.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for z in (q, k, v)
-        )  # (B, h, L, dh)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, h, L, L)
-        if self.causal:
-            scores = scores.masked_fill(causal_mask(L, x.device), float("-inf"))  # hide keys s > t
-        weights = scores.softmax(dim=-1)  # (B, h, L, L), rows sum to 1
-        y = self.attn_dropout(weights) @ v  # (B, h, L, dh)
-        y = y.transpose(1, 2).reshape(B, L, D)  # heads side by side: (B, L, D)
-        return self.proj(y), weights
 
 
 class TransformerBlock(nn.Module):
