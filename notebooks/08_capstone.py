@@ -268,7 +268,7 @@ plt.show()
 # %% [markdown]
 # ### Open questions
 # 1. Does walk-forward training (chapter 07) close the gap that the crisis-year level correction
-#    opens? `make leaderboard` (with `--walk-forward`) prints both protocols side by side.
+#    opens? `make leaderboard` prints both protocols side by side.
 # 2. With the QLIKE loss the level correction has little left to correct: is a correction learnt on
 #    a calmer validation period better for the MSE models, and what does it cost in training data?
 # 3. The combination picks its members on validation: how stable are its weights across seeds?
