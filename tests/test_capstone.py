@@ -247,3 +247,19 @@ def test_qlike_loss_is_the_course_qlike_and_its_minimiser_is_the_log_mean_varian
     assert cap.qlike_loss({"prediction": p}, y) == cap.qlike_loss(p, y)
     with pytest.raises(ValueError, match="shape"):
         cap.qlike_loss(p[:, 0], y)
+
+
+@pytest.mark.parametrize("name", list(cap.MODELS))
+def test_every_leaderboard_model_is_a_registry_model_and_builds_at_every_size(name):
+    from course_lib.models.registry import REGISTRY
+
+    _, cls, sizes = cap.MODELS[name]
+    assert cls in {e.cls for e in REGISTRY}, (
+        f"{cls.__name__} must be in the registry, so the contract covers it"
+    )
+    for size in sizes:
+        model = cap.build_model(name, size, seed=0).eval()
+        with torch.no_grad():
+            out = model(torch.randn(2, cap.LOOKBACK, len(cap.FEATURES)))
+        out = out["prediction"] if isinstance(out, dict) else out
+        assert out.shape == (2, 1), f"{name} ({size}) forecasts {tuple(out.shape)}, not one value per window"
