@@ -12,7 +12,7 @@ SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PY
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade
+.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade leaderboard
 
 # Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
 setup:
@@ -35,8 +35,10 @@ lab: $(STAMP)
 lab-instructor: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
+LINTED := course_lib tests notebooks scripts benchmarks assignments grader
 lint: $(STAMP)
-	$(VENV)/bin/ruff check course_lib tests notebooks scripts benchmarks assignments
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 # Two workers; loadscope keeps each test file and each notebook on one worker, in order.
 TEST_JOBS ?= 2
@@ -54,25 +56,29 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/ssm_scan.py
+	$(PY) benchmarks/serving_latency.py
 
 # The capstone leaderboard (chapter 08): every family, 5 seeds, frozen and walk-forward, into
 # docs/leaderboard.md and docs/leaderboard.png (budget: 60 minutes on a 2-core CPU).
 leaderboard: $(STAMP)
 	$(PY) scripts/leaderboard.py --walk-forward
-	$(PY) benchmarks/serving_latency.py
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero.
 assignments: $(STAMP)
 	$(PY) -m grader build --verify
 
-# make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]
+# make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1] [UNSANDBOXED=1]
 # writes GRADES/gradebook.csv and GRADES/feedback/<student>.md (GRADES defaults to <SUBMISSIONS>-graded).
+# Each submission runs in a bubblewrap sandbox (apt-get install bubblewrap); without it the grader
+# refuses, unless UNSANDBOXED=1 (unsafe: submissions then run as you; every line of output says so).
 TIMEOUT ?= 60
 JOBS ?= 1
+UNSANDBOXED ?=
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1]"; exit 2; }
-	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1] [UNSANDBOXED=1]"; exit 2; }
+	$(PY) -m grader grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --jobs $(JOBS)$(if $(ASSIGNMENT), --assignment "$(ASSIGNMENT)")$(if $(GRADES), --grades "$(GRADES)")$(if $(UNSANDBOXED), --unsandboxed)
 
 # Removes what builds write (build/, dist/); keeps .venv and your workspace/.
 clean:
@@ -90,6 +96,7 @@ help:
 	@echo "make lab-instructor  the sources, with solutions"
 	@echo "make book            every notebook executed, as HTML in build/book/"
 	@echo "make bench           the Trainer's overhead against a bare training loop"
+	@echo "make leaderboard     the capstone's full table (every family, 5 seeds) into docs/leaderboard.md"
 	@echo "make assignments     student versions and autograder bundles in dist/ (checked)"
 	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
 	@echo "make clean           remove build/ and dist/;  make clean-venv: remove .venv"

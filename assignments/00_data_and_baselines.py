@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Graded exercises, chapter 00: data and baselines
 #
-# Four exercises taken from chapter 00 (10 points). Write your answer where you see `...`, then run
+# Four exercises on the ideas of chapter 00 (10 points), on other data than the chapter's worked
+# exercises. Write your answer where you see `...`, then run
 # the `grader.check(...)` cell below it: it runs the *public* tests. Passing them is necessary, not
 # sufficient: your notebook is graded with further hidden tests. Do not rename the answer variables.
 # Submit this notebook file (`.ipynb`) as it is; everything must run top to bottom in under a minute.
@@ -22,6 +23,7 @@ from course_lib.evaluation import diebold_mariano
 from course_lib.features import log_returns
 
 returns = log_returns(load_prices("^GSPC")["Close"])  # percent daily log returns of the S&P 500, 1999-2018
+nasdaq = log_returns(load_prices("^IXIC")["Close"])  # the same for the NASDAQ Composite
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -29,15 +31,15 @@ returns = log_returns(load_prices("^GSPC")["Close"])  # percent daily log return
 # points: 2
 
 # %% [markdown]
-# ### Exercise 1 (2 points): annualised volatility of 2008
-# Store in `vol_2008` the annualised volatility of 2008 in percent: the standard deviation of that
-# year's daily returns (`returns`) times $\sqrt{252}$.
+# ### Exercise 1 (2 points): annualised volatility of the NASDAQ in 2011
+# Store in `vol_2011` the annualised volatility of the NASDAQ (`nasdaq`) in 2011, in percent: the
+# standard deviation of that year's daily returns times $\sqrt{252}$.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-vol_2008 = float(returns.loc["2008"].std() * np.sqrt(252))  # SOLUTION
+vol_2011 = float(nasdaq.loc["2011"].std() * np.sqrt(252))  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -46,12 +48,14 @@ vol_2008 = float(returns.loc["2008"].std() * np.sqrt(252))  # SOLUTION
 # # BEGIN TESTS
 
 # %%
-assert isinstance(vol_2008, float | np.floating), "vol_2008 should be a single number"
-assert 35 < vol_2008 < 50, "2008 was a crisis year: expect roughly 40% annualised"
+assert isinstance(vol_2011, float | np.floating), "vol_2011 should be a single number"
+assert 18 < vol_2011 < 32, "a nervous year (the euro crisis), not a crash: between 18% and 32% annualised"
 
 # %%
 # HIDDEN
-assert abs(vol_2008 - returns.loc["2008"].std() * 252**0.5) < 1e-6, "use the daily std of 2008 times sqrt(252)"
+assert abs(vol_2011 - nasdaq.loc["2011"].std() * 252**0.5) < 1e-6, (
+    "the NASDAQ's daily std of 2011 times sqrt(252)"
+)
 
 # %% [raw]
 # # END TESTS
@@ -66,15 +70,15 @@ assert abs(vol_2008 - returns.loc["2008"].std() * 252**0.5) < 1e-6, "use the dai
 
 # %% [markdown]
 # ### Exercise 2 (2 points): where is the predictability?
-# Compute the lag-1 autocorrelation of daily returns (`acf1_ret`) and of squared daily returns
-# (`acf1_sq`) over the whole sample.
+# Compute the lag-1 autocorrelation of the NASDAQ's daily returns (`acf1_ret`) and of its squared
+# daily returns (`acf1_sq`) over the whole sample (1999-2018).
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-acf1_ret = returns.autocorr(lag=1)  # SOLUTION
-acf1_sq = (returns**2).autocorr(lag=1)  # SOLUTION
+acf1_ret = nasdaq.autocorr(lag=1)  # SOLUTION
+acf1_sq = (nasdaq**2).autocorr(lag=1)  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -84,12 +88,15 @@ acf1_sq = (returns**2).autocorr(lag=1)  # SOLUTION
 
 # %%
 assert isinstance(acf1_ret, float) and isinstance(acf1_sq, float), "two numbers"
-assert abs(acf1_ret) < 0.15 and acf1_sq > 0.15, "returns are nearly uncorrelated; their squares are not"
+assert abs(acf1_ret) < 0.1, "returns are nearly uncorrelated from one day to the next"
+assert 0.18 < acf1_sq < 0.25, (
+    "squared returns are autocorrelated (between 0.18 and 0.25 here): square, not abs"
+)
 
 # %%
 # HIDDEN
-assert abs(acf1_ret - returns.autocorr(1)) < 1e-9, "the lag-1 autocorrelation of the returns themselves"
-assert abs(acf1_sq - (returns**2).autocorr(1)) < 1e-9, "square the returns before taking the autocorrelation"
+assert abs(acf1_ret - nasdaq.autocorr(1)) < 1e-9, "the lag-1 autocorrelation of the NASDAQ returns themselves"
+assert abs(acf1_sq - (nasdaq**2).autocorr(1)) < 1e-9, "square the returns before taking the autocorrelation"
 
 # %% [raw]
 # # END TESTS
@@ -104,24 +111,25 @@ assert abs(acf1_sq - (returns**2).autocorr(1)) < 1e-9, "square the returns befor
 
 # %% [markdown]
 # ### Exercise 3 (3 points): spot the bug
-# This function standardises a feature matrix given the number of training rows. It leaks.
-# Write `standardise_fixed(values, n_train)` that returns the standardised matrix using the mean
-# and standard deviation of the first `n_train` rows only.
+# This function rescales each column of a feature matrix to $[0, 1]$ given the number of training
+# rows. It leaks. Write `minmax_fixed(values, n_train)` that rescales with the minimum and maximum
+# of the first `n_train` rows only (later rows may then fall outside $[0, 1]$: that is expected).
 #
 # ```python
-# def standardise_buggy(values, n_train):
-#     mean, std = values.mean(axis=0), values.std(axis=0)
-#     return (values - mean) / std
+# def minmax_buggy(values, n_train):
+#     low, high = values.min(axis=0), values.max(axis=0)
+#     return (values - low) / (high - low)
 # ```
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def standardise_fixed(values, n_train):
+def minmax_fixed(values, n_train):
     # BEGIN SOLUTION
-    train = values[:n_train]
-    return (values - train.mean(axis=0)) / train.std(axis=0)
+    low, high = values[:n_train].min(axis=0), values[:n_train].max(axis=0)
+    return (values - low) / (high - low)
     # END SOLUTION
 
 
@@ -133,18 +141,20 @@ def standardise_fixed(values, n_train):
 
 # %%
 _x = np.arange(12.0).reshape(6, 2) ** 2
-_z = standardise_fixed(_x, 4)
+_z = minmax_fixed(_x, 4)
 assert isinstance(_z, np.ndarray) and _z.shape == _x.shape, "return an array shaped like the input"
-assert np.allclose(_z[:4].mean(axis=0), 0), "training rows should have mean 0 after scaling"
+assert np.allclose(_z[:4].min(axis=0), 0) and np.allclose(_z[:4].max(axis=0), 1), "training rows span [0, 1]"
+assert (_z[4:] > 1).all(), "these later rows are larger than every training row: they must come out above 1"
 
 # %%
 # HIDDEN
 _v = np.random.default_rng(1).normal(size=(100, 3))
 _shocked = _v.copy()
 _shocked[60:] *= 50
-_a, _b = standardise_fixed(_v, 60), standardise_fixed(_shocked, 60)
+_a, _b = minmax_fixed(_v, 60), minmax_fixed(_shocked, 60)
 assert np.allclose(_a[:60], _b[:60]), "training rows must not depend on later rows: the scaler still leaks"
-assert np.allclose(_a[:60].std(axis=0), 1), "training rows should have unit standard deviation"
+_low, _high = _v[:60].min(axis=0), _v[:60].max(axis=0)
+assert np.allclose(_a, (_v - _low) / (_high - _low)), "rescale every row with the training rows' min and max"
 
 # %% [raw]
 # # END TESTS

@@ -33,29 +33,27 @@ LOOKBACK, HIDDEN = 10, 8
 # points: 3
 
 # %% [markdown]
-# ### Exercise 1 (3 points): a GRU step from scratch
-# Write `gru_step(x_t, h, cell)` that returns the next hidden state $(B, H)$ of the `nn.GRUCell`
-# `cell`, using only its parameters `cell.weight_ih` $(3H, C)$, `cell.weight_hh` $(3H, H)$,
-# `cell.bias_ih` and `cell.bias_hh`:
+# ### Exercise 1 (3 points): an LSTM step from scratch
+# Write `lstm_step(x_t, h, c, cell)` that returns the pair `(h_next, c_next)`, each $(B, H)$, of the
+# `nn.LSTMCell` `cell`, using only its parameters `cell.weight_ih` $(4H, C)$, `cell.weight_hh`
+# $(4H, H)$, `cell.bias_ih` and `cell.bias_hh` (the chapter writes the GRU's step):
 #
-# $$r = \sigma(W_{ir}x + b_{ir} + W_{hr}h + b_{hr}),\quad z = \sigma(W_{iz}x + b_{iz} + W_{hz}h + b_{hz}),$$
-# $$n = \tanh\big(W_{in}x + b_{in} + r \odot (W_{hn}h + b_{hn})\big),\quad h' = (1 - z)\odot n + z \odot h.$$
+# $$i = \sigma(\cdot),\ f = \sigma(\cdot),\ g = \tanh(\cdot),\ o = \sigma(\cdot)\ \text{of}\ W_{i\ast}x + b_{i\ast} + W_{h\ast}h + b_{h\ast},$$
+# $$c' = f \odot c + i \odot g,\quad h' = o \odot \tanh(c').$$
 #
-# PyTorch stacks the gates in the order $r, z, n$.
+# PyTorch stacks the gates in the order $i, f, g, o$.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def gru_step(x_t, h, cell):
+def lstm_step(x_t, h, c, cell):
     # BEGIN SOLUTION
-    gi = x_t @ cell.weight_ih.T + cell.bias_ih  # (B, 3H)
-    gh = h @ cell.weight_hh.T + cell.bias_hh  # (B, 3H)
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h
+    gates = x_t @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_next), c_next
     # END SOLUTION
 
 
@@ -67,21 +65,27 @@ def gru_step(x_t, h, cell):
 
 # %%
 _ = torch.manual_seed(0)
-_cell = nn.GRUCell(3, 5).double()
-_x, _h = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
-_mine = gru_step(_x, _h, _cell)
-assert isinstance(_mine, torch.Tensor) and _mine.shape == (4, 5), "gru_step must return a (B, H) tensor"
-assert torch.allclose(_mine, _cell(_x, _h), atol=1e-10), "differs from nn.GRUCell: check the gate order r, z, n"
+_cell = nn.LSTMCell(3, 5).double()
+_x, _h, _c = (torch.randn(4, n, dtype=torch.float64) for n in (3, 5, 5))
+_mine = lstm_step(_x, _h, _c, _cell)
+assert isinstance(_mine, tuple) and len(_mine) == 2, "return the pair (h_next, c_next)"
+assert all(isinstance(t, torch.Tensor) and t.shape == (4, 5) for t in _mine), "h_next and c_next are (B, H)"
+_ref_h, _ref_c = _cell(_x, (_h, _c))
+assert torch.allclose(_mine[1], _ref_c, atol=1e-10), (
+    "c_next differs from nn.LSTMCell: check the gate order i, f, g, o"
+)
 
 # %%
 # HIDDEN
 _ = torch.manual_seed(1)
-_cell = nn.GRUCell(2, 7).double()
+_cell = nn.LSTMCell(2, 7).double()
 with torch.no_grad():
-    _cell.bias_hh[14:] += 1.0  # a large b_hn: it must sit inside the reset gate's product
-_x, _h = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
-_mine = gru_step(_x, _h, _cell)
-assert isinstance(_mine, torch.Tensor) and torch.allclose(_mine, _cell(_x, _h), atol=1e-10), "b_hn is multiplied by r"
+    _cell.bias_hh[7:14] += 2.0  # a large forget-gate bias
+_x, _h, _c = (torch.randn(3, n, dtype=torch.float64) for n in (2, 7, 7))
+_mine = lstm_step(_x, _h, _c, _cell)
+_ref_h, _ref_c = _cell(_x, (_h, _c))
+assert torch.allclose(_mine[0], _ref_h, atol=1e-10), "h_next = o * tanh(c_next)"
+assert torch.allclose(_mine[1], _ref_c, atol=1e-10), "c_next = f * c + i * g"
 
 # %% [raw]
 # # END TESTS
@@ -93,6 +97,7 @@ assert isinstance(_mine, torch.Tensor) and torch.allclose(_mine, _cell(_x, _h), 
 # The source module's attention LSTM fed the LSTM output $(B, L, H)$ to an `nn.MultiheadAttention`
 # built without `batch_first=True`, which reads its input as $(L, B, H)$: every sample attended over
 # the *other samples of the batch* at the same time step.
+
 
 # %%
 def buggy_context(h, attention):
@@ -114,6 +119,7 @@ def buggy_context(h, attention):
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def fixed_context(h, attention):
@@ -138,7 +144,9 @@ _h2 = _h.clone()
 _h2[1] += 3.0  # change sample 1 only
 _a, _b = fixed_context(_h, _att), fixed_context(_h2, _att)
 assert isinstance(_a, torch.Tensor) and _a.shape == (4, 6, 8), "return a (B, L, H) context"
-assert torch.allclose(_a[0], _b[0], atol=1e-6), "sample 0 moved when sample 1 changed: the batch is still mixed"
+assert torch.allclose(_a[0], _b[0], atol=1e-6), (
+    "sample 0 moved when sample 1 changed: the batch is still mixed"
+)
 
 # %%
 # HIDDEN
@@ -169,18 +177,18 @@ probe_x = torch.randn(2, LOOKBACK, 3)
 # points: 2
 
 # %% [markdown]
-# ### Exercise 3 (2 points): what does the last step of a bidirectional LSTM see?
-# With `input_support(fn, x)` (it returns a boolean tensor: which input steps the last output step of
-# `fn(x)` depends on), compute two boolean NumPy arrays of length `LOOKBACK`: `seen_forward` for the
-# forward half of the last output step, `bilstm(x)[0][:, -1, :HIDDEN]`, and `seen_backward` for its
-# backward half, `bilstm(x)[0][:, -1, HIDDEN:]`, on `probe_x`.
+# ### Exercise 3 (2 points): what does step 3 of a bidirectional LSTM see?
+# `input_support(fn, x)` returns a boolean tensor: which input steps the output `fn(x)` (one vector per
+# sample) depends on. Compute two boolean NumPy arrays of length `LOOKBACK`: `seen_forward_3`, the input
+# steps that the forward half of output step 3 (the fourth), `bilstm(x)[0][:, 3, :HIDDEN]`, depends on,
+# and `seen_backward_3` for its backward half, `bilstm(x)[0][:, 3, HIDDEN:]`, on `probe_x`.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-seen_forward = input_support(lambda x: bilstm(x)[0][:, -1, :HIDDEN], probe_x).numpy()  # SOLUTION
-seen_backward = input_support(lambda x: bilstm(x)[0][:, -1, HIDDEN:], probe_x).numpy()  # SOLUTION
+seen_forward_3 = input_support(lambda x: bilstm(x)[0][:, 3, :HIDDEN], probe_x).numpy()  # SOLUTION
+seen_backward_3 = input_support(lambda x: bilstm(x)[0][:, 3, HIDDEN:], probe_x).numpy()  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -189,14 +197,20 @@ seen_backward = input_support(lambda x: bilstm(x)[0][:, -1, HIDDEN:], probe_x).n
 # # BEGIN TESTS
 
 # %%
-assert isinstance(seen_forward, np.ndarray) and seen_forward.shape == (LOOKBACK,), "one entry per input step"
-assert isinstance(seen_backward, np.ndarray) and seen_backward.shape == (LOOKBACK,), "one entry per input step"
+assert isinstance(seen_forward_3, np.ndarray) and seen_forward_3.shape == (LOOKBACK,), (
+    "one entry per input step"
+)
+assert isinstance(seen_backward_3, np.ndarray) and seen_backward_3.shape == (LOOKBACK,), (
+    "one entry per input step"
+)
 
 # %%
 # HIDDEN
-assert seen_forward.dtype == bool and seen_forward.all(), "the forward half at the last step has read every step"
-assert seen_backward.dtype == bool and seen_backward.tolist() == [False] * (LOOKBACK - 1) + [True], (
-    "the backward half starts at the end of the window: at the last step it has read one input"
+assert seen_forward_3.dtype == bool and seen_forward_3.tolist() == [True] * 4 + [False] * (LOOKBACK - 4), (
+    "the forward half at step 3 has read steps 0 to 3"
+)
+assert seen_backward_3.dtype == bool and seen_backward_3.tolist() == [False] * 3 + [True] * (LOOKBACK - 3), (
+    "the backward half runs from the end of the window: at step 3 it has read steps 3 to the end"
 )
 
 # %% [raw]
@@ -261,7 +275,9 @@ _best = min(_means, key=lambda n: mse(y_test, _means[n]))
 assert best_return_model == _best, "average over seeds first, then pick the lowest test MSE"
 assert abs(best_r2 - r2_oos(y_test, _means[_best], hist_mean)) < 1e-9, "r2_oos(y, forecast, historical mean)"
 _p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
-assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), "a win needs a positive R2_oos AND a significant DM test"
+assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), (
+    "a win needs a positive R2_oos AND a significant DM test"
+)
 
 # %% [raw]
 # # END TESTS

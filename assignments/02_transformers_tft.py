@@ -30,20 +30,22 @@ QUANTILES = (0.1, 0.5, 0.9)
 # points: 3
 
 # %% [markdown]
-# ### Exercise 1 (3 points): causal attention from scratch
-# Write `causal_attention(q, k, v)` for tensors of shape $(B, L, d)$ that returns the pair
-# `(output, weights)`, of shapes $(B, L, d)$ and $(B, L, L)$, of scaled dot-product attention with a
-# causal mask, $\mathrm{softmax}\big(QK^\top/\sqrt d + M\big)V$ with $M_{ts} = -\infty$ for $s > t$, using
-# matrix products, `masked_fill` and `softmax` only (not `scaled_dot_product_attention`).
+# ### Exercise 1 (3 points): local causal attention from scratch
+# Write `local_causal_attention(q, k, v, window)` for tensors of shape $(B, L, d)$ that returns the
+# pair `(output, weights)`, of shapes $(B, L, d)$ and $(B, L, L)$, of scaled dot-product attention in
+# which step $t$ sees only the last `window` steps, $t - \text{window} + 1, \dots, t$ (the chapter's
+# causal mask is `window = L`): $\mathrm{softmax}\big(QK^\top/\sqrt d + M\big)V$ with $M_{ts} = -\infty$
+# for $s > t$ or $s \le t - \text{window}$. Use matrix products, `masked_fill` and `softmax` only.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def causal_attention(q, k, v):
+def local_causal_attention(q, k, v, window):
     # BEGIN SOLUTION
     scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5  # (B, L, L)
-    allowed = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).tril()
+    allowed = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).tril().triu(diagonal=1 - window)
     weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
     return weights @ v, weights
     # END SOLUTION
@@ -58,19 +60,22 @@ def causal_attention(q, k, v):
 # %%
 _ = torch.manual_seed(0)
 _q, _k, _v = torch.randn(3, 7, 5), torch.randn(3, 7, 5), torch.randn(3, 7, 5)
-_out, _w = causal_attention(_q, _k, _v)
+_out, _w = local_causal_attention(_q, _k, _v, 3)
 assert _out.shape == (3, 7, 5) and _w.shape == (3, 7, 7), "output (B, L, d) and weights (B, L, L) expected"
 assert torch.all(_w.triu(diagonal=1) == 0), "weights on future positions must be exactly zero: apply the mask"
+assert torch.all(_w.tril(diagonal=-3) == 0), "with window 3, step t must not see step t - 3 or earlier"
 assert torch.allclose(_w.sum(-1), torch.ones(3, 7)), "each row of weights must sum to 1 (softmax over keys)"
 
 # %%
 # HIDDEN
 _ = torch.manual_seed(1)
 _q, _k, _v = torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4)
-_out, _w = causal_attention(_q, _k, _v)
-assert torch.allclose(_out, F.scaled_dot_product_attention(_q, _k, _v, is_causal=True), atol=1e-5), (
-    "differs from PyTorch's causal attention: did you divide by sqrt(d)?"
-)
+for _window in (1, 4, 11):
+    _band = torch.ones(11, 11, dtype=torch.bool).tril().triu(diagonal=1 - _window)
+    _out, _w = local_causal_attention(_q, _k, _v, _window)
+    assert torch.allclose(_out, F.scaled_dot_product_attention(_q, _k, _v, attn_mask=_band), atol=1e-5), (
+        f"differs from PyTorch's attention with the banded mask, window {_window}: did you divide by sqrt(d)?"
+    )
 
 # %% [raw]
 # # END TESTS
@@ -98,6 +103,7 @@ assert torch.allclose(_out, F.scaled_dot_product_attention(_q, _k, _v, is_causal
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def selection_weights(x, weight_net):
@@ -143,23 +149,22 @@ assert torch.allclose(_w, _net(_x).softmax(-1), atol=1e-6), "apply weight_net to
 # points: 2
 
 # %% [markdown]
-# ### Exercise 3 (2 points): a positional encoding for any width
-# Write `sinusoidal_encoding(length, d_model)` returning a NumPy array $(\text{length}, d)$ with
-# $PE_{p,2i} = \sin(p/10000^{2i/d})$ and $PE_{p,2i+1} = \cos(p/10000^{2i/d})$. It must work for odd
-# `d_model`, where the source module's version crashes.
+# ### Exercise 3 (2 points): a calendar encoding
+# Positional encodings tell a model *where* in the window a step is; calendar features tell it *when*.
+# Write `cyclic_encoding(day, periods)`: for an integer array `day` $(N,)$ (e.g. the day of the week)
+# and a tuple of periods $(P_1, \dots, P_m)$, return a NumPy array $(N, 2m)$ whose columns are
+# $\sin(2\pi\,\text{day}/P_j), \cos(2\pi\,\text{day}/P_j)$ for $j = 1, \dots, m$, in that order, so that
+# the last day of a cycle sits next to the first.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def sinusoidal_encoding(length, d_model):
+def cyclic_encoding(day, periods):
     # BEGIN SOLUTION
-    position = np.arange(length)[:, None]
-    frequency = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)  # ceil(d/2) frequencies
-    pe = np.zeros((length, d_model))
-    pe[:, 0::2] = np.sin(position * frequency)
-    pe[:, 1::2] = np.cos(position * frequency[: d_model // 2])  # floor(d/2) cosine columns
-    return pe
+    angle = 2 * np.pi * np.asarray(day, dtype=float)[:, None] / np.asarray(periods, dtype=float)  # (N, m)
+    return np.stack([np.sin(angle), np.cos(angle)], axis=-1).reshape(len(angle), -1)
     # END SOLUTION
 
 
@@ -170,16 +175,18 @@ def sinusoidal_encoding(length, d_model):
 # # BEGIN TESTS
 
 # %%
-for _d in (1, 7, 16):
-    assert np.shape(sinusoidal_encoding(30, _d)) == (30, _d), f"shape for d_model={_d} must be (30, {_d})"
+_enc = cyclic_encoding(np.arange(14) % 7, (7,))
+assert isinstance(_enc, np.ndarray) and _enc.shape == (14, 2), "one sin and one cos column per period"
+assert np.allclose(_enc[:7], _enc[7:]), "the same weekday must get the same encoding"
+assert np.allclose((_enc**2).sum(axis=1), 1), "each (sin, cos) pair lies on the unit circle"
 
 # %%
 # HIDDEN
-for _d in (3, 8):
-    _p, _i = np.arange(12)[:, None], np.arange(_d)[None, :]
-    _angle = _p / 10000.0 ** ((_i - _i % 2) / _d)
-    _ref = np.where(_i % 2 == 0, np.sin(_angle), np.cos(_angle))
-    assert np.allclose(sinusoidal_encoding(12, _d), _ref, atol=1e-6), f"values differ from the formula, d_model={_d}"
+_day = np.array([0, 1, 4, 6, 11, 30, 251])
+_ref = np.column_stack([f(2 * np.pi * _day / _p) for _p in (5, 21, 252) for f in (np.sin, np.cos)])
+assert np.allclose(cyclic_encoding(_day, (5, 21, 252)), _ref, atol=1e-9), (
+    "columns sin, cos for each period in order"
+)
 
 # %% [raw]
 # # END TESTS
@@ -228,7 +235,9 @@ assert isinstance(worst_gap, float), "worst_gap is a single number"
 # HIDDEN
 _hits = np.array([np.mean(y_test < quantile_forecast[:, j]) for j in range(3)])
 assert np.allclose(hit_rates, _hits), "hit_rates[j] = share of outcomes y < forecast quantile j"
-assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), "worst_gap = max |hit rate - level|"
+assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), (
+    "worst_gap = max |hit rate - level|"
+)
 
 # %% [raw]
 # # END TESTS

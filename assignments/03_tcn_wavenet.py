@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Graded exercises, chapter 03: TCN and WaveNet
 #
-# Four exercises from chapter 03 (10 points) about dilated causal convolutions and their receptive
-# fields; nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
+# Four exercises on the ideas of chapter 03 (10 points), dilated causal convolutions and their
+# receptive fields, with other architectures than the chapter's worked exercises; nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
 # cell below it: it runs the *public* tests. Your notebook is graded with further hidden tests.
 # Keep the names of the answer functions and variables.
 
@@ -31,17 +31,18 @@ torch.set_num_threads(1)
 # points: 2
 
 # %% [markdown]
-# ### Exercise 1 (2 points): the receptive field of a TCN
-# Write `tcn_field(k, n)`: the number of input days that the last output of a TCN with kernel size
-# `k` and `n` levels (two convolutions per level, dilation $2^i$ at level $i = 0, \dots, n-1$)
-# depends on.
+# ### Exercise 1 (2 points): the receptive field of a TCN with any dilation base
+# Write `tcn_field_base(k, n, b)`: the number of input days that the last output of a TCN with kernel
+# size `k` and `n` levels depends on, when level $i = 0, \dots, n-1$ holds two convolutions of
+# dilation $b^i$ (the chapter's TCN is $b = 2$).
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def tcn_field(k, n):
-    return 1 + 2 * (k - 1) * (2**n - 1)  # SOLUTION
+def tcn_field_base(k, n, b):
+    return 1 + 2 * (k - 1) * sum(b**i for i in range(n))  # SOLUTION
 
 
 # %% [raw]
@@ -51,12 +52,14 @@ def tcn_field(k, n):
 # # BEGIN TESTS
 
 # %%
-assert tcn_field(2, 1) == 3, "one level of two convolutions with k = 2 and dilation 1 sees 3 days"
+assert tcn_field_base(2, 1, 3) == 3, "one level of two convolutions with k = 2 and dilation 1 sees 3 days"
+assert tcn_field_base(2, 3, 2) == 15, "with b = 2 this is the chapter's TCN: 1 + 2 (k - 1)(2^n - 1)"
 
 # %%
 # HIDDEN
-for _k, _n in [(1, 3), (2, 4), (3, 3), (4, 2), (5, 6)]:
-    assert tcn_field(_k, _n) == 1 + 2 * (_k - 1) * (2**_n - 1), f"tcn_field({_k}, {_n}) is wrong"
+for _k, _n, _b in [(1, 3, 3), (2, 4, 3), (3, 3, 4), (4, 2, 5), (5, 6, 1), (3, 1, 7)]:
+    _want = 1 + 2 * (_k - 1) * sum(_b**_i for _i in range(_n))
+    assert tcn_field_base(_k, _n, _b) == _want, f"tcn_field_base({_k}, {_n}, {_b}) is wrong"
 
 # %% [raw]
 # # END TESTS
@@ -70,18 +73,18 @@ for _k, _n in [(1, 3), (2, 4), (3, 3), (4, 2), (5, 6)]:
 # points: 3
 
 # %% [markdown]
-# ### Exercise 2 (3 points): size a WaveNet for a 60-day window
+# ### Exercise 2 (3 points): size a WaveNet for a 100-day window
 # A WaveNet with kernel size 2, `B` blocks and `n` layers per block has the receptive field
-# $1 + B\,(2^n - 1)$. With **two** blocks, how many layers per block does it need so that its receptive
-# field covers a 60-day window, and no more? Store that number in `layers_60` (an int) and the
-# resulting receptive field in `field_60`.
+# $1 + B\,(2^n - 1)$. With **three** blocks, how many layers per block does it need so that its
+# receptive field covers a 100-day window, and no more? Store that number in `layers_100` (an int)
+# and the resulting receptive field in `field_100`.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-layers_60 = next(n for n in range(1, 20) if 1 + 2 * (2**n - 1) >= 60)  # SOLUTION
-field_60 = 1 + 2 * (2**layers_60 - 1)  # SOLUTION
+layers_100 = next(n for n in range(1, 20) if 1 + 3 * (2**n - 1) >= 100)  # SOLUTION
+field_100 = 1 + 3 * (2**layers_100 - 1)  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -90,13 +93,13 @@ field_60 = 1 + 2 * (2**layers_60 - 1)  # SOLUTION
 # # BEGIN TESTS
 
 # %%
-assert isinstance(layers_60, int) and isinstance(field_60, int), "two whole numbers"
-assert field_60 >= 60, "this WaveNet does not see the whole window"
+assert isinstance(layers_100, int) and isinstance(field_100, int), "two whole numbers"
+assert field_100 >= 100, "this WaveNet does not see the whole window"
 
 # %%
 # HIDDEN
-assert 1 + 2 * (2 ** (layers_60 - 1) - 1) < 60, "fewer layers would already cover 60 days"
-assert field_60 == 1 + 2 * (2**layers_60 - 1), "field_60 does not follow the WaveNet formula"
+assert layers_100 == 6, "with three blocks, 5 layers per block see 94 days: one more is needed, and enough"
+assert field_100 == 190, "field_100 does not follow the WaveNet formula 1 + B (2^n - 1)"
 
 # %% [raw]
 # # END TESTS
@@ -110,23 +113,23 @@ assert field_60 == 1 + 2 * (2**layers_60 - 1), "field_60 does not follow the Wav
 # points: 3
 
 # %% [markdown]
-# ### Exercise 3 (3 points): spot the bug in `chomp`
-# The source module's `Chomp1d.forward` below should drop the last `n` steps of a $(B, C, L)$ tensor
-# (the right-hand padding of a causal convolution). It breaks for the value of `n` that a TCN with
-# `kernel_size=1` produces. Write `chomp_fixed(x, n)` that works for **every** `n >= 0` (`n = 0`
-# returns `x` unchanged).
+# ### Exercise 3 (3 points): spot the bug in a lag
+# `lag_buggy(x, n)` below should give, at each step $t$ of a $(B, C, L)$ tensor, the value of step
+# $t - n$ (zero where $t < n$): a feature made of the past only. It leaks the future into the first
+# steps. Write `lag_fixed(x, n)` that is causal for **every** `n >= 0` (`n = 0` returns `x`).
 #
 # ```python
-# def chomp(x, n):
-#     return x[:, :, :-n].contiguous()
+# def lag_buggy(x, n):
+#     return torch.roll(x, shifts=n, dims=-1)
 # ```
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def chomp_fixed(x, n):
-    return x[:, :, : x.shape[-1] - n].contiguous()  # SOLUTION
+def lag_fixed(x, n):
+    return torch.nn.functional.pad(x, (n, 0))[..., : x.shape[-1]]  # SOLUTION
 
 
 # %% [raw]
@@ -138,15 +141,18 @@ def chomp_fixed(x, n):
 # %%
 _ = torch.manual_seed(0)
 _x = torch.randn(2, 3, 9)
-assert torch.equal(chomp_fixed(_x, 2), _x[:, :, :7]), "n = 2 must drop exactly the last 2 steps"
+_y = lag_fixed(_x, 2)
+assert isinstance(_y, torch.Tensor) and _y.shape == _x.shape, "keep the shape (B, C, L)"
+assert torch.equal(_y[..., :2], torch.zeros(2, 3, 2)), "the first 2 steps have no past 2 days back: zeros"
 
 # %%
 # HIDDEN
 _ = torch.manual_seed(1)
 _x = torch.randn(2, 3, 9)
-assert torch.equal(chomp_fixed(_x, 0), _x), "n = 0 must return x unchanged (x[:, :, :-0] is empty)"
+assert torch.equal(lag_fixed(_x, 0), _x), "n = 0 must return x unchanged"
 for _n in (1, 5):
-    assert torch.equal(chomp_fixed(_x, _n), _x[:, :, : 9 - _n]), f"n = {_n} must drop exactly the last {_n} steps"
+    _want = torch.cat([torch.zeros(2, 3, _n), _x[..., : 9 - _n]], dim=-1)
+    assert torch.equal(lag_fixed(_x, _n), _want), f"n = {_n}: step t must hold step t - {_n}, zeros before"
 
 # %% [raw]
 # # END TESTS
@@ -161,15 +167,15 @@ for _n in (1, 5):
 
 # %% [markdown]
 # ### Exercise 4 (2 points): wasted layers
-# The source's WaveNet has 4 blocks of 10 layers (dilations $1, 2, \dots, 512$ in each block). On a
-# 60-day window, what fraction of its 40 layers have a dilation of at least 60 days, so that their
-# second tap reads only zero padding? Store it in `wasted_fraction` (a float).
+# A WaveNet has 3 blocks of 8 layers (dilations $1, 2, \dots, 128$ in each block). On a 20-day window,
+# what fraction of its 24 layers have a dilation of at least 20 days, so that their second tap reads
+# only zero padding? Store it in `wasted_fraction` (a float).
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-wasted_fraction = sum(2**i >= 60 for _ in range(4) for i in range(10)) / 40  # SOLUTION
+wasted_fraction = sum(2**i >= 20 for _ in range(3) for i in range(8)) / 24  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -182,7 +188,7 @@ assert isinstance(wasted_fraction, float) and 0 <= wasted_fraction <= 1, "a frac
 
 # %%
 # HIDDEN
-assert abs(wasted_fraction - 0.4) < 1e-9, "count the dilations 64, 128, 256 and 512 in each of the four blocks"
+assert abs(wasted_fraction - 0.375) < 1e-9, "count the dilations of at least 20 in each of the three blocks"
 
 # %% [raw]
 # # END TESTS

@@ -30,16 +30,22 @@ LOOKBACK = 20
 
 # %% [markdown]
 # ### Exercise 1 (2 points): how many steps does the LSTM read?
-# The CNN-LSTM applies two `nn.MaxPool1d(2)` to its convolution features before the LSTM; each drops
-# the oldest day of an odd length. Write `lstm_steps(L)`: the number of steps the LSTM reads for a
-# window of `L >= 4` days.
+# A CNN-LSTM variant applies `pools` layers `nn.MaxPool1d(p)` to its convolution features before the
+# LSTM (the chapter's model has two pools of 2); each drops the oldest days that do not fill a whole
+# window of `p`. Write `pooled_steps(L, p, pools)`: the number of steps the LSTM reads for a window of
+# `L` days (assume `L >= p ** pools`).
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def lstm_steps(L):
-    return L // 2 // 2  # SOLUTION
+def pooled_steps(L, p, pools):
+    # BEGIN SOLUTION
+    for _ in range(pools):
+        L //= p
+    return L
+    # END SOLUTION
 
 
 # %% [raw]
@@ -49,13 +55,16 @@ def lstm_steps(L):
 # # BEGIN TESTS
 
 # %%
-assert lstm_steps(8) == 2, "8 days -> 4 -> 2 steps"
+assert pooled_steps(8, 2, 2) == 2, "8 days -> 4 -> 2 steps"
+assert pooled_steps(27, 3, 3) == 1, "27 days -> 9 -> 3 -> 1 step"
 
 # %%
 # HIDDEN
-_pool = nn.MaxPool1d(2)
-for _L in (4, 5, 7, 21, 23, 60):
-    assert lstm_steps(_L) == _pool(_pool(torch.zeros(1, 1, _L))).shape[-1], f"lstm_steps({_L}) is wrong"
+for _L, _p, _k in [(5, 2, 2), (23, 2, 2), (60, 3, 2), (100, 3, 3), (31, 5, 1), (64, 4, 3)]:
+    _z = torch.zeros(1, 1, _L)
+    for _i in range(_k):
+        _z = nn.MaxPool1d(_p)(_z)
+    assert pooled_steps(_L, _p, _k) == _z.shape[-1], f"pooled_steps({_L}, {_p}, {_k}) is wrong"
 
 # %% [raw]
 # # END TESTS
@@ -63,41 +72,34 @@ for _L in (4, 5, 7, 21, 23, 60):
 # %% [raw]
 # # END QUESTION
 
-# %%
-class BahdanauLayers(nn.Module):
-    """The three layers of additive attention: W (keys), U and b (query), v (score)."""
-
-    def __init__(self, hidden):
-        super().__init__()
-        self.Wa = nn.Linear(hidden, hidden, bias=False)
-        self.Ua = nn.Linear(hidden, hidden)
-        self.va = nn.Linear(hidden, 1, bias=False)
-
-
 # %% [raw]
 # # BEGIN QUESTION
 # name: q2
 # points: 3
 
 # %% [markdown]
-# ### Exercise 2 (3 points): spot the bug in the attention score
-# The source module scored the hidden states like this, ignoring the query:
+# ### Exercise 2 (3 points): spot the bug in the attention weights
+# This function turns attention scores $(B, L)$ into the context vector $\sum_i a_i h_i$, shape
+# $(B, H)$, from the hidden states `values` $(B, L, H)$. It normalises over the wrong axis, so each
+# sample's weights depend on the other samples of the batch. Write `attention_context(scores, values)`
+# whose weights $a = \mathrm{softmax}(e)$ are taken over each sample's own time steps.
 #
 # ```python
-# def source_scores(attention, keys, query):      # keys (B, L, H), query (B, H)
-#     return attention.va(torch.tanh(attention.Wa(keys))).squeeze(-1)   # (B, L)
+# def buggy_context(scores, values):
+#     weights = torch.softmax(scores, dim=0)
+#     return (weights.unsqueeze(-1) * values).sum(dim=1)
 # ```
-#
-# Write `fixed_scores(attention, keys, query)` that returns the Bahdanau scores
-# $e_i = v^\top \tanh(W h_i + U q + b)$, shape $(B, L)$, with the layers of a `BahdanauLayers`:
-# `attention.Wa`, `attention.Ua` (holds $U$ and $b$) and `attention.va`.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def fixed_scores(attention, keys, query):
-    return attention.va(torch.tanh(attention.Wa(keys) + attention.Ua(query).unsqueeze(1))).squeeze(-1)  # SOLUTION
+def attention_context(scores, values):
+    # BEGIN SOLUTION
+    weights = torch.softmax(scores, dim=1)  # (B, L): each row sums to 1
+    return (weights.unsqueeze(-1) * values).sum(dim=1)  # (B, H)
+    # END SOLUTION
 
 
 # %% [raw]
@@ -108,19 +110,22 @@ def fixed_scores(attention, keys, query):
 
 # %%
 _ = torch.manual_seed(0)
-_att = BahdanauLayers(6)
-_keys, _qa, _qb = torch.randn(3, 5, 6), torch.randn(3, 6), torch.randn(3, 6)
-_sa, _sb = fixed_scores(_att, _keys, _qa), fixed_scores(_att, _keys, _qb)
-assert isinstance(_sa, torch.Tensor) and _sa.shape == (3, 5), "scores must be (B, L)"
-assert (_sa - _sb).abs().max() > 1e-4, "the scores do not depend on the query: that is the source's bug"
+_e, _h = torch.randn(3, 5), torch.randn(3, 5, 6)
+_e2 = _e.clone()
+_e2[1] += torch.randn(5)  # change sample 1 only
+_ca, _cb = attention_context(_e, _h), attention_context(_e2, _h)
+assert isinstance(_ca, torch.Tensor) and _ca.shape == (3, 6), "the context must be (B, H)"
+assert torch.allclose(_ca[0], _cb[0]), "sample 0 moved when sample 1's scores changed: wrong softmax axis"
 
 # %%
 # HIDDEN
 _ = torch.manual_seed(1)
-_att = BahdanauLayers(4)
-_keys, _q = torch.randn(2, 7, 4), torch.randn(2, 4)
-_ref = (torch.tanh(_keys @ _att.Wa.weight.T + (_q @ _att.Ua.weight.T + _att.Ua.bias)[:, None]) @ _att.va.weight.T)
-assert torch.allclose(fixed_scores(_att, _keys, _q), _ref[..., 0], atol=1e-6), "differs from v' tanh(W h + U q + b)"
+_e, _h = torch.randn(4, 7) * 3, torch.randn(4, 7, 2)
+_w = torch.exp(_e - _e.max(dim=1, keepdim=True).values)
+_ref = torch.einsum("bl,blh->bh", _w / _w.sum(dim=1, keepdim=True), _h)
+assert torch.allclose(attention_context(_e, _h), _ref, atol=1e-6), (
+    "differs from sum_i softmax(e)_i h_i per sample"
+)
 
 # %% [raw]
 # # END TESTS
@@ -142,6 +147,7 @@ assert torch.allclose(fixed_scores(_att, _keys, _q), _ref[..., 0], atol=1e-6), "
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def causal_conv(x, conv):
@@ -170,7 +176,9 @@ _ = torch.manual_seed(1)
 _conv = nn.Conv1d(3, 5, 3)
 _x = torch.randn(2, 3, 10)
 _ref = F.conv1d(F.pad(_x, (2, 0)), _conv.weight, _conv.bias)
-assert torch.allclose(causal_conv(_x, _conv), _ref, atol=1e-6), "day t must use days t-2, t-1 and t, in that order"
+assert torch.allclose(causal_conv(_x, _conv), _ref, atol=1e-6), (
+    "day t must use days t-2, t-1 and t, in that order"
+)
 
 # %% [raw]
 # # END TESTS

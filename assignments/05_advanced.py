@@ -30,9 +30,9 @@ torch.set_num_threads(1)
 # points: 3
 
 # %% [markdown]
-# ### Exercise 1 (3 points): spot the bug in the MAML inner loop
-# The source module's inner loop below crashes with "One of the differentiated Tensors appears to not
-# have been used in the graph": its forward pass never uses the fast weights.
+# ### Exercise 1 (3 points): spot the bug, then adapt only the head
+# The source module's MAML inner loop below crashes with "One of the differentiated Tensors appears
+# to not have been used in the graph": its forward pass never uses the fast weights.
 #
 # ```python
 # def buggy_inner_loop(model, x, y, lr, steps):
@@ -44,19 +44,23 @@ torch.set_num_threads(1)
 #     return fast
 # ```
 #
-# Write `inner_loop(model, x, y, lr, steps)` that returns the fast weights (a dict keyed like
-# `model.named_parameters()`) after `steps` steps of gradient descent on the MSE, with every forward
-# pass evaluated **at the fast weights** (`functional_call(model, fast, (x,))`) and `create_graph=True`.
+# Write `adapt_head(model, x, y, lr, steps, prefix)`, the inner loop of a MAML variant that adapts only
+# the head (ANIL): it returns the fast weights of the parameters whose names start with `prefix + "."`
+# (a dict keyed by those names) after `steps` steps of gradient descent on the MSE, every forward pass
+# evaluated **at the fast weights** with the other parameters as they are
+# (`functional_call(model, {**dict(model.named_parameters()), **fast}, (x,))`), and `create_graph=True`.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
-def inner_loop(model, x, y, lr, steps):
+def adapt_head(model, x, y, lr, steps, prefix):
     # BEGIN SOLUTION
-    fast = dict(model.named_parameters())
+    params = dict(model.named_parameters())
+    fast = {name: w for name, w in params.items() if name.startswith(prefix + ".")}
     for _ in range(steps):
-        loss = torch.mean((functional_call(model, fast, (x,)) - y) ** 2)
+        loss = torch.mean((functional_call(model, {**params, **fast}, (x,)) - y) ** 2)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
         fast = {name: w - lr * g for (name, w), g in zip(fast.items(), grads, strict=True)}
     return fast
@@ -70,33 +74,40 @@ def inner_loop(model, x, y, lr, steps):
 # # BEGIN TESTS
 
 # %%
-_m = nn.Linear(1, 1, bias=False).double()
-_ = nn.init.constant_(_m.weight, 0.3)
+_m = nn.Sequential(nn.Linear(1, 1, bias=False)).double()
+_ = nn.init.constant_(_m[0].weight, 0.3)
 _x, _y = torch.ones(4, 1, dtype=torch.float64), torch.ones(4, 1, dtype=torch.float64)
-_fast = inner_loop(_m, _x, _y, lr=0.1, steps=2)
-assert isinstance(_fast, dict) and set(_fast) == {"weight"}, "return a dict keyed by parameter name"
+_fast = adapt_head(_m, _x, _y, lr=0.1, steps=2, prefix="0")
+assert isinstance(_fast, dict) and set(_fast) == {"0.weight"}, "return a dict keyed by parameter name"
 # the loss (w - 1)^2 has gradient 2 (w - 1): each step multiplies (w - 1) by (1 - 0.2)
-assert abs(float(_fast["weight"].reshape(())) - (1 + 0.8**2 * (0.3 - 1))) < 1e-9, "the fast weight after 2 steps"
+assert abs(float(_fast["0.weight"].reshape(())) - (1 + 0.8**2 * (0.3 - 1))) < 1e-9, (
+    "the fast weight after 2 steps"
+)
 
 # %%
 # HIDDEN
 _ = torch.manual_seed(3)
 _m = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
 _x, _y = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
-_fast = inner_loop(_m, _x, _y, lr=0.05, steps=3)
-_ref = {n: p.detach().clone() for n, p in _m.named_parameters()}
+_fast = adapt_head(_m, _x, _y, lr=0.05, steps=3, prefix="2")
+_body = {n: p.detach() for n, p in _m.named_parameters() if not n.startswith("2.")}
+_ref = {n: p.detach().clone() for n, p in _m.named_parameters() if n.startswith("2.")}
 for _ in range(3):
     _w = {n: p.requires_grad_(True) for n, p in _ref.items()}
-    _g = torch.autograd.grad(torch.mean((functional_call(_m, _w, (_x,)) - _y) ** 2), list(_w.values()))
+    _out = functional_call(_m, {**_body, **_w}, (_x,))
+    _g = torch.autograd.grad(torch.mean((_out - _y) ** 2), list(_w.values()))
     _ref = {n: (p - 0.05 * g).detach() for (n, p), g in zip(_w.items(), _g, strict=True)}
-assert set(_fast) == set(_ref), "one fast weight per parameter name"
-assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), "steps must use the fast weights"
+assert set(_fast) == {"2.weight", "2.bias"}, "one fast weight per head parameter, none for the body"
+assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), (
+    "steps must use the fast weights"
+)
 
 # %% [raw]
 # # END TESTS
 
 # %% [raw]
 # # END QUESTION
+
 
 # %%
 class HeadFirst(nn.Module):
@@ -149,16 +160,22 @@ def trainable_after_freezing(model, prefix):
 # %%
 assert first_child_name in ("head", "lstm"), "the name of one of HeadFirst's two submodules"
 _ = torch.manual_seed(0)
-assert trainable_after_freezing(HeadFirst(), "lstm") == ["head.bias", "head.weight"], "only the head stays trainable"
+assert trainable_after_freezing(HeadFirst(), "lstm") == ["head.bias", "head.weight"], (
+    "only the head stays trainable"
+)
 
 # %%
 # HIDDEN
 assert first_child_name == "head", "children() follows the order of assignment in __init__"
 _ = torch.manual_seed(0)
 _net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
-assert trainable_after_freezing(_net, "2") == ["0.bias", "0.weight"], "freeze exactly the layers named by prefix"
+assert trainable_after_freezing(_net, "2") == ["0.bias", "0.weight"], (
+    "freeze exactly the layers named by prefix"
+)
 _ = torch.manual_seed(0)
-assert trainable_after_freezing(HeadFirst(), "head") == sorted(n for n, _ in HeadFirst().named_parameters() if n.startswith("lstm."))
+assert trainable_after_freezing(HeadFirst(), "head") == sorted(
+    n for n, _ in HeadFirst().named_parameters() if n.startswith("lstm.")
+)
 
 # %% [raw]
 # # END TESTS
@@ -174,6 +191,7 @@ assert trainable_after_freezing(HeadFirst(), "head") == sorted(n for n, _ in Hea
 _rng = np.random.default_rng(5)
 mc_means = _rng.normal(0.0, 0.3, size=(40, 6)) + np.arange(6)
 mc_vars = _rng.uniform(0.5, 1.5, size=(40, 6))
+mc_weights = _rng.dirichlet(np.full(40, 0.5))  # (T,), sums to 1: a weighted ensemble of the T passes
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -181,17 +199,19 @@ mc_vars = _rng.uniform(0.5, 1.5, size=(40, 6))
 # points: 3
 
 # %% [markdown]
-# ### Exercise 3 (3 points): the law of total variance for MC dropout
-# Compute `total_var`, shape `(N,)`: the variance of the equal-weight mixture of the `T` Gaussians of
-# each forecast, and `epistemic_share` (a float): the share of the total variance, averaged over the
-# forecasts as `mean(epistemic) / mean(total)`, that comes from the spread of the means.
+# ### Exercise 3 (3 points): the law of total variance for a weighted ensemble
+# Here the `T` Gaussians of each forecast are mixed with the weights `mc_weights` (the chapter mixes
+# them equally). Compute `total_var`, shape `(N,)`: the variance of that weighted mixture, and
+# `epistemic_share` (a float): the share of the total variance, averaged over the forecasts as
+# `mean(epistemic) / mean(total)`, that comes from the (weighted) spread of the means.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-total_var = mc_vars.mean(axis=0) + mc_means.var(axis=0)  # SOLUTION
-epistemic_share = float(mc_means.var(axis=0).mean() / total_var.mean())  # SOLUTION
+_spread = mc_weights @ (mc_means - mc_weights @ mc_means) ** 2  # SOLUTION
+total_var = mc_weights @ mc_vars + _spread  # SOLUTION
+epistemic_share = float(_spread.mean() / total_var.mean())  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -206,10 +226,15 @@ assert isinstance(epistemic_share, float) and 0 < epistemic_share < 1, "a share 
 # %%
 # HIDDEN
 _g = np.random.default_rng(11)
-_k = _g.integers(0, 40, size=(100_000, 6))  # draw from the mixture: a pass at random, then its Normal
+_k = _g.choice(
+    40, size=(200_000, 6), p=mc_weights
+)  # draw from the mixture: a pass by weight, then its Normal
 _draws = _g.normal(np.take_along_axis(mc_means, _k, 0), np.sqrt(np.take_along_axis(mc_vars, _k, 0)))
-assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), "total_var is not the variance of the mixture"
-assert abs(epistemic_share - mc_means.var(axis=0).mean() / total_var.mean()) < 1e-9, "mean epistemic / mean total"
+assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), (
+    "total_var is not the variance of the weighted mixture"
+)
+_epi = np.cov(mc_means, rowvar=False, aweights=mc_weights, bias=True).diagonal()
+assert abs(epistemic_share - _epi.mean() / total_var.mean()) < 1e-9, "mean (weighted) epistemic / mean total"
 
 # %% [raw]
 # # END TESTS

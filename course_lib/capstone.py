@@ -47,6 +47,8 @@ from .models import (
     AttentionLSTM,
     FinancialGRU,
     FinancialLSTM,
+    FinancialMamba,
+    FinancialS4D,
     FinancialTransformer,
     NeuralODE,
     TemporalConvNet,
@@ -258,6 +260,22 @@ MODELS: dict[str, tuple[str, type[nn.Module], dict[str, dict]]] = {
         {"small": dict(hidden_size=16), "full": dict(hidden_size=32, n_layers=2, dropout=0.1)},
     ),
     "NeuralODE": ("continuous", NeuralODE, {"small": dict(hidden_size=16), "full": dict(hidden_size=32)}),
+    "S4D": (
+        "state space",
+        FinancialS4D,
+        {
+            "small": dict(hidden_size=16, n_layers=1, d_state=16),
+            "full": dict(hidden_size=32, n_layers=2, dropout=0.1),
+        },
+    ),
+    "Mamba": (
+        "state space",
+        FinancialMamba,
+        {
+            "small": dict(hidden_size=16, n_layers=1, d_state=8),
+            "full": dict(hidden_size=32, n_layers=2, dropout=0.1),
+        },
+    ),
 }
 
 

@@ -21,8 +21,10 @@ def _find_bundle(assignment: str | None, folder: Path, dist: Path) -> Path:
                 continue
         seen &= names
         if len(seen) != 1:
-            sys.exit(f"cannot tell which assignment {folder} holds (found {sorted(seen) or 'none'}): "
-                     f"pass ASSIGNMENT=<one of {sorted(names)}>")
+            sys.exit(
+                f"cannot tell which assignment {folder} holds (found {sorted(seen) or 'none'}): "
+                f"pass ASSIGNMENT=<one of {sorted(names)}>"
+            )
         assignment = seen.pop()
     matches = [n for n in names if n == assignment or n.startswith(f"{assignment}_")]
     if len(matches) != 1:
@@ -53,17 +55,33 @@ def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> 
 
 
 def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
+    from .grade import check_values
+
+    solutions = (folder / "autograder" / f"{folder.name}.ipynb").read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         subs = Path(tmp)
-        (subs / "solutions.ipynb").write_bytes((folder / "autograder" / f"{folder.name}.ipynb").read_bytes())
-        (subs / "student_version.ipynb").write_bytes((folder / "student" / f"{folder.name}.ipynb").read_bytes())
+        (subs / "solutions.ipynb").write_bytes(solutions)
+        (subs / "student_version.ipynb").write_bytes(
+            (folder / "student" / f"{folder.name}.ipynb").read_bytes()
+        )
         reports = grade_folder(bundle, subs, None, timeout, jobs, log=lambda *a: None, sandboxes=sandboxes)
     reports = {r.student: r for r in reports}
+    mutants = check_values(bundle, solutions, sandboxes, timeout=timeout)
+    unchecked = {f"{q}.{a}": s for q, scores in mutants.items() for a, s in scores.items() if s > 0}
+    reports["values"] = unchecked  # answer -> marks a wrong value of the right type still gets
     sol, stu = reports["solutions"], reports["student_version"]
-    ok = sol.total == bundle.possible and not sol.problems and all(r.score == 0 for r in stu.results)
-    log(f"{'ok  ' if ok else 'FAIL'} {folder.name}: solutions {sol.total:g}/{bundle.possible:g} "
+    ok = (
+        sol.total == bundle.possible
+        and not sol.problems
+        and all(r.score == 0 for r in stu.results)
+        and not unchecked
+    )
+    log(
+        f"{'ok  ' if ok else 'FAIL'} {folder.name}: solutions {sol.total:g}/{bundle.possible:g} "
         f"({sol.seconds:.1f} s), student version {stu.total:g} ({stu.seconds:.1f} s)"
-        + (f"  problems: {sol.problems}" if sol.problems else ""))
+        + (f"  problems: {sol.problems}" if sol.problems else "")
+        + (f"  wrong values still score: {unchecked}" if unchecked else "")
+    )
     return reports
 
 
@@ -72,17 +90,28 @@ def main(argv=None) -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="student versions and autograder bundles into DIST")
     b.add_argument("--dist", type=Path, default=build.DIST)
-    b.add_argument("--verify", action="store_true", help="then grade solutions (full marks) and student versions (zero)")
+    b.add_argument(
+        "--verify", action="store_true", help="then grade solutions (full marks) and student versions (zero)"
+    )
     b.add_argument("--jobs", type=int, default=2)
     w = sub.add_parser("workspace", help="copy missing student versions into a learner's folder")
     w.add_argument("dest", type=Path)
     g = sub.add_parser("grade", help="grade a folder of submissions")
     g.add_argument("submissions", type=Path)
-    g.add_argument("--assignment", default=None, help="e.g. 00 or 00_data_and_baselines (default: read from the notebooks)")
+    g.add_argument(
+        "--assignment",
+        default=None,
+        help="e.g. 00 or 00_data_and_baselines (default: read from the notebooks)",
+    )
     g.add_argument("--grades", type=Path, default=None, help="output folder (default: <submissions>-graded)")
     g.add_argument("--timeout", type=float, default=60.0, help="seconds per submission")
     g.add_argument("--jobs", type=int, default=1)
     g.add_argument("--dist", type=Path, default=build.DIST)
+    g.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="grade without bubblewrap (UNSAFE: submissions run as you, with your files and network)",
+    )
     args = p.parse_args(argv)
 
     if args.cmd == "build":
@@ -91,23 +120,31 @@ def main(argv=None) -> None:
         print(f"built in {time.monotonic() - start:.0f} s; release dist/assignments/*/student/*.ipynb")
         if args.verify:
             outcome = verify(args.dist, args.jobs, 60.0)
-            bad = [n for n, r in outcome.items()
-                   if r["solutions"].total != sum(x.possible for x in r["solutions"].results)
-                   or r["solutions"].problems or r["student_version"].total != 0]
+            bad = [
+                n
+                for n, r in outcome.items()
+                if r["solutions"].total != sum(x.possible for x in r["solutions"].results)
+                or r["solutions"].problems
+                or r["student_version"].total != 0
+                or r["values"]
+            ]
             print(f"verified in {time.monotonic() - start:.0f} s in all")
             if bad:
                 sys.exit(f"verification failed for {bad}")
     elif args.cmd == "workspace":
         build.workspace(args.dest)
     else:
-        from .grade import Bundle, grade_folder
+        from .grade import Bundle, SandboxUnavailable, grade_folder
 
         folder = args.submissions.resolve()
         if not folder.is_dir():
             sys.exit(f"{folder} is not a folder of submissions")
         bundle = Bundle.load(_find_bundle(args.assignment, folder, args.dist))
         grades = args.grades or folder.with_name(folder.name + "-graded")
-        grade_folder(bundle, folder, grades, args.timeout, args.jobs)
+        try:
+            grade_folder(bundle, folder, grades, args.timeout, args.jobs, unsandboxed=args.unsandboxed)
+        except SandboxUnavailable as err:
+            sys.exit(f"refusing to grade without a sandbox: {err}")
 
 
 if __name__ == "__main__":

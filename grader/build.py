@@ -119,7 +119,12 @@ def _secret_lines(source: str) -> list[str]:
 
 def _meaningful(line: str) -> bool:
     s = line.strip()
-    return bool(s) and not s.startswith("#") and s not in ("...", "pass", "return", "else:", "try:") and len(s) > 6
+    return (
+        bool(s)
+        and not s.startswith("#")
+        and s not in ("...", "pass", "return", "else:", "try:")
+        and len(s) > 6
+    )
 
 
 def _unmarked_solution_lines(source: str) -> list[str]:
@@ -135,7 +140,11 @@ def _unmarked_solution_lines(source: str) -> list[str]:
             continue
         if inside or SOLUTION_MARK.search(line) or not s or s.startswith(("#", "@", "import ", "from ")):
             continue
-        if re.match(r"(async\s+)?def\s|class\s", s) or s.startswith(('"""', "'''")) or s.endswith(("):", '"""')):
+        if (
+            re.match(r"(async\s+)?def\s|class\s", s)
+            or s.startswith(('"""', "'''"))
+            or s.endswith(("):", '"""'))
+        ):
             continue
         keep.append(s)
     return keep
@@ -173,7 +182,9 @@ def analyse_master(path: Path) -> Master:
                     q = None
             continue
         where = block[-1] if block else None
-        hidden_test = where == "tests" and first.startswith("#") and re.search(r"\bhidden\b", first, re.I) is not None
+        hidden_test = (
+            where == "tests" and first.startswith("#") and re.search(r"\bhidden\b", first, re.I) is not None
+        )
         if where != "solution" and not hidden_test:
             public |= {s.strip() for s in src.splitlines()}
         if cell.cell_type != "code":
@@ -181,8 +192,10 @@ def analyse_master(path: Path) -> Master:
         if where == "solution":
             unmarked = _unmarked_solution_lines(src)
             if unmarked:
-                raise ValueError(f"{path.name}: question {q.name}: solution lines without a SOLUTION marker "
-                                 f"would be shown to students: {unmarked[:3]}")
+                raise ValueError(
+                    f"{path.name}: question {q.name}: solution lines without a SOLUTION marker "
+                    f"would be shown to students: {unmarked[:3]}"
+                )
             q.answers += [a for a in _bound_names(ast.parse(src)) if a not in q.answers]
             q.solution_lines += _secret_lines(src)
         elif where == "tests":
@@ -213,14 +226,20 @@ def _check_master(m: Master) -> None:
         if not q.answers:
             raise ValueError(f"{m.path.name}: question {q.name} has no solution cell defining an answer")
         if q.n_public < 1 or q.n_hidden < 1:
-            raise ValueError(f"{m.path.name}: question {q.name} needs at least one public and one hidden test")
+            raise ValueError(
+                f"{m.path.name}: question {q.name} needs at least one public and one hidden test"
+            )
         foreign = {a for a in q.test_names if all_answers.get(a, q.name) != q.name}
         if foreign:
-            raise ValueError(f"{m.path.name}: tests of {q.name} use answers of other questions: {sorted(foreign)}")
+            raise ValueError(
+                f"{m.path.name}: tests of {q.name} use answers of other questions: {sorted(foreign)}"
+            )
     leaked = setup_names & set(all_answers)
     if leaked:
-        raise ValueError(f"{m.path.name}: code outside the questions uses answer variables {sorted(leaked)}; "
-                         "the grader runs that code without the student's answers")
+        raise ValueError(
+            f"{m.path.name}: code outside the questions uses answer variables {sorted(leaked)}; "
+            "the grader runs that code without the student's answers"
+        )
 
 
 def _clean_metadata(path: Path) -> None:
@@ -262,8 +281,14 @@ def build_assignment(master_path: Path, dist: Path = DIST) -> Path:
     for q in master.questions:
         spec = tests[q.name]
         possible = sum(c.get("points") or 0 for c in spec["suites"][0]["cases"])
-        questions.append({"name": q.name, "points": q.points if not possible else possible,
-                          "answers": q.answers, "tests": spec})
+        questions.append(
+            {
+                "name": q.name,
+                "points": q.points if not possible else possible,
+                "answers": q.answers,
+                "tests": spec,
+            }
+        )
     bundle = {"name": master.name, "setup": master.setup, "questions": questions}
     (ag / "grading.json").write_text(json.dumps(bundle, indent=1) + "\n")
     leaks = find_leaks(master, out / "student")
@@ -275,7 +300,9 @@ def build_assignment(master_path: Path, dist: Path = DIST) -> Path:
 def _ok_spec(text: str) -> dict:
     """Read otter's ``test = {...}`` file as data (never executed)."""
     for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "test" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "test" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise ValueError("no test dict in otter test file")
 
@@ -375,7 +402,9 @@ def chapter_leaks(path: Path, student_nb) -> list[str]:
         secret, public = (secret | lines, public) if solution else (secret, public | lines)
     student = {s.strip() for c in student_nb.cells if c.cell_type == "code" for s in c.source.splitlines()}
     skeleton = ("def ", "async def ", "class ", "import ", "from ", '"""')
-    return sorted(s for s in (secret - public) & student if not s.startswith(skeleton) and not s.endswith("= ..."))
+    return sorted(
+        s for s in (secret - public) & student if not s.startswith(skeleton) and not s.endswith("= ...")
+    )
 
 
 def build_chapters(dist: Path = DIST) -> list[Path]:
@@ -407,7 +436,9 @@ def build_all(dist: Path = DIST, log=print) -> list[Path]:
     built = []
     for master in masters():
         built.append(build_assignment(master, dist))
-        log(f"assignment {master.stem}: {built[-1].relative_to(dist.parent) if dist.parent in built[-1].parents else built[-1]}")
+        log(
+            f"assignment {master.stem}: {built[-1].relative_to(dist.parent) if dist.parent in built[-1].parents else built[-1]}"
+        )
     for chapter in build_chapters(dist):
         log(f"chapter    {chapter.stem}: student version written")
     return built

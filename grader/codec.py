@@ -12,8 +12,6 @@ at module level (NumPy, pandas and torch are imported only when such a value is 
 import base64
 import collections
 import dataclasses
-import hashlib
-import json
 import math
 import types
 
@@ -63,7 +61,11 @@ def _array(a) -> dict:
         return {"__unsupported__": f"numpy array of dtype {a.dtype}"}
     if not a.flags.c_contiguous:
         a = a.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
-    return {"__ndarray__": base64.b64encode(a.tobytes()).decode(), "dtype": a.dtype.str, "shape": list(a.shape)}
+    return {
+        "__ndarray__": base64.b64encode(a.tobytes()).decode(),
+        "dtype": a.dtype.str,
+        "shape": list(a.shape),
+    }
 
 
 def encode(x, _depth: int = 0):
@@ -96,7 +98,11 @@ def encode(x, _depth: int = 0):
         if _is(x, "torch", "Module"):  # only ever used as a call argument: identify it by class and weights
             return {"__unsupported__": _type_name(x), "state": encode(dict(x.state_dict()), d)}
         if _is(x, "pandas", "Series"):
-            return {"__series__": encode(x.to_numpy(), d), "index": encode(x.index, d), "name": encode(x.name, d)}
+            return {
+                "__series__": encode(x.to_numpy(), d),
+                "index": encode(x.index, d),
+                "name": encode(x.name, d),
+            }
         if _is(x, "pandas", "DataFrame"):
             return {
                 "__frame__": [encode(x.iloc[:, j].to_numpy(), d) for j in range(x.shape[1])],
@@ -104,13 +110,20 @@ def encode(x, _depth: int = 0):
                 "index": encode(x.index, d),
             }
         if _is(x, "pandas", "DatetimeIndex"):
-            return {"__dtindex__": _array(x.asi8), "tz": None if x.tz is None else str(x.tz), "name": encode(x.name, d)}
+            return {
+                "__dtindex__": _array(x.asi8),
+                "tz": None if x.tz is None else str(x.tz),
+                "name": encode(x.name, d),
+            }
         if _is(x, "pandas", "Index"):
             return {"__index__": encode(x.to_numpy(), d), "name": encode(x.name, d)}
         if _is(x, "pandas", "Timestamp"):
             return {"__timestamp__": x.value, "tz": None if x.tz is None else str(x.tz)}
         if isinstance(x, tuple) and hasattr(x, "_fields"):
-            return {"__record__": type(x).__name__, "fields": {f: encode(getattr(x, f), d) for f in x._fields}}
+            return {
+                "__record__": type(x).__name__,
+                "fields": {f: encode(getattr(x, f), d) for f in x._fields},
+            }
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             fields = {f.name: encode(getattr(x, f.name), d) for f in dataclasses.fields(x)}
             return {"__record__": type(x).__name__, "fields": fields}
@@ -128,12 +141,6 @@ def encode(x, _depth: int = 0):
     except Exception as err:  # a hostile __len__ or __iter__ must not break the export
         return {"__unsupported__": f"{_type_name(x)} ({type(err).__name__} while encoding)"}
     return {"__unsupported__": _type_name(x)}
-
-
-def key(args, kwargs) -> str:
-    """A stable fingerprint of a call's arguments (used to replay a submission's function calls)."""
-    blob = json.dumps([encode(list(args)), encode(dict(sorted(kwargs.items())))], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _decode_array(spec: dict):

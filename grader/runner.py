@@ -1,43 +1,198 @@
-"""Sandbox side of grading: run ONE submission's code and export its answers as data.
+"""Sandbox side of grading: run ONE submission's code cells and send its answers out as data.
 
-Started by :mod:`grader.grade` as ``python runner.py PLAN OUT`` in a throwaway working
-directory, in its own process group, under a time limit. Nothing this process writes is trusted: the
-grader reads back only JSON (see ``codec.py``) and decides every score itself, in a clean process,
-with the instructor's tests. This process therefore only has to be *useful*, not secure:
+Started by :mod:`grader.grade` inside the sandbox (bubblewrap) as ``python runner.py REQ_FD OUT_FD``.
+Nothing this process sends is trusted: the grader decodes only data (see ``codec.py``), runs every
+test itself, outside the sandbox, and decides every score. This process only has to be *useful*:
 
-* it runs the submission's code cells in order in an IPython shell (so magics work), recording the
-  error of any cell that raises and carrying on, as Jupyter's "run all, ignore errors" would;
-* at each ``grader.check("qN")`` cell (and, for questions without one, at the end) it exports the
-  question's answer variables; functions are exported as the record of their calls while the
-  question's tests run here, so the grader can replay them without running student code;
-* after every step it rewrites ``progress.json``, so that a submission that loops forever or kills
-  its own process still gets credit for the questions it answered before.
+* it sets its own CPU, memory and file-size limits, then reads the plan (the notebook's code cells
+  and, per question, the names of its answer variables; never a test) from ``REQ_FD``;
+* it runs the cells in order in an IPython shell (so magics work), recording the error of any cell
+  that raises and carrying on, as Jupyter's "run all, ignore errors" would;
+* after every cell it sends, for each question whose answers changed, their values as data, so a
+  later crash or time limit keeps what was already answered; an answer that is a function is sent as
+  a marker, and the runner then serves the grader's calls to it (arguments in, data out) while the
+  grader runs that question's tests on its side, until the grader says ``done``;
+* at the end it sends the function answers once more (the notebook's final state) and ``finished``.
+
+Frames on both pipes: 12 ASCII digits (the payload's length) then the payload; JSON from here to the
+grader, pickles from the grader (trusted) to here.
 """
 
-import doctest
+import hashlib
+import io
 import json
 import os
+import pickle
+import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import codec  # noqa: E402  (the copy that sits next to this file)
 
-_WRITTEN: dict[str, object] = {}
+HEADER = 12
+MAX_FRAME = 32_000_000  # bytes of one message; the grader refuses larger ones
 
 
-def _write_json(out_dir: str, name: str, data) -> None:
-    """Write atomically; if the submission deleted the folder, recreate it and everything written so far."""
-    _WRITTEN[name] = data
-    if not os.path.isdir(out_dir):
-        os.makedirs(out_dir, exist_ok=True)
-        for other, value in list(_WRITTEN.items()):
-            if other != name:
-                _write_json(out_dir, other, value)
-    tmp = os.path.join(out_dir, f".{name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, allow_nan=True)
-    os.replace(tmp, os.path.join(out_dir, name))
+class _CallTimeout(BaseException):
+    """Raised inside a submitted function that runs longer than the limit for one call."""
+
+
+def _send(fd: int, message: dict) -> None:
+    payload = json.dumps(message).encode()
+    if len(payload) > MAX_FRAME:
+        payload = json.dumps({"kind": "oversized", "question": message.get("question")}).encode()
+    data = f"{len(payload):0{HEADER}d}".encode() + payload
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("the grader closed the channel")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Classes of the master's setup (module ``grading_setup_*`` in the grader) are the notebook's own."""
+
+    namespace: dict = {}
+
+    def find_class(self, module, name):
+        if module.startswith("grading_setup_"):
+            if name not in self.namespace:
+                raise pickle.UnpicklingError(
+                    f"the notebook no longer defines {name} (from the assignment's setup)"
+                )
+            return self.namespace[name]
+        return super().find_class(module, name)
+
+
+def _receive(fd: int):
+    data = _read_exact(fd, int(_read_exact(fd, HEADER)))
+    return _Unpickler(io.BytesIO(data)).load()  # from the grader: trusted
+
+
+def _limits(plan: dict) -> None:
+    import resource
+
+    cpu = int(plan["cpu_seconds"])
+    for name, value in (
+        ("RLIMIT_CPU", cpu),
+        ("RLIMIT_AS", int(plan["memory_bytes"])),
+        ("RLIMIT_FSIZE", int(plan["file_bytes"])),
+        ("RLIMIT_CORE", 0),
+    ):
+        limit = getattr(resource, name, None)
+        if limit is not None:
+            resource.setrlimit(limit, (value, value))
+
+
+def _is_function(value) -> bool:
+    if isinstance(value, type) or codec._is(value, "torch", "Module"):
+        return False  # classes and models cannot be called through the channel: they travel as unsupported
+    return callable(value)
+
+
+def _signature(value) -> str:
+    if _is_function(value):
+        return f"function {id(value)}"
+    return hashlib.sha256(json.dumps(codec.encode(value), sort_keys=True).encode()).hexdigest()
+
+
+class Runner:
+    def __init__(self, req_fd: int, out_fd: int, plan: dict):
+        self.req, self.out, self.plan = req_fd, out_fd, plan
+        self.sent: dict[str, tuple] = {}  # question -> signatures of the answers last sent
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        config = Config()
+        config.HistoryManager.enabled = False
+        self.shell = InteractiveShell.instance(config=config, colors="nocolor")
+        self.shell.user_ns["grader"] = _NoGrader()
+        _Unpickler.namespace = self.shell.user_ns
+
+    def capture(self, final: bool = False) -> None:
+        """Send the answers of every question that changed (and, if ``final``, every function answer)."""
+        ns = self.shell.user_ns
+        for q in self.plan["questions"]:
+            names = [n for n in q["answers"] if n in ns]
+            if not names:
+                continue
+            sig = tuple(_signature(ns[n]) if n in ns else None for n in q["answers"])
+            functions = [n for n in names if _is_function(ns[n])]
+            if sig == self.sent.get(q["name"]) and not (final and functions):
+                continue
+            self.sent[q["name"]] = sig
+            values = {}
+            for n in q["answers"]:
+                if n not in ns:
+                    values[n] = {"__missing__": True}
+                elif n in functions:
+                    values[n] = {"__function__": True}
+                else:
+                    values[n] = codec.encode(ns[n])
+            _send(self.out, {"kind": "answers", "question": q["name"], "values": values, "final": final})
+            if functions:
+                self.serve()
+
+    def serve(self) -> None:
+        """Answer the grader's calls to submitted functions until it says ``done``."""
+        seconds = float(self.plan["call_seconds"])
+
+        def on_alarm(signum, frame):
+            raise _CallTimeout(f"a call took more than {seconds:g} s")
+
+        while True:
+            request = _receive(self.req)
+            if request.get("done"):
+                return
+            fn = self.shell.user_ns.get(request["call"])
+            old = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                if not callable(fn):
+                    raise TypeError(f"{request['call']} is no longer a function")
+                value = fn(*request["args"], **request["kwargs"])
+                reply = {"kind": "return", "value": codec.encode(value)}
+            except (Exception, _CallTimeout) as err:
+                reply = {"kind": "raise", "type": type(err).__name__, "message": str(err)[:500]}
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+            _send(self.out, reply)
+
+    def run(self) -> None:
+        for step in self.plan["steps"]:
+            _send(self.out, {"kind": "cell", "cell": step["cell"]})
+            if step["kind"] != "code":
+                continue
+            start = time.monotonic()
+            result = self.shell.run_cell(step["source"], store_history=False, silent=False)
+            error = result.error_before_exec or result.error_in_exec
+            if error is not None:
+                _send(
+                    self.out,
+                    {
+                        "kind": "error",
+                        "cell": step["cell"],
+                        "error": f"{type(error).__name__}: {str(error)[:300]}",
+                        "seconds": round(time.monotonic() - start, 1),
+                    },
+                )
+            self.capture()
+        _send(self.out, {"kind": "cell", "cell": "end"})
+        self.capture(final=True)
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        _send(self.out, {"kind": "finished", "cpu": round(usage.ru_utime + usage.ru_stime, 2)})
 
 
 class _NoGrader:
@@ -47,98 +202,14 @@ class _NoGrader:
         return lambda *args, **kwargs: None
 
 
-class Recorder:
-    """Wraps an answer function: records (argument fingerprint -> results in call order)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.calls: dict[str, list] = {}
-
-    def __call__(self, *args, **kwargs):
-        k = codec.key(args, kwargs)  # before the call: the function may mutate its arguments
-        try:
-            result = self.fn(*args, **kwargs)
-        except Exception as err:
-            self.calls.setdefault(k, []).append({"raise": type(err).__name__, "message": str(err)[:500]})
-            raise
-        self.calls.setdefault(k, []).append({"value": codec.encode(result)})
-        return result
-
-
-def _is_answer_function(value) -> bool:
-    if isinstance(value, type):
-        return False  # classes cannot be replayed; they travel as unsupported
-    return callable(value) and not codec._is(value, "torch", "Module") and not isinstance(value, type)
-
-
-def export_question(shell, question: dict, out_dir: str) -> None:
-    ns = shell.user_ns
-    values, recorders = {}, {}
-    for name in question["answers"]:
-        if name not in ns:
-            values[name] = {"__missing__": True}
-        elif _is_answer_function(ns[name]):
-            recorders[name] = Recorder(ns[name])
-            values[name] = {"__function__": True}
-        else:
-            values[name] = codec.encode(ns[name])
-    if recorders:  # run the tests here once, only to record what the functions return
-        test_ns = dict(ns)
-        test_ns.update(recorders)
-        for code in question["tests"]:
-            for example in doctest.DocTestParser().get_examples(code):
-                try:
-                    exec(compile(example.source, "<test>", "exec"), test_ns)
-                except BaseException:  # noqa: B036 (a failing or exiting test must not stop the export)
-                    pass
-    calls = {name: rec.calls for name, rec in recorders.items()}
-    _write_json(out_dir, f"answers_{question['name']}.json", {"values": values, "calls": calls})
-
-
-def main(plan_path: str, out_dir: str) -> None:
-    with open(plan_path) as f:
-        plan = json.load(f)
-    os.remove(plan_path)
-    questions = {q["name"]: q for q in plan["questions"]}
-    progress = {"step": None, "errors": [], "finished": False, "exported": []}
-
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    config = Config()
-    config.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=config, colors="nocolor")
-    shell.user_ns["grader"] = _NoGrader()
-
-    def checkpoint(name: str) -> None:
-        if name in questions and name not in progress["exported"]:
-            export_question(shell, questions[name], out_dir)
-            progress["exported"].append(name)
-
-    for step in plan["steps"]:
-        progress["step"] = step["cell"]
-        _write_json(out_dir, "progress.json", progress)
-        if step["kind"] == "check":
-            checkpoint(step["question"])
-            continue
-        if step["kind"] == "skip":
-            continue
-        start = time.monotonic()
-        result = shell.run_cell(step["source"], store_history=False, silent=False)
-        error = result.error_before_exec or result.error_in_exec
-        if error is not None:
-            progress["errors"].append(
-                {"cell": step["cell"], "error": f"{type(error).__name__}: {str(error)[:300]}",
-                 "seconds": round(time.monotonic() - start, 1)}
-            )
-    for name in questions:
-        progress["step"] = "end"
-        checkpoint(name)
-    progress["finished"] = True
-    _write_json(out_dir, "progress.json", progress)
+def main(req_fd: int, out_fd: int) -> None:
+    plan = _receive(req_fd)
+    _limits(plan)
+    os.environ.update(plan.get("env", {}))
+    Runner(req_fd, out_fd, plan).run()
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: atexit hooks a submission may have registered never run
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(int(sys.argv[1]), int(sys.argv[2]))

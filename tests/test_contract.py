@@ -213,7 +213,10 @@ def test_no_look_ahead_in_per_step_outputs(name, train_mode):
 
     for t in probe_steps(length, seed=len(name)):
         torch.manual_seed(t)  # same dropout masks in train mode, for every call of this probe
-        assert future_gradient(per_step, x, t) == 0.0, f"the output at step {t} depends on later inputs"
+        leak = future_gradient(per_step, x, t)  # 0 exactly, or FFT round-off (registry: lookahead_atol)
+        assert leak <= SPECS[name].lookahead_atol, (
+            f"the output at step {t} depends on later inputs ({leak:.1e})"
+        )
         # the same probe must see the past, or the check above proves nothing
         z = x.clone().requires_grad_(True)
         torch.manual_seed(t)

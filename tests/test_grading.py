@@ -3,7 +3,11 @@ answers, and a folder of hostile submissions still produces a complete gradebook
 
 import csv
 import json
+import os
+import re
 import shutil
+import tempfile
+import time
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +17,20 @@ import pandas as pd
 import pytest
 import torch
 
-from grader import build, codec
+from grader import build, codec, grade
 from grader.__main__ import verify
-from grader.grade import Bundle, Replay, grade_folder, parse_notebook, plan_steps, start_sandboxes
+from grader.grade import (
+    Bundle,
+    Channel,
+    SandboxUnavailable,
+    find_submissions,
+    grade_folder,
+    parse_notebook,
+    perturb,
+    plan_steps,
+    start_sandboxes,
+    write_outputs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "bad_submissions"
@@ -87,7 +102,7 @@ def test_master_checks_catch_leaks_and_setup_that_needs_answers(tmp_path):
 
 
 def test_chapter_solution_cells_become_stubs():
-    source = "# SOLUTION\nimport math\n\n\ndef f(x, n=2):\n    \"\"\"Doc.\"\"\"\n    return math.sqrt(x) * n\n\n\ny, z = f(4), 3\n"
+    source = '# SOLUTION\nimport math\n\n\ndef f(x, n=2):\n    """Doc."""\n    return math.sqrt(x) * n\n\n\ny, z = f(4), 3\n'
     stub = build._stub(source)
     assert "return math.sqrt" not in stub and "f(4)" not in stub
     ns = {}
@@ -104,10 +119,22 @@ class _Point:
 @pytest.mark.parametrize(
     "value",
     [
-        None, True, 3, 2.5, float("nan"), "text", Ellipsis, [1, (2, 3)], {"a": {1: 2}},
-        np.float64(1.5), np.arange(6.0).reshape(2, 3).T, np.array(["a", "bc"]), torch.arange(4).float(),
+        None,
+        True,
+        3,
+        2.5,
+        float("nan"),
+        "text",
+        Ellipsis,
+        [1, (2, 3)],
+        {"a": {1: 2}},
+        np.float64(1.5),
+        np.arange(6.0).reshape(2, 3).T,
+        np.array(["a", "bc"]),
+        torch.arange(4).float(),
         pd.Series([1.0, 2.0], index=pd.date_range("2020-01-01", periods=2), name="r"),
-        pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}), namedtuple("DM", "statistic pvalue")(-2.0, 0.01),
+        pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}),
+        namedtuple("DM", "statistic pvalue")(-2.0, 0.01),
     ],
 )
 def test_codec_round_trips_data(value):
@@ -128,26 +155,145 @@ def test_codec_refuses_code_and_objects():
         float(codec.Unsupported("socket"))
 
 
-def test_replay_answers_only_recorded_calls():
-    args = (np.ones(3), 2)
-    replay = Replay("f", {codec.key(args, {}): [{"value": codec.encode(np.zeros(3))}]})
-    assert np.array_equal(replay(*args), np.zeros(3))
-    with pytest.raises(LookupError, match="not called with these arguments"):
-        replay(*args)  # recorded once, so replayed once
-    with pytest.raises(LookupError):
-        Replay("f", {})(np.ones(3), 3)
-
-
 def test_notebook_parsing_and_plan():
     with pytest.raises(ValueError, match="not valid notebook JSON"):
         parse_notebook(b'{"cells": [')
     with pytest.raises(ValueError, match="not a Jupyter notebook"):
         parse_notebook(b'{"a": 1}')
-    nb = {"cells": [{"cell_type": "code", "source": ["import otter\n", 'grader = otter.Notebook("x.ipynb")']},
-                    {"cell_type": "code", "source": "x = 1"}, {"cell_type": "markdown", "source": "hi"},
-                    {"cell_type": "code", "source": 'grader.check("q1")'}]}
+    nb = {
+        "cells": [
+            {"cell_type": "code", "source": ["import otter\n", 'grader = otter.Notebook("x.ipynb")']},
+            {"cell_type": "code", "source": "x = 1"},
+            {"cell_type": "markdown", "source": "hi"},
+            {"cell_type": "code", "source": 'grader.check("q1")'},
+        ]
+    }
     steps = plan_steps(parse_notebook(json.dumps(nb).encode()))
     assert [s["kind"] for s in steps] == ["skip", "code", "check"] and steps[2]["question"] == "q1"
+
+
+def _channel_reading(data: bytes) -> Channel:
+    f = tempfile.TemporaryFile()
+    f.write(data)
+    f.seek(0)
+    ch = Channel(-1, os.dup(f.fileno()))
+    f.close()
+    return ch
+
+
+def test_channel_refuses_deep_oversized_and_malformed_messages():
+    for payload in (b"[" * 100_000 + b"]" * 100_000, b"{not json", b"[1, 2]"):
+        ch = _channel_reading(f"{len(payload):012d}".encode() + payload)
+        assert ch.receive() is None and ch.broken, payload[:10]
+        assert ch.receive() is None, "once broken, nothing more is read"
+    ch = _channel_reading(b"9" * 12)  # claims a 1 TB message
+    assert ch.receive() is None and "MB" in ch.broken
+    good = json.dumps({"kind": "cell", "cell": 3}).encode()
+    ch = _channel_reading(f"{len(good):012d}".encode() + good)
+    assert ch.receive() == {"kind": "cell", "cell": 3} and ch.receive() is None and ch.ended
+
+
+def test_submission_names_never_collide_or_vanish(tmp_path):
+    nb = json.dumps({"cells": []})
+    for rel in (
+        "a b.ipynb",
+        "a_b.ipynb",
+        "dup.ipynb",
+        "dup/answers.ipynb",
+        "upper.IPYNB",
+        "Alice.ipynb",
+        "alice/x.ipynb",
+        "ckpt/.ipynb_checkpoints/x-checkpoint.ipynb",
+        "two/one.ipynb",
+        "two/two.ipynb",
+        "notes.txt",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(nb)
+    seen = []
+    subs = {s.student: s for s in find_submissions(tmp_path, log=seen.append)}
+    assert sorted(subs) == sorted(
+        [
+            "a b",
+            "a_b",
+            "dup.ipynb",
+            "dup/answers.ipynb",
+            "upper",
+            "Alice.ipynb",
+            "alice/x.ipynb",
+            "ckpt",
+            "two",
+        ]
+    )
+    files = [s.feedback.casefold() for s in subs.values()]
+    assert len(set(files)) == len(files), f"two students share a feedback file: {files}"
+    assert "checkpoint" in subs["ckpt"].problem and "several notebooks" in subs["two"].problem
+    assert subs["upper"].problem is None and subs["upper"].raw == nb.encode()
+    assert any("notes.txt" in line for line in seen), "other files are reported, not dropped silently"
+
+
+def test_outputs_replace_planted_symlinks_and_never_follow_them(tmp_path):
+    bundle = Bundle("demo", "", [{"name": "q1", "points": 1, "answers": ["a"], "tests": {}}])
+    grades, outside = tmp_path / "graded", tmp_path / "outside.txt"
+    (grades / "feedback").mkdir(parents=True)
+    outside.write_text("precious")
+    (grades / "gradebook.csv").symlink_to(outside)
+    (grades / "feedback" / "bob.md").symlink_to(outside)
+    rep = grade.Report("bob", [grade.QuestionResult("q1", 1.0, 1.0)], [], 0.0, "bob.ipynb", "bob.md")
+    write_outputs(bundle, [rep], grades)
+    assert outside.read_text() == "precious"
+    assert (
+        not (grades / "gradebook.csv").is_symlink() and "bob,1,1,1" in (grades / "gradebook.csv").read_text()
+    )
+    assert not (grades / "feedback" / "bob.md").is_symlink()
+    (tmp_path / "elsewhere").mkdir()
+    os.rename(grades / "feedback", tmp_path / "old")
+    (grades / "feedback").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RuntimeError, match="symbolic link"):
+        write_outputs(bundle, [rep], grades)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_perturb_changes_values_not_types():
+    dm = namedtuple("DM", "statistic pvalue")(-2.0, 0.01)
+    for value in (
+        1.5,
+        3,
+        True,
+        "lstm",
+        np.arange(3.0),
+        np.array([True, False]),
+        torch.ones(2),
+        dm,
+        pd.Series([1.0, 2.0]),
+    ):
+        other = perturb(value)
+        assert type(other) is type(value) and codec.encode(other) != codec.encode(value), value
+
+
+def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(tmp_path, monkeypatch):
+    monkeypatch.setattr(grade.shutil, "which", lambda name: None)
+    with pytest.raises(SandboxUnavailable, match="install it"):
+        start_sandboxes()
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "broken.ipynb").write_text("{")
+    bundle = Bundle("demo", "", [{"name": "q1", "points": 1, "answers": ["a"], "tests": {}}])
+    lines = []
+    grade_folder(bundle, tmp_path / "subs", tmp_path / "graded", log=lines.append, unsandboxed=True)
+    assert lines and all(line.startswith(grade.UNSAFE) for text in lines for line in text.splitlines())
+
+
+def test_graded_questions_differ_from_the_chapters_worked_exercises():
+    for path in MASTERS:
+        chapter = ROOT / "notebooks" / f"{path.stem}.py"
+        if not chapter.exists():
+            continue
+        text = {line.strip() for line in chapter.read_text().splitlines()}
+        for q in build.analyse_master(path).questions:
+            copied = [line for line in q.solution_lines if line in text]
+            assert len(copied) < len(q.solution_lines), (
+                f"{path.stem} {q.name} is the chapter's exercise: {copied}"
+            )
 
 
 # ----------------------------------------------------------------------------------------- slow
@@ -160,9 +306,20 @@ def dist(tmp_path_factory):
     return out
 
 
+def _sandbox_or_reason():
+    try:
+        grade.find_bwrap()
+    except SandboxUnavailable as err:
+        return str(err)
+    return None
+
+
+NO_SANDBOX = _sandbox_or_reason()
+
+
 @pytest.fixture(scope="module")
 def sandboxes(dist):
-    boxes = start_sandboxes([Bundle.load(d / "autograder") for d in sorted((dist / "assignments").iterdir())])
+    boxes = start_sandboxes(unsandboxed=NO_SANDBOX is not None)
     yield boxes
     boxes.close()
 
@@ -177,7 +334,9 @@ def test_student_versions_hide_solutions_and_hidden_tests(dist):
         nb = json.loads((student / f"{path.stem}.ipynb").read_text())
         tests = nb["metadata"]["otter"]["tests"]
         assert sorted(tests) == sorted(q.name for q in master.questions)
-        assert not any(c["hidden"] for t in tests.values() for c in t["suites"][0]["cases"]), "hidden test shipped"
+        assert not any(c["hidden"] for t in tests.values() for c in t["suites"][0]["cases"]), (
+            "hidden test shipped"
+        )
         assert not any(c.get("outputs") for c in nb["cells"]), "outputs shipped"
     for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py")):
         student = json.loads((dist / "chapters" / f"{chapter.stem}.ipynb").read_text())
@@ -188,76 +347,372 @@ def test_student_versions_hide_solutions_and_hidden_tests(dist):
 
 
 @pytest.mark.slow
-def test_solutions_get_full_marks_and_student_versions_zero(dist, sandboxes):
+def test_solutions_full_marks_student_versions_zero_wrong_values_zero(dist, sandboxes):
     outcome = verify(dist, jobs=2, timeout=60, log=lambda *a: None, sandboxes=sandboxes)
     assert sorted(outcome) == [p.stem for p in MASTERS]
     for name, reports in outcome.items():
         sol, stu = reports["solutions"], reports["student_version"]
         assert sol.problems == [], f"{name}: the solutions notebook does not run cleanly: {sol.problems}"
         for r in sol.results:
-            assert r.score == r.possible > 0, f"{name} {r.name}: solution scored {r.score}/{r.possible}: {r.cases}"
+            assert r.score == r.possible > 0, (
+                f"{name} {r.name}: solution scored {r.score}/{r.possible}: {r.cases}"
+            )
         for r in stu.results:
             assert r.score == 0, f"{name} {r.name}: the unmodified student version scored {r.score}"
+        assert reports["values"] == {}, f"{name}: answers with wrong values still score: {reports['values']}"
         assert sol.seconds < 30, f"{name}: grading one submission must stay fast ({sol.seconds:.0f} s)"
 
 
-@pytest.mark.slow
-def test_bad_submissions_still_give_a_complete_gradebook(dist, sandboxes, tmp_path):
-    folder = tmp_path / "submissions"
-    shutil.copytree(FIXTURES, folder)
-    ag = dist / "assignments" / "00_data_and_baselines"
-    shutil.copy(ag / "autograder" / "00_data_and_baselines.ipynb", folder / "good.ipynb")
-    shutil.copy(ag / "student" / "00_data_and_baselines.ipynb", folder / "untouched.ipynb")
-    before = sorted(p.name for p in folder.iterdir())
-    bundle = Bundle.load(ag / "autograder")
-    grades = tmp_path / "graded"
-    grade_folder(bundle, folder, grades, timeout=20, jobs=2, log=lambda *a: None, sandboxes=sandboxes)
+# One batch of honest and hostile submissions of assignment 00, graded once (tests below read it).
+# The attacks (issue 13), each a crafted notebook built here from the released files:
+#   1 steal: read the solutions in dist/, the repository and classmates' notebooks via /proc and paths
+#   2 survivor: a detached process that outlives its time limit and rewrites the gradebook
+#   3 forger: forged frames into every pipe it can open, its own and the grader's
+#   4 saboteur: rewrites the runner, the course code and grading.json for the next students
+#   5 crasher: 100,000 nested brackets into its channel, then kills every process it can see
+#   6 leaker: its function raises the hidden test's inputs and a file; planted symlinks in feedback/
+#   7 nochecks_*: honest answers, check cells deleted, then an exit or an endless loop
+#   8 wrong_values: right types and shapes, wrong values (|r| for r^2 among them)
+#   9 names: 'a b' and 'a_b', 'dup.ipynb' and 'dup/', 'upper.IPYNB', a folder with only a checkpoint
+SANDBOX_ONLY = {"steal", "survivor", "forger", "saboteur", "crasher", "deletes_files"}
+MARKER = "grading-test-survivor-4242"
 
-    assert sorted(p.name for p in folder.iterdir()) == before, "a submission deleted files outside its sandbox"
+
+def _notebook(cells: list[str]) -> dict:
+    code = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
+        for c in cells
+    ]
+    return {
+        "cells": code,
+        "metadata": {"otter": {"assignment_name": "00_data_and_baselines"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _code_cells(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _attacks(good: list[str], student: list[str], paths: dict) -> dict[str, list[str]]:
+    no_checks = [c for c in good if "grader.check" not in c]
+    before_q4 = next(i for i, c in enumerate(no_checks) if "dm_ewma_rolling =" in c)
+    frame = "def frame(obj):\n    p = json.dumps(obj).encode()\n    return f'{len(p):012d}'.encode() + p\n"
+    return {
+        "steal": student
+        + [
+            f"""import json, os
+found = [{paths["solutions"]!r}, {paths["classmate"]!r}, {paths["master"]!r}]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    for what in ("cwd", "root"):
+        try:
+            found.append(os.path.join(os.readlink(f"/proc/{{pid}}/{{what}}"), "good.ipynb"))
+        except OSError:
+            pass
+for path in found:
+    try:
+        cells = json.load(open(path))["cells"]
+    except Exception:
+        continue
+    for cell in cells:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "otter" not in src and "grader." not in src:
+            try:
+                exec(src, globals())
+            except Exception:
+                pass"""
+        ],
+        "survivor": student
+        + [
+            f"""import os, sys
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        code = "import pathlib, sys, time\\nfor _ in range(3000):\\n    time.sleep(0.2)\\n    p = pathlib.Path(sys.argv[1])\\n    if p.exists(): p.write_text('student,q1,q2,q3,q4,total\\\\nsurvivor,2,2,3,3,10\\\\n')"
+        os.execv(sys.executable, [sys.executable, "-c", code, {paths["gradebook"]!r}, {MARKER!r}])
+    os._exit(0)"""
+        ],
+        "forger": student
+        + [
+            "import json, os\n"
+            + frame
+            + """forged = [frame({"kind": "answers", "question": q, "values": {"vol_2011": 1.0}}) for q in ("q1", "q2")]
+forged += [frame({"kind": "score", "q1": 2, "total": 10}), frame({"kind": "finished"}), b"000000000010garbage!!!"]
+for d in ("/proc/self/fd", f"/proc/{os.getppid()}/fd", "/proc/1/fd"):
+    try:
+        names = os.listdir(d)
+    except OSError:
+        continue
+    for name in names:
+        try:
+            fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_NONBLOCK)
+            for f in forged:
+                os.write(fd, f)
+            os.close(fd)
+        except OSError:
+            pass"""
+        ],
+        "saboteur": student
+        + [
+            f"""import pathlib
+for p in ["/course/runner/runner.py", "/course/lib/course_lib/__init__.py", {paths["runner"]!r},
+          {paths["grading"]!r}, {paths["classmate"]!r}]:
+    try:
+        pathlib.Path(p).write_text("raise SystemExit('sabotaged')")
+    except OSError:
+        pass"""
+        ],
+        "crasher": good[: good.index(next(c for c in good if "acf1_ret =" in c))]
+        + [
+            "import json, os, signal, sys\n"
+            + frame
+            + """deep = b"[" * 100_000 + b"]" * 100_000
+os.write(int(sys.argv[2]), f"{len(deep):012d}".encode() + deep)
+for pid in [os.getppid(), 1] + [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass"""
+        ]
+        + good,
+        "leaker": [
+            c.replace(
+                "    low, high = values[:n_train]",
+                "    if n_train == 60:\n        raise ValueError("
+                "'LEAK-MARKER ' + repr(values[:2]) + open('/course/runner/runner.py').read()[:300])\n"
+                "    low, high = values[:n_train]",
+            )
+            for c in good
+        ],
+        "nochecks_exit": no_checks[:before_q4] + ["import os\nos._exit(3)"] + no_checks[before_q4:],
+        "nochecks_timeout": no_checks[:before_q4] + ["while True:\n    pass"] + no_checks[before_q4:],
+        "wrong_values": good[:3]
+        + [
+            """from collections import namedtuple
+vol_2011 = 25.0
+acf1_ret, acf1_sq = float(nasdaq.autocorr(2)), float(nasdaq.abs().autocorr(1))
+
+
+def minmax_fixed(values, n_train):
+    low, high = values[:n_train].min(axis=0), values[:n_train].max(axis=0)
+    return (values - low) / (high - low) * (1 + (len(values) > 6))
+
+
+dm_ewma_rolling = namedtuple("DM", "statistic pvalue")(-1.0, 0.2)
+ewma_better = True"""
+        ],
+    }
+
+
+def _tree_state(*roots: Path) -> dict:
+    state = {}
+    for root in roots:
+        for p in root.rglob("*"):
+            if "__pycache__" not in p.parts and p.is_file():
+                st = p.lstat()
+                state[str(p)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def _processes_with(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{pid}: {cmd[:120]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def batch(dist, sandboxes, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch")
+    folder, grades = tmp / "submissions", tmp / "graded"
+    ag = dist / "assignments" / "00_data_and_baselines"
+    solutions = ag / "autograder" / "00_data_and_baselines.ipynb"
+    good, student = _code_cells(solutions), _code_cells(ag / "student" / "00_data_and_baselines.ipynb")
+    shutil.copytree(FIXTURES, folder)
+    paths = {
+        "solutions": str(solutions),
+        "classmate": str(folder / "good.ipynb"),
+        "gradebook": str(grades / "gradebook.csv"),
+        "master": str(ROOT / "assignments" / "00_data_and_baselines.py"),
+        "runner": str(ROOT / "grader" / "runner.py"),
+        "grading": str(ag / "autograder" / "grading.json"),
+    }
+    for name, cells in _attacks(good, student, paths).items():
+        if NO_SANDBOX is None or name not in SANDBOX_ONLY:
+            (folder / f"{name}.ipynb").write_text(json.dumps(_notebook(cells)))
+    if NO_SANDBOX is not None:
+        (folder / "deletes_files.ipynb").unlink()
+    shutil.copy(solutions, folder / "good.ipynb")
+    shutil.copy(ag / "student" / "00_data_and_baselines.ipynb", folder / "untouched.ipynb")
+    for rel in ("a b.ipynb", "a_b.ipynb", "dup.ipynb", "dup/answers.ipynb", "upper.IPYNB"):
+        (folder / rel).parent.mkdir(exist_ok=True)
+        shutil.copy(solutions, folder / rel)
+    (folder / "ckpt" / ".ipynb_checkpoints").mkdir(parents=True)
+    shutil.copy(solutions, folder / "ckpt" / ".ipynb_checkpoints" / "x-checkpoint.ipynb")
+    (grades / "feedback").mkdir(parents=True)  # planted: an old feedback file that is a symlink out
+    (tmp / "outside.txt").write_text("precious")
+    (grades / "feedback" / "leaker.md").symlink_to(tmp / "outside.txt")
+
+    watched = (folder, dist, ROOT / "grader", ROOT / "assignments", ROOT / "course_lib", ROOT / "data")
+    before, temps = _tree_state(*watched), set(os.listdir(tempfile.gettempdir()))
+    lines = []
+    start = time.monotonic()
+    grade_folder(
+        Bundle.load(ag / "autograder"),
+        folder,
+        grades,
+        timeout=20,
+        jobs=2,
+        log=lines.append,
+        sandboxes=sandboxes,
+    )
+    seconds = time.monotonic() - start
+    time.sleep(1.0)  # a survivor would have rewritten the gradebook by now
     with open(grades / "gradebook.csv") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
-    assert sorted(rows) == sorted(Path(n).stem for n in before), "one row per submission"
-    assert list(next(iter(rows.values())))[:5] == ["student", "q1", "q2", "q3", "q4"]
-    scores = {s: [float(r[q]) for q in ("q1", "q2", "q3", "q4")] for s, r in rows.items()}
-    assert scores["good"] == [2, 2, 3, 3]
-    assert scores["untouched"] == [0, 0, 0, 0]
-    assert scores["raises"] == [2, 0, 3, 3], "zero only where it fails"
-    assert scores["infinite_loop"] == [2, 0, 0, 0], "credit for what was answered before the time limit"
-    assert scores["exits"] == [2, 2, 0, 0]
-    assert scores["deletes_files"] == [2, 2, 0, 0]
-    assert scores["invalid_json"] == [0, 0, 0, 0]
-    assert scores["tampers_otter"] == [0, 0, 0, 0], "patching otter or forging result files must not score"
-    assert scores["monkeypatches"] == [0, 0, 0, 0], "patching numpy or the builtins must not score"
-    assert "ZeroDivisionError" in rows["raises"]["notes"]
-    assert "time limit" in rows["infinite_loop"]["notes"]
-    assert "not valid notebook JSON" in rows["invalid_json"]["notes"]
-    for student in rows:
-        text = (grades / "feedback" / f"{student}.md").read_text()
-        assert f"Score: {rows[student]['total']} / 10" in text
-    assert "time limit" in (grades / "feedback" / "infinite_loop.md").read_text()
+    return {
+        "rows": rows,
+        "grades": grades,
+        "lines": lines,
+        "seconds": seconds,
+        "tmp": tmp,
+        "changed": {
+            k
+            for k in before.keys() | _tree_state(*watched).keys()
+            if before.get(k) != _tree_state(*watched).get(k)
+        },
+        "new_temps": {
+            t
+            for t in set(os.listdir(tempfile.gettempdir())) - temps
+            if t.startswith(("grade-sub-", "grade-runtime-"))
+        },
+        "left": _processes_with(MARKER) + _processes_with("/course/runner/runner.py"),
+    }
+
+
+def _scores(batch, student):
+    return [float(batch["rows"][student][q]) for q in ("q1", "q2", "q3", "q4")]
+
+
+FULL = [2.0, 2.0, 3.0, 3.0]
 
 
 @pytest.mark.slow
-def test_a_submission_that_kills_the_fork_server_does_not_stop_the_batch(dist, tmp_path):
-    ag = dist / "assignments" / "03_tcn_wavenet"
-    bundle = Bundle.load(ag / "autograder")
-    boxes = start_sandboxes([bundle])
-    try:
-        if boxes.zygote is None:
-            pytest.skip("no fork server on this platform (each submission starts its own interpreter)")
-        good = json.loads((ag / "autograder" / "03_tcn_wavenet.ipynb").read_text())
-        killer = json.loads(json.dumps(good))
-        killer["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                                "source": "import os\nimport signal\n\nos.kill(os.getppid(), signal.SIGKILL)"})
-        folder = tmp_path / "subs"
-        folder.mkdir()
-        (folder / "a_killer.ipynb").write_text(json.dumps(killer))
-        (folder / "b_good.ipynb").write_text(json.dumps(good))  # graded after the fork server died
-        reports = grade_folder(bundle, folder, None, timeout=120, jobs=1, log=lambda *a: None, sandboxes=boxes)
-    finally:
-        boxes.close()
-    assert boxes.zygote is None, "the fork server should have been replaced by fresh interpreters"
-    assert {r.student: r.total for r in reports} == {"a_killer": 10, "b_good": 10}
+def test_batch_is_complete_and_honest_submissions_get_full_marks(batch):
+    rows = batch["rows"]
+    expected = {
+        "good",
+        "untouched",
+        "raises",
+        "infinite_loop",
+        "exits",
+        "invalid_json",
+        "tampers_otter",
+        "monkeypatches",
+        "leaker",
+        "nochecks_exit",
+        "nochecks_timeout",
+        "wrong_values",
+        "a b",
+        "a_b",
+        "dup.ipynb",
+        "dup/answers.ipynb",
+        "upper",
+        "ckpt",
+    }
+    if NO_SANDBOX is None:
+        expected |= SANDBOX_ONLY
+    assert set(rows) == expected, "one row per notebook, nothing dropped"
+    assert all(rows[s][c] != "" for s in rows for c in ("q1", "q2", "q3", "q4", "total", "possible"))
+    for honest in ("good", "a b", "a_b", "dup.ipynb", "dup/answers.ipynb", "upper"):
+        assert _scores(batch, honest) == FULL, (honest, rows[honest]["notes"])
+    assert _scores(batch, "untouched") == [0, 0, 0, 0]
+    assert "checkpoint" in rows["ckpt"]["notes"] and _scores(batch, "ckpt") == [0, 0, 0, 0]
+    files = [rows[s]["feedback"] for s in rows]
+    assert len(set(files)) == len(files) and all((batch["grades"] / f).is_file() for f in files)
+    summary = f"{len(expected)} notebooks found, {len(expected) - 2} graded, 2 reported without grading"
+    assert summary in batch["lines"][-2], "ckpt and invalid_json are reported, the others graded"
+    assert batch["seconds"] < 240, f"the batch took {batch['seconds']:.0f} s"
+
+
+@pytest.mark.slow
+def test_existing_bad_fixtures_get_zero_only_where_they_fail(batch):
+    rows = batch["rows"]
+    assert _scores(batch, "raises") == [2, 0, 3, 3] and "ZeroDivisionError" in rows["raises"]["notes"]
+    assert _scores(batch, "infinite_loop") == [2, 0, 0, 0] and "time limit" in rows["infinite_loop"]["notes"]
+    assert _scores(batch, "exits") == [2, 2, 0, 0]
+    assert (
+        _scores(batch, "invalid_json") == [0, 0, 0, 0]
+        and "not valid notebook JSON" in rows["invalid_json"]["notes"]
+    )
+    assert _scores(batch, "tampers_otter") == [0, 0, 0, 0], (
+        "patching otter or forging result files must not score"
+    )
+    assert _scores(batch, "monkeypatches") == [0, 0, 0, 0], "patching numpy or the builtins must not score"
+    if NO_SANDBOX is None:
+        assert _scores(batch, "deletes_files") == [2, 2, 0, 0]
+    for row in rows.values():
+        assert f"Score: {row['total']} / 10" in (batch["grades"] / row["feedback"]).read_text()
+
+
+@pytest.mark.slow
+def test_answers_count_as_soon_as_they_exist_without_check_cells(batch):
+    assert _scores(batch, "nochecks_exit") == [2, 2, 3, 0]
+    assert _scores(batch, "nochecks_timeout") == [2, 2, 3, 0]
+    assert "time limit" in batch["rows"]["nochecks_timeout"]["notes"]
+
+
+@pytest.mark.slow
+def test_right_types_with_wrong_values_score_nothing(batch):
+    assert _scores(batch, "wrong_values") == [0, 0, 0, 0]
+    text = (batch["grades"] / batch["rows"]["wrong_values"]["feedback"]).read_text()
+    q2 = text.split("## q2")[1].split("## q3")[0]
+    assert "public test 1: failed" in q2 and "square, not abs" in q2, "the public test catches |r| for r^2"
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_hidden_tests_solutions_or_leaked_text(batch):
+    assert _scores(batch, "leaker") == [2, 2, 0, 3]
+    master = build.analyse_master(ROOT / "assignments" / "00_data_and_baselines.py")
+    secrets = [s for q in master.questions for s in q.solution_lines + q.hidden_lines]
+    for row in batch["rows"].values():
+        text = (batch["grades"] / row["feedback"]).read_text()
+        assert "LEAK-MARKER" not in text and "def _send" not in text
+        assert [s for s in secrets if s in text] == [], row["student"]
+    assert (batch["tmp"] / "outside.txt").read_text() == "precious", "a planted symlink was followed"
+    assert not (batch["grades"] / "feedback" / "leaker.md").is_symlink()
+
+
+@pytest.mark.slow
+def test_nothing_outside_the_temp_dirs_changes_and_no_process_is_left(batch):
+    assert batch["changed"] == set(), f"files changed outside the sandboxes: {sorted(batch['changed'])[:5]}"
+    assert batch["new_temps"] == set(), f"temporary folders left behind: {batch['new_temps']}"
+    assert batch["left"] == [], f"processes outlived the batch: {batch['left']}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_SANDBOX is not None, reason=f"sandbox-only attacks need bubblewrap: {NO_SANDBOX}")
+def test_sandbox_attacks_earn_nothing_and_change_nobody_else(batch):
+    rows = batch["rows"]
+    for attacker in ("steal", "survivor", "forger", "saboteur"):
+        assert _scores(batch, attacker) == [0, 0, 0, 0], (attacker, rows[attacker]["notes"])
+    assert _scores(batch, "crasher") == [2, 0, 0, 0], "q1 was answered before the crash; nothing after counts"
+    assert "RecursionError" in rows["crasher"]["notes"]
+    assert rows["survivor"]["total"] == "0", "the gradebook was rewritten by a surviving process"
+
+
+@pytest.mark.slow
+def test_a_correct_submission_is_graded_within_budget(batch):
+    assert batch["rows"]["good"]["notes"] == ""
+    report_seconds = [line for line in batch["lines"] if line.startswith("good ")]
+    assert report_seconds, batch["lines"]
+    assert float(re.search(r"\((\d+\.\d) s", report_seconds[0]).group(1)) < 10, report_seconds[0]
 
 
 @pytest.mark.slow
@@ -268,3 +723,15 @@ def test_workspace_never_overwrites_learner_work(dist, tmp_path):
     mine.write_text("my work")
     build.workspace(dest, dist, log=lambda *a: None)
     assert mine.read_text() == "my work"
+
+
+@pytest.mark.slow
+def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
+    ag = dist / "assignments" / "00_data_and_baselines" / "autograder"
+    bundle = Bundle.load(ag)
+    weak = json.loads(json.dumps(bundle.questions[0]))
+    weak["tests"]["suites"][0]["cases"][1]["code"] = ">>> assert isinstance(vol_2011, float)\n"
+    bundle.questions[0] = weak
+    scores = grade.check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
+    assert scores["q1"] == {"vol_2011": 2.0}, "a type-only hidden test lets a wrong value keep the marks"
+    assert all(s == 0 for q in ("q2", "q3", "q4") for s in scores[q].values()), scores

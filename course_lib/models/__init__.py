@@ -7,6 +7,8 @@
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
 * :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
+* :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
+  the selective scan stay in the module)
 """
 
 from .bayesian import BayesianLSTM
@@ -16,6 +18,7 @@ from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .meta import MAML
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
+from .ssm import FinancialMamba, FinancialS4D
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
 from .transformer import FinancialTransformer, PositionalEncoding
@@ -35,6 +38,8 @@ __all__ = [
     "WaveNet",
     "FinancialGRU",
     "FinancialLSTM",
+    "FinancialMamba",
+    "FinancialS4D",
     "FinancialTransferLearning",
     "FinancialTransformer",
     "LSTMCellScratch",

@@ -21,6 +21,9 @@ The format of an entry (:class:`ModelSpec`):
 * ``output``: the trailing shape of one forecast, default ``(output_size,)`` from the config.
 * ``future_steps``: H for models that forecast H decoder steps at once (the TFT): the forecast is then
   (B, H, *output) and ``per_step=True`` returns L + H positions, the last H being the forecast.
+* ``lookahead_atol``: the largest gradient on later inputs that the look-ahead test accepts (float64).
+  0 (exactly causal) for every model except those that convolve with an FFT (``FinancialS4D``): an FFT
+  of length 2L is causal in exact arithmetic, and its round-off reaches later steps at about 1e-17.
 
 The contract also reads two optional attributes of a model: ``min_length`` (the shortest window it
 accepts; longer than 1 for pooling models) and ``receptive_field`` (the tests' windows cover it).
@@ -42,6 +45,7 @@ from .convolutional import TemporalConvNet, WaveNet
 from .hybrid import CNNLSTM, AttentionLSTM
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
+from .ssm import FinancialMamba, FinancialS4D
 from .tft import TemporalFusionTransformer
 from .transformer import FinancialTransformer
 
@@ -59,6 +63,7 @@ class ModelSpec:
     extra_inputs: Callable[[dict, int, torch.Generator], tuple[torch.Tensor, ...]] | None = None
     output: tuple[int, ...] | None = None
     future_steps: int = 0
+    lookahead_atol: float = 0.0
 
     @property
     def id(self) -> str:
@@ -190,6 +195,18 @@ REGISTRY: list[ModelSpec] = [
         extra_inputs=_irregular_times,
     ),
     ModelSpec(AttentionNeuralODE, dict(input_size=3, hidden_size=8, output_size=2, n_heads=2), per_step=True),
+    # chapter 06a: state space models
+    ModelSpec(
+        FinancialS4D,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, d_state=4, dropout=0.1),
+        per_step=True,
+        lookahead_atol=1e-12,
+    ),
+    ModelSpec(
+        FinancialMamba,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, d_state=4, dropout=0.1),
+        per_step=True,
+    ),
 ]
 
 
