@@ -12,7 +12,7 @@ SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PY
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade
+.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade leaderboard
 
 # Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
 setup:
@@ -59,6 +59,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/ssm_scan.py
 	$(PY) benchmarks/serving_latency.py
 
+# The capstone leaderboard (chapter 08): every family, 5 seeds, frozen and walk-forward, into
+# docs/leaderboard.md and docs/leaderboard.png (budget: 60 minutes on a 2-core CPU).
+leaderboard: $(STAMP)
+	$(PY) scripts/leaderboard.py --walk-forward
+
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero.
 assignments: $(STAMP)
@@ -91,6 +96,7 @@ help:
 	@echo "make lab-instructor  the sources, with solutions"
 	@echo "make book            every notebook executed, as HTML in build/book/"
 	@echo "make bench           the Trainer's overhead against a bare training loop"
+	@echo "make leaderboard     the capstone's full table (every family, 5 seeds) into docs/leaderboard.md"
 	@echo "make assignments     student versions and autograder bundles in dist/ (checked)"
 	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
 	@echo "make clean           remove build/ and dist/;  make clean-venv: remove .venv"

@@ -41,6 +41,7 @@ torch.set_num_threads(1)
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def scalar_kernel(a_bar, b_bar, c, L):
     return [c * a_bar**j * b_bar for j in range(L)]  # SOLUTION
@@ -64,7 +65,9 @@ for _a, _b, _c, _n in [(0.5, 2.0, 3.0, 6), (-0.8, 0.1, -1.5, 9), (0.999, 0.01, 2
         _h = _a * _h + _b * (1.0 if _l == 0 else 0.0)
         _resp.append(_c * _h)
     _got = scalar_kernel(_a, _b, _c, _n)
-    assert len(_got) == _n and all(abs(g - r) < 1e-10 for g, r in zip(_got, _resp, strict=True)), "not the impulse response"
+    assert len(_got) == _n and all(abs(g - r) < 1e-10 for g, r in zip(_got, _resp, strict=True)), (
+        "not the impulse response"
+    )
 
 # %% [raw]
 # # END TESTS
@@ -86,6 +89,7 @@ for _a, _b, _c, _n in [(0.5, 2.0, 3.0, 6), (-0.8, 0.1, -1.5, 9), (0.999, 0.01, 2
 # %% [raw]
 # # BEGIN SOLUTION
 
+
 # %%
 def scan(a, b):
     h, states = torch.zeros((), dtype=b.dtype), []  # SOLUTION
@@ -102,18 +106,32 @@ def scan(a, b):
 # # BEGIN TESTS
 
 # %%
-_h = scan(torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
-assert torch.allclose(_h, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)), "a decaying impulse: 1, 0.5, 0.25"
+_h = scan(
+    torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+)
+assert torch.allclose(_h, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)), (
+    "a decaying impulse: 1, 0.5, 0.25"
+)
 
 # %%
 # HIDDEN
 _g = torch.Generator().manual_seed(0)
-for _a in [torch.rand(50, generator=_g, dtype=torch.float64), 1 - 1e-7 * torch.rand(200, generator=_g, dtype=torch.float64),
-           torch.zeros(10, dtype=torch.float64)]:
+for _a in [
+    torch.rand(50, generator=_g, dtype=torch.float64),
+    1 - 1e-7 * torch.rand(200, generator=_g, dtype=torch.float64),
+    torch.zeros(10, dtype=torch.float64),
+]:
     _b = torch.randn(len(_a), generator=_g, dtype=torch.float64)
-    _expected = torch.tensor([sum(float(_b[s]) * math.prod(float(x) for x in _a[s + 1 : t + 1]) for s in range(t + 1))
-                              for t in range(len(_a))], dtype=torch.float64)
-    assert torch.allclose(scan(_a, _b), _expected, atol=1e-9), "the states do not follow h_t = a_t h_{t-1} + b_t"
+    _expected = torch.tensor(
+        [
+            sum(float(_b[s]) * math.prod(float(x) for x in _a[s + 1 : t + 1]) for s in range(t + 1))
+            for t in range(len(_a))
+        ],
+        dtype=torch.float64,
+    )
+    assert torch.allclose(scan(_a, _b), _expected, atol=1e-9), (
+        "the states do not follow h_t = a_t h_{t-1} + b_t"
+    )
 
 # %% [raw]
 # # END TESTS
@@ -135,6 +153,7 @@ for _a in [torch.rand(50, generator=_g, dtype=torch.float64), 1 - 1e-7 * torch.r
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def zoh_error_ratio(A, dt):
@@ -177,6 +196,7 @@ assert abs(zoh_error_ratio(-0.5, 1e-3) - 1e3) < 5, "for small dt the ratio is ab
 
 # %% [raw]
 # # BEGIN SOLUTION
+
 
 # %%
 def mamba_widths(d_model, d_state, expand):

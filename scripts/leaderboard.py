@@ -1,0 +1,208 @@
+"""The capstone leaderboard (chapter 08): every family, several seeds, written to docs/leaderboard.md.
+
+    make leaderboard                      # the full table: every family, MSE and QLIKE losses, 5 seeds, size "full"
+    python scripts/leaderboard.py --models GRU TCN --seeds 0 1 --size small --max-epochs 5 --out /tmp/lb
+
+The same code as notebooks/08_capstone.py (course_lib.capstone). One protocol per table: the frozen
+table (trained once on 1999-2006, validation 2007-2008) and, with --walk-forward (chapter 07's
+course_lib.walkforward), a walk-forward table of --wf-models (re-trained every year).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from course_lib import capstone as cap  # noqa: E402
+from course_lib.evaluation import loss_series  # noqa: E402
+
+COLUMNS = [
+    "family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "MSE sd",
+    "ens QLIKE", "ens QLIKE_lc", "ens DM_QLIKE", "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS",
+]  # fmt: skip
+
+
+def markdown(df) -> str:
+    """A DataFrame as a markdown table (pandas' to_markdown needs tabulate, which the course does not ship)."""
+
+    def cell(v):
+        if v is pd.NA:
+            return ""
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else f"{v:.3f}"
+        return str(v)
+
+    head = "| " + " | ".join([df.index.name or ""] + [str(c) for c in df.columns]) + " |"
+    rule = "|" + "---|" * (len(df.columns) + 1)
+    body = [
+        "| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |"
+        for i, row in zip(df.index, df.to_numpy(), strict=True)
+    ]
+    return "\n".join([head, rule, *body])
+
+
+def walk_forward_table(task, models, seeds, size, epochs):
+    """Walk-forward (chapter 07) forecasts of each model per seed, scored on raw QLIKE against the
+    walk-forward baselines (no validation year is shared by all blocks, so no level correction)."""
+    from course_lib.evaluation import seed_summary
+    from course_lib.walkforward import walk_forward
+
+    prices = cap.load_prices("^GSPC", end=cap.TEST_END, offline=True)
+    kw = dict(lookback=cap.LOOKBACK, features=cap.FEATURES, horizons=(1,))
+    preds, result = {}, None
+    for name in models:
+        preds[name] = []
+        for seed in seeds:
+            result = walk_forward(
+                "volatility", prices, lambda name=name, seed=seed: cap.build_model(name, size, seed),
+                range(2009, 2019), epochs=epochs, initial_epochs=4 * epochs, seed=seed, **kw,
+            )  # fmt: skip
+            preds[name].append(result.predictions["walk_forward"])
+    base = result.baselines("walk_forward")
+    rw = result.task.frame["log_vol_parkinson"].to_numpy()[result.task.test.rows, None]
+    preds["random_walk"] = [rw] * len(seeds)
+    table = seed_summary(result.task, preds, base, benchmark="har", protocol="walk_forward")
+    y = result.task.test.y[:, 0]
+    table["ens QLIKE"] = [
+        loss_series(y, np.mean(preds[m], axis=0)[:, 0] if m in preds else base[m][:, 0], "qlike").mean()
+        for m in table.index
+    ]
+    return table.sort_values("QLIKE")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(cap.MODELS), choices=list(cap.MODELS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--size", default="full", choices=["small", "full"])
+    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument(
+        "--loss", nargs="+", default=["mse", "qlike"], choices=["mse", "qlike"],
+        help="training losses: each model is trained with each (rows NAME and NAME-qlike)",
+    )  # fmt: skip
+    p.add_argument("--walk-forward", action="store_true", help="add the walk-forward table (chapter 07)")
+    p.add_argument("--wf-epochs", type=int, default=2, help="epochs per walk-forward block")
+    p.add_argument(
+        "--wf-models", nargs="+", default=["TCN", "GRU"], choices=list(cap.MODELS),
+        help="models re-trained walk-forward (MSE loss; ten fits a seed, so only a few by default)",
+    )  # fmt: skip
+    p.add_argument("--out", default=str(ROOT / "docs"), help="folder for leaderboard.md and leaderboard.png")
+    p.add_argument("--label", default="", help="a line saying what this run is (e.g. a reduced check)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("COURSE_OFFLINE", "1")
+    torch.set_num_threads(1)  # small models: one thread is faster (and leaves a core for the rest)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    task = cap.capstone_task()
+    entries = []
+    for name in args.models:
+        for loss in args.loss:
+            label = name if loss == "mse" else f"{name}-{loss}"
+            print(f"training {label} ({args.size}) for seeds {args.seeds}", flush=True)
+            entries.append(
+                cap.train_entry(
+                    name,
+                    task,
+                    seeds=args.seeds,
+                    size=args.size,
+                    max_epochs=args.max_epochs,
+                    loss=loss,
+                    name=label,
+                )
+            )
+    table = cap.leaderboard(task, entries)
+    table["params"] = table["params"].astype("Int64")
+    econ = cap.economic_table(task, table, entries)
+    wf = None
+    if args.walk_forward:
+        print("walk-forward", flush=True)
+        wf = walk_forward_table(task, args.wf_models, args.seeds, args.size, args.wf_epochs)
+    elapsed = time.perf_counter() - start
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(15, 0.35 * len(table) + 2), sharey=False)
+    cap.plot_leaderboard(table, axes[0], "QLIKE")
+    cap.plot_leaderboard(table, axes[1], "QLIKE_lc")
+    fig.tight_layout()
+    fig.savefig(out / "leaderboard.png", dpi=110)
+
+    models = table[~table["family"].isin(["baseline", "combination"])]
+    best_raw, best_lc = models["QLIKE"].idxmin(), models["QLIKE_lc"].idxmin()
+    goal = (
+        f"Best single course model on raw QLIKE: {best_raw} {models.loc[best_raw, 'QLIKE']:.3f} "
+        f"(goal < {cap.GOAL['QLIKE']}: {'met' if models.loc[best_raw, 'QLIKE'] < cap.GOAL['QLIKE'] else 'NOT met'}); "
+        f"on corrected QLIKE: {best_lc} {models.loc[best_lc, 'QLIKE_lc']:.3f} "
+        f"(goal < {cap.GOAL['QLIKE_lc']}: {'met' if models.loc[best_lc, 'QLIKE_lc'] < cap.GOAL['QLIKE_lc'] else 'NOT met'})."
+    )
+    command = "python scripts/leaderboard.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    weights = table.attrs.get("weights")
+    lines = [
+        "# Capstone leaderboard (chapter 08)",
+        "",
+        *([f"**{args.label}**", ""] if args.label else []),
+        f"- command: `{command}`",
+        f"- machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; run time {elapsed / 60:.1f} min",
+        f"- models: {', '.join(args.models)}; training losses {args.loss} (NAME: MSE on v, NAME-qlike: QLIKE); "
+        f"seeds {args.seeds}; size {args.size}; max epochs {args.max_epochs}",
+        "- task: next-day S&P 500 log Parkinson volatility, 60 days of [r, v, log volume change], split by "
+        "target date (train <= 2006, validation 2007-2008, test 2009-01-02..2018-12-31, 2516 targets)",
+        "",
+        "## Frozen protocol",
+        "",
+        f"{table.columns.name}. DM and the MCS on level-corrected QLIKE (the shift learnt on validation); "
+        "`seconds` is training time per seed.",
+        "",
+        markdown(table[COLUMNS]),
+        "",
+        goal,
+        "",
+        "Outside numbers on this task (issue 20, raw QLIKE): "
+        + ", ".join(f"{k} {v}" for k, v in cap.OUTSIDE.items()),
+        "",
+        f"Combination weights (validation only): {'none (a corner solution)' if weights is None else ', '.join(f'{k} {w:.2f}' for k, w in weights.items())}",
+        "",
+        "![leaderboard](leaderboard.png)",
+        "",
+        "## Economic reading (seed ensembles; scale to return volatility learnt on validation)",
+        "",
+        "Volatility targeting at 10% a year (vt) and a Gaussian 1% VaR backtest (Kupiec, Christoffersen).",
+        "",
+        markdown(econ),
+        "",
+    ]
+    if wf is not None:
+        lines += [
+            "## Walk-forward protocol (re-trained every year, chapter 07)",
+            "",
+            f"{wf.columns.name}; models {', '.join(args.wf_models)} trained on MSE, {args.wf_epochs} epochs a block; "
+            "raw QLIKE (no level correction), test origins 2009-2018.",
+            "",
+            markdown(wf[[c for c in ("QLIKE", "QLIKE sd", "MSE", "ens QLIKE", "ens DM_QLIKE", "ens p_QLIKE",
+                            "better QLIKE (p<0.05)", "in_MCS") if c in wf.columns]]),
+            "",
+        ]  # fmt: skip
+    (out / "leaderboard.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {out / 'leaderboard.md'} in {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Chapter 08: the fixed capstone task, the leaderboard and the economic tests."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from course_lib import capstone as cap
+from course_lib.data import load_prices
+from course_lib.evaluation import _baselines, loss_series
+
+
+@pytest.fixture(scope="module")
+def task():
+    return cap.capstone_task()
+
+
+@pytest.fixture(scope="module")
+def prices():
+    return load_prices("^GSPC", end=cap.TEST_END, offline=True)
+
+
+def test_the_task_is_the_issues_task(task):
+    assert len(task.test) == cap.N_TEST == 2516
+    test_targets = cap.target_dates(task, "test")
+    assert test_targets[0] == pd.Timestamp("2009-01-02") and test_targets[-1] == pd.Timestamp("2018-12-31")
+    assert task.lookback == 60 and task.feature_names == ["ret", "log_vol_parkinson", "volume_change"]
+    assert task.train.X.shape[1:] == (60, 3)
+    # the target is tomorrow's log Parkinson volatility (log percent: the issue's v + log 100)
+    f = task.frame
+    v = 0.5 * np.log(f["var_parkinson"].to_numpy())
+    np.testing.assert_allclose(task.test.y[:, 0], v[task.test.rows + 1], rtol=1e-5)
+    # the window ends at the origin and holds [r, v, log volume change], z-scored
+    raw = f[task.feature_names].to_numpy()[task.test.rows[5] - 59 : task.test.rows[5] + 1]
+    np.testing.assert_allclose(task.scaler.transform(raw), task.test.X[5], rtol=1e-4, atol=1e-4)
+
+
+def test_split_by_target_date(task):
+    train, val, test = (cap.target_dates(task, s) for s in ("train", "val", "test"))
+    assert train.max() <= pd.Timestamp("2006-12-31") < val.min()
+    assert val.max() <= pd.Timestamp("2008-12-31") < test.min()
+    # every target day of 2007-2008 is a validation target (no gap days are dropped)
+    days = task.frame.index
+    assert len(val) == ((days >= "2007-01-01") & (days <= "2008-12-31")).sum()
+    assert len(test) == ((days >= "2009-01-01") & (days <= "2018-12-31")).sum()
+
+
+def test_scaler_fitted_on_training_rows_only(task, prices):
+    last = task.train.rows.max()
+    expected = task.frame[task.feature_names].to_numpy()[: last + 1]
+    np.testing.assert_allclose(task.scaler.mean_, expected.mean(axis=0))
+    np.testing.assert_allclose(task.scaler.scale_, expected.std(axis=0))
+    # prices changed from the day after the last training origin on: same scaler, same training windows
+    shocked = prices.copy()
+    after = shocked.index > task.frame.index[last]
+    shocked.loc[after, ["High", "Volume"]] *= 1.5
+    other = cap.capstone_task(shocked)
+    np.testing.assert_array_equal(other.scaler.mean_, task.scaler.mean_)
+    np.testing.assert_array_equal(other.train.X, task.train.X)
+
+
+def test_a_change_after_a_date_leaves_earlier_windows_unchanged(task, prices):
+    cut = pd.Timestamp("2012-06-01")
+    shocked = prices.copy()
+    late = shocked.index >= cut
+    rng = np.random.default_rng(0)
+    shocked.loc[late, "High"] *= 1 + rng.uniform(0.001, 0.05, late.sum())
+    shocked.loc[late, "Volume"] *= rng.uniform(0.5, 2.0, late.sum())
+    other = cap.capstone_task(shocked)
+    dates = task.test.dates
+    before = dates < cut  # windows whose inputs end before the change
+    np.testing.assert_array_equal(other.test.X[before], task.test.X[before])
+    target_before = cap.target_dates(task, "test") < cut
+    np.testing.assert_array_equal(other.test.y[target_before], task.test.y[target_before])
+    assert not np.array_equal(other.test.X[~before], task.test.X[~before])  # the change does arrive
+
+
+def test_outside_baseline_numbers_are_reproduced(task):
+    """EWMA, GARCH and the random walk of the issue, on raw QLIKE (no debias: the libraries' forecasts)."""
+    from course_lib.evaluation import volatility_baselines
+
+    y = task.test.y[:, 0]
+    raw = volatility_baselines(task, "test", debias=False)
+    assert loss_series(y, raw["ewma"][:, 0], "qlike").mean() == pytest.approx(cap.OUTSIDE["EWMA"], abs=0.002)
+    assert loss_series(y, raw["garch"][:, 0], "qlike").mean() == pytest.approx(
+        cap.OUTSIDE["GARCH(1,1)"], abs=0.002
+    )
+    rw = cap.random_walk(task, "test")[:, 0]
+    assert loss_series(y, rw, "qlike").mean() == pytest.approx(cap.OUTSIDE["random walk"], abs=0.002)
+
+
+def test_leaderboard_entry_checks_its_forecasts(task):
+    good = np.zeros(len(task.test)), np.zeros(len(task.val))
+    entry = cap.leaderboard_entry("mine", *good, task)
+    assert entry.test[0].shape == (2516, 1)
+    with pytest.raises(ValueError, match=r"shape \(2515,\).*2516 targets"):
+        cap.leaderboard_entry("mine", np.zeros(2515), good[1], task)
+    with pytest.raises(ValueError, match="NaN"):
+        cap.leaderboard_entry("mine", np.full(2516, np.nan), good[1], task)
+    with pytest.raises(ValueError, match="seeds"):
+        cap.leaderboard_entry("mine", [good[0], good[0]], [good[1]], task)
+
+
+def test_the_table_has_every_column_and_refuses_a_shifted_copy(task):
+    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    noise = np.random.default_rng(3).normal(0, 0.05, base_t["har"].shape)
+    table = cap.evaluate_submission(
+        {"test": base_t["har"] + noise, "val": base_v["har"]}, task, name="noisy_har"
+    )
+    for col in (
+        "family",
+        "params",
+        "seconds",
+        "QLIKE",
+        "QLIKE sd",
+        "QLIKE_lc",
+        "MSE",
+        "ens DM_QLIKE",
+        "ens p_QLIKE",
+    ):
+        assert col in table.columns
+    assert {"better QLIKE (p<0.05)", "in_MCS", "ens QLIKE", "ens QLIKE_lc"} <= set(table.columns)
+    assert {"noisy_har", "ewma", "garch", "har", "log_har", "random_walk"} <= set(table.index)
+    assert table["QLIKE_lc"].is_monotonic_increasing
+    y = task.test.y[:, 0]
+    assert table.loc["noisy_har", "QLIKE"] == pytest.approx(
+        loss_series(y, base_t["har"][:, 0] + noise[:, 0], "qlike").mean()
+    )
+    assert table.loc["noisy_har", "QLIKE"] > table.loc["har", "QLIKE"]  # noise costs QLIKE
+    # a constant shift is exactly what the level correction (learnt on validation) removes: refused as a twin
+    with pytest.raises(ValueError, match="same forecast after the level correction"):
+        cap.evaluate_submission(
+            {"test": base_t["har"] + 0.1, "val": base_v["har"] + 0.1}, task, name="shifted"
+        )
+    with pytest.raises(ValueError, match="differ from the baselines"):
+        cap.evaluate_submission({"test": base_t["har"], "val": base_v["har"]}, task, name="har")
+
+
+def test_train_entry_trains_a_registry_model_and_a_learners_model(task):
+    torch.set_num_threads(1)
+    entry = cap.train_entry("GRU", task, seeds=(0,), max_epochs=1, batch_size=512)
+    assert entry.family == "recurrent" and entry.params > 0 and entry.seconds > 0
+    assert entry.test[0].shape == (2516, 1) and np.isfinite(entry.test[0]).all()
+    again = cap.train_entry(
+        lambda seed: cap.build_model("GRU", seed=seed), task, seeds=(0,), max_epochs=1, batch_size=512
+    )
+    np.testing.assert_allclose(again.test[0], entry.test[0], rtol=1e-5, atol=1e-6)  # seeded: reproducible
+    with pytest.raises(KeyError, match="unknown leaderboard model"):
+        cap.train_entry("NoSuchNet", task)
+
+
+def test_combination_weights_use_validation_only(task):
+    rng = np.random.default_rng(1)
+    y = task.val.y[:, 0].astype(np.float64)
+    good = y + rng.normal(0, 0.2, len(y))
+    bad = y.mean() + rng.normal(0, 0.2, len(y))
+    w = cap.combination_weights({"good": good, "bad": bad}, y)
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    assert w["good"] > 0.8
+    # the leaderboard's weights do not move when the test forecasts do
+    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    val_a = base_v["har"] + rng.normal(0, 0.1, base_v["har"].shape)
+    val_noise_t = rng.normal(0, 0.1, base_t["har"].shape)
+
+    def board(test_noise):
+        a = cap.leaderboard_entry("noisy_har", base_t["har"] + test_noise, val_a, task)
+        b = cap.leaderboard_entry(
+            "noisy_log_har", base_t["log_har"] + 0.3 * val_noise_t, base_v["log_har"], task
+        )
+        return cap.leaderboard(task, [a, b])
+
+    first, second = board(0.0), board(rng.normal(0, 0.5, base_t["har"].shape))
+    assert first.attrs["weights"] is not None and "combination" in first.index
+    pd.testing.assert_series_equal(first.attrs["weights"], second.attrs["weights"])
+    assert first.loc["combination", "QLIKE"] != pytest.approx(second.loc["combination", "QLIKE"])
+
+
+def test_kupiec_matches_the_binomial_likelihood_ratio():
+    for n, x, alpha in [(2516, 25, 0.01), (2516, 40, 0.01), (500, 0, 0.01), (1000, 60, 0.05)]:
+        hits = np.zeros(n, dtype=bool)
+        hits[:x] = True
+        lr, p = cap.kupiec_test(hits, alpha)
+        expected = 2 * (stats.binom.logpmf(x, n, x / n) - stats.binom.logpmf(x, n, alpha))
+        assert lr == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert p == pytest.approx(stats.chi2.sf(expected, 1))
+
+
+def test_christoffersen_matches_the_markov_likelihood_and_catches_clusters():
+    rng = np.random.default_rng(2)
+    hits = rng.random(3000) < 0.02
+    res = cap.christoffersen_test(hits, 0.01)
+    prev, cur = hits[:-1].astype(int), hits[1:].astype(int)
+    table = pd.crosstab(prev, cur)
+    ll_markov = sum(
+        stats.binom.logpmf(table.loc[i, 1], table.loc[i].sum(), table.loc[i, 1] / table.loc[i].sum())
+        for i in (0, 1)
+    )
+    ll_iid = sum(stats.binom.logpmf(table.loc[i, 1], table.loc[i].sum(), cur.mean()) for i in (0, 1))
+    assert res["LR_ind"] == pytest.approx(2 * (ll_markov - ll_iid), rel=1e-8)
+    assert res["LR_cc"] == pytest.approx(res["LR_ind"] + cap.kupiec_test(hits, 0.01)[0])
+    # violations in runs (the same 1% rate) are rejected; independent ones mostly are not
+    clustered = np.zeros(3000, dtype=bool)
+    for start in rng.choice(2990, 10, replace=False):
+        clustered[start : start + 3] = True
+    assert cap.christoffersen_test(clustered, 0.01)["p_ind"] < 0.001
+    rejections = np.mean(
+        [cap.christoffersen_test(rng.random(2500) < 0.01, 0.01)["p_cc"] < 0.05 for _ in range(200)]
+    )
+    assert rejections < 0.12
+
+
+def test_economic_readings_are_scale_free_and_react_to_a_bad_forecast(task):
+    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    a = cap.vol_targeting(task, base_t["har"], base_v["har"])
+    b = cap.vol_targeting(
+        task, base_t["har"] - 0.7, base_v["har"] - 0.7
+    )  # Parkinson vs returns: k absorbs it
+    assert a == pytest.approx(b)
+    assert 0.5 < a["ratio"] < 1.5 and a["turnover"] > 0
+    # a constant forecast, scaled on the crisis years of validation: far too few violations afterwards
+    flat_t, flat_v = (
+        np.full_like(base_t["har"], base_v["har"].mean()),
+        np.full_like(base_v["har"], base_v["har"].mean()),
+    )
+    va, vf = cap.var_backtest(task, base_t["har"], base_v["har"]), cap.var_backtest(task, flat_t, flat_v)
+    assert vf["rate"] < 0.005 and vf["p_kupiec"] < 0.001 and vf["p_cc"] < va["p_cc"]
+    vt_flat = cap.vol_targeting(task, flat_t, flat_v)
+    assert vt_flat["turnover"] == 0 and vt_flat["rolling RMSE"] > a["rolling RMSE"]
+
+
+def test_qlike_loss_is_the_course_qlike_and_its_minimiser_is_the_log_mean_variance():
+    rng = np.random.default_rng(4)
+    y = torch.tensor(rng.normal(0, 0.6, (400, 1)))
+    p = torch.tensor(rng.normal(0, 0.6, (400, 1)))
+    assert cap.qlike_loss(p, y).item() == pytest.approx(
+        loss_series(y.numpy()[:, 0], p.numpy()[:, 0], "qlike").mean()
+    )
+    # the best constant forecast is 0.5 log mean(exp(2 y)) (= log sqrt(E s^2)), not mean(y) as under MSE
+    best = 0.5 * torch.log(torch.mean(torch.exp(2 * y)))
+    c = best.clone().requires_grad_(True)
+    cap.qlike_loss(c.expand_as(y), y).backward()
+    assert abs(c.grad.item()) < 1e-10
+    assert cap.qlike_loss(torch.full_like(y, best.item()), y) < cap.qlike_loss(
+        torch.full_like(y, y.mean().item()), y
+    )
+    assert cap.qlike_loss({"prediction": p}, y) == cap.qlike_loss(p, y)
+    with pytest.raises(ValueError, match="shape"):
+        cap.qlike_loss(p[:, 0], y)
+
+
+@pytest.mark.parametrize("name", list(cap.MODELS))
+def test_every_leaderboard_model_is_a_registry_model_and_builds_at_every_size(name):
+    from course_lib.models.registry import REGISTRY
+
+    _, cls, sizes = cap.MODELS[name]
+    assert cls in {e.cls for e in REGISTRY}, (
+        f"{cls.__name__} must be in the registry, so the contract covers it"
+    )
+    for size in sizes:
+        model = cap.build_model(name, size, seed=0).eval()
+        with torch.no_grad():
+            out = model(torch.randn(2, cap.LOOKBACK, len(cap.FEATURES)))
+        out = out["prediction"] if isinstance(out, dict) else out
+        assert out.shape == (2, 1), f"{name} ({size}) forecasts {tuple(out.shape)}, not one value per window"
