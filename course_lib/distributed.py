@@ -138,6 +138,10 @@ def run(args: argparse.Namespace) -> None:
                 }
                 (out / "checkpoint.json").write_text(json.dumps(meta, indent=2))
             dist.barrier()
+        # Free DDP's reducer (it holds gloo work objects) and wait for every rank before the group goes:
+        # a rank that tears down gloo while another still talks to it aborts ("terminate called ...").
+        del model, opt
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

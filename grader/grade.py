@@ -335,9 +335,11 @@ def _bwrap_command(bwrap: str, runtime: Path, home: Path) -> list[str]:
     for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts"):
         if (Path("/etc") / name).exists():
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # the private /tmp first: a runtime that lives under /tmp (a clone in /tmp/...) is bound on top of it
+    cmd += ["--bind", str(home), "/tmp"]
     for p in _runtime_paths():
         cmd += ["--ro-bind", p, p]
-    cmd += ["--ro-bind", str(runtime), "/course", "--bind", str(home), "/tmp", "--chdir", "/tmp"]
+    cmd += ["--ro-bind", str(runtime), "/course", "--chdir", "/tmp"]
     return cmd
 
 

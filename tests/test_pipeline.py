@@ -298,6 +298,17 @@ ONNX_FAILURES = {
     "AttentionNeuralODE": pytest.mark.xfail(
         strict=True, reason="tracing bakes the export's batch size into a Reshape: another batch size fails"
     ),
+    "FinancialS4D": pytest.mark.xfail(
+        strict=True, reason="its complex-valued kernel (aten::complex) has no ONNX operator at opset 20"
+    ),
+    "FinancialMamba": pytest.mark.xfail(
+        strict=True,
+        reason="its RMSNorm (aten::rms_norm) has no ONNX operator at opset 20 in the tracing exporter",
+    ),
+    "DeepKoopmanFinance": pytest.mark.xfail(
+        strict=True,
+        reason="its delay embedding uses Tensor.unfold, which the tracer cannot export (input size)",
+    ),
 }
 
 
