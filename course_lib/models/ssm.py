@@ -82,6 +82,12 @@ def causal_conv_direct(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2)
 
 
+def _cexp(z: torch.Tensor) -> torch.Tensor:
+    """``exp(z)`` of a complex tensor as ``e^{Re z} (cos Im z + i sin Im z)``: the same numbers, and on
+    CPU several times faster than the complex ``torch.exp`` (benchmarks/ssm_scan.py times both)."""
+    return torch.polar(torch.exp(z.real), z.imag)
+
+
 class S4DKernel(nn.Module):
     r"""The S4D convolution kernel of ``hidden_size`` independent diagonal SSMs (one per channel).
 
@@ -131,11 +137,12 @@ class S4DKernel(nn.Module):
         n_blocks = -(-length // T)
         j = torch.arange(T, device=dtA.device, dtype=self.log_dt.dtype)  # (T,)
         i = torch.arange(n_blocks, device=dtA.device, dtype=self.log_dt.dtype) * T  # (L/T,)
-        inner = torch.exp(dtA.unsqueeze(-1) * j)  # (H, N, T): z^j
-        outer = (C * dB).unsqueeze(1) * torch.exp(
-            dtA.unsqueeze(1) * i.unsqueeze(-1)
-        )  # (H, L/T, N): C B z^{Ti}
-        K = 2 * torch.matmul(outer, inner).real  # (H, L/T, T)
+        inner = _cexp(dtA.unsqueeze(-1) * j)  # (H, N, T): z^j
+        outer = (C * dB).unsqueeze(1) * _cexp(dtA.unsqueeze(1) * i.unsqueeze(-1))  # (H, L/T, N): C B z^{Ti}
+        # Re(outer @ inner) = Re(outer) @ Re(inner) - Im(outer) @ Im(inner): one real matmul
+        K = (
+            2 * torch.cat([outer.real, -outer.imag], -1) @ torch.cat([inner.real, inner.imag], -2)
+        )  # (H, L/T, T)
         return K.reshape(K.shape[0], -1)[:, :length]
 
     def recurrence(self, u: torch.Tensor) -> torch.Tensor:
