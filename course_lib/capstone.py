@@ -38,7 +38,7 @@ import torch
 from scipy import optimize, stats
 from torch import nn
 
-from . import set_seed
+from . import get_device, set_seed
 from .data import load_prices
 from .evaluation import loss_series, seed_summary
 from .features import feature_frame, validate_series
@@ -52,9 +52,12 @@ from .models import (
     FinancialTransformer,
     NeuralODE,
     TemporalConvNet,
+    TemporalFusionTransformer,
+    TimeSeriesFoundationModel,
     WaveNet,
 )
-from .training import Trainer
+from .models.koopman import DeepKoopmanFinance, fit_koopman
+from .training import PinballLoss, Trainer
 from .windows import SplitData, StandardScaler, Task, make_windows
 
 FEATURES = ["ret", "log_vol_parkinson", "volume_change"]
@@ -232,6 +235,14 @@ MODELS: dict[str, tuple[str, type[nn.Module], dict[str, dict]]] = {
             "full": dict(hidden_size=32, n_heads=4, n_layers=2, dim_feedforward=64, dropout=0.1),
         },
     ),
+    "TFT": (  # trained on its own pinball loss; the leaderboard scores the median
+        "TFT",
+        TemporalFusionTransformer,
+        {
+            "small": dict(hidden_size=16, n_heads=2, dropout=0.0, quantiles=(0.1, 0.5, 0.9)),
+            "full": dict(hidden_size=32, n_heads=4, dropout=0.1, quantiles=(0.1, 0.5, 0.9)),
+        },
+    ),
     "TCN": (
         "convolutional",
         TemporalConvNet,
@@ -305,7 +316,27 @@ def build_model(name: str, size: str = "small", seed: int = 0, input_size: int =
     if size not in sizes:
         raise KeyError(f"{name} has no size {size!r}; choose from {list(sizes)}")
     set_seed(seed)
-    return cls(input_size=input_size, output_size=1, **sizes[size])
+    # the TFT's decoder forecasts ``horizon`` steps (one quantile vector each); the others one output
+    out = dict(horizon=1) if cls is TemporalFusionTransformer else dict(output_size=1)
+    return cls(input_size=input_size, **out, **sizes[size])
+
+
+def _quantile_levels(net: nn.Module) -> tuple[float, ...] | None:
+    """The quantile levels of a model that forecasts quantiles (the TFT), else None."""
+    levels = getattr(net, "quantiles", None)
+    return tuple(levels) if levels is not None else None
+
+
+def _point(net: nn.Module, forecast: np.ndarray) -> np.ndarray:
+    """A (N, 1) log-volatility forecast: the median of a quantile model's (N, 1, Q) output."""
+    levels = _quantile_levels(net)
+    if levels is None:
+        return forecast
+    if 0.5 not in levels:
+        raise ValueError(
+            f"a quantile model on the leaderboard needs the median among its levels, got {levels}"
+        )
+    return forecast[..., levels.index(0.5)]
 
 
 def train_entry(
@@ -322,7 +353,8 @@ def train_entry(
     ``model``: a name of :data:`MODELS` (built at ``size``), a function ``seed -> fresh model``, or one
     untrained model (copied for each seed; only the batch order then differs between seeds).
     ``trainer_kwargs`` go to the Trainer (``max_epochs``, ``lr``, ``batch_size``, ``loss``: ``"mse"`` on
-    v, the default, or ``"qlike"`` for :func:`qlike_loss`).
+    v, the default, or ``"qlike"`` for :func:`qlike_loss`). A model that forecasts quantiles (the TFT)
+    trains on its pinball loss, and its median is the forecast; ``loss`` does not apply to it.
     """
     if isinstance(model, str):
         label, fam = model, MODELS[model][0] if model in MODELS else None
@@ -343,12 +375,20 @@ def train_entry(
     for seed in seeds:
         net = factory(seed)
         params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        levels = _quantile_levels(net)
+        if levels is not None:
+            if "loss" in trainer_kwargs:
+                raise ValueError(
+                    f"{label} forecasts the quantiles {levels}: it trains on its pinball loss and the "
+                    f"leaderboard scores its median, so leave out loss= (got {trainer_kwargs['loss']!r})"
+                )
+            kwargs = kwargs | {"loss": PinballLoss(levels)}
         trainer = Trainer(net, seed=seed, **kwargs)
         start = time.perf_counter()
         trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
         seconds.append(time.perf_counter() - start)
-        test.append(trainer.predict(task.test.X))
-        val.append(trainer.predict(task.val.X))
+        test.append(_point(net, trainer.predict(task.test.X)))
+        val.append(_point(net, trainer.predict(task.val.X)))
     return leaderboard_entry(
         name or label,
         test,
@@ -357,6 +397,141 @@ def train_entry(
         family=family or fam or "learner",
         seconds=float(np.mean(seconds)),
         params=params,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Families with their own training protocol: a pretrained foundation model, deep Koopman
+# ---------------------------------------------------------------------------------------------
+
+
+def _logvol_series(task: Task) -> np.ndarray:
+    """The daily log Parkinson volatility of ``task.frame``; its value after each origin is the target."""
+    series = task.frame["log_vol_parkinson"].to_numpy(np.float32)
+    for name in ("train", "val", "test"):
+        split = task.split(name)
+        if not np.allclose(series[split.rows + 1], split.y[:, 0], atol=1e-5):
+            raise ValueError(
+                f"the {name} targets are not the next day's log_vol_parkinson: not the capstone task"
+            )
+    return series
+
+
+def foundation_entries(
+    task: Task,
+    seeds=(0,),
+    pretrain_steps: int = 500,
+    finetune_steps: int = 100,
+    pretrain_length: int = 128,
+    n_synthetic: int = 3,
+    size: dict | None = None,
+) -> list[Entry]:
+    """Chapter 06b's foundation model on the capstone: ``Foundation zero-shot`` and ``Foundation fine-tuned``.
+
+    Per seed, a :class:`TimeSeriesFoundationModel` (channel-independent patches, causal RevIN,
+    Student-t head; ``size`` overrides the chapter's sizes) is pretrained for ``pretrain_steps`` on a
+    corpus that never contains the S&P 500 (the other packaged series and the arch VIX and WTI series,
+    each cut at the end of the training years, plus ``n_synthetic`` simulated paths of each kind). The
+    zero-shot forecast of v_{t+1} is the median of its next-patch forecast from the same 60 days of v
+    that the other models read (the last 56, 7 patches of 8). A copy fine-tuned for ``finetune_steps``
+    on the S&P 500's training years (nothing later) gives the second row. Validation forecasts come
+    from the same models, for the level correction.
+    """
+    from .corpus import Corpus, Series, contexts, merge, pretrain, real_series, synthetic_series
+
+    series = _logvol_series(task)
+    corpus = merge(real_series(end=TRAIN_END, exclude=(task.ticker,)), synthetic_series(n_synthetic, seed=0))
+    own = Corpus([Series(task.ticker, series[: task.fit_end_row + 1], "capstone training years")])
+    config = dict(patch_size=8, hidden_size=32, n_heads=2, n_layers=2) | (size or {})
+    device = get_device()
+    rows = {
+        "zero-shot": {"test": [], "val": [], "seconds": []},
+        "fine-tuned": {"test": [], "val": [], "seconds": []},
+    }
+
+    def forecast(model, split):
+        x = torch.from_numpy(contexts(series, task.split(split).rows, LOOKBACK)).to(device)
+        with torch.no_grad():
+            return model(x)["prediction"][:, 0, :].cpu().numpy()  # (N, 1): the first day of the next patch
+
+    params = None
+    for seed in seeds:
+        set_seed(seed)
+        model = TimeSeriesFoundationModel(1, max_patches=pretrain_length // config["patch_size"], **config)
+        params = sum(p.numel() for p in model.parameters())
+        start = time.perf_counter()
+        pretrain(model, corpus, pretrain_steps, pretrain_length, seed=seed, device=device)
+        rows["zero-shot"]["seconds"].append(time.perf_counter() - start)
+        tuned = copy.deepcopy(model)
+        start = time.perf_counter()
+        pretrain(tuned, own, finetune_steps, pretrain_length, lr=1e-3, seed=seed, device=device)
+        rows["fine-tuned"]["seconds"].append(rows["zero-shot"]["seconds"][-1] + time.perf_counter() - start)
+        for kind, net in (("zero-shot", model), ("fine-tuned", tuned)):
+            rows[kind]["test"].append(forecast(net, "test"))
+            rows[kind]["val"].append(forecast(net, "val"))
+    return [
+        leaderboard_entry(
+            f"Foundation {kind}",
+            r["test"],
+            r["val"],
+            task,
+            family="foundation",
+            seconds=float(np.mean(r["seconds"])),
+            params=params,
+        )
+        for kind, r in rows.items()
+    ]
+
+
+def koopman_entry(
+    task: Task,
+    seeds=(0,),
+    n_delays: int = 22,
+    latent_size: int = 4,
+    hidden_size: int = 16,
+    horizon: int = 5,
+    epochs: int = 30,
+    lr: float = 3e-3,
+    stability: float = 1.0,
+) -> Entry:
+    """Chapter 06e's :class:`DeepKoopmanFinance` on the capstone, trained on its own losses.
+
+    Per seed, the model reads a delay embedding of the last ``n_delays`` days of v (scaled with the
+    task's training statistics), and :func:`fit_koopman` trains reconstruction, linear latent
+    dynamics and prediction over ``horizon`` days (with the penalty on unstable eigenvalues) on the
+    sequences of the training years only. Its one-step forecast psi(K z_t), unscaled, is the entry.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    col = task.feature_names.index("log_vol_parkinson")
+    mean, scale = float(task.scaler.mean_[col]), float(task.scaler.scale_[col])
+    scaled = (_logvol_series(task) - mean) / scale
+    train = scaled[: task.train.rows[-1] + 1]  # what the training inputs cover, nothing later
+    sequences = torch.from_numpy(
+        np.ascontiguousarray(sliding_window_view(train, n_delays + horizon)[:, :, None], dtype=np.float32)
+    )  # (N, T, 1)
+    device = get_device()
+    test, val, seconds, params = [], [], [], None
+
+    def forecast(model, split):
+        x = torch.from_numpy(task.split(split).X[..., col : col + 1]).to(device)  # (N, 60, 1), scaled v
+        with torch.no_grad():
+            return model(x).cpu().numpy() * scale + mean  # (N, 1)
+
+    for seed in seeds:
+        set_seed(seed)
+        model = DeepKoopmanFinance(1, hidden_size=hidden_size, latent_size=latent_size, n_delays=n_delays)
+        model.to(device)
+        params = sum(p.numel() for p in model.parameters())
+        start = time.perf_counter()
+        fit_koopman(
+            model, sequences.to(device), horizon, epochs=epochs, lr=lr, stability=stability, seed=seed
+        )
+        seconds.append(time.perf_counter() - start)
+        test.append(forecast(model, "test"))
+        val.append(forecast(model, "val"))
+    return leaderboard_entry(
+        "DeepKoopman", test, val, task, family="Koopman", seconds=float(np.mean(seconds)), params=params
     )
 
 

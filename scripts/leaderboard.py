@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from course_lib import capstone as cap  # noqa: E402
 from course_lib.evaluation import loss_series  # noqa: E402
 
+QUANTILE_MODELS = [name for name, (_, cls, _) in cap.MODELS.items() if cls is cap.TemporalFusionTransformer]
 COLUMNS = [
     "family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "MSE sd",
     "ens QLIKE", "ens QLIKE_lc", "ens DM_QLIKE", "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS",
@@ -50,6 +51,24 @@ def markdown(df) -> str:
         for i, row in zip(df.index, df.to_numpy(), strict=True)
     ]
     return "\n".join([head, rule, *body])
+
+
+def own_protocols(args) -> str:
+    """What the families with their own training protocol did, for the header of the table."""
+    parts = []
+    if "foundation" in args.own_protocol:
+        parts.append(
+            f"Foundation zero-shot: chapter 06b's patch model pretrained for {args.pretrain_steps} steps on a "
+            "corpus without the S&P 500 (other packaged series and arch's VIX and WTI to 2006, simulated paths), "
+            f"forecasting from the same 60 days of v; Foundation fine-tuned: {args.finetune_steps} more steps "
+            "on the S&P 500's training years"
+        )
+    if "koopman" in args.own_protocol:
+        parts.append(
+            f"DeepKoopman: chapter 06e's model on a 22-day delay embedding of v, {args.koopman_epochs} epochs "
+            "of the Koopman losses on the training years, one-step forecast"
+        )
+    return "; ".join(parts) or "none"
 
 
 def walk_forward_table(task, models, seeds, size, epochs):
@@ -91,6 +110,14 @@ def main(argv=None):
         "--loss", nargs="+", default=["mse", "qlike"], choices=["mse", "qlike"],
         help="training losses: each model is trained with each (rows NAME and NAME-qlike)",
     )  # fmt: skip
+    p.add_argument(
+        "--own-protocol", nargs="*", default=["foundation", "koopman"], choices=["foundation", "koopman"],
+        help="families trained on their own protocol: the pretrained foundation model (zero-shot and "
+        "fine-tuned, chapter 06b) and deep Koopman (chapter 06e)",
+    )  # fmt: skip
+    p.add_argument("--pretrain-steps", type=int, default=500, help="foundation model pretraining steps")
+    p.add_argument("--finetune-steps", type=int, default=100, help="foundation model fine-tuning steps")
+    p.add_argument("--koopman-epochs", type=int, default=30)
     p.add_argument("--walk-forward", action="store_true", help="add the walk-forward table (chapter 07)")
     p.add_argument("--wf-epochs", type=int, default=2, help="epochs per walk-forward block")
     p.add_argument(
@@ -109,8 +136,9 @@ def main(argv=None):
     task = cap.capstone_task()
     entries = []
     for name in args.models:
-        for loss in args.loss:
-            label = name if loss == "mse" else f"{name}-{loss}"
+        quantile_model = name in QUANTILE_MODELS  # trains on its pinball loss only
+        for loss in args.loss[:1] if quantile_model else args.loss:
+            label = name if loss == "mse" or quantile_model else f"{name}-{loss}"
             print(f"training {label} ({args.size}) for seeds {args.seeds}", flush=True)
             entries.append(
                 cap.train_entry(
@@ -119,10 +147,18 @@ def main(argv=None):
                     seeds=args.seeds,
                     size=args.size,
                     max_epochs=args.max_epochs,
-                    loss=loss,
                     name=label,
+                    **({} if quantile_model else {"loss": loss}),
                 )
             )
+    if "foundation" in args.own_protocol:
+        print(f"pretraining the foundation model for seeds {args.seeds}", flush=True)
+        entries += cap.foundation_entries(
+            task, args.seeds, pretrain_steps=args.pretrain_steps, finetune_steps=args.finetune_steps
+        )
+    if "koopman" in args.own_protocol:
+        print(f"training deep Koopman for seeds {args.seeds}", flush=True)
+        entries.append(cap.koopman_entry(task, args.seeds, epochs=args.koopman_epochs))
     table = cap.leaderboard(task, entries)
     table["params"] = table["params"].astype("Int64")
     econ = cap.economic_table(task, table, entries)
@@ -160,8 +196,10 @@ def main(argv=None):
         f"- command: `{command}`",
         f"- machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; run time {elapsed / 60:.1f} min",
-        f"- models: {', '.join(args.models)}; training losses {args.loss} (NAME: MSE on v, NAME-qlike: QLIKE); "
+        f"- models: {', '.join(args.models)}; training losses {args.loss} (NAME: MSE on v, NAME-qlike: QLIKE; "
+        f"{', '.join(QUANTILE_MODELS) or 'no model'} on its pinball loss for quantiles, scored on the median); "
         f"seeds {args.seeds}; size {args.size}; max epochs {args.max_epochs}",
+        f"- own protocols: {own_protocols(args)}",
         "- task: next-day S&P 500 log Parkinson volatility, 60 days of [r, v, log volume change], split by "
         "target date (train <= 2006, validation 2007-2008, test 2009-01-02..2018-12-31, 2516 targets)",
         "",

@@ -261,5 +261,74 @@ def test_every_leaderboard_model_is_a_registry_model_and_builds_at_every_size(na
         model = cap.build_model(name, size, seed=0).eval()
         with torch.no_grad():
             out = model(torch.randn(2, cap.LOOKBACK, len(cap.FEATURES)))
-        out = out["prediction"] if isinstance(out, dict) else out
+        out = cap._point(model, (out["prediction"] if isinstance(out, dict) else out).numpy())
         assert out.shape == (2, 1), f"{name} ({size}) forecasts {tuple(out.shape)}, not one value per window"
+
+
+def test_the_tft_trains_on_its_pinball_loss_and_is_scored_on_its_median(task):
+    torch.set_num_threads(1)
+    built = []
+
+    def factory(seed):
+        built.append(cap.build_model("TFT", "small", seed))
+        return built[-1]
+
+    entry = cap.train_entry(factory, task, seeds=(0,), max_epochs=1, batch_size=512)
+    with torch.no_grad():
+        quantiles = built[0].eval()(torch.from_numpy(task.test.X)).numpy()  # (N, 1, 3)
+    assert quantiles.shape == (2516, 1, 3) and (np.diff(quantiles, axis=-1) > -1e-6).mean() > 0.99
+    np.testing.assert_allclose(entry.test[0], quantiles[..., 1], rtol=1e-5, atol=1e-5)  # the 0.5 level
+    with pytest.raises(ValueError, match="pinball"):
+        cap.train_entry("TFT", task, seeds=(0,), max_epochs=1, loss="qlike")
+
+
+def test_the_foundation_model_never_sees_the_sp500_in_pretraining_nor_a_day_after_training(task, monkeypatch):
+    import course_lib.corpus as corpus_module
+
+    seen, real_pretrain = [], corpus_module.pretrain
+
+    def spy(model, corpus, steps, *args, **kwargs):
+        seen.append(corpus)
+        return real_pretrain(model, corpus, steps, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_module, "pretrain", spy)
+    entries = cap.foundation_entries(
+        task, seeds=(0,), pretrain_steps=2, finetune_steps=2, n_synthetic=1, size=dict(hidden_size=8)
+    )
+    assert [e.name for e in entries] == ["Foundation zero-shot", "Foundation fine-tuned"]
+    assert all(e.family == "foundation" and e.test[0].shape == (2516, 1) for e in entries)
+    assert not np.allclose(entries[0].test[0], entries[1].test[0])  # fine-tuning changed the model
+    pretraining, finetuning = seen
+    names = [s.name for s in pretraining.series]
+    assert "^GSPC" not in names and "^IXIC" in names  # zero-shot: the target series is held out
+    last = max(s.dates[-1] for s in pretraining.series if s.dates is not None)
+    assert last <= pd.Timestamp(cap.TRAIN_END)  # held-out years: nothing after the training years
+    (own,) = finetuning.series
+    series = task.frame["log_vol_parkinson"].to_numpy(np.float32)
+    assert own.name == "^GSPC" and len(own.values) == task.fit_end_row + 1
+    np.testing.assert_array_equal(own.values, series[: task.fit_end_row + 1])
+    assert task.frame.index[task.fit_end_row] <= pd.Timestamp(cap.TRAIN_END)
+
+
+def test_deep_koopman_trains_on_training_sequences_of_v_only(task, monkeypatch):
+    seen, real_fit = [], cap.fit_koopman
+
+    def spy(model, sequences, horizon, **kwargs):
+        seen.append((sequences.clone(), horizon))
+        return real_fit(model, sequences, horizon, **kwargs)
+
+    monkeypatch.setattr(cap, "fit_koopman", spy)
+    entry = cap.koopman_entry(task, seeds=(0, 1), epochs=1)
+    assert entry.family == "Koopman" and entry.test[0].shape == (2516, 1) and len(entry.test) == 2
+    assert not np.allclose(entry.test[0], entry.test[1])  # two seeds, two models
+    sequences, horizon = seen[0]
+    col = cap.FEATURES.index("log_vol_parkinson")
+    last_train_row = task.train.rows[-1]
+    assert sequences.shape == (last_train_row + 1 - (22 + horizon) + 1, 22 + horizon, 1)
+    # the last sequence ends on the last training origin, in the scaler's units: nothing later
+    np.testing.assert_allclose(sequences[-1, -1, 0].item(), task.train.X[-1, -1, col], rtol=1e-5, atol=1e-5)
+    # a task whose targets are not the next day's v is refused, not silently mis-aligned
+    with pytest.raises(ValueError, match="not the next day"):
+        broken = cap.capstone_task()
+        broken.test.y[:5] += 1.0
+        cap.koopman_entry(broken, seeds=(0,), epochs=1)
