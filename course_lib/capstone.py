@@ -19,6 +19,10 @@ Then:
   random walk) and a forecast combination into one table (QLIKE raw and level-corrected, MSE, DM
   against HAR on QLIKE with Newey-West variance, seeds beating HAR, the seed ensemble, time,
   parameters, the 90% model confidence set); :func:`evaluate_submission` is that in one call.
+* Two families keep the training protocol of their chapter: :func:`foundation_entries` (chapter
+  06b's patch model, pretrained on a corpus without the S&P 500 and cut at the end of the training
+  years, zero-shot and fine-tuned) and :func:`koopman_entry` (chapter 06e's deep Koopman model on
+  its own losses). The TFT trains on its pinball loss, and the leaderboard scores its median.
 * :func:`combination_weights`: weights of a forecast combination, learnt on the validation split only.
 * The economic reading: :func:`vol_targeting` (realised volatility of a volatility-targeted
   portfolio against its target, turnover) and :func:`var_backtest` (1% VaR with the Kupiec and

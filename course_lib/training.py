@@ -18,6 +18,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,41 @@ class Trainer:
     def predict(self, X: Inputs) -> np.ndarray:
         """The prediction as a NumPy array (eval mode, no gradients)."""
         return prediction_of(self.predict_output(X)).numpy()
+
+
+@dataclass
+class SeedRuns:
+    """One model trained for several seeds by :func:`fit_seeds`; lists in the order of the seeds."""
+
+    test: list[np.ndarray]  # forecasts of task.test.X, one (N, ...) array per seed
+    val: list[np.ndarray]  # forecasts of task.val.X (the level correction of QLIKE is learnt on them)
+    models: list[nn.Module]  # the fitted models, holding their best weights
+    epoch_times: list[float]  # seconds of every epoch of every seed
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """The median over all epochs: robust to the first, slower one."""
+        return float(np.median(self.epoch_times))
+
+
+def fit_seeds(make: Callable[[], nn.Module], task, seeds: Sequence[int], **trainer_kwargs) -> SeedRuns:
+    """Train a fresh ``make()`` for every seed on ``task.train`` (early stopping on ``task.val``).
+
+    The seed fixes both the initial weights (``set_seed`` before ``make()``) and the batch order (the
+    Trainer's ``seed``), so a run repeats exactly. ``trainer_kwargs`` go to the :class:`Trainer`
+    (``lr``, ``batch_size``, ``max_epochs``, ``patience``, ``device``, ``loss``...; no progress bar
+    unless ``progress=True``). A seed-averaged table (``evaluation.seed_summary``) takes
+    ``{name: runs.test}`` and ``val_predictions={name: runs.val}``.
+    """
+    if len(seeds) == 0:
+        raise ValueError("fit_seeds needs at least one seed")
+    runs = SeedRuns([], [], [], [])
+    for seed in seeds:
+        set_seed(seed)
+        trainer = Trainer(make(), seed=seed, **({"progress": False} | trainer_kwargs))
+        history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
+        runs.test.append(trainer.predict(task.test.X))
+        runs.val.append(trainer.predict(task.val.X))
+        runs.models.append(trainer.model)
+        runs.epoch_times.extend(history["epoch_time"])
+    return runs

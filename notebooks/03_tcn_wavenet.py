@@ -39,7 +39,7 @@ from course_lib.models.convolutional import (
 )
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.testing import future_gradient, input_support
-from course_lib.training import Trainer
+from course_lib.training import fit_seeds
 from course_lib.windows import make_task
 
 # %% [markdown]
@@ -317,41 +317,23 @@ print(tasks["returns"])
 
 
 def train_all(task):
-    """Fit every model with every seed; return test and validation predictions {(model, seed): array} and
-    seconds per epoch. The validation forecasts feed the level correction of volatility forecasts."""
-    predictions, val_predictions, epoch_times = {}, {}, {}
-    for name, make in factories.items():
-        for seed in SEEDS:
-            set_seed(seed)
-            trainer = Trainer(
-                make(),
-                lr=LR,
-                batch_size=BATCH_SIZE,
-                max_epochs=EPOCHS,
-                patience=PATIENCE,
-                seed=seed,
-                device=device,
-                progress=False,
-            )
-            history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
-            predictions[name, seed] = trainer.predict(task.test.X)
-            val_predictions[name, seed] = trainer.predict(task.val.X)
-            epoch_times.setdefault(name, []).extend(history["epoch_time"])
-    return predictions, val_predictions, {name: float(np.median(t)) for name, t in epoch_times.items()}
-
-
-def by_seed(predictions):
-    """{(model, seed): array} -> {model: [array for each seed]}, as seed_summary expects."""
-    return {name: [predictions[name, seed] for seed in SEEDS] for name in factories}
+    """Fit every model with every seed (`fit_seeds`): {model: SeedRuns with test and validation forecasts,
+    per seed}. The validation forecasts feed the level correction of volatility forecasts."""
+    settings = dict(lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE, device=device)
+    return {name: fit_seeds(make, task, SEEDS, **settings) for name, make in factories.items()}
 
 
 start = time.perf_counter()
-predictions, results, times = {}, {}, {}
+results, times = {}, {}
 for kind, task in tasks.items():
-    predictions[kind], val_predictions, times[kind] = train_all(task)
+    runs = train_all(task)
     results[kind] = seed_summary(
-        task, by_seed(predictions[kind]), baselines[kind], val_predictions=by_seed(val_predictions)
+        task,
+        {n: r.test for n, r in runs.items()},
+        baselines[kind],
+        val_predictions={n: r.val for n, r in runs.items()},
     )
+    times[kind] = {n: r.seconds_per_epoch for n, r in runs.items()}
 print(f"trained {len(factories) * len(SEEDS) * len(tasks)} models in {time.perf_counter() - start:.1f} s")
 
 # %% [markdown]

@@ -33,7 +33,7 @@ from course_lib.models.hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.outputs import prediction_of
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
-from course_lib.training import Trainer
+from course_lib.training import fit_seeds
 from course_lib.windows import make_task
 
 # %% [markdown]
@@ -304,42 +304,23 @@ factories = {
 
 
 def train_all(task):
-    """Fit every model with every seed: test and validation predictions, median seconds per epoch, fitted models."""
-    predictions, val_predictions, epoch_times, models = {}, {}, {}, {}
-    for name, make in factories.items():
-        for seed in SEEDS:
-            set_seed(seed)
-            trainer = Trainer(
-                make(),
-                lr=LR,
-                batch_size=BATCH_SIZE,
-                max_epochs=EPOCHS,
-                patience=PATIENCE,
-                seed=seed,
-                device=device,
-                progress=False,
-            )
-            history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
-            predictions[name, seed] = trainer.predict(task.test.X)
-            val_predictions[name, seed] = trainer.predict(task.val.X)  # for the level correction
-            epoch_times.setdefault(name, []).extend(history["epoch_time"])
-            models[name, seed] = trainer.model
-    times = {name: float(np.median(t)) for name, t in epoch_times.items()}
-    return predictions, val_predictions, times, models
-
-
-def by_seed(predictions):
-    """{(model, seed): array} -> {model: [array for each seed]}, as seed_summary expects."""
-    return {name: [predictions[name, seed] for seed in SEEDS] for name in factories}
+    """Fit every model with every seed (`fit_seeds`): {model: SeedRuns with test and validation forecasts
+    (validation for the level correction), seconds per epoch and the fitted models, per seed}."""
+    settings = dict(lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE, device=device)
+    return {name: fit_seeds(make, task, SEEDS, **settings) for name, make in factories.items()}
 
 
 start = time.perf_counter()
 results, times, fitted = {}, {}, {}
 for kind, task in tasks.items():
-    predictions, val_predictions, times[kind], fitted[kind] = train_all(task)
+    fitted[kind] = train_all(task)
     results[kind] = seed_summary(
-        task, by_seed(predictions), baselines[kind], val_predictions=by_seed(val_predictions)
+        task,
+        {n: r.test for n, r in fitted[kind].items()},
+        baselines[kind],
+        val_predictions={n: r.val for n, r in fitted[kind].items()},
     )
+    times[kind] = {n: r.seconds_per_epoch for n, r in fitted[kind].items()}
 print(f"trained {len(factories) * len(SEEDS) * len(tasks)} models in {time.perf_counter() - start:.1f} s")
 pd.DataFrame(times).rename_axis("seconds per epoch").round(3)
 
@@ -396,7 +377,7 @@ print("seconds per epoch relative to the plain LSTM (volatility):", ratio)
 
 # %%
 vol_task = tasks["volatility"]
-model = fitted["volatility"]["AttentionLSTM", SEEDS[0]].cpu().eval()
+model = fitted["volatility"]["AttentionLSTM"].models[0].cpu().eval()  # the first seed
 X_test = torch.from_numpy(vol_task.test.X)
 with torch.no_grad():
     last_step = model(X_test, return_attention=True)["attention"].numpy()  # (N, L): lag L-1 ... 0

@@ -39,7 +39,7 @@ from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.models.ssm import FinancialMamba, FinancialS4D, S4DKernel, fft_causal_conv, selective_scan
 from course_lib.testing import future_gradient
-from course_lib.training import Trainer
+from course_lib.training import Trainer, fit_seeds
 from course_lib.windows import make_task
 
 # %% [markdown]
@@ -473,25 +473,12 @@ factories = {
 }
 
 start = time.perf_counter()
-predictions, val_predictions, epoch_times = {}, {}, {}
-for name, (model_task, make) in factories.items():
-    predictions[name], val_predictions[name] = [], []
-    for seed in SEEDS:
-        set_seed(seed)
-        trainer = Trainer(
-            make(),
-            lr=LR,
-            batch_size=BATCH_SIZE,
-            max_epochs=EPOCHS,
-            patience=PATIENCE,
-            seed=seed,
-            device=device,
-            progress=False,
-        )
-        history = trainer.fit(model_task.train.X, model_task.train.y, model_task.val.X, model_task.val.y)
-        predictions[name].append(trainer.predict(model_task.test.X))
-        val_predictions[name].append(trainer.predict(model_task.val.X))  # for the level correction of QLIKE
-        epoch_times.setdefault(name, []).extend(history["epoch_time"])
+settings = dict(lr=LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE, device=device)
+runs = {
+    name: fit_seeds(make, model_task, SEEDS, **settings) for name, (model_task, make) in factories.items()
+}
+predictions = {name: r.test for name, r in runs.items()}
+val_predictions = {name: r.val for name, r in runs.items()}  # for the level correction of QLIKE
 assert (task.val.dates == short_task.val.dates).all(), "both windows must have the same validation days"
 results = seed_summary(task, predictions, baselines, benchmark="log_har", val_predictions=val_predictions)
 print(f"trained {len(factories) * len(SEEDS)} models in {time.perf_counter() - start:.1f} s")
@@ -518,7 +505,7 @@ axes[0].invert_yaxis()
 axes[0].set_xlabel("test MSE of the log volatility")
 axes[0].set_title("networks (blue) and baselines (grey)")
 axes[0].set_xlim(results["MSE"].min() * 0.9, results["MSE"].max() * 1.02)
-axes[1].bar(networks, [np.median(epoch_times[n]) for n in networks], color="C0")
+axes[1].bar(networks, [runs[n].seconds_per_epoch for n in networks], color="C0")
 axes[1].set_ylabel("seconds per epoch")
 axes[1].set_title(f"training cost ({device.type})")
 axes[1].tick_params(axis="x", rotation=30)
@@ -533,7 +520,7 @@ print(
     f"the network is {'below' if nets.min() < base.min() else 'ABOVE'} it on the mean over seeds"
 )
 print("in the 90% model confidence set:", ", ".join(results.index[results["in_MCS"].astype(bool)]))
-print("median seconds per epoch:", {n: round(float(np.median(t)), 2) for n, t in epoch_times.items()})
+print("median seconds per epoch:", {n: round(r.seconds_per_epoch, 2) for n, r in runs.items()})
 
 # %% [markdown]
 # ### What the numbers say

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.training import GaussianNLLLoss, PinballLoss, StudentTNLLLoss, Trainer, mse_loss
+from course_lib.training import GaussianNLLLoss, PinballLoss, StudentTNLLLoss, Trainer, fit_seeds, mse_loss
 
 
 def _linear_data(n=512, c=3, seed=0):
@@ -201,3 +201,22 @@ def test_pinball_training_finds_the_quantiles():
     trainer.fit(X[:3000], y[:3000], X[3000:], y[3000:])
     expected = torch.quantile(y[:3000, 0], torch.tensor([0.1, 0.5, 0.9]))
     torch.testing.assert_close(trainer.model.q.detach(), expected, atol=0.08, rtol=0)
+
+
+def test_fit_seeds_repeats_a_seed_exactly_and_keeps_every_seeds_model():
+    from types import SimpleNamespace
+
+    Xt, yt, Xv, yv = _linear_data()
+    split = SimpleNamespace
+    task = SimpleNamespace(train=split(X=Xt, y=yt), val=split(X=Xv, y=yv), test=split(X=Xv[:50], y=yv[:50]))
+    settings = dict(lr=0.05, max_epochs=3, device="cpu")
+    runs = fit_seeds(_Last, task, (0, 1), **settings)
+    again = fit_seeds(_Last, task, (1,), **settings)
+    assert len(runs.test) == len(runs.val) == len(runs.models) == 2 and runs.test[0].shape == (50, 1)
+    np.testing.assert_array_equal(again.test[0], runs.test[1])  # seed 1 alone = seed 1 of the pair
+    assert not np.allclose(runs.test[0], runs.test[1])  # seeds draw different weights
+    with torch.no_grad():  # the kept models hold the weights that made the forecasts
+        np.testing.assert_allclose(runs.models[0].eval()(Xv[:50]).numpy(), runs.test[0], rtol=1e-6)
+    assert len(runs.epoch_times) == 6 and runs.seconds_per_epoch > 0
+    with pytest.raises(ValueError, match="at least one seed"):
+        fit_seeds(_Last, task, ())
