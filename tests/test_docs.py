@@ -27,3 +27,16 @@ def test_the_library_points_to_the_errata_in_the_repository():
         if re.search(r"ERRATA(\.md|:|\))", path.read_text())
     ]
     assert not stale, f"these modules cite ERRATA instead of docs/errata.md: {stale}"
+
+
+def test_the_committed_leaderboard_is_a_full_run_of_every_family():
+    """docs/leaderboard.md is written by `make leaderboard`: after a family joins the capstone, re-run it."""
+    from course_lib import capstone as cap
+
+    text = (ROOT / "docs" / "leaderboard.md").read_text()
+    rows = set(re.findall(r"^\| ([^|]+?) \| ", text.split("## Frozen protocol")[1], flags=re.M))
+    expected = set(cap.MODELS) | {"Foundation zero-shot", "Foundation fine-tuned", "DeepKoopman"}
+    missing = expected - rows
+    assert not missing, f"docs/leaderboard.md has no row for {sorted(missing)}: run `make leaderboard`"
+    assert "seeds [0, 1, 2, 3, 4]" in text and "size full" in text, "the committed table is the full run"
+    assert "## Walk-forward protocol" in text
