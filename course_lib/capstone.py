@@ -295,6 +295,10 @@ MODELS: dict[str, tuple[str, type[nn.Module], dict[str, dict]]] = {
     ),
 }
 
+# Models of MODELS that forecast quantiles (their config names the levels): they train on their
+# pinball loss, and the leaderboard scores their median (see train_entry).
+QUANTILE_MODELS = [name for name, (_, _, sizes) in MODELS.items() if "quantiles" in sizes["full"]]
+
 
 def qlike_loss(output, target: torch.Tensor) -> torch.Tensor:
     """QLIKE of log-volatility forecasts as a training loss: mean(exp(e) - e - 1), e = 2 (y - p).

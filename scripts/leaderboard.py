@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from course_lib import capstone as cap  # noqa: E402
 from course_lib.evaluation import loss_series  # noqa: E402
 
-QUANTILE_MODELS = [name for name, (_, cls, _) in cap.MODELS.items() if cls is cap.TemporalFusionTransformer]
 COLUMNS = [
     "family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "MSE sd",
     "ens QLIKE", "ens QLIKE_lc", "ens DM_QLIKE", "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS",
@@ -136,9 +135,9 @@ def main(argv=None):
     task = cap.capstone_task()
     entries = []
     for name in args.models:
-        quantile_model = name in QUANTILE_MODELS  # trains on its pinball loss only
-        for loss in args.loss[:1] if quantile_model else args.loss:
-            label = name if loss == "mse" or quantile_model else f"{name}-{loss}"
+        # a quantile model trains on its own pinball loss (loss None), once
+        for loss in [None] if name in cap.QUANTILE_MODELS else args.loss:
+            label = name if loss in (None, "mse") else f"{name}-{loss}"
             print(f"training {label} ({args.size}) for seeds {args.seeds}", flush=True)
             entries.append(
                 cap.train_entry(
@@ -148,7 +147,7 @@ def main(argv=None):
                     size=args.size,
                     max_epochs=args.max_epochs,
                     name=label,
-                    **({} if quantile_model else {"loss": loss}),
+                    **({} if loss is None else {"loss": loss}),
                 )
             )
     if "foundation" in args.own_protocol:
@@ -197,7 +196,7 @@ def main(argv=None):
         f"- machine: {platform.node()}, {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; run time {elapsed / 60:.1f} min",
         f"- models: {', '.join(args.models)}; training losses {args.loss} (NAME: MSE on v, NAME-qlike: QLIKE; "
-        f"{', '.join(QUANTILE_MODELS) or 'no model'} on its pinball loss for quantiles, scored on the median); "
+        f"{', '.join(cap.QUANTILE_MODELS) or 'no model'} on its pinball loss for quantiles, scored on the median); "
         f"seeds {args.seeds}; size {args.size}; max epochs {args.max_epochs}",
         f"- own protocols: {own_protocols(args)}",
         "- task: next-day S&P 500 log Parkinson volatility, 60 days of [r, v, log volume change], split by "
