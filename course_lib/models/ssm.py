@@ -70,8 +70,8 @@ def fft_causal_conv(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     length = u.shape[1]
     n = 2 * length  # zero padding to 2L turns the FFT's circular convolution into a linear one
     u_f = torch.fft.rfft(u.transpose(1, 2), n=n)  # (B, H, n/2+1): time on the last, contiguous axis
-    k_f = torch.fft.rfft(kernel, n=n)  # (H, n/2+1)
-    return torch.fft.irfft(u_f * k_f, n=n)[..., :length].transpose(1, 2)  # (B, L, H)
+    u_f.mul_(torch.fft.rfft(kernel, n=n))  # times the kernel's (H, n/2+1), in place: no third buffer
+    return torch.fft.irfft(u_f, n=n)[..., :length].transpose(1, 2)  # (B, L, H)
 
 
 def causal_conv_direct(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -237,12 +237,13 @@ def _scan_(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool = False) 
     """A linear recurrence along dim 1 of (B, L, ...) tensors, in place in ``x``, without autograd.
 
     Forward: ``h_t = x_t + a_t h_{t-1}`` from ``h_{-1} = 0``. Reverse (for the backward pass):
-    ``g_t = x_t + a_{t+1} g_{t+1}`` from ``g_L = 0``. In chunks of ``T`` steps: (1) every chunk is
-    scanned from a zero state, all chunks at once (T Python steps on (B, L/T, ...) slices), while the
-    cumulative decay inside each chunk (a product of the ``a``) is accumulated beside it; (2) the
-    state entering each chunk is carried to all its steps by that decay, chunk after chunk (L/T
-    Python steps). Only products and sums of decays: nothing overflows, and a decay within 1e-6 of 1
-    or an underflow to 0 is as exact as in the sequential loop.
+    ``g_t = x_t + a_{t+1} g_{t+1}`` from ``g_L = 0``. In chunks of ``T`` steps, two sweeps:
+    (1) every chunk's own end state from a zero start, and its total decay (the product of its
+    ``a``), kept only for the chunk ends: (B, L/T, ...) tensors, T Python steps; then the state
+    entering each chunk, carried chunk after chunk (L/T small steps); (2) the scan inside every chunk,
+    all chunks at once, started from the state that enters it (T Python steps). Nothing of the full
+    (B, L, ...) size is made besides ``x`` itself; only products and sums of decays, so nothing
+    overflows, and a decay within 1e-6 of 1 or an underflow to 0 is as exact as in the sequential loop.
     """
     batch, length, rest = a.shape[0], a.shape[1], a.shape[2:]
     T = max(1, min(chunk, length))
@@ -253,26 +254,31 @@ def _scan_(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool = False) 
         x = torch.cat([x, x.new_zeros(batch, pad, *rest)], dim=1)
     a = a.view(batch, n_chunks, T, *rest)
     h = x.view(batch, n_chunks, T, *rest)
-    decay = torch.empty_like(h) if n_chunks > 1 else None
-    if not reverse:
-        if decay is not None:
-            decay[:, :, 0] = a[:, :, 0]
-        for t in range(1, T):  # (1) local scans, every chunk at once
+    steps = range(T - 1, -1, -1) if reverse else range(T)
+    if n_chunks > 1:  # (1) chunk ends, then the carry across chunks
+        end, decay = torch.zeros_like(h[:, :, 0]), torch.ones_like(h[:, :, 0])  # (B, L/T, ...)
+        for t in steps:
+            if not reverse or t < T - 1:  # the decay that multiplies what came before step t
+                a_t = a[:, :, t + 1] if reverse else a[:, :, t]
+                end.mul_(a_t)
+                decay.mul_(a_t)
+            end.add_(h[:, :, t])
+        carry = torch.zeros_like(end)  # carry[:, c]: what enters chunk c from the chunk before it
+        if not reverse:  # h_{end of c} = end_c + decay_c * carry_c, and a_0 of chunk c multiplies it
+            for c in range(1, n_chunks):
+                torch.addcmul(end[:, c - 1], decay[:, c - 1], carry[:, c - 1], out=carry[:, c])
+            h[:, :, 0].addcmul_(a[:, :, 0], carry)
+        else:  # g_{start of c+1} = end_{c+1} + decay_{c+1} carry_{c+1}, sent back times a_{start of c+1}
+            for c in range(n_chunks - 2, -1, -1):
+                torch.addcmul(end[:, c + 1], decay[:, c + 1], carry[:, c + 1], out=carry[:, c])
+                carry[:, c].mul_(a[:, c + 1, 0])
+            h[:, :, -1].add_(carry)
+    if not reverse:  # (2) the scan inside every chunk, all chunks at once
+        for t in range(1, T):
             h[:, :, t].addcmul_(a[:, :, t], h[:, :, t - 1])
-            if decay is not None:
-                torch.mul(decay[:, :, t - 1], a[:, :, t], out=decay[:, :, t])  # a_0 ... a_t
-        for c in range(1, n_chunks):  # (2) carry the state h_{end of chunk c-1} into chunk c
-            h[:, c].addcmul_(decay[:, c], h[:, c - 1, -1].unsqueeze(1))
     else:
-        if decay is not None:
-            decay[:, :, -1] = 1
         for t in range(T - 2, -1, -1):
             h[:, :, t].addcmul_(a[:, :, t + 1], h[:, :, t + 1])
-            if decay is not None:
-                torch.mul(decay[:, :, t + 1], a[:, :, t + 1], out=decay[:, :, t])  # a_{t+1} ... a_{T-1}
-        for c in range(n_chunks - 2, -1, -1):
-            carry = a[:, c + 1, 0] * h[:, c + 1, 0]  # (B, ...): what chunk c+1 sends back into chunk c
-            h[:, c].addcmul_(decay[:, c], carry.unsqueeze(1))
     return h.view(batch, n_chunks * T, *rest)[:, :length]
 
 
@@ -283,7 +289,7 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
     ``g_t = C_t dLoss/dy_t + a_{t+1} g_{t+1}`` (the same recurrence, backwards in time), and the
     gradient on ``log a_t = delta_t A`` is ``g_t h_{t-1} a_t``; the rest is the chain rule through
     products, done with einsums and in place, so that the backward pass makes one (B, L, d_inner, d_state)
-    tensor (``g``) besides the reverse scan's decays.
+    tensor (``g``).
     """
 
     @staticmethod
