@@ -392,7 +392,8 @@ print(
 # > costs $O(L^2)$ memory traffic: doubling the window roughly quadruples the time. `selective_scan`
 # > walks `unbind`-ed slices in its reference loop and, in its fast path, scans chunk by chunk with a
 # > backward pass written out as a reverse scan: linear in $L$. (`make bench` measures the full-size
-# > case: about a minute for the source's loop at $L = 1024$.)
+# > case, $L = 1024$: the source's loop takes from a few seconds to minutes, depending on how fast the
+# > machine fills memory with zeros; the chunked scan a few hundredths of a second.)
 
 
 # %%
