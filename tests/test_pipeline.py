@@ -305,6 +305,10 @@ ONNX_FAILURES = {
         strict=True,
         reason="its RMSNorm (aten::rms_norm) has no ONNX operator at opset 20 in the tracing exporter",
     ),
+    "FinancialMamba-fused": pytest.mark.xfail(
+        strict=True,
+        reason="its RMSNorm has no ONNX operator, and its scan is a C call that tracing cannot record",
+    ),
     "DeepKoopmanFinance": pytest.mark.xfail(
         strict=True,
         reason="its delay embedding uses Tensor.unfold, which the tracer cannot export (input size)",

@@ -20,6 +20,7 @@ from course_lib.models.ssm import (
     S4DKernel,
     causal_conv_direct,
     fft_causal_conv,
+    fused_scan_available,
     selective_scan,
     selective_scan_step,
 )
@@ -144,9 +145,15 @@ def _outputs_and_gradients(args, **kwargs):
     return y, grads
 
 
-def _assert_scans_agree(args, chunk_size=None, atol=1e-10):
+needs_compiler = pytest.mark.skipif(
+    not fused_scan_available(), reason="method='fused' compiles a C kernel: no C compiler here"
+)
+FAST = ["chunked", pytest.param("fused", marks=needs_compiler)]
+
+
+def _assert_scans_agree(args, chunk_size=None, atol=1e-10, method="chunked"):
     y_ref, g_ref = _outputs_and_gradients(args, method="sequential")
-    y_fast, g_fast = _outputs_and_gradients(args, method="chunked", chunk_size=chunk_size)
+    y_fast, g_fast = _outputs_and_gradients(args, method=method, chunk_size=chunk_size)
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=atol)
     for name, a, b in zip(("u", "delta", "A", "B", "C", "D"), g_fast, g_ref, strict=True):
         assert b.abs().max() > 0, f"the reference gradient on {name} is zero: the check would be blind"
@@ -165,38 +172,90 @@ def test_sequential_scan_is_the_recurrence_written_out():
         torch.testing.assert_close(selective_scan(u, delta, A, Bm, Cm, D, method="sequential")[:, t], y_t)
 
 
+@pytest.mark.parametrize("method", FAST)
 @settings(max_examples=25, deadline=None)
 @given(length=st.integers(2, 70), chunk=st.integers(1, 80), seed=st.integers(0, 10_000))
-def test_chunked_scan_equals_sequential_in_outputs_and_gradients(length, chunk, seed):
-    _assert_scans_agree(_scan_inputs(2, length, 3, 4, seed=seed), chunk_size=chunk)
+def test_fast_scans_equal_sequential_in_outputs_and_gradients(method, length, chunk, seed):
+    _assert_scans_agree(_scan_inputs(2, length, 3, 4, seed=seed), chunk_size=chunk, method=method)
 
 
+@pytest.mark.parametrize("method", FAST)
 @pytest.mark.parametrize("chunk", [None, 1, 7, 16, 1000])
-def test_chunked_scan_with_decay_close_to_one(chunk):
+def test_fast_scans_with_decay_close_to_one(method, chunk):
     # exp(delta A) within 1e-6 of 1 over 300 steps: the state integrates, nothing may be lost
     args = _scan_inputs(2, 300, 3, 4, seed=1, delta_range=(1e-7, 1e-5), A_range=(-0.1, -0.01))
     assert torch.exp(args[1].max() * args[2].min()) > 1 - 1e-5
-    _assert_scans_agree(args, chunk_size=chunk)
+    _assert_scans_agree(args, chunk_size=chunk, method=method)
 
 
+@pytest.mark.parametrize("method", FAST)
 @pytest.mark.parametrize("chunk", [None, 5])
-def test_chunked_scan_with_decay_that_underflows(chunk):
+def test_fast_scans_with_decay_that_underflows(method, chunk):
     # delta * A down to -2,000 per step: exp underflows to 0 and cumulative log-decays reach -1e5
     args = _scan_inputs(2, 100, 3, 4, seed=2, delta_range=(0.5, 100.0), A_range=(-20.0, -0.01))
-    _assert_scans_agree(args, chunk_size=chunk)
-    assert torch.isfinite(selective_scan(*args)).all()
+    _assert_scans_agree(args, chunk_size=chunk, method=method)
+    assert torch.isfinite(selective_scan(*args, method=method)).all()
 
 
-def test_chunked_scan_in_float32_stays_close_to_float64():
+@pytest.mark.parametrize("method", FAST)
+def test_fast_scans_in_float32_stay_close_to_float64(method):
     args = _scan_inputs(4, 512, 8, 16, seed=3, delta_range=(1e-4, 0.5))
     y64 = selective_scan(*args, method="sequential")
-    y32 = selective_scan(*(a.float() for a in args), method="chunked")
+    y32 = selective_scan(*(a.float() for a in args), method=method)
+    assert y32.dtype == torch.float32
     assert (y32.double() - y64).abs().max() < 1e-4 * y64.abs().max()
 
 
-def test_chunked_scan_passes_gradcheck():
+@pytest.mark.parametrize("method", FAST)
+def test_fast_scans_pass_gradcheck(method):
     args = tuple(a.detach().requires_grad_() for a in _scan_inputs(2, 11, 2, 3, seed=4))
-    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk_size=3), args)
+    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk_size=3, method=method), args)
+
+
+@needs_compiler
+def test_fused_scan_is_the_same_for_any_number_of_threads_and_on_strided_inputs():
+    # each thread takes its own batch rows, so the thread count cannot change a single bit
+    u, delta, A, Bm, Cm, D = (t.detach() for t in _scan_inputs(5, 40, 3, 4, seed=6))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = selective_scan(u, delta, A, Bm, Cm, D, method="fused")
+        torch.set_num_threads(3)
+        three = selective_scan(u, delta, A, Bm, Cm, D, method="fused")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, three)
+    # a transposed (non-contiguous) u of the same values gives the same numbers
+    u_strided = u.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not u_strided.is_contiguous()
+    assert torch.equal(selective_scan(u_strided, delta, A, Bm, Cm, D, method="fused"), three)
+
+
+@needs_compiler
+def test_fused_scan_refuses_mixed_dtypes_and_half_precision():
+    u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
+    with pytest.raises(TypeError, match="B is torch.float32"):
+        selective_scan(u, delta, A, Bm.float(), Cm, method="fused")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        selective_scan(*(t.half() for t in (u, delta, A, Bm, Cm)), method="fused")
+
+
+@needs_compiler
+def test_loading_the_fused_kernel_leaves_subnormal_numbers_alone():
+    # compiled with -ffast-math, but linked without it: the process must not switch to flush-to-zero
+    selective_scan(*(t.detach().float() for t in _scan_inputs(2, 8, 3, 4)[:5]), method="fused")
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.5).item() > 0, "subnormal float32 flushed to zero after the kernel was loaded"
+
+
+def test_fused_scan_without_a_compiler_says_what_to_do(monkeypatch):
+    import course_lib.models.ssm as ssm
+
+    monkeypatch.setattr(ssm, "_KERNELS", {})
+    monkeypatch.setenv("CC", "no-such-compiler-anywhere")
+    u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
+    with pytest.raises(RuntimeError, match="no C compiler.*method='chunked'"):
+        selective_scan(u, delta, A, Bm, Cm, method="fused")
 
 
 def test_scan_step_by_step_equals_the_scan():
@@ -300,7 +359,7 @@ def test_mamba_step_size_depends_on_the_input():
     assert (dt[0] - dt[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("scan", ["sequential", "chunked"])
+@pytest.mark.parametrize("scan", ["sequential", *FAST])
 def test_financial_mamba_step_equals_forward(scan):
     set_seed(0)
     model = FinancialMamba(C, hidden_size=8, n_layers=2, output_size=2, d_state=4, scan=scan).double().eval()
@@ -414,3 +473,23 @@ def test_config_rebuilds_and_checkpoint_round_trips(name, tmp_path):
     loaded = load_checkpoint(path).eval()  # the registered class, rebuilt from its stored config
     assert type(loaded) is type(model)
     assert torch.equal(loaded(_x()), model(_x()))
+
+
+@needs_compiler
+def test_financial_mamba_on_the_fused_scan_equals_the_chunked_one_in_outputs_and_every_gradient():
+    models = {}
+    for scan in ("chunked", "fused"):
+        set_seed(0)
+        models[scan] = FinancialMamba(C, 8, n_layers=2, d_state=4, scan=scan).double()
+    x = _x(length=40, dtype=F64)
+    outputs = {scan: m(x, per_step=True) for scan, m in models.items()}
+    torch.testing.assert_close(outputs["fused"], outputs["chunked"], rtol=1e-10, atol=1e-12)
+    probe = torch.randn(outputs["fused"].shape, generator=_gen(7), dtype=F64)
+    grads = {
+        scan: torch.autograd.grad((probe * outputs[scan]).sum(), list(m.parameters()))
+        for scan, m in models.items()
+    }
+    names = [name for name, _ in models["fused"].named_parameters()]
+    for name, a, b in zip(names, grads["fused"], grads["chunked"], strict=True):
+        assert b.abs().max() > 0, f"the chunked model's gradient on {name} is zero: the check would be blind"
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"gradient on {name}")

@@ -256,6 +256,12 @@ REGISTRY: list[ModelSpec] = [
         dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, d_state=4, dropout=0.1),
         per_step=True,
     ),
+    ModelSpec(  # the same model on the fused C scan (CPU; skipped where no C compiler is found)
+        FinancialMamba,
+        dict(input_size=3, hidden_size=8, n_layers=2, output_size=2, d_state=4, dropout=0.1, scan="fused"),
+        per_step=True,
+        name="FinancialMamba-fused",
+    ),
 ]
 
 

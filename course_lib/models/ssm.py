@@ -24,10 +24,12 @@ Unrolled from :math:`h_{-1} = 0` the recurrence *is* a causal convolution
   so the model is no longer a convolution; it is computed by a *scan* of
   :math:`h_t = e^{\Delta_t A} h_{t-1} + \Delta_t B_t u_t`, :math:`y_t = C_t h_t + D u_t`.
 
-Two scans sit behind :func:`selective_scan`: ``"sequential"``, the recurrence written step by step
-(the reference), and ``"chunked"``, a linear-time scan with a hand-written backward pass (a reverse
-scan) that does a few Python steps per chunk instead of one per time step. The tests check that both
-agree in outputs and gradients, also when the decay :math:`e^{\Delta A}` is within 1e-4 of 1.
+Three scans sit behind :func:`selective_scan`: ``"sequential"``, the recurrence written step by step
+(the reference); ``"chunked"``, a linear-time scan with a hand-written backward pass (a reverse
+scan) that does a few Python steps per chunk instead of one per time step; and ``"fused"``, the same
+scan as one C kernel (``selective_scan.c``) that keeps the state in cache instead of writing it to
+memory, the CPU analogue of Mamba's hardware-aware scan. The tests check that all three agree in
+outputs and gradients, also when the decay :math:`e^{\Delta A}` is within 1e-4 of 1.
 
 Defects of the source module fixed here (see docs/errata.md): its S4D kernel dropped the ZOH input
 factor :math:`(e^{\Delta A} - 1)/A` (off by one to three orders of magnitude); its Mamba produced a
@@ -36,7 +38,14 @@ steps mixed as features when ``L == d_state``); its scan indexed ``x[:, t]`` in 
 pass is quadratic in ``L``.
 """
 
+import ctypes
 import math
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -52,11 +61,12 @@ __all__ = [
     "S4DKernel",
     "causal_conv_direct",
     "fft_causal_conv",
+    "fused_scan_available",
     "selective_scan",
     "selective_scan_step",
 ]
 
-SCANS = ("sequential", "chunked")
+SCANS = ("sequential", "chunked", "fused")
 
 
 # ----------------------------------------------------------------------------------------------- S4D
@@ -317,6 +327,129 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
         return grad_du * delta, grad_delta, grad_A, grad_B, grad_C, None
 
 
+_KERNEL_SOURCE = Path(__file__).with_name("selective_scan.c")
+_KERNELS: dict[torch.dtype, ctypes.CDLL] = {}
+# tried in order: vectorised for this CPU (512-bit vectors where it has them), then for any CPU
+_ARCH_FLAGS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], [])
+
+
+def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
+    """The C kernel of ``selective_scan.c`` for ``dtype``, compiled on first use into a temporary folder.
+
+    Compiled with ``-ffast-math`` (so that ``exp`` is vectorised) but linked without it, so that the
+    flush-to-zero start-up code of fast-math is not loaded into the process.
+    """
+    if dtype not in _KERNELS:
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"selective_scan(method='fused') takes float32 or float64 tensors, got {dtype}")
+        requested = os.environ.get("CC")
+        compiler = shutil.which(requested) if requested else shutil.which("cc") or shutil.which("clang")
+        if compiler is None:
+            where = f"CC={requested} is not on PATH" if requested else "no cc or clang on PATH"
+            raise RuntimeError(
+                f"selective_scan(method='fused') compiles a small C kernel on first use and found no C "
+                f"compiler ({where}); install gcc or clang, or use method='chunked', which needs none"
+            )
+        real, exp = ("float", "expf") if dtype == torch.float32 else ("double", "exp")
+        flags = ["-O3", "-ffast-math", "-fopenmp-simd", "-fPIC", f"-DREAL={real}", f"-DEXP={exp}"]
+        with tempfile.TemporaryDirectory(prefix="course_lib_scan_", ignore_cleanup_errors=True) as folder:
+            obj, lib = os.path.join(folder, "scan.o"), os.path.join(folder, "scan.so")
+            for arch in _ARCH_FLAGS:
+                compile_ = [compiler, *arch, *flags, "-c", str(_KERNEL_SOURCE), "-o", obj]
+                build = subprocess.run(compile_, capture_output=True, text=True)
+                if build.returncode == 0:
+                    link = [compiler, "-shared", obj, "-o", lib, "-lm"]
+                    build = subprocess.run(link, capture_output=True, text=True)
+                if build.returncode == 0:
+                    break
+            else:
+                raise RuntimeError(
+                    f"could not compile {_KERNEL_SOURCE.name} with {compiler}:\n{build.stderr}"
+                )
+            kernel = ctypes.CDLL(lib)  # loaded: the file can go with the folder
+        size, pointer = ctypes.c_int64, ctypes.c_void_p
+        kernel.scan_forward.argtypes = [size] * 6 + [pointer] * 7
+        kernel.scan_backward.argtypes = [size] * 6 + [pointer] * 12
+        kernel.scan_forward.restype = kernel.scan_backward.restype = ctypes.c_int
+        _KERNELS[dtype] = kernel
+    return _KERNELS[dtype]
+
+
+def fused_scan_available() -> bool:
+    """Whether ``selective_scan(method="fused")`` can run here (its C kernel compiles and loads)."""
+    try:
+        _fused_kernel(torch.float32)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_by_rows(function, batch: int, shape_args: tuple[int, ...], tensors: list[torch.Tensor]) -> None:
+    """Call the C ``function`` on ``torch.get_num_threads()`` ranges of batch rows, one thread each.
+
+    ctypes lets go of the GIL during the call, so the threads run in parallel; they are joined here.
+    """
+    pointers = [t.data_ptr() for t in tensors]
+    bounds = torch.linspace(0, batch, min(torch.get_num_threads(), batch) + 1).round().long().tolist()
+    status = [0] * (len(bounds) - 1)
+
+    def rows(i):
+        status[i] = function(bounds[i], bounds[i + 1], *shape_args, *pointers)
+
+    threads = [threading.Thread(target=rows, args=(i,)) for i in range(len(status))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(status):
+        raise MemoryError("selective_scan(method='fused'): the kernel could not allocate its work buffers")
+
+
+class _FusedSelectiveScan(torch.autograd.Function):
+    """``y = C_t h_t`` from the fused C kernel (``selective_scan.c``): same equations as the chunked
+    scan, but the state stays in cache. Saves only the state entering each chunk (1/chunk of the
+    (B, L, d_inner, d_state) size) and recomputes the rest in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, chunk: int):
+        if u.device.type != "cpu":
+            raise ValueError(
+                f"selective_scan(method='fused') runs on the CPU; got {u.device} (use 'chunked')"
+            )
+        for name, t in zip(("delta", "A", "B", "C"), (delta, A, B, C), strict=True):
+            if t.dtype != u.dtype or t.device != u.device:
+                raise TypeError(
+                    f"selective_scan(method='fused'): {name} is {t.dtype} on {t.device}, u is {u.dtype} "
+                    f"on {u.device}; pass all five in one dtype on one device"
+                )
+        kernel = _fused_kernel(u.dtype)
+        u, delta, A, B, C = (t.detach().contiguous() for t in (u, delta, A, B, C))
+        batch, length, d_inner = u.shape
+        chunk = max(1, min(chunk, length))
+        y = u.new_empty(batch, length, d_inner)
+        checkpoints = u.new_empty(batch, -(-length // chunk), d_inner, A.shape[1])  # (B, L/T, D, N)
+        shape = (length, d_inner, A.shape[1], chunk)
+        _run_by_rows(kernel.scan_forward, batch, shape, [u, delta, A, B, C, y, checkpoints])
+        ctx.save_for_backward(u, delta, A, B, C, checkpoints)
+        ctx.shape = shape
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y):
+        u, delta, A, B, C, checkpoints = ctx.saved_tensors
+        grads = [torch.empty_like(t) for t in (u, delta)] + [u.new_empty(u.shape[0], *A.shape)]
+        grads += [torch.empty_like(B), torch.empty_like(C)]
+        _run_by_rows(
+            _fused_kernel(u.dtype).scan_backward,
+            u.shape[0],
+            ctx.shape,
+            [u, delta, A, B, C, checkpoints, grad_y.contiguous(), *grads],
+        )
+        grad_u, grad_delta, grad_A_rows, grad_B, grad_C = grads
+        return grad_u, grad_delta, grad_A_rows.sum(0), grad_B, grad_C, None
+
+
 def _check_scan_inputs(u, delta, A, B, C, D) -> None:
     if u.dim() != 3:
         raise ValueError(f"selective_scan: u must be (batch, L, d_inner), got shape {tuple(u.shape)}")
@@ -355,7 +488,10 @@ def selective_scan(
 
     ``method="sequential"``: one autograd step per time step (the reference). ``method="chunked"``:
     the same numbers from a chunked linear-time scan with a reverse-scan backward; ``chunk_size``
-    (default about sqrt(L)) trades Python steps inside chunks against steps across them.
+    (default about sqrt(L)) trades Python steps inside chunks against steps across them. Both run on
+    any device. ``method="fused"`` (CPU, float32 or float64): the same scan as one C kernel
+    (``selective_scan.c``, compiled on first use; needs a C compiler) that keeps the state in cache
+    and stores only one state per chunk of ``chunk_size`` days for the backward pass.
     """
     if method not in SCANS:
         raise ValueError(f"unknown scan method {method!r}; choose from {SCANS}")
@@ -370,7 +506,8 @@ def selective_scan(
         y = torch.einsum("bldn,bln->bld", torch.stack(states, dim=1), C)  # C_t h_t
     else:
         chunk = chunk_size or max(1, math.isqrt(u.shape[1]))
-        y = _ChunkedSelectiveScan.apply(u, delta, A, B, C, chunk)
+        scan = _ChunkedSelectiveScan if method == "chunked" else _FusedSelectiveScan
+        y = scan.apply(u, delta, A, B, C, chunk)
     return y if D is None else y + D * u
 
 
