@@ -329,8 +329,14 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
 
 _KERNEL_SOURCE = Path(__file__).with_name("selective_scan.c")
 _KERNELS: dict[torch.dtype, ctypes.CDLL] = {}
-# tried in order: vectorised for this CPU (512-bit vectors where it has them), then for any CPU
-_ARCH_FLAGS = (["-march=native", "-mprefer-vector-width=512"], ["-march=native"], [])
+# tried in order, until one compiles: vectorised for this CPU (512-bit vectors where it has them),
+# then for any CPU, then without the OpenMP simd pragmas (a compiler that does not know them)
+_ARCH_FLAGS = (
+    ["-march=native", "-mprefer-vector-width=512", "-fopenmp-simd"],
+    ["-march=native", "-fopenmp-simd"],
+    ["-fopenmp-simd"],
+    [],
+)
 
 
 def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
@@ -351,7 +357,7 @@ def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
                 f"compiler ({where}); install gcc or clang, or use method='chunked', which needs none"
             )
         real, exp = ("float", "expf") if dtype == torch.float32 else ("double", "exp")
-        flags = ["-O3", "-ffast-math", "-fopenmp-simd", "-fPIC", f"-DREAL={real}", f"-DEXP={exp}"]
+        flags = ["-O3", "-ffast-math", "-fPIC", f"-DREAL={real}", f"-DEXP={exp}"]
         with tempfile.TemporaryDirectory(prefix="course_lib_scan_", ignore_cleanup_errors=True) as folder:
             obj, lib = os.path.join(folder, "scan.o"), os.path.join(folder, "scan.so")
             for arch in _ARCH_FLAGS:
