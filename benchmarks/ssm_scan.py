@@ -144,11 +144,11 @@ def main() -> None:
         chunked[length], chunked_cpu[length] = fwd_bwd_seconds(
             lambda *a: selective_scan(*a, method="chunked"), inputs, repeats=5
         )
+        sequential[length] = fwd_bwd_seconds(lambda *a: selective_scan(*a, method="sequential"), inputs, 2)[0]
     for length in (256, 1024, 4096, 16384) if has_fused else ():
         fused[length] = fwd_bwd_seconds(
             lambda *a: selective_scan(*a, method="fused"), scan_inputs(length), 10
         )[0]
-        sequential[length] = fwd_bwd_seconds(lambda *a: selective_scan(*a, method="sequential"), inputs, 2)[0]
     source[256] = fwd_bwd_seconds(source_module_scan, scan_inputs(256), repeats=1)[0]
     if not args.skip_slow:
         source[1024] = fwd_bwd_seconds(source_module_scan, scan_inputs(1024), repeats=1)[0]

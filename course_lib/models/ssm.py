@@ -44,7 +44,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import torch
@@ -329,12 +328,12 @@ class _ChunkedSelectiveScan(torch.autograd.Function):
 
 _KERNEL_SOURCE = Path(__file__).with_name("selective_scan.c")
 _KERNELS: dict[torch.dtype, ctypes.CDLL] = {}
-# tried in order, until one compiles: vectorised for this CPU (512-bit vectors where it has them),
-# then for any CPU, then without the OpenMP simd pragmas (a compiler that does not know them)
-_ARCH_FLAGS = (
-    ["-march=native", "-mprefer-vector-width=512", "-fopenmp-simd"],
-    ["-march=native", "-fopenmp-simd"],
-    ["-fopenmp-simd"],
+# Tried in order until one builds: vectorised for this CPU (512-bit vectors where it has them) and
+# threaded with OpenMP, then for any CPU, then one thread without OpenMP (e.g. Apple's clang).
+_BUILDS = (
+    ["-march=native", "-mprefer-vector-width=512", "-fopenmp"],
+    ["-march=native", "-fopenmp"],
+    ["-fopenmp"],
     [],
 )
 
@@ -343,7 +342,8 @@ def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
     """The C kernel of ``selective_scan.c`` for ``dtype``, compiled on first use into a temporary folder.
 
     Compiled with ``-ffast-math`` (so that ``exp`` is vectorised) but linked without it, so that the
-    flush-to-zero start-up code of fast-math is not loaded into the process.
+    flush-to-zero start-up code of fast-math is not loaded into the process. Linked with ``-fopenmp``,
+    it uses the OpenMP runtime (``libgomp.so.1``) that PyTorch has already loaded, and its threads.
     """
     if dtype not in _KERNELS:
         if dtype not in (torch.float32, torch.float64):
@@ -360,11 +360,12 @@ def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
         flags = ["-O3", "-ffast-math", "-fPIC", f"-DREAL={real}", f"-DEXP={exp}"]
         with tempfile.TemporaryDirectory(prefix="course_lib_scan_", ignore_cleanup_errors=True) as folder:
             obj, lib = os.path.join(folder, "scan.o"), os.path.join(folder, "scan.so")
-            for arch in _ARCH_FLAGS:
-                compile_ = [compiler, *arch, *flags, "-c", str(_KERNEL_SOURCE), "-o", obj]
+            for build_flags in _BUILDS:
+                compile_ = [compiler, *build_flags, *flags, "-c", str(_KERNEL_SOURCE), "-o", obj]
                 build = subprocess.run(compile_, capture_output=True, text=True)
                 if build.returncode == 0:
-                    link = [compiler, "-shared", obj, "-o", lib, "-lm"]
+                    threads = ["-fopenmp"] if "-fopenmp" in build_flags else []
+                    link = [compiler, "-shared", *threads, obj, "-o", lib, "-lm"]
                     build = subprocess.run(link, capture_output=True, text=True)
                 if build.returncode == 0:
                     break
@@ -390,24 +391,9 @@ def fused_scan_available() -> bool:
     return True
 
 
-def _run_by_rows(function, batch: int, shape_args: tuple[int, ...], tensors: list[torch.Tensor]) -> None:
-    """Call the C ``function`` on ``torch.get_num_threads()`` ranges of batch rows, one thread each.
-
-    ctypes lets go of the GIL during the call, so the threads run in parallel; they are joined here.
-    """
-    pointers = [t.data_ptr() for t in tensors]
-    bounds = torch.linspace(0, batch, min(torch.get_num_threads(), batch) + 1).round().long().tolist()
-    status = [0] * (len(bounds) - 1)
-
-    def rows(i):
-        status[i] = function(bounds[i], bounds[i + 1], *shape_args, *pointers)
-
-    threads = [threading.Thread(target=rows, args=(i,)) for i in range(len(status))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if any(status):
+def _run_kernel(function, shape: tuple[int, ...], tensors: list[torch.Tensor]) -> None:
+    """Call a kernel of ``selective_scan.c`` on ``torch.get_num_threads()`` threads, or raise."""
+    if function(torch.get_num_threads(), *shape, *(t.data_ptr() for t in tensors)):
         raise MemoryError("selective_scan(method='fused'): the kernel could not allocate its work buffers")
 
 
@@ -434,8 +420,8 @@ class _FusedSelectiveScan(torch.autograd.Function):
         chunk = max(1, min(chunk, length))
         y = u.new_empty(batch, length, d_inner)
         checkpoints = u.new_empty(batch, -(-length // chunk), d_inner, A.shape[1])  # (B, L/T, D, N)
-        shape = (length, d_inner, A.shape[1], chunk)
-        _run_by_rows(kernel.scan_forward, batch, shape, [u, delta, A, B, C, y, checkpoints])
+        shape = (batch, length, d_inner, A.shape[1], chunk)
+        _run_kernel(kernel.scan_forward, shape, [u, delta, A, B, C, y, checkpoints])
         ctx.save_for_backward(u, delta, A, B, C, checkpoints)
         ctx.shape = shape
         return y
@@ -446,12 +432,8 @@ class _FusedSelectiveScan(torch.autograd.Function):
         u, delta, A, B, C, checkpoints = ctx.saved_tensors
         grads = [torch.empty_like(t) for t in (u, delta)] + [u.new_empty(u.shape[0], *A.shape)]
         grads += [torch.empty_like(B), torch.empty_like(C)]
-        _run_by_rows(
-            _fused_kernel(u.dtype).scan_backward,
-            u.shape[0],
-            ctx.shape,
-            [u, delta, A, B, C, checkpoints, grad_y.contiguous(), *grads],
-        )
+        tensors = [u, delta, A, B, C, checkpoints, grad_y.contiguous(), *grads]
+        _run_kernel(_fused_kernel(u.dtype).scan_backward, ctx.shape, tensors)
         grad_u, grad_delta, grad_A_rows, grad_B, grad_C = grads
         return grad_u, grad_delta, grad_A_rows.sum(0), grad_B, grad_C, None
 
