@@ -360,6 +360,7 @@ def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
         flags = ["-O3", "-ffast-math", "-fPIC", f"-DREAL={real}", f"-DEXP={exp}"]
         with tempfile.TemporaryDirectory(prefix="course_lib_scan_", ignore_cleanup_errors=True) as folder:
             obj, lib = os.path.join(folder, "scan.o"), os.path.join(folder, "scan.so")
+            errors = []
             for build_flags in _BUILDS:
                 compile_ = [compiler, *build_flags, *flags, "-c", str(_KERNEL_SOURCE), "-o", obj]
                 build = subprocess.run(compile_, capture_output=True, text=True)
@@ -367,13 +368,19 @@ def _fused_kernel(dtype: torch.dtype) -> ctypes.CDLL:
                     threads = ["-fopenmp"] if "-fopenmp" in build_flags else []
                     link = [compiler, "-shared", *threads, obj, "-o", lib, "-lm"]
                     build = subprocess.run(link, capture_output=True, text=True)
-                if build.returncode == 0:
+                if build.returncode != 0:
+                    errors.append(build.stderr.strip())
+                    continue
+                try:
+                    kernel = ctypes.CDLL(lib)  # loaded: the file can go with the folder
                     break
+                except OSError as error:  # e.g. an OpenMP runtime without a symbol that the build needs
+                    errors.append(str(error))
             else:
                 raise RuntimeError(
-                    f"could not compile {_KERNEL_SOURCE.name} with {compiler}:\n{build.stderr}"
+                    f"could not build {_KERNEL_SOURCE.name} with {compiler} (method='chunked' needs no "
+                    "compiler):\n" + "\n".join(errors)
                 )
-            kernel = ctypes.CDLL(lib)  # loaded: the file can go with the folder
         size, pointer = ctypes.c_int64, ctypes.c_void_p
         kernel.scan_forward.argtypes = [size] * 6 + [pointer] * 7
         kernel.scan_backward.argtypes = [size] * 6 + [pointer] * 12
