@@ -622,6 +622,8 @@ class FinancialMamba(nn.Module):
     ``x <- x + Dropout(MambaBlock(RMSNorm(x)))``. ``forward(x)`` -> (B, output_size);
     ``per_step=True`` -> (B, L, output_size). :meth:`step` forecasts day by day with a carried state,
     the way the model runs online (constant cost per new day, whatever the history length).
+    ``scan`` picks the scan of :func:`selective_scan`: ``"chunked"`` (the default, any device),
+    ``"fused"`` (the C kernel, CPU only, needs a C compiler) or ``"sequential"`` (the reference).
     """
 
     @keeps_config
