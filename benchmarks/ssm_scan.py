@@ -21,25 +21,11 @@ import platform
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from course_lib.models.ssm import S4DKernel, _cexp, fft_causal_conv, fused_scan_available, selective_scan
+from course_lib.testing import WorkCounter, source_module_scan
 
 BATCH, D_INNER, D_STATE = 8, 64, 16
-
-
-def source_module_scan(u, delta, A, B, C):
-    """RE-CREATION of the source module's scan, for timing only (never use it): indexing in the loop."""
-    dA = torch.exp(delta.unsqueeze(-1) * A)  # (B, L, D, N)
-    dB = delta.unsqueeze(-1) * B.unsqueeze(2)  # (B, L, D, N)
-    h = torch.zeros_like(dA[:, 0])
-    outputs = []
-    for t in range(
-        u.shape[1]
-    ):  # dA[:, t], dB[:, t], u[:, t], C[:, t]: each backward is a full-size zero tensor
-        h = dA[:, t] * h + dB[:, t] * u[:, t].unsqueeze(-1)
-        outputs.append((h * C[:, t].unsqueeze(1)).sum(-1))
-    return torch.stack(outputs, dim=1)
 
 
 def scan_inputs(length: int, seed: int = 0):
@@ -68,23 +54,8 @@ def fwd_bwd_seconds(fn, args, repeats: int) -> tuple[float, float]:
     return best, best_cpu
 
 
-class ElementsWritten(TorchDispatchMode):
-    """Counts the elements that every operation writes (forward and backward): a cost that no load skews."""
-
-    def __init__(self):
-        super().__init__()
-        self.elements = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.elements += sum(
-            o.numel() for o in (out if isinstance(out, tuple | list) else (out,)) if torch.is_tensor(o)
-        )
-        return out
-
-
 def elements_written(fn, length: int) -> int:
-    with ElementsWritten() as count:
+    with WorkCounter() as count:
         fn(*scan_inputs(length)).sum().backward()
     return count.elements
 

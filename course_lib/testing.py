@@ -6,12 +6,17 @@ The two checks that found most silent bugs in the source module (see docs/errata
 * look-ahead: the output at step t must not depend on inputs after t. We measure the gradient of
   ``<v, y_t>`` for a random probe vector ``v`` with respect to ``x[:, t+1:]``. A plain ``.sum()``
   would be blind after a LayerNorm (its outputs sum to a constant), hence the random probe.
+
+And two aids to measure cost without a clock: :class:`WorkCounter` counts what PyTorch operations
+write, and :func:`source_module_scan` re-creates the source module's quadratic scan to measure
+against (tests, ``benchmarks/ssm_scan.py`` and chapter 06a).
 """
 
 from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .outputs import prediction_of
 
@@ -90,3 +95,38 @@ def parameters_without_gradient(model: nn.Module, loss: torch.Tensor, rtol: floa
     live = [v for v in size.values() if v > 0]
     typical = float(torch.tensor(live, dtype=torch.float64).median()) if live else 0.0
     return [name for name, _ in trainable if size[name] == 0.0 or size[name] <= rtol * typical]
+
+
+class WorkCounter(TorchDispatchMode):
+    """Counts the operations run under it, backward passes included, and the elements they write.
+
+    ``with WorkCounter() as work: ...`` then ``work.ops`` and ``work.elements``: a cost that no machine
+    load skews, so a test can check how it grows with the input size.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.elements = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        self.elements += sum(
+            o.numel() for o in (out if isinstance(out, tuple | list) else (out,)) if torch.is_tensor(o)
+        )
+        return out
+
+
+def source_module_scan(u, delta, A, B, C):
+    """RE-CREATION of the source module's selective scan, to measure it (never use it).
+
+    The loop reads ``dA[:, t]``, ``dB[:, t]``, ``u[:, t]`` and ``C[:, t]`` of full (B, L, ...) tensors;
+    each such slice has a backward that writes a zero-filled tensor of the full size, so the backward
+    pass is O(L^2) (docs/errata.md; :func:`course_lib.models.ssm.selective_scan` is the fix).
+    """
+    dA, dB = torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2)  # (B, L, D, N)
+    h, ys = torch.zeros_like(dA[:, 0]), []
+    for t in range(u.shape[1]):
+        h = dA[:, t] * h + dB[:, t] * u[:, t].unsqueeze(-1)
+        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
+    return torch.stack(ys, dim=1)

@@ -24,6 +24,7 @@
 #    and the quadratic backward pass.
 
 # %%
+import inspect
 import math
 import time
 from functools import partial
@@ -46,7 +47,7 @@ from course_lib.models.ssm import (
     fused_scan_available,
     selective_scan,
 )
-from course_lib.testing import future_gradient
+from course_lib.testing import future_gradient, source_module_scan
 from course_lib.training import Trainer, fit_seeds
 from course_lib.windows import make_task
 
@@ -406,16 +407,10 @@ print(
 
 
 # %%
-def source_style_scan(u, delta, A, B, C):
-    """RE-CREATION of the source's loop, for timing only: it indexes the full tensors inside the loop."""
-    dA, dB = torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2)
-    h, ys = torch.zeros_like(dA[:, 0]), []
-    for t in range(u.shape[1]):
-        h = dA[:, t] * h + dB[:, t] * u[:, t].unsqueeze(-1)
-        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
-    return torch.stack(ys, dim=1)
+print(inspect.getsource(source_module_scan))  # the source's loop, re-created (course_lib.testing)
 
 
+# %%
 def time_backward(fn, length, batch=4, width=16, n_state=8):
     g = torch.Generator().manual_seed(0)
     args = [
@@ -433,7 +428,7 @@ def time_backward(fn, length, batch=4, width=16, n_state=8):
 
 timing = pd.DataFrame(
     {
-        "source loop (s)": [time_backward(source_style_scan, n) for n in TIMING_LENGTHS],
+        "source loop (s)": [time_backward(source_module_scan, n) for n in TIMING_LENGTHS],
         "selective_scan, chunked (s)": [time_backward(selective_scan, n) for n in TIMING_LENGTHS],
     },
     index=pd.Index(TIMING_LENGTHS, name="L"),

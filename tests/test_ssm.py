@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from course_lib import set_seed
 from course_lib.checkpoint import load_checkpoint, save_checkpoint
@@ -25,7 +24,13 @@ from course_lib.models.ssm import (
     selective_scan_step,
 )
 from course_lib.outputs import prediction_of
-from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
+from course_lib.testing import (
+    WorkCounter,
+    batch_coupling,
+    future_gradient,
+    parameters_without_gradient,
+    source_module_scan,
+)
 
 B, L, C = 4, 24, 3
 F64 = torch.float64
@@ -267,35 +272,9 @@ def test_scan_step_by_step_equals_the_scan():
     torch.testing.assert_close(torch.stack(ys, 1), selective_scan(u, delta, A, Bm, Cm, D))
 
 
-class _CountWork(TorchDispatchMode):
-    """Counts the operations, and the elements they write, of everything run under it (backward too)."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops, self.elements = 0, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.ops += 1
-        self.elements += sum(
-            o.numel() for o in (out if isinstance(out, tuple | list) else (out,)) if torch.is_tensor(o)
-        )
-        return out
-
-
-def _source_module_loop(u, delta, A, B, C):
-    """The source module's scan pattern (indexing the full tensors inside the loop), for this test only."""
-    dA, dB = torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2)
-    h, ys = torch.zeros_like(dA[:, 0]), []
-    for t in range(u.shape[1]):
-        h = dA[:, t] * h + dB[:, t] * u[:, t].unsqueeze(-1)
-        ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
-    return torch.stack(ys, dim=1)
-
-
 def _work(fn, length):
     args = [t.detach().float().requires_grad_() for t in _scan_inputs(1, length, 2, 2)[:5]]
-    with _CountWork() as count:
+    with WorkCounter() as count:
         fn(*args).sum().backward()
     return count
 
@@ -303,7 +282,7 @@ def _work(fn, length):
 def test_scan_work_is_linear_in_length_and_the_source_loop_is_quadratic():
     # elements written by forward + backward, at L and 4L: a machine-independent measure of the cost
     ratio = {}
-    for name, fn in [("chunked", selective_scan), ("source", _source_module_loop)]:
+    for name, fn in [("chunked", selective_scan), ("source", source_module_scan)]:
         short, long = _work(fn, 64), _work(fn, 256)
         ratio[name] = long.elements / short.elements
         if name == "chunked":  # and O(sqrt(L)) Python steps: 4x the length, about 2x the operations
