@@ -31,6 +31,7 @@ from torch import nn
 
 from .models.common import check_window, keeps_config, mlp_head, rnn_dropout
 from .outputs import prediction_of
+from .training import fit_minibatches
 
 __all__ = [
     "CausalLSTM",
@@ -188,28 +189,14 @@ def fit_outcome_model(
         )
     outcome = outcome.reshape(len(outcome), -1)
     balanced = isinstance(model, CounterfactualRecurrentNetwork)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen).to(x.device)
-        total = 0.0
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            output = model(x[idx], treatment[idx])
-            loss = (
-                crn_loss(output, outcome[idx], treatment[idx])
-                if balanced
-                else F.mse_loss(output, outcome[idx])
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(x))
-    model.eval()
-    return history
+
+    def batch_loss(idx):
+        output = model(x[idx], treatment[idx])
+        if balanced:
+            return crn_loss(output, outcome[idx], treatment[idx])
+        return F.mse_loss(output, outcome[idx])
+
+    return fit_minibatches(model, len(x), batch_loss, epochs, lr, batch_size, seed, x.device)
 
 
 # ---------------------------------------------------------------- a simulator with a known effect

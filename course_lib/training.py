@@ -297,3 +297,39 @@ def fit_seeds(make: Callable[[], nn.Module], task, seeds: Sequence[int], **train
         runs.models.append(trainer.model)
         runs.epoch_times.extend(history["epoch_time"])
     return runs
+
+
+def fit_minibatches(
+    model: nn.Module,
+    n_samples: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device | str,
+) -> list[float]:
+    """Plain Adam over shuffled mini-batches, for fits with their own loss and no validation split.
+
+    Each epoch draws a new order of ``range(n_samples)`` (from ``seed``) and takes one step per
+    ``batch_size`` indices on ``batch_loss(idx)`` (``idx``: a tensor of indices on ``device``).
+    Returns the sample-weighted mean loss of each epoch, and leaves the model in eval mode. For
+    supervised (X, y) data with early stopping, use :class:`Trainer`.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n_samples, generator=gen).to(device)
+        total = 0.0
+        for start in range(0, n_samples, batch_size):
+            idx = order[start : start + batch_size]
+            loss = batch_loss(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        history.append(total / n_samples)
+    model.eval()
+    return history

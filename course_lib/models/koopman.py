@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..training import fit_minibatches
 from .common import check_window, keeps_config
 
 __all__ = [
@@ -296,22 +297,11 @@ def fit_koopman(
         raise ValueError(
             f"sequences must be a non-empty (N, T, C) tensor, got shape {tuple(sequences.shape)}"
         )
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(sequences), generator=gen).to(sequences.device)
-        total = 0.0
-        for start in range(0, len(sequences), batch_size):
-            batch = sequences[order[start : start + batch_size]]
-            loss = koopman_loss(model, batch, horizon, stability)["total"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError("koopman_loss is not finite: lower lr or scale the inputs")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
-        history.append(total / len(sequences))
-    model.eval()
-    return history
+
+    def batch_loss(idx):
+        loss = koopman_loss(model, sequences[idx], horizon, stability)["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError("koopman_loss is not finite: lower lr or scale the inputs")
+        return loss
+
+    return fit_minibatches(model, len(sequences), batch_loss, epochs, lr, batch_size, seed, sequences.device)
