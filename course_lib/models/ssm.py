@@ -263,10 +263,9 @@ def _scan_(a: torch.Tensor, x: torch.Tensor, chunk: int, reverse: bool = False) 
         x = torch.cat([x, x.new_zeros(batch, pad, *rest)], dim=1)
     a = a.view(batch, n_chunks, T, *rest)
     h = x.view(batch, n_chunks, T, *rest)
-    steps = range(T - 1, -1, -1) if reverse else range(T)
     if n_chunks > 1:  # (1) chunk ends, then the carry across chunks
         end, decay = torch.zeros_like(h[:, :, 0]), torch.ones_like(h[:, :, 0])  # (B, L/T, ...)
-        for t in steps:
+        for t in range(T - 1, -1, -1) if reverse else range(T):
             if not reverse or t < T - 1:  # the decay that multiplies what came before step t
                 a_t = a[:, :, t + 1] if reverse else a[:, :, t]
                 end.mul_(a_t)
