@@ -18,9 +18,9 @@
 # %%
 import numpy as np
 
-from course_lib.data import load_prices
+from course_lib.data.features import log_returns
+from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano
-from course_lib.features import log_returns
 
 returns = log_returns(load_prices("^GSPC")["Close"])  # percent daily log returns of the S&P 500, 1999-2018
 nasdaq = log_returns(load_prices("^IXIC")["Close"])  # the same for the NASDAQ Composite

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import diebold_mariano, mse, r2_oos
 from course_lib.testing import input_support
-from course_lib.windows import make_task
 
 torch.set_num_threads(1)
 LOOKBACK, HIDDEN = 10, 8

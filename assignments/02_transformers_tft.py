@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.windows import make_task
+from course_lib.data.windows import make_task
 
 torch.set_num_threads(1)
 QUANTILES = (0.1, 0.5, 0.9)

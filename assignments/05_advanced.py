@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from course_lib.windows import make_task
+from course_lib.data.windows import make_task
 
 torch.set_num_threads(1)
 

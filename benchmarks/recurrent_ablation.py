@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import mse, qlike, volatility_baselines
 from course_lib.models import CNNLSTM, FinancialGRU, FinancialLSTM
 from course_lib.models.common import check_window, mlp_head
 from course_lib.training import Trainer
-from course_lib.windows import make_task
 
 # the chapters' settings (notebooks/01_lstm_gru.py and notebooks/04_hybrids.py, parameters cells)
 CHAPTER = {

@@ -1,4 +1,4 @@
-"""Benchmark: latency of the HTTP forecast service (course_lib.serving) for one window and a batch of 256.
+"""Benchmark: latency of the HTTP forecast service (course_lib.production.serving) for one window and a batch of 256.
 
 Saves a bundle of a small GRU (volatility task, S&P 500) into a temporary directory, starts the
 service on a free localhost port in a subprocess, and sends requests one after another from one
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from course_lib import set_seed
-from course_lib.deployment import ModelDeployment, save_bundle
+from course_lib.data.windows import make_task
 from course_lib.models import FinancialGRU
-from course_lib.serving import serve_in_subprocess
+from course_lib.production.bundle import ModelDeployment, save_bundle
+from course_lib.production.serving import serve_in_subprocess
 from course_lib.walkforward import raw_windows
-from course_lib.windows import make_task
 
 
 def timed(call, count: int, seconds: float) -> np.ndarray:

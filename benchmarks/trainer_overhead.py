@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.data.windows import make_task
 from course_lib.training import Trainer, mse_loss
-from course_lib.windows import make_task
 
 
 class SmallLSTM(nn.Module):

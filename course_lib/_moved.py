@@ -7,15 +7,23 @@ every such module.
 """
 
 import importlib
+import runpy
 import sys
 import warnings
 
 
 def alias(old: str, new: str) -> None:
-    """Make module ``old`` an alias of module ``new``, warning (once: imports are cached) that it moved."""
+    """Make module ``old`` an alias of module ``new``, warning (once: imports are cached) that it moved.
+
+    Run as a script (``python -m old``, where ``old`` arrives as ``"__main__"``), it runs ``new`` instead.
+    """
+    shown = new if old != "__main__" else f"python -m {new}"
     warnings.warn(
-        f"{old} has moved to {new}; the old path is kept for one release: import from {new}",
+        f"{old} has moved to {new}; the old path is kept for one release: use {shown}",
         FutureWarning,
         stacklevel=2,
     )
-    sys.modules[old] = importlib.import_module(new)
+    if old == "__main__":
+        runpy.run_module(new, run_name="__main__", alter_sys=True)
+    else:
+        sys.modules[old] = importlib.import_module(new)

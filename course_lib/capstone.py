@@ -8,7 +8,7 @@ The task (fixed, so that results compare with numbers measured outside the cours
 
 on the S&P 500 of the ``arch`` package, split by the date of the *target*: train <= 2006-12-31,
 validation 2007-2008, test 2009-01-02 .. 2018-12-31 (2516 targets). ``v`` is in log percent (the
-course's unit, :mod:`course_lib.features`), i.e. the issue's v plus log(100): MSE and QLIKE do not
+course's unit, :mod:`course_lib.data.features`), i.e. the issue's v plus log(100): MSE and QLIKE do not
 change under that shift.
 
 Then:
@@ -43,9 +43,10 @@ from scipy import optimize, stats
 from torch import nn
 
 from . import get_device, set_seed
-from .data import load_prices
+from .data.features import feature_frame, validate_series
+from .data.prices import load_prices
+from .data.windows import SplitData, StandardScaler, Task, make_windows
 from .evaluation import loss_series, seed_summary
-from .features import feature_frame, validate_series
 from .models import (
     CNNLSTM,
     AttentionLSTM,
@@ -62,7 +63,6 @@ from .models import (
 )
 from .models.koopman import DeepKoopmanFinance, fit_koopman
 from .training import PinballLoss, Trainer
-from .windows import SplitData, StandardScaler, Task, make_windows
 
 FEATURES = ["ret", "log_vol_parkinson", "volume_change"]
 LOOKBACK = 60
@@ -89,7 +89,7 @@ GOAL = {"QLIKE": 0.41, "QLIKE_lc": 0.37}  # the issue's goal for the best course
 
 
 def capstone_task(prices: pd.DataFrame | None = None) -> Task:
-    """The capstone's fixed task as a :class:`~course_lib.windows.Task` (see the module docstring).
+    """The capstone's fixed task as a :class:`~course_lib.data.windows.Task` (see the module docstring).
 
     Samples are split by the date of their target (one day ahead): a window may look back into the
     previous split, its target never lies outside its own. The scaler is fitted on the rows the
@@ -445,7 +445,7 @@ def foundation_entries(
     on the S&P 500's training years (nothing later) gives the second row. Validation forecasts come
     from the same models, for the level correction.
     """
-    from .corpus import Corpus, Series, contexts, merge, pretrain, real_series, synthetic_series
+    from .data.corpus import Corpus, Series, contexts, merge, pretrain, real_series, synthetic_series
 
     series = _logvol_series(task)
     corpus = merge(real_series(end=TRAIN_END, exclude=(task.ticker,)), synthetic_series(n_synthetic, seed=0))

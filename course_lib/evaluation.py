@@ -10,7 +10,7 @@ Two protocols, one per table: ``"frozen"`` (the chapters' default) fits each bas
 the training split covers and then only filters forward, exactly like a network trained once and
 frozen; ``"walk_forward"`` re-estimates every ``refit_every`` days on an expanding window.
 
-Targets follow :mod:`course_lib.windows`: summed percent log returns, or the log of the mean daily
+Targets follow :mod:`course_lib.data.windows`: summed percent log returns, or the log of the mean daily
 variance proxy (Parkinson by default) over the horizon. QLIKE is computed on variances ``exp(2 v)``
 of log-volatility forecasts ``v``.
 
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .features import VAR_FLOOR, log_vol
-from .windows import Task
+from .data.features import VAR_FLOOR, log_vol
+from .data.windows import Task
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ forecasts             samples whose origin lies in Y, from a model and a scaler 
 
 The network starts each block from the previous block's weights (a *warm start*) and trains a
 few epochs; if its validation loss does not beat the warm-start weights, those are kept. The
-scaler is re-fitted on each block's training rows (:func:`course_lib.windows.make_task` does it).
+scaler is re-fitted on each block's training rows (:func:`course_lib.data.windows.make_task` does it).
 The frozen model is the first block's network and scaler, unchanged.
 
 All blocks together cover the test split of :attr:`WalkForwardResult.task`, so the forecasts go
@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from . import set_seed
+from .data.windows import SplitData, StandardScaler, Task, make_task
 from .evaluation import PROTOCOLS, return_baselines, volatility_baselines
 from .training import Trainer
-from .windows import SplitData, StandardScaler, Task, make_task
 
 
 def raw_windows(task: Task, split: str) -> np.ndarray:
@@ -137,7 +137,7 @@ def walk_forward(
 
     ``make_model()`` builds a fresh network (called once, or once per block without ``warm_start``).
     ``years``: consecutive test years, e.g. ``range(2009, 2019)``. ``task_kwargs`` go to
-    :func:`course_lib.windows.make_task` (``lookback``, ``horizons``, ``features``). Every block
+    :func:`course_lib.data.windows.make_task` (``lookback``, ``horizons``, ``features``). Every block
     trains at most ``epochs`` epochs with early stopping on the year before it; the first block (a
     fit from scratch, and the frozen model) at most ``initial_epochs`` (default: ``epochs``).
     """

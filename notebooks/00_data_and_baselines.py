@@ -35,7 +35,9 @@ from statsmodels.tsa.stattools import acf
 from torch import nn
 
 from course_lib import get_device, set_seed
-from course_lib.data import available_tickers, load_prices
+from course_lib.data.features import garman_klass, log_returns, parkinson, squared_returns, stale_open_share
+from course_lib.data.prices import available_tickers, load_prices
+from course_lib.data.windows import make_task
 from course_lib.evaluation import (
     diebold_mariano,
     level_shift,
@@ -48,9 +50,7 @@ from course_lib.evaluation import (
     spa_test,
     volatility_baselines,
 )
-from course_lib.features import garman_klass, log_returns, parkinson, squared_returns, stale_open_share
 from course_lib.training import Trainer
-from course_lib.windows import make_task
 
 set_seed(SEED)
 device = get_device()
@@ -495,7 +495,7 @@ pd.DataFrame(scores).T
 #
 # > **Pitfall (erratum: ModelDeployment).** Pickling a whole module and loading it with
 # > `torch.load(..., weights_only=False)` executes whatever code the file contains.
-# > `course_lib.checkpoint` saves a `state_dict` plus a JSON config and loads with
+# > `course_lib.production.checkpoint` saves a `state_dict` plus a JSON config and loads with
 # > `weights_only=True`; a tampered file is refused.
 #
 # > **Pitfall (erratum: ConformalPredictor, QuantileRegressionEnsemble).** Subtracting an `(N, 1)`

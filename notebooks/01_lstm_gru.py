@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import (
     diebold_mariano,
     mse,
@@ -58,7 +59,6 @@ from course_lib.models.recurrent import (
 )
 from course_lib.testing import batch_coupling, future_gradient, input_support
 from course_lib.training import Trainer
-from course_lib.windows import make_task
 
 notebook_start = time.perf_counter()
 device = get_device()

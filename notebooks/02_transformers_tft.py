@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import (
     results_table,
     return_baselines,
@@ -64,7 +65,6 @@ from course_lib.plotting import (
 )
 from course_lib.testing import future_gradient
 from course_lib.training import PinballLoss, Trainer
-from course_lib.windows import make_task
 
 notebook_start = time.perf_counter()
 device = get_device()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import return_baselines, seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import (
     CausalConv1d,
@@ -40,7 +41,6 @@ from course_lib.models.convolutional import (
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.testing import future_gradient, input_support
 from course_lib.training import fit_seeds
-from course_lib.windows import make_task
 
 # %% [markdown]
 # ## Parameters

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import return_baselines, seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import CausalConv1d
 from course_lib.models.hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
@@ -34,7 +35,6 @@ from course_lib.models.recurrent import FinancialLSTM
 from course_lib.outputs import prediction_of
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
 from course_lib.training import fit_seeds
-from course_lib.windows import make_task
 
 # %% [markdown]
 # ## Parameters

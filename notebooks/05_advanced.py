@@ -62,6 +62,7 @@ from torch import nn
 from torch.func import functional_call
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import (
     diebold_mariano,
     loss_series,
@@ -82,7 +83,6 @@ from course_lib.models.recurrent import FinancialLSTM
 from course_lib.models.transfer import FinancialTransferLearning, freeze, trainable_parameters
 from course_lib.outputs import prediction_of
 from course_lib.training import GaussianNLLLoss, Trainer
-from course_lib.windows import make_task
 
 # Models this small are latency-bound on a CPU: extra threads only add synchronisation (several times
 # slower on a busy 2-core machine), so the CPU work of this notebook uses one thread.

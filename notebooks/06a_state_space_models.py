@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
 from course_lib.models.recurrent import FinancialLSTM
@@ -49,7 +50,6 @@ from course_lib.models.ssm import (
 )
 from course_lib.testing import future_gradient, source_module_scan
 from course_lib.training import Trainer, fit_seeds
-from course_lib.windows import make_task
 
 # %% [markdown]
 # ## Parameters

@@ -62,11 +62,11 @@ from scipy import stats
 from torch import nn
 
 from course_lib import get_device, set_seed
-from course_lib.corpus import Corpus, Series, contexts, merge, pretrain, real_series, synthetic_series
+from course_lib.data.corpus import Corpus, Series, contexts, merge, pretrain, real_series, synthetic_series
+from course_lib.data.windows import make_task
 from course_lib.evaluation import diebold_mariano, loss_series, seed_summary, verdicts, volatility_baselines
 from course_lib.models.foundation import LagLlamaFinance, TimeSeriesFoundationModel, lag_features
 from course_lib.testing import future_gradient
-from course_lib.windows import make_task
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models: extra threads only add synchronisation on a busy CPU

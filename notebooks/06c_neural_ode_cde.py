@@ -36,13 +36,13 @@ import torchdiffeq
 from torch import nn
 
 from course_lib import get_device, set_seed
+from course_lib.data.irregular import calendar_days, gap_features, make_irregular, removal_mask
+from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, volatility_baselines
-from course_lib.irregular import calendar_days, gap_features, make_irregular, removal_mask
 from course_lib.models.continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE, ODEFunc, evolve
 from course_lib.models.recurrent import FinancialGRU
 from course_lib.testing import future_gradient
 from course_lib.training import Trainer
-from course_lib.windows import make_task
 
 # %% [markdown]
 # ## Parameters
@@ -197,7 +197,7 @@ print(f"at {max(ADJOINT_STEPS)} steps the adjoint keeps {longest.loc['adjoint', 
 #
 # ## Irregular sampling in finance
 #
-# `course_lib.irregular.make_irregular` keeps each window's $L$ trading-day slots up to its forecast
+# `course_lib.data.irregular.make_irregular` keeps each window's $L$ trading-day slots up to its forecast
 # origin, gives each slot its calendar time relative to the origin, and removes a share of the days:
 # independently (`"random"`) or in bursts that last five days on average (`"bursty"`, a two-state Markov
 # chain). A removed day is removed from every window that contains it; targets are untouched.
@@ -581,7 +581,7 @@ m_check = (torch.rand(4, 12, generator=g) > 0.5).float()
 expected = gap_features(torch.zeros(4, 12, 1), t_check, m_check)[..., -1]
 assert time_since_last(t_check, m_check).shape == (4, 12), "one gap per slot"
 assert torch.allclose(time_since_last(t_check, m_check), expected), (
-    "does not match course_lib.irregular.gap_features"
+    "does not match course_lib.data.irregular.gap_features"
 )
 print("Exercise 2 passed")
 

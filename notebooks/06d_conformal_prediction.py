@@ -77,12 +77,12 @@ from course_lib.conformal import (
     interval_scores,
     rolling_coverage,
 )
+from course_lib.data.windows import make_task
 from course_lib.evaluation import model_confidence_set, volatility_baselines
 from course_lib.models.bayesian import BayesianLSTM, gaussian_interval
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.models.tft import TemporalFusionTransformer
 from course_lib.training import GaussianNLLLoss, PinballLoss, Trainer
-from course_lib.windows import make_task
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models: extra CPU threads only add synchronisation

@@ -46,6 +46,7 @@ from course_lib.causal import (
     simulate_treatment,
     simulate_var,
 )
+from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
 from course_lib.models.koopman import (
     DeepKoopmanFinance,
@@ -59,7 +60,6 @@ from course_lib.models.koopman import (
     logvol_path_to_targets,
 )
 from course_lib.testing import parameters_without_gradient
-from course_lib.windows import make_task
 
 # %% [markdown]
 # ## Parameters

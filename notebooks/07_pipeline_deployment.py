@@ -72,13 +72,13 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data.distributed import DistributedSampler
 
 from course_lib import get_device, set_seed
-from course_lib.data import load_prices
-from course_lib.deployment import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
-from course_lib.distributed import launch
+from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano, seed_summary
 from course_lib.models import FinancialGRU, TemporalConvNet
-from course_lib.monitoring import DriftMonitor, rolling_error
-from course_lib.serving import serve_in_subprocess
+from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
+from course_lib.production.distributed import launch
+from course_lib.production.monitoring import DriftMonitor, rolling_error
+from course_lib.production.serving import serve_in_subprocess
 from course_lib.training import Trainer
 from course_lib.walkforward import block_task, raw_windows, walk_forward
 
@@ -469,7 +469,7 @@ for name, net in exported.items():
 # %% [markdown]
 # ## Serving over HTTP
 #
-# `course_lib.serving` wraps the deployment in a FastAPI app: `/health`, `/metadata`, `/predict` (one
+# `course_lib.production.serving` wraps the deployment in a FastAPI app: `/health`, `/metadata`, `/predict` (one
 # window) and `/predict_batch`. `serve_in_subprocess` starts uvicorn on a free localhost port in a child
 # process, waits until `/health` answers, and stops it in a `finally`, even if a cell fails. The
 # latency loop is bounded in count and in time; `make bench` runs a longer one.
@@ -617,7 +617,7 @@ for name, table in errors.items():
 # %% [markdown]
 # ## Data-parallel training with torchrun
 #
-# `course_lib.distributed` is a DDP training script: the Trainer's model, loss (MSE), AdamW and
+# `course_lib.production.distributed` is a DDP training script: the Trainer's model, loss (MSE), AdamW and
 # clipping; a `DistributedSampler` with `set_epoch`; rank 0 alone writes the checkpoint (safetensors
 # and a JSON record) into the directory it is given. Two CPU processes (gloo backend) take one step
 # with 128 samples each; one process takes one step with the same 256 samples. They must agree.
@@ -701,7 +701,7 @@ def psi_from_shares(expected, actual):
 
 # %%
 # SELF-CHECK
-from course_lib.monitoring import psi
+from course_lib.production.monitoring import psi
 
 reference_sample = np.arange(1000.0)  # quartile bins of 250 values each
 for counts in ([25, 25, 25, 25], [40, 10, 25, 25], [5, 15, 30, 50]):

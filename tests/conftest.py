@@ -8,14 +8,14 @@ os.environ["COURSE_OFFLINE"] = "1"
 
 @pytest.fixture(scope="session")
 def returns_task():
-    from course_lib.windows import make_task
+    from course_lib.data.windows import make_task
 
     return make_task("returns", horizons=(1, 5), lookback=20)
 
 
 @pytest.fixture(scope="session")
 def vol_task():
-    from course_lib.windows import make_task
+    from course_lib.data.windows import make_task
 
     return make_task("volatility", horizons=(1, 5), lookback=20)
 

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from course_lib import capstone as cap
-from course_lib.data import load_prices
+from course_lib.data.prices import load_prices
 from course_lib.evaluation import _baselines, loss_series
 
 
@@ -286,7 +286,7 @@ def test_the_tft_trains_on_its_pinball_loss_and_is_scored_on_its_median(task):
 
 
 def test_the_foundation_model_never_sees_the_sp500_in_pretraining_nor_a_day_after_training(task, monkeypatch):
-    import course_lib.corpus as corpus_module
+    import course_lib.data.corpus as corpus_module
 
     seen, real_pretrain = [], corpus_module.pretrain
 

@@ -189,8 +189,8 @@ def test_adf_table_tells_a_walk_from_noise():
 
 def test_granger_on_real_data_finds_the_leverage_effect_and_states_stationarity():
     # S&P 500, 1999-2018: returns help predict volatility (the leverage effect), a classic predictive fact
-    from course_lib.data import load_prices
-    from course_lib.features import feature_frame
+    from course_lib.data.features import feature_frame
+    from course_lib.data.prices import load_prices
 
     frame = feature_frame(load_prices("^GSPC", offline=True))[["ret", "log_vol_parkinson"]]
     assert adf_table(frame)["stationary at 5%"].astype(bool).all()

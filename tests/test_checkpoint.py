@@ -1,4 +1,4 @@
-"""Tests of course_lib.checkpoint: class + config from the registry, weights_only loading, no pickles run.
+"""Tests of course_lib.production.checkpoint: class + config from the registry, weights_only loading, no pickles run.
 The round trip of every registered model is in tests/test_contract.py."""
 
 import json
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.models import FinancialGRU
+from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _model():

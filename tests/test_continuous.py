@@ -14,7 +14,7 @@ import torchcde
 import torchdiffeq
 from torch import nn
 
-from course_lib.irregular import (
+from course_lib.data.irregular import (
     calendar_days,
     check_irregular,
     forward_fill,
@@ -22,9 +22,9 @@ from course_lib.irregular import (
     make_irregular,
     removal_mask,
 )
+from course_lib.data.windows import make_task
 from course_lib.models.continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE, evolve
 from course_lib.testing import parameters_without_gradient
-from course_lib.windows import make_task
 
 C = 3
 MODELS = {

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import course_lib.models as models
-from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.models.registry import REGISTRY, ModelSpec, model_class
 from course_lib.outputs import prediction_of
+from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
 
 B = 4

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from course_lib import data
-from course_lib.data import UnknownTickerError, available_tickers, is_offline, load_prices
+from course_lib.data.prices import UnknownTickerError, available_tickers, is_offline, load_prices
 
 
 @pytest.mark.parametrize("ticker", ["^GSPC", "^IXIC", "AAPL", "MSFT", "IBM", "GOOG"])

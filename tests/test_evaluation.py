@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from course_lib.data import load_prices
+from course_lib.data.prices import load_prices
+from course_lib.data.windows import make_task
 from course_lib.evaluation import (
     clark_west,
     diebold_mariano,
@@ -24,7 +25,6 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
-from course_lib.windows import make_task
 
 
 def _ar1(rng, n, phi):

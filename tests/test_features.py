@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_lib.data import load_prices
-from course_lib.features import (
+from course_lib.data.features import (
     feature_frame,
     garman_klass,
     log_returns,
@@ -14,6 +13,7 @@ from course_lib.features import (
     squared_returns,
     validate_series,
 )
+from course_lib.data.prices import load_prices
 
 
 def _prices(values):
@@ -85,7 +85,7 @@ def test_feature_frame_uses_only_the_past():
 
 def test_log_vol_checks_its_input():
     # it used to check nothing: NaN, unsorted and duplicate dates passed silently
-    from course_lib.features import VAR_FLOOR, log_vol
+    from course_lib.data.features import VAR_FLOOR, log_vol
 
     v = _prices([1.0, 4.0, 0.0])
     np.testing.assert_allclose(log_vol(v).to_numpy(), [0.0, np.log(2.0), 0.5 * np.log(VAR_FLOOR)])

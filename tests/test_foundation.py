@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from course_lib.corpus import (
+from course_lib.data.corpus import (
     Corpus,
     Series,
     contexts,

@@ -12,8 +12,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 import course_lib
 from course_lib import set_seed
-from course_lib.data import load_prices
-from course_lib.deployment import (
+from course_lib.data.features import feature_frame
+from course_lib.data.prices import load_prices
+from course_lib.models import FinancialGRU, TemporalConvNet
+from course_lib.models.registry import REGISTRY
+from course_lib.production.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     BundleError,
@@ -23,12 +26,9 @@ from course_lib.deployment import (
     export_onnx,
     save_bundle,
 )
-from course_lib.distributed import launch
-from course_lib.features import feature_frame
-from course_lib.models import FinancialGRU, TemporalConvNet
-from course_lib.models.registry import REGISTRY
-from course_lib.monitoring import DriftMonitor, psi, rolling_error
-from course_lib.serving import create_app, serve_in_subprocess
+from course_lib.production.distributed import launch
+from course_lib.production.monitoring import DriftMonitor, psi, rolling_error
+from course_lib.production.serving import create_app, serve_in_subprocess
 from course_lib.training import Trainer
 from course_lib.walkforward import block_task, raw_windows, scale_windows, walk_forward
 

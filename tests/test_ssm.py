@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib import set_seed
-from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.models.ssm import (
     S4D,
     FinancialMamba,
@@ -24,6 +23,7 @@ from course_lib.models.ssm import (
     selective_scan_step,
 )
 from course_lib.outputs import prediction_of
+from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import (
     WorkCounter,
     batch_coupling,

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib.data import load_prices
-from course_lib.features import feature_frame, garman_klass, parkinson, stale_open_share
-from course_lib.windows import make_task
+from course_lib.data.features import feature_frame, garman_klass, parkinson, stale_open_share
+from course_lib.data.prices import load_prices
+from course_lib.data.windows import make_task
 
 
 def test_stale_open_share_counts_opens_copied_from_the_previous_close():

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib.data import load_prices
-from course_lib.windows import StandardScaler, make_task, make_windows
+from course_lib.data.prices import load_prices
+from course_lib.data.windows import StandardScaler, make_task, make_windows
 
 
 def test_make_windows_shapes_and_targets():

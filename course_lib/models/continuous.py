@@ -1,7 +1,7 @@
 """Continuous-time models (chapter 06c): neural ODEs and neural CDEs on irregularly sampled windows.
 
 All three models take ``forward(x, times=None, mask=None, per_step=False)`` with the convention of
-:mod:`course_lib.irregular`: ``x`` (B, L, C), NaN allowed only where ``mask`` (B, L) is 0, ``times``
+:mod:`course_lib.data.irregular`: ``x`` (B, L, C), NaN allowed only where ``mask`` (B, L) is 0, ``times``
 (B, L) strictly increasing (default 0, 1, ..., L-1: a regular window); :class:`AttentionNeuralODE`
 takes regular windows only. They return the forecast made at the last slot (B, output_size), or
 causal per-slot forecasts (B, L, output_size) with ``per_step=True``.

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ["Open", "High", "Low", "Close", "Volume"]
-DATA_DIR = Path(os.environ.get("COURSE_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+DATA_DIR = Path(os.environ.get("COURSE_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
 STOCKS_FILE = "stocks.csv.gz"
 
 # Yahoo symbol -> (loader name, human description)
