@@ -27,3 +27,26 @@ def alias(old: str, new: str) -> None:
         runpy.run_module(new, run_name="__main__", alter_sys=True)
     else:
         sys.modules[old] = importlib.import_module(new)
+
+
+def moved_names(old: str, names: dict[str, str]):
+    """A module ``__getattr__`` for names that left module ``old`` (which stays) for other modules.
+
+    ``__getattr__ = moved_names(__name__, {"CausalLSTM": "course_lib.models.causal"})`` in ``old``
+    makes ``from old import CausalLSTM`` work for one release, warning once per name.
+    """
+    warned: set[str] = set()
+
+    def __getattr__(name: str):
+        if name not in names:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        if name not in warned:
+            warned.add(name)
+            warnings.warn(
+                f"{old}.{name} has moved to {names[name]}.{name}; the old path is kept for one release",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return getattr(importlib.import_module(names[name]), name)
+
+    return __getattr__

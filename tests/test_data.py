@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import data
+from course_lib.data import prices as data
 from course_lib.data.prices import UnknownTickerError, available_tickers, is_offline, load_prices
 
 
