@@ -12,7 +12,7 @@ SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PY
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup lab lab-instructor test lint book bench clean clean-venv assignments grade leaderboard
+.PHONY: help setup lab lab-instructor test test-fast lint book bench clean clean-venv assignments grade leaderboard
 
 # Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
 setup:
@@ -40,13 +40,20 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
-# Two workers; loadscope keeps each test file and each notebook on one worker, in order.
+# Two workers; loadscope keeps each test file and each notebook on one worker, in order. The notebook
+# times are printed whatever pytest's verdict, and make exits with pytest's status.
 TEST_JOBS ?= 2
 test: lint
 	$(PY) scripts/build_notebooks.py --out build/nbtest
-	$(PY) -m pytest -q tests build/nbtest --nbval-lax --nbval-current-env -n $(TEST_JOBS) --dist loadscope \
-		--junitxml=build/junit.xml -o junit_family=xunit1
-	$(PY) scripts/notebook_times.py build/junit.xml
+	status=0; $(PY) -m pytest -q tests build/nbtest --nbval-lax --nbval-current-env -n $(TEST_JOBS) --dist loadscope \
+		--junitxml=build/junit.xml -o junit_family=xunit1 || status=$$?; \
+	$(PY) scripts/notebook_times.py build/junit.xml; exit $$status
+
+# The fast inner loop while editing course_lib: unit tests only (no notebooks, no grading sandboxes,
+# no GPU), on two workers, in about two minutes. Narrow further with PYTEST_ARGS="-k mamba".
+PYTEST_ARGS ?=
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow and not sandbox and not gpu" -n $(TEST_JOBS) --dist loadscope $(PYTEST_ARGS)
 
 book: $(STAMP)
 	$(PY) scripts/build_notebooks.py --out build/book
@@ -92,6 +99,7 @@ clean-venv:
 help:
 	@echo "make lab             your copies of the chapters and exercises in JupyterLab (sets up on first use)"
 	@echo "make test            lint, unit tests and every notebook under nbval"
+	@echo "make test-fast       unit tests only (-m 'not slow and not sandbox and not gpu'): the inner loop"
 	@echo "make setup           (re)install the environment; TORCH=auto|cpu|cuda, PYTHON=/path/to/python3.12"
 	@echo "make lab-instructor  the sources, with solutions"
 	@echo "make book            every notebook executed, as HTML in build/book/"

@@ -105,7 +105,7 @@ if [ "$installed" != "$want" ]; then
 fi
 
 # 5. The course (torch is already satisfied, so pip keeps the build chosen above), kernel, JupyterLab settings.
-"${PIP[@]}" -e .
+"${PIP[@]}" -e ".[all]"
 "$PY" -m ipykernel install --sys-prefix --name dlfts --display-name "Python (DL for financial time series)" >/dev/null
 mkdir -p "$VENV/share/jupyter/lab/settings"
 cp scripts/jupyterlab-overrides.json "$VENV/share/jupyter/lab/settings/overrides.json"

@@ -21,7 +21,19 @@ def vol_task():
 
 
 def pytest_collection_modifyitems(items):
-    """The registry's fused-scan entry needs a C compiler: where none is found, its cases are skipped."""
+    """Markers that select: ``slow`` (notebooks, building and grading assignments), ``sandbox`` (tests
+    that start grading sandboxes), ``gpu`` (CUDA-only tests); ``make test-fast`` deselects all three.
+
+    The registry's fused-scan entry needs a C compiler: where none is found, its cases are skipped.
+    """
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+        if "sandboxes" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sandbox)
+            item.add_marker(pytest.mark.slow)
+        if item.path.name == "test_cuda.py":
+            item.add_marker(pytest.mark.gpu)
     fused = [item for item in items if "FinancialMamba-fused" in item.nodeid]
     if fused:
         from course_lib.models.ssm import fused_scan_available

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -12,11 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py"))
 
 
+def _pins() -> list[str]:
+    """Every pinned requirement of pyproject.toml: the core and each extra but ``all``, without repeats."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [d for name, group in project["optional-dependencies"].items() if name != "all" for d in group]
+    return sorted(set(project["dependencies"] + extras))
+
+
 def test_environment_yml_matches_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = _pins()
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert sorted(pip) == sorted(deps)
+    assert sorted(pip) == deps
     assert "torch==2.13.0" in deps, (
         "torch must stay pinned: an open range downloads a CUDA build of several GB"
     )
@@ -76,3 +84,29 @@ def test_notebook_writes_nothing_and_has_no_ci_branches(path):
     assert 'environ.get("CI"' not in code and "environ['CI'" not in code, "no CI-dependent code"
     for forbidden in ("savefig(", ".to_csv(", "torch.save("):
         assert forbidden not in code, f"{path.name} writes into the working directory ({forbidden})"
+
+
+def test_import_course_lib_needs_only_the_core_dependencies():
+    """``pip install course-lib`` (no extra) must be enough for ``import course_lib``."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {d.split("==")[0] for d in project["dependencies"]}
+    assert core == {"torch", "numpy"}
+    extras = {d.split("==")[0].replace("-", "_") for d in _pins()} - core
+    extras |= {"sklearn", "yaml", "otter"}  # import names that differ from the distribution's
+
+    def loaded_by(statement: str) -> set[str]:
+        code = f"import sys; {statement}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        return set(out.stdout.split()) & extras
+
+    # torch itself imports some optional packages when they are installed (tqdm): those do not count
+    loaded = loaded_by("import course_lib") - loaded_by("import torch, numpy")
+    assert not loaded, f"import course_lib loads {sorted(loaded)}: import them where they are used"
+
+
+def test_make_setup_installs_every_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = set(project["optional-dependencies"]) - {"all"}
+    (everything,) = project["optional-dependencies"]["all"]
+    assert set(everything.removeprefix("course-lib[").removesuffix("]").split(",")) == groups
+    assert '-e ".[all]"' in (ROOT / "scripts" / "setup_env.sh").read_text()
