@@ -96,7 +96,9 @@ def test_import_course_lib_needs_only_the_core_dependencies():
 
     def loaded_by(statement: str) -> set[str]:
         code = f"import sys; {statement}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        )
         return set(out.stdout.split()) & extras
 
     # torch itself imports some optional packages when they are installed (tqdm): those do not count
