@@ -14,7 +14,9 @@ The library is cached, so a process that finds it built runs no compiler:
   gives a new file name, so a stale library is never loaded;
 * **atomic**: each build compiles and links in a temporary folder inside the cache folder and moves
   the library into place with ``os.replace``, so two processes building at once each load a whole
-  library, never a half-written one. A cached library that fails to load is deleted and rebuilt.
+  library, never a half-written one. Its SHA-256 is kept beside it (``.so.sha256``) and checked
+  before loading; a cached library that is corrupt (a truncated one can crash the process that loads
+  it) or fails to load is rebuilt.
 
 Builds are tried in order until one compiles and loads (:data:`_BUILDS`): vectorised for this CPU
 (512-bit vectors where it has them) and threaded with OpenMP, then for any CPU, then one thread
@@ -100,8 +102,12 @@ def _builds(dtype: torch.dtype, compiler: str) -> list[tuple[list[str], list[str
     return builds
 
 
+def _digest_file(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
 def _compile(compiler: str, compile_flags: list[str], link_flags: list[str], library: Path) -> str | None:
-    """Build ``library`` (atomically); ``None``, or the compiler's complaint."""
+    """Build ``library`` and its SHA-256 (each moved into place whole); ``None``, or the complaint."""
     try:
         library.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=library.parent, prefix=".build-") as folder:
@@ -113,10 +119,22 @@ def _compile(compiler: str, compile_flags: list[str], link_flags: list[str], lib
                 build = subprocess.run(link, capture_output=True, text=True)
             if build.returncode != 0:
                 return build.stderr.strip()
-            os.replace(lib, library)  # the whole library appears at once, or nothing
+            digest = Path(folder, "sha256")
+            digest.write_text(hashlib.sha256(Path(lib).read_bytes()).hexdigest())
+            os.replace(digest, _digest_file(library))  # first the digest, then the library it vouches for
+            os.replace(lib, library)
     except OSError as error:  # e.g. a cache folder that cannot be written: say where
         return f"{error} (set COURSE_CACHE_DIR to a writable folder)"
     return None
+
+
+def _intact(library: Path) -> bool:
+    """Whether ``library`` has the SHA-256 written beside it at build time. Checked before loading: a
+    truncated shared library can crash the process that loads it (SIGBUS) instead of failing to load."""
+    try:
+        return _digest_file(library).read_text() == hashlib.sha256(library.read_bytes()).hexdigest()
+    except OSError:
+        return False
 
 
 def _load(library: Path) -> ctypes.CDLL:
@@ -127,13 +145,14 @@ def _load(library: Path) -> ctypes.CDLL:
 
 
 def _cached(builds) -> ctypes.CDLL | None:
-    """The first build in the cache that loads (built before, by any process): no compiler runs."""
+    """The first build in the cache that is intact and loads (built before, by any process): no
+    compiler runs. Nothing is deleted: a build that replaces a corrupt file replaces it whole."""
     for *_, library in builds:
-        if library.exists():
+        if _intact(library):
             try:
                 return _load(library)
-            except OSError:  # corrupt, or cannot load here: deleted, so that it is rebuilt
-                library.unlink(missing_ok=True)
+            except OSError:  # cannot load here (e.g. a missing OpenMP symbol): try the next build
+                pass
     return None
 
 
@@ -153,7 +172,6 @@ def load_kernel(dtype: torch.dtype) -> ctypes.CDLL:
                         kernel = _load(library)
                         break
                     except OSError as load_error:  # e.g. an OpenMP runtime without a symbol it needs
-                        library.unlink(missing_ok=True)
                         error = str(load_error)
                 errors.append(error)
             else:
