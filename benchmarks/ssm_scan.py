@@ -2,7 +2,7 @@
 
 Rows (targets from the chapter's issue):
 
-* the fused C scan and the chunked scan of ``course_lib.models.ssm.selective_scan`` at B=8,
+* the fused C scan and the chunked scan of ``course_lib.models.ops.selective_scan.selective_scan`` at B=8,
   d_inner=64, d_state=16 and L = 256, 1024, 4096 (target at L=1024: <= 0.15 s, and linear growth
   in L);
 * the sequential reference of the same function (one autograd step per day, with ``unbind``);
@@ -22,7 +22,10 @@ import time
 
 import torch
 
-from course_lib.models.ssm import S4DKernel, _cexp, fft_causal_conv, fused_scan_available, selective_scan
+from course_lib.models.ops.convolution import _cexp, fft_causal_conv
+from course_lib.models.ops.fused_build import fused_scan_available
+from course_lib.models.ops.selective_scan import selective_scan
+from course_lib.models.s4d import S4DKernel
 from course_lib.testing import WorkCounter, source_module_scan
 
 BATCH, D_INNER, D_STATE = 8, 64, 16
@@ -108,18 +111,17 @@ def main() -> None:
         y_ref = kernel.double().recurrence(u.double())  # the recurrence in float64: the reference
     s4d_error = ((y_fft.double() - y_ref).abs().max() / y_ref.abs().max()).item()
 
-    has_fused = fused_scan_available()  # compiles the C kernel (once) before any timing
+    has_fused = fused_scan_available()  # builds (or loads from the cache) the C kernel before any timing
     chunked, chunked_cpu, fused, sequential, source = {}, {}, {}, {}, {}
     for length in (256, 1024, 4096):
         inputs = scan_inputs(length)
         chunked[length], chunked_cpu[length] = fwd_bwd_seconds(
-            lambda *a: selective_scan(*a, method="chunked"), inputs, repeats=5
+            lambda *a: selective_scan(*a, scan="chunked"), inputs, repeats=5
         )
-        sequential[length] = fwd_bwd_seconds(lambda *a: selective_scan(*a, method="sequential"), inputs, 2)[0]
+        sequential[length] = fwd_bwd_seconds(lambda *a: selective_scan(*a, scan="sequential"), inputs, 2)[0]
     for length in (256, 1024, 4096, 16384) if has_fused else ():
-        fused[length] = fwd_bwd_seconds(
-            lambda *a: selective_scan(*a, method="fused"), scan_inputs(length), 10
-        )[0]
+        seconds = fwd_bwd_seconds(lambda *a: selective_scan(*a, scan="fused"), scan_inputs(length), 10)
+        fused[length] = seconds[0]
     source[256] = fwd_bwd_seconds(source_module_scan, scan_inputs(256), repeats=1)[0]
     if not args.skip_slow:
         source[1024] = fwd_bwd_seconds(source_module_scan, scan_inputs(1024), repeats=1)[0]
@@ -129,11 +131,11 @@ def main() -> None:
 
     # the chunked scan must compute the same numbers as the reference (here in float32)
     inputs = scan_inputs(1024)
-    y_ref = selective_scan(*inputs, method="sequential")
+    y_ref = selective_scan(*inputs, scan="sequential")
     scan_error = {
-        method: ((selective_scan(*inputs, method=method) - y_ref).abs().max() / y_ref.abs().max()).item()
-        for method in ("chunked", "fused")
-        if method != "fused" or has_fused
+        scan: ((selective_scan(*inputs, scan=scan) - y_ref).abs().max() / y_ref.abs().max()).item()
+        for scan in ("chunked", "fused")
+        if scan != "fused" or has_fused
     }
 
     rows = []

@@ -122,7 +122,7 @@ def source_module_scan(u, delta, A, B, C):
 
     The loop reads ``dA[:, t]``, ``dB[:, t]``, ``u[:, t]`` and ``C[:, t]`` of full (B, L, ...) tensors;
     each such slice has a backward that writes a zero-filled tensor of the full size, so the backward
-    pass is O(L^2) (docs/errata.md; :func:`course_lib.models.ssm.selective_scan` is the fix).
+    pass is O(L^2) (docs/errata.md; :func:`course_lib.models.ops.selective_scan.selective_scan` is the fix).
     """
     dA, dB = torch.exp(delta.unsqueeze(-1) * A), delta.unsqueeze(-1) * B.unsqueeze(2)  # (B, L, D, N)
     h, ys = torch.zeros_like(dA[:, 0]), []

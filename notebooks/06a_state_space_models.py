@@ -39,15 +39,12 @@ from course_lib import get_device, set_seed
 from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
+from course_lib.models.mamba import FinancialMamba
+from course_lib.models.ops.convolution import fft_causal_conv
+from course_lib.models.ops.fused_build import fused_scan_available
+from course_lib.models.ops.selective_scan import selective_scan
 from course_lib.models.recurrent import FinancialLSTM
-from course_lib.models.ssm import (
-    FinancialMamba,
-    FinancialS4D,
-    S4DKernel,
-    fft_causal_conv,
-    fused_scan_available,
-    selective_scan,
-)
+from course_lib.models.s4d import FinancialS4D, S4DKernel
 from course_lib.testing import future_gradient, source_module_scan
 from course_lib.training import Trainer, fit_seeds
 
@@ -449,32 +446,32 @@ print(
 # backward pass their gradients, pass after pass over memory for a few multiply-adds per element. Mamba's answer (Gu & Dao 2023, section 3.3, "hardware-aware algorithm") is **kernel
 # fusion**: one kernel discretises, scans and reads out while the state stays in fast memory (SRAM
 # on a GPU), writes only $y$, and in the backward pass *recomputes* the states instead of storing
-# them. `selective_scan(method="fused")` is the same idea on a CPU, with the cache as the fast
-# memory: a hundred lines of C (`course_lib/models/selective_scan.c`, compiled on first use where a
-# C compiler exists) that keeps one state per chunk of days for the backward pass. It computes the
+# them. `selective_scan(scan="fused")` is the same idea on a CPU, with the cache as the fast
+# memory: a hundred lines of C (`course_lib/models/ops/selective_scan.c`, compiled once per machine
+# where a C compiler exists, then cached) that keeps one state per chunk of days for the backward pass. It computes the
 # same numbers as the reference (`tests/test_ssm.py`). Below, both fast scans, forward and backward,
 # at the size of `make bench` (which also times the source loop there). It is a CPU kernel: on a GPU
 # the chunked scan runs, and the real Mamba ships a CUDA kernel.
 
 
 # %%
-def best_backward_time(method, repeats=3):
+def best_backward_time(scan, repeats=3):
     batch, length, width, n_state = FUSION_SIZE
     return min(
-        time_backward(partial(selective_scan, method=method), length, batch, width, n_state)
+        time_backward(partial(selective_scan, scan=scan), length, batch, width, n_state)
         for _ in range(repeats)
     )
 
 
-if fused_scan_available():  # the kernel needs a C compiler (gcc or clang); it compiles on first use
-    fusion = {method: best_backward_time(method) for method in ("chunked", "fused")}
+if fused_scan_available():  # needs a C compiler (gcc or clang) once: the built kernel is cached
+    fusion = {scan: best_backward_time(scan) for scan in ("chunked", "fused")}
     print(
         f"B, L, d_inner, d_state = {FUSION_SIZE}: chunked {1e3 * fusion['chunked']:.0f} ms, "
         f"fused {1e3 * fusion['fused']:.0f} ms, forward + backward: "
         f"the fused kernel is {fusion['chunked'] / fusion['fused']:.1f}x faster"
     )
 else:
-    print("no C compiler found: method='fused' cannot be built here; method='chunked' runs everywhere")
+    print("no C compiler found: scan='fused' cannot be built here; scan='chunked' runs everywhere")
 
 # %% [markdown]
 # ## S4D and Mamba on the volatility task, with a year of history

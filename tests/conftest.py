@@ -1,9 +1,18 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # Tests never touch the network: the packaged data is the reference.
 os.environ["COURSE_OFFLINE"] = "1"
+
+# Nor the user's cache: the fused scan's C kernel (course_lib.models.ops.fused_build) is built into a
+# folder of this run, made once by the main process and inherited by pytest-xdist workers and kernels.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["COURSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="course_lib_test_cache_")
+    atexit.register(shutil.rmtree, os.environ["COURSE_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +45,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.gpu)
     fused = [item for item in items if "FinancialMamba-fused" in item.nodeid]
     if fused:
-        from course_lib.models.ssm import fused_scan_available
+        from course_lib.models.ops.fused_build import fused_scan_unavailable_reason
 
-        if not fused_scan_available():
-            skip = pytest.mark.skip(reason="FinancialMamba-fused compiles a C kernel: no C compiler here")
+        reason = fused_scan_unavailable_reason()
+        if reason is not None:
+            skip = pytest.mark.skip(reason=f"FinancialMamba-fused needs the fused scan's C kernel: {reason}")
             for item in fused:
                 item.add_marker(skip)

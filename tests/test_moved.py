@@ -45,6 +45,14 @@ MOVED_NAMES = {
 }
 
 
+SPLITS = {
+    _module(path): [arg.value for arg in call.args[1:]]
+    for path in sorted((ROOT / "course_lib").rglob("*.py"))
+    for call in _calls(path, "split")
+    if path.name != "_moved.py"
+}
+
+
 def _run(code: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-W", "always::FutureWarning", "-c", code],
@@ -58,6 +66,25 @@ def _run(code: str) -> dict:
 
 def test_the_old_paths_are_found():
     assert "course_lib.features" in ALIASES and "course_lib.deployment" in ALIASES
+    assert "course_lib.models.ssm" in SPLITS
+
+
+@pytest.mark.parametrize("old", sorted(SPLITS))
+def test_a_split_module_re_exports_every_name_of_its_parts_and_warns_once(old):
+    code = f"""
+import importlib, json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    old = importlib.import_module({old!r})
+    importlib.import_module({old!r})
+missing = [(new, name) for new in {SPLITS[old]!r} for name in importlib.import_module(new).__all__
+           if getattr(old, name, None) is not getattr(importlib.import_module(new), name)]
+print(json.dumps({{"missing": missing,
+                  "warnings": [str(w.message) for w in caught if w.category is FutureWarning]}}))
+"""
+    result = _run(code)
+    assert result["missing"] == []
+    assert len(result["warnings"]) == 1 and all(new in result["warnings"][0] for new in SPLITS[old])
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +135,7 @@ def test_the_library_itself_imports_no_old_path():
     modules = [
         _module(p)
         for p in sorted((ROOT / "course_lib").rglob("*.py"))
-        if _module(p) not in ALIASES and p.name not in ("__main__.py",)
+        if _module(p) not in ALIASES and _module(p) not in SPLITS and p.name != "__main__.py"
     ]
     code = f"""
 import importlib, json, warnings

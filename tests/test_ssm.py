@@ -1,5 +1,6 @@
-"""Tests of course_lib.models.ssm: S4D (kernel = recurrence, FFT = direct convolution) and Mamba
-(fast scan = sequential scan in outputs and gradients, step() = forward), plus the model contract."""
+"""Tests of course_lib.models.s4d, .mamba and .ops: S4D (kernel = recurrence, FFT = direct
+convolution) and Mamba (fast scan = sequential scan in outputs and gradients, step() = forward), plus
+the model contract. The cached build of the fused scan is tested in test_fused_build.py."""
 
 import math
 
@@ -10,18 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib import set_seed
-from course_lib.models.ssm import (
-    S4D,
-    FinancialMamba,
-    FinancialS4D,
-    MambaBlock,
-    S4DKernel,
-    causal_conv_direct,
-    fft_causal_conv,
-    fused_scan_available,
-    selective_scan,
-    selective_scan_step,
-)
+from course_lib.models.mamba import FinancialMamba, MambaBlock
+from course_lib.models.ops import fused_build
+from course_lib.models.ops.convolution import causal_conv_direct, fft_causal_conv
+from course_lib.models.ops.fused_build import fused_scan_available
+from course_lib.models.ops.selective_scan import selective_scan, selective_scan_step
+from course_lib.models.s4d import S4D, FinancialS4D, S4DKernel
 from course_lib.outputs import prediction_of
 from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import (
@@ -151,14 +146,14 @@ def _outputs_and_gradients(args, **kwargs):
 
 
 needs_compiler = pytest.mark.skipif(
-    not fused_scan_available(), reason="method='fused' compiles a C kernel: no C compiler here"
+    not fused_scan_available(), reason="scan='fused' compiles a C kernel: no C compiler here"
 )
 FAST = ["chunked", pytest.param("fused", marks=needs_compiler)]
 
 
-def _assert_scans_agree(args, chunk_size=None, atol=1e-10, method="chunked"):
-    y_ref, g_ref = _outputs_and_gradients(args, method="sequential")
-    y_fast, g_fast = _outputs_and_gradients(args, method=method, chunk_size=chunk_size)
+def _assert_scans_agree(args, chunk_size=None, atol=1e-10, scan="chunked"):
+    y_ref, g_ref = _outputs_and_gradients(args, scan="sequential")
+    y_fast, g_fast = _outputs_and_gradients(args, scan=scan, chunk_size=chunk_size)
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=atol)
     for name, a, b in zip(("u", "delta", "A", "B", "C", "D"), g_fast, g_ref, strict=True):
         assert b.abs().max() > 0, f"the reference gradient on {name} is zero: the check would be blind"
@@ -174,47 +169,47 @@ def test_sequential_scan_is_the_recurrence_written_out():
             + delta[:, t, :, None] * Bm[:, t, None, :] * u[:, t, :, None]
         )
         y_t = (h * Cm[:, t, None, :]).sum(-1) + D * u[:, t]
-        torch.testing.assert_close(selective_scan(u, delta, A, Bm, Cm, D, method="sequential")[:, t], y_t)
+        torch.testing.assert_close(selective_scan(u, delta, A, Bm, Cm, D, scan="sequential")[:, t], y_t)
 
 
-@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("scan", FAST)
 @settings(max_examples=25, deadline=None)
 @given(length=st.integers(2, 70), chunk=st.integers(1, 80), seed=st.integers(0, 10_000))
-def test_fast_scans_equal_sequential_in_outputs_and_gradients(method, length, chunk, seed):
-    _assert_scans_agree(_scan_inputs(2, length, 3, 4, seed=seed), chunk_size=chunk, method=method)
+def test_fast_scans_equal_sequential_in_outputs_and_gradients(scan, length, chunk, seed):
+    _assert_scans_agree(_scan_inputs(2, length, 3, 4, seed=seed), chunk_size=chunk, scan=scan)
 
 
-@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("scan", FAST)
 @pytest.mark.parametrize("chunk", [None, 1, 7, 16, 1000])
-def test_fast_scans_with_decay_close_to_one(method, chunk):
+def test_fast_scans_with_decay_close_to_one(scan, chunk):
     # exp(delta A) within 1e-6 of 1 over 300 steps: the state integrates, nothing may be lost
     args = _scan_inputs(2, 300, 3, 4, seed=1, delta_range=(1e-7, 1e-5), A_range=(-0.1, -0.01))
     assert torch.exp(args[1].max() * args[2].min()) > 1 - 1e-5
-    _assert_scans_agree(args, chunk_size=chunk, method=method)
+    _assert_scans_agree(args, chunk_size=chunk, scan=scan)
 
 
-@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("scan", FAST)
 @pytest.mark.parametrize("chunk", [None, 5])
-def test_fast_scans_with_decay_that_underflows(method, chunk):
+def test_fast_scans_with_decay_that_underflows(scan, chunk):
     # delta * A down to -2,000 per step: exp underflows to 0 and cumulative log-decays reach -1e5
     args = _scan_inputs(2, 100, 3, 4, seed=2, delta_range=(0.5, 100.0), A_range=(-20.0, -0.01))
-    _assert_scans_agree(args, chunk_size=chunk, method=method)
-    assert torch.isfinite(selective_scan(*args, method=method)).all()
+    _assert_scans_agree(args, chunk_size=chunk, scan=scan)
+    assert torch.isfinite(selective_scan(*args, scan=scan)).all()
 
 
-@pytest.mark.parametrize("method", FAST)
-def test_fast_scans_in_float32_stay_close_to_float64(method):
+@pytest.mark.parametrize("scan", FAST)
+def test_fast_scans_in_float32_stay_close_to_float64(scan):
     args = _scan_inputs(4, 512, 8, 16, seed=3, delta_range=(1e-4, 0.5))
-    y64 = selective_scan(*args, method="sequential")
-    y32 = selective_scan(*(a.float() for a in args), method=method)
+    y64 = selective_scan(*args, scan="sequential")
+    y32 = selective_scan(*(a.float() for a in args), scan=scan)
     assert y32.dtype == torch.float32
     assert (y32.double() - y64).abs().max() < 1e-4 * y64.abs().max()
 
 
-@pytest.mark.parametrize("method", FAST)
-def test_fast_scans_pass_gradcheck(method):
+@pytest.mark.parametrize("scan", FAST)
+def test_fast_scans_pass_gradcheck(scan):
     args = tuple(a.detach().requires_grad_() for a in _scan_inputs(2, 11, 2, 3, seed=4))
-    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk_size=3, method=method), args)
+    assert torch.autograd.gradcheck(lambda *a: selective_scan(*a, chunk_size=3, scan=scan), args)
 
 
 @needs_compiler
@@ -224,43 +219,61 @@ def test_fused_scan_is_the_same_for_any_number_of_threads_and_on_strided_inputs(
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = selective_scan(u, delta, A, Bm, Cm, D, method="fused")
+        one = selective_scan(u, delta, A, Bm, Cm, D, scan="fused")
         torch.set_num_threads(3)
-        three = selective_scan(u, delta, A, Bm, Cm, D, method="fused")
+        three = selective_scan(u, delta, A, Bm, Cm, D, scan="fused")
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, three)
     # a transposed (non-contiguous) u of the same values gives the same numbers
     u_strided = u.transpose(1, 2).contiguous().transpose(1, 2)
     assert not u_strided.is_contiguous()
-    assert torch.equal(selective_scan(u_strided, delta, A, Bm, Cm, D, method="fused"), three)
+    assert torch.equal(selective_scan(u_strided, delta, A, Bm, Cm, D, scan="fused"), three)
 
 
 @needs_compiler
 def test_fused_scan_refuses_mixed_dtypes_and_half_precision():
     u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
     with pytest.raises(TypeError, match="B is torch.float32"):
-        selective_scan(u, delta, A, Bm.float(), Cm, method="fused")
+        selective_scan(u, delta, A, Bm.float(), Cm, scan="fused")
     with pytest.raises(TypeError, match="float32 or float64"):
-        selective_scan(*(t.half() for t in (u, delta, A, Bm, Cm)), method="fused")
+        selective_scan(*(t.half() for t in (u, delta, A, Bm, Cm)), scan="fused")
 
 
 @needs_compiler
 def test_loading_the_fused_kernel_leaves_subnormal_numbers_alone():
     # compiled with -ffast-math, but linked without it: the process must not switch to flush-to-zero
-    selective_scan(*(t.detach().float() for t in _scan_inputs(2, 8, 3, 4)[:5]), method="fused")
+    selective_scan(*(t.detach().float() for t in _scan_inputs(2, 8, 3, 4)[:5]), scan="fused")
     tiny = torch.tensor([1e-40], dtype=torch.float32)
     assert (tiny * 1.5).item() > 0, "subnormal float32 flushed to zero after the kernel was loaded"
 
 
 def test_fused_scan_without_a_compiler_says_what_to_do(monkeypatch):
-    import course_lib.models.ssm as ssm
-
-    monkeypatch.setattr(ssm, "_KERNELS", {})
+    monkeypatch.setattr(fused_build, "_KERNELS", {})
     monkeypatch.setenv("CC", "no-such-compiler-anywhere")
     u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
-    with pytest.raises(RuntimeError, match="no C compiler.*method='chunked'"):
-        selective_scan(u, delta, A, Bm, Cm, method="fused")
+    with pytest.raises(RuntimeError, match="no C compiler.*scan='chunked'"):
+        selective_scan(u, delta, A, Bm, Cm, scan="fused")
+
+
+def test_method_is_the_old_name_of_scan_and_warns():
+    args = [t.detach() for t in _scan_inputs(2, 9, 3, 4)]
+    with pytest.warns(FutureWarning, match="scan="):
+        old = selective_scan(*args, method="sequential")
+    assert torch.equal(old, selective_scan(*args, scan="sequential"))
+
+
+def test_the_old_module_path_still_gives_every_name_and_warns():
+    import importlib
+    import sys
+
+    sys.modules.pop("course_lib.models.ssm", None)
+    with pytest.warns(FutureWarning, match="course_lib.models.ssm was split into"):
+        ssm = importlib.import_module("course_lib.models.ssm")
+    old_names = ["FinancialMamba", "FinancialS4D", "MambaBlock", "S4D", "S4DKernel", "causal_conv_direct"]
+    old_names += ["fft_causal_conv", "fused_scan_available", "selective_scan", "selective_scan_step", "SCANS"]
+    assert set(old_names) <= set(ssm.__all__)
+    assert ssm.FinancialS4D is FinancialS4D and ssm.selective_scan is selective_scan
 
 
 def test_scan_step_by_step_equals_the_scan():
@@ -301,7 +314,7 @@ def test_selective_scan_names_the_argument_with_a_bad_shape(index, bad_shape, na
     with pytest.raises(ValueError, match=f"{name} must have shape"):
         selective_scan(*args)
     with pytest.raises(ValueError, match="unknown scan method"):
-        selective_scan(*_scan_inputs(2, 9, 3, 4), method="parallel")
+        selective_scan(*_scan_inputs(2, 9, 3, 4), scan="parallel")
 
 
 # --------------------------------------------------------------------------------------------- Mamba

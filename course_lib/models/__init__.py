@@ -7,8 +7,9 @@
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
 * :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
-* :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
-  the selective scan stay in the module)
+* :mod:`.s4d`, :mod:`.mamba` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D
+  and MambaBlock stay in their modules; the selective scan, its fused C kernel and the S4D convolution
+  are numerical ops, in :mod:`.ops`)
 * :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
   :mod:`course_lib.causal`)
 * :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
@@ -20,10 +21,11 @@ from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, 
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from .koopman import DeepKoopmanFinance
+from .mamba import FinancialMamba
 from .meta import MAML
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
-from .ssm import FinancialMamba, FinancialS4D
+from .s4d import FinancialS4D
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
 from .transformer import FinancialTransformer, PositionalEncoding

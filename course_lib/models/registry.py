@@ -46,9 +46,10 @@ from .convolutional import TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM
 from .koopman import DeepKoopmanFinance
+from .mamba import FinancialMamba
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
-from .ssm import FinancialMamba, FinancialS4D
+from .s4d import FinancialS4D
 from .tft import TemporalFusionTransformer
 from .transformer import FinancialTransformer
 

@@ -4,19 +4,20 @@
  *
  * per batch row b, day t, channel d and state n (A is (D, N); B_t and C_t are shared by the D
  * channels). This is the CPU analogue of the hardware-aware scan of Gu & Dao (2023), section 3.3:
- * the chunked scan in ssm.py writes the (B, L, D, N) state to memory several times, forward and
- * backward, and is bound by that traffic; here the state of one row lives in a (D, N) buffer that
- * stays in cache, the forward pass keeps only the state entering each chunk of T days (checkpoints,
- * 1/T of the full size), and the backward pass recomputes one chunk of states at a time from its
- * checkpoint and runs the reverse scan over it:
+ * the chunked scan in selective_scan.py writes the (B, L, D, N) state to memory several times,
+ * forward and backward, and is bound by that traffic; here the state of one row lives in a (D, N)
+ * buffer that stays in cache, the forward pass keeps only the state entering each chunk of T days
+ * (checkpoints, 1/T of the full size), and the backward pass recomputes one chunk of states at a
+ * time from its checkpoint and runs the reverse scan over it:
  *
  *     g_t = C_t dy_t + a_{t+1} g_{t+1},   dL/d(log a_t) = g_t h_{t-1} a_t.
  *
- * Built by ssm.py on first use with the system C compiler, once with REAL=float (EXP=expf) and once
- * with REAL=double (EXP=exp). Every array is contiguous and row-major. The batch rows are shared out
- * among n_threads OpenMP threads (built with -fopenmp, the runtime is the one PyTorch already loaded,
- * so its idle threads do the work); each row is written by one thread only, so the result does not
- * depend on the number of threads. Returns 0, or -1 when a work buffer cannot be allocated.
+ * Built by fused_build.py with the system C compiler on first use, once per machine (then cached),
+ * once with REAL=float (EXP=expf) and once with REAL=double (EXP=exp). Every array is contiguous
+ * and row-major. The batch rows are shared out among n_threads OpenMP threads (built with -fopenmp,
+ * the runtime is the one PyTorch already loaded, so its idle threads do the work); each row is
+ * written by one thread only, so the result does not depend on the number of threads. Returns 0, or
+ * -1 when a work buffer cannot be allocated.
  */
 #include <math.h>
 #include <stdint.h>
