@@ -643,7 +643,7 @@ def leaderboard(
     if len(protocols) != 1:
         raise ValueError(f"one protocol per table, got {sorted(protocols)}")
     (protocol,) = protocols
-    from .evaluation import _baselines
+    from .evaluation import standard_baselines as _baselines
 
     base_test, base_val = _baselines(task, "test", protocol), _baselines(task, "val", protocol)
     preds = {e.name: e.test for e in entries}
@@ -844,7 +844,7 @@ def economic_table(
 ) -> pd.DataFrame:
     """Volatility targeting and the 1% VaR backtest for the seed ensembles of ``models`` (default:
     every entry) beside HAR and GARCH (and the combination when the table has one)."""
-    from .evaluation import _baselines
+    from .evaluation import standard_baselines as _baselines
 
     base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
     series = {e.name: (np.mean(e.test, axis=0), np.mean(e.val, axis=0)) for e in entries}

@@ -80,7 +80,7 @@ from course_lib.production.distributed import launch
 from course_lib.production.monitoring import DriftMonitor, rolling_error
 from course_lib.production.serving import serve_in_subprocess
 from course_lib.training import Trainer
-from course_lib.walkforward import block_task, raw_windows, walk_forward
+from course_lib.evaluation.walkforward import block_task, raw_windows, walk_forward
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models are latency-bound: extra threads only add synchronisation

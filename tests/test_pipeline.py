@@ -30,7 +30,7 @@ from course_lib.production.distributed import launch
 from course_lib.production.monitoring import DriftMonitor, psi, rolling_error
 from course_lib.production.serving import create_app, serve_in_subprocess
 from course_lib.training import Trainer
-from course_lib.walkforward import block_task, raw_windows, scale_windows, walk_forward
+from course_lib.evaluation.walkforward import block_task, raw_windows, scale_windows, walk_forward
 
 torch.set_num_threads(1)
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .features import VAR_FLOOR, feature_frame, validate_series
+from .features import feature_frame, horizon_log_vol, validate_series
 from .prices import load_prices
 
 DEFAULT_FEATURES = ["ret", "log_vol_gk", "log_vol_parkinson", "volume_change"]
@@ -90,7 +90,7 @@ def make_windows(
     ys = []
     for h in horizons:
         total = cumsum[origins + 1 + h] - cumsum[origins + 1]  # sum of daily[t+1 .. t+h]
-        ys.append(total if kind == "returns" else 0.5 * np.log(np.maximum(total / h, VAR_FLOOR)))
+        ys.append(total if kind == "returns" else horizon_log_vol(total, h))
     return X, np.stack(ys, axis=1).astype(np.float32), origins
 
 
