@@ -65,6 +65,8 @@ from arch import arch_model
 from scipy import stats
 
 from course_lib import get_device, set_seed
+from course_lib.data.windows import make_task
+from course_lib.evaluation import model_confidence_set, volatility_baselines
 from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
@@ -77,8 +79,6 @@ from course_lib.evaluation.conformal import (
     interval_scores,
     rolling_coverage,
 )
-from course_lib.data.windows import make_task
-from course_lib.evaluation import model_confidence_set, volatility_baselines
 from course_lib.models.bayesian import BayesianLSTM, gaussian_interval
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.models.tft import TemporalFusionTransformer

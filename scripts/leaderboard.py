@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_lib import capstone as cap  # noqa: E402
+from course_lib.data.prices import load_prices  # noqa: E402
 from course_lib.evaluation import loss_series  # noqa: E402
 
 COLUMNS = [
@@ -76,7 +77,7 @@ def walk_forward_table(task, models, seeds, size, epochs):
     from course_lib.evaluation import seed_summary
     from course_lib.evaluation.walkforward import walk_forward
 
-    prices = cap.load_prices("^GSPC", end=cap.TEST_END, offline=True)
+    prices = load_prices("^GSPC", end=cap.TEST_END, offline=True)
     kw = dict(lookback=cap.LOOKBACK, features=cap.FEATURES, horizons=(1,))
     preds, result = {}, None
     for name in models:

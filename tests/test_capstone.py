@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from course_lib import capstone as cap
+from course_lib.capstone import entries
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import loss_series, standard_baselines
 
@@ -263,7 +264,7 @@ def test_every_leaderboard_model_is_a_registry_model_and_builds_at_every_size(na
         model = cap.build_model(name, size, seed=0).eval()
         with torch.no_grad():
             out = model(torch.randn(2, cap.LOOKBACK, len(cap.FEATURES)))
-        out = cap._point(model, (out["prediction"] if isinstance(out, dict) else out).numpy())
+        out = entries._point(model, (out["prediction"] if isinstance(out, dict) else out).numpy())
         assert out.shape == (2, 1), f"{name} ({size}) forecasts {tuple(out.shape)}, not one value per window"
 
 
@@ -314,13 +315,13 @@ def test_the_foundation_model_never_sees_the_sp500_in_pretraining_nor_a_day_afte
 
 
 def test_deep_koopman_trains_on_training_sequences_of_v_only(task, monkeypatch):
-    seen, real_fit = [], cap.fit_koopman
+    seen, real_fit = [], entries.fit_koopman
 
     def spy(model, sequences, horizon, **kwargs):
         seen.append((sequences.clone(), horizon))
         return real_fit(model, sequences, horizon, **kwargs)
 
-    monkeypatch.setattr(cap, "fit_koopman", spy)
+    monkeypatch.setattr(entries, "fit_koopman", spy)
     entry = cap.koopman_entry(task, seeds=(0, 1), epochs=1)
     assert entry.family == "Koopman" and entry.test[0].shape == (2516, 1) and len(entry.test) == 2
     assert not np.allclose(entry.test[0], entry.test[1])  # two seeds, two models
