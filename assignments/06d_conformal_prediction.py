@@ -206,7 +206,7 @@ assert np.allclose(_lower, [-6.0]) and np.allclose(_upper, [6.0]), (
 
 # %%
 # HIDDEN
-from course_lib.conformal import ConformalPredictor
+from course_lib.evaluation.conformal import ConformalPredictor
 
 _g = np.random.default_rng(5)
 _sig = _g.uniform(0.5, 2.0, 300)

@@ -19,10 +19,10 @@ import torch
 
 from course_lib import set_seed
 from course_lib.data.windows import make_task
+from course_lib.evaluation.walkforward import raw_windows
 from course_lib.models import FinancialGRU
 from course_lib.production.bundle import ModelDeployment, save_bundle
 from course_lib.production.serving import serve_in_subprocess
-from course_lib.walkforward import raw_windows
 
 
 def timed(call, count: int, seconds: float) -> np.ndarray:

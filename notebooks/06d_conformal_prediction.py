@@ -65,7 +65,9 @@ from arch import arch_model
 from scipy import stats
 
 from course_lib import get_device, set_seed
-from course_lib.conformal import (
+from course_lib.data.windows import make_task
+from course_lib.evaluation import model_confidence_set, volatility_baselines
+from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
     ConformalPredictor,
@@ -77,8 +79,6 @@ from course_lib.conformal import (
     interval_scores,
     rolling_coverage,
 )
-from course_lib.data.windows import make_task
-from course_lib.evaluation import model_confidence_set, volatility_baselines
 from course_lib.models.bayesian import BayesianLSTM, gaussian_interval
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.models.tft import TemporalFusionTransformer
@@ -117,7 +117,7 @@ print(f"device: {device}")
 # the upper bound when scores have no ties. Proof: $Y_{n+1} \in C$ iff $S_{n+1} \le S_{(k)}$ iff the rank
 # of $S_{n+1}$ among all $n+1$ scores is at most $k$, which has probability $k/(n+1)$.
 #
-# Three scores, each with its interval $\{y: s \le \hat q\}$ (`course_lib.conformal.SCORES`):
+# Three scores, each with its interval $\{y: s \le \hat q\}$ (`course_lib.evaluation.conformal.SCORES`):
 #
 # | score | $s(y, \cdot)$ | interval |
 # |---|---|---|

@@ -74,13 +74,13 @@ from torch.utils.data.distributed import DistributedSampler
 from course_lib import get_device, set_seed
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano, seed_summary
+from course_lib.evaluation.walkforward import block_task, raw_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
 from course_lib.production.distributed import launch
 from course_lib.production.monitoring import DriftMonitor, rolling_error
 from course_lib.production.serving import serve_in_subprocess
 from course_lib.training import Trainer
-from course_lib.walkforward import block_task, raw_windows, walk_forward
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models are latency-bound: extra threads only add synchronisation

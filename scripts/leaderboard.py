@@ -5,7 +5,7 @@
 
 The same code as notebooks/08_capstone.py (course_lib.capstone). One protocol per table: the frozen
 table (trained once on 1999-2006, validation 2007-2008) and, with --walk-forward (chapter 07's
-course_lib.walkforward), a walk-forward table of --wf-models (re-trained every year).
+course_lib.evaluation.walkforward), a walk-forward table of --wf-models (re-trained every year).
 """
 
 import argparse
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from course_lib import capstone as cap  # noqa: E402
+from course_lib.data.prices import load_prices  # noqa: E402
 from course_lib.evaluation import loss_series  # noqa: E402
 
 COLUMNS = [
@@ -74,9 +75,9 @@ def walk_forward_table(task, models, seeds, size, epochs):
     """Walk-forward (chapter 07) forecasts of each model per seed, scored on raw QLIKE against the
     walk-forward baselines (no validation year is shared by all blocks, so no level correction)."""
     from course_lib.evaluation import seed_summary
-    from course_lib.walkforward import walk_forward
+    from course_lib.evaluation.walkforward import walk_forward
 
-    prices = cap.load_prices("^GSPC", end=cap.TEST_END, offline=True)
+    prices = load_prices("^GSPC", end=cap.TEST_END, offline=True)
     kw = dict(lookback=cap.LOOKBACK, features=cap.FEATURES, horizons=(1,))
     preds, result = {}, None
     for name in models:

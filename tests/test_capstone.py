@@ -9,8 +9,9 @@ import torch
 from scipy import stats
 
 from course_lib import capstone as cap
+from course_lib.capstone import entries
 from course_lib.data.prices import load_prices
-from course_lib.evaluation import _baselines, loss_series
+from course_lib.evaluation import loss_series, standard_baselines
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_leaderboard_entry_checks_its_forecasts(task):
 
 
 def test_the_table_has_every_column_and_refuses_a_shifted_copy(task):
-    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
     noise = np.random.default_rng(3).normal(0, 0.05, base_t["har"].shape)
     table = cap.evaluate_submission(
         {"test": base_t["har"] + noise, "val": base_v["har"]}, task, name="noisy_har"
@@ -161,7 +162,7 @@ def test_combination_weights_use_validation_only(task):
     assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
     assert w["good"] > 0.8
     # the leaderboard's weights do not move when the test forecasts do
-    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
     val_a = base_v["har"] + rng.normal(0, 0.1, base_v["har"].shape)
     val_noise_t = rng.normal(0, 0.1, base_t["har"].shape)
 
@@ -213,7 +214,7 @@ def test_christoffersen_matches_the_markov_likelihood_and_catches_clusters():
 
 
 def test_economic_readings_are_scale_free_and_react_to_a_bad_forecast(task):
-    base_t, base_v = _baselines(task, "test", "frozen"), _baselines(task, "val", "frozen")
+    base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
     a = cap.vol_targeting(task, base_t["har"], base_v["har"])
     b = cap.vol_targeting(
         task, base_t["har"] - 0.7, base_v["har"] - 0.7
@@ -263,7 +264,7 @@ def test_every_leaderboard_model_is_a_registry_model_and_builds_at_every_size(na
         model = cap.build_model(name, size, seed=0).eval()
         with torch.no_grad():
             out = model(torch.randn(2, cap.LOOKBACK, len(cap.FEATURES)))
-        out = cap._point(model, (out["prediction"] if isinstance(out, dict) else out).numpy())
+        out = entries._point(model, (out["prediction"] if isinstance(out, dict) else out).numpy())
         assert out.shape == (2, 1), f"{name} ({size}) forecasts {tuple(out.shape)}, not one value per window"
 
 
@@ -314,13 +315,13 @@ def test_the_foundation_model_never_sees_the_sp500_in_pretraining_nor_a_day_afte
 
 
 def test_deep_koopman_trains_on_training_sequences_of_v_only(task, monkeypatch):
-    seen, real_fit = [], cap.fit_koopman
+    seen, real_fit = [], entries.fit_koopman
 
     def spy(model, sequences, horizon, **kwargs):
         seen.append((sequences.clone(), horizon))
         return real_fit(model, sequences, horizon, **kwargs)
 
-    monkeypatch.setattr(cap, "fit_koopman", spy)
+    monkeypatch.setattr(entries, "fit_koopman", spy)
     entry = cap.koopman_entry(task, seeds=(0, 1), epochs=1)
     assert entry.family == "Koopman" and entry.test[0].shape == (2516, 1) and len(entry.test) == 2
     assert not np.allclose(entry.test[0], entry.test[1])  # two seeds, two models

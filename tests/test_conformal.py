@@ -1,4 +1,4 @@
-"""Tests of course_lib.conformal (split conformal, CQR, ACI/DtACI, interval metrics) and of
+"""Tests of course_lib.evaluation.conformal (split conformal, CQR, ACI/DtACI, interval metrics) and of
 course_lib.models.quantile (QuantileRegressionEnsemble)."""
 
 import math
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from course_lib import set_seed
-from course_lib.conformal import (
+from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
     ConformalPredictor,

@@ -97,3 +97,18 @@ def test_log_vol_checks_its_input():
         log_vol(v.iloc[::-1])
     with pytest.raises(ValueError, match="duplicate"):
         log_vol(pd.concat([v, v.iloc[:1]]).sort_index())
+
+
+def test_the_horizon_log_vol_is_half_the_log_of_the_mean_variance():
+    from course_lib.data.features import VAR_FLOOR, horizon_log_vol, log_vol_targets
+
+    paths = np.array([[1.0, 4.0, 7.0], [0.0, 0.0, 3.0]])  # daily variances of days t+1..t+3
+    expected = [
+        [0.0, 0.5 * np.log(2.5), 0.5 * np.log(4.0)],
+        [0.5 * np.log(VAR_FLOOR), 0.5 * np.log(VAR_FLOOR), 0.5 * np.log(1.0)],
+    ]
+    np.testing.assert_allclose(log_vol_targets(paths, (1, 2, 3)), expected)
+    np.testing.assert_allclose(log_vol_targets(paths, (3, 1)), np.array(expected)[:, [2, 0]])
+    assert horizon_log_vol(12.0, 3) == pytest.approx(0.5 * np.log(4.0))
+    with pytest.raises(ValueError, match="H >= 4"):
+        log_vol_targets(paths, (1, 4))

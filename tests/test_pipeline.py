@@ -14,6 +14,7 @@ import course_lib
 from course_lib import set_seed
 from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
+from course_lib.evaluation.walkforward import block_task, raw_windows, scale_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.models.registry import REGISTRY
 from course_lib.production.bundle import (
@@ -30,7 +31,6 @@ from course_lib.production.distributed import launch
 from course_lib.production.monitoring import DriftMonitor, psi, rolling_error
 from course_lib.production.serving import create_app, serve_in_subprocess
 from course_lib.training import Trainer
-from course_lib.walkforward import block_task, raw_windows, scale_windows, walk_forward
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from course_lib.data.prices import load_prices
-from course_lib.data.windows import StandardScaler, make_task, make_windows
+from course_lib.data.windows import StandardScaler, chronological_split, make_task, make_windows
 
 
 def test_make_windows_shapes_and_targets():
@@ -55,6 +55,35 @@ def test_splits_are_chronological_with_a_gap(returns_task):
         assert np.all(np.diff(t.split(name).rows) > 0)
     assert t.train.rows.max() + h < t.val.rows.min()
     assert t.val.rows.max() + h < t.test.rows.min()
+
+
+def test_split_by_target_keeps_every_boundary_day_and_test_end_cuts_the_test_split():
+    dates = pd.bdate_range("2006-12-20", "2009-01-15")
+    origins = np.arange(len(dates) - 5)
+    kw = dict(train_end="2006-12-31", val_end="2008-12-31")
+    for h in (1, 5):
+        by_origin = chronological_split(dates, origins, h, **kw)
+        by_target = chronological_split(dates, origins, h, **kw, split_by="target", test_end="2009-01-09")
+        first, last = dates[origins + 1], dates[origins + h]
+        np.testing.assert_array_equal(by_target["train"], by_origin["train"])  # the same rule for training
+        np.testing.assert_array_equal(
+            by_target["val"],
+            np.asarray((first > pd.Timestamp(kw["train_end"])) & (last <= pd.Timestamp(kw["val_end"]))),
+        )
+        np.testing.assert_array_equal(
+            by_target["test"],
+            np.asarray((first > pd.Timestamp(kw["val_end"])) & (last <= pd.Timestamp("2009-01-09"))),
+        )
+        # the origin rule drops the sample whose origin is the last day of a split; the target rule keeps it
+        straddle = origins[dates[origins] == pd.Timestamp("2008-12-31")]
+        assert not by_origin["test"][straddle].any() and by_target["test"][straddle].all()
+        # no sample is in two splits, and at h = 1 every origin up to the test end is in one
+        total = by_target["train"].astype(int) + by_target["val"] + by_target["test"]
+        assert total.max() == 1 and (h > 1 or total[dates[origins + 1] <= pd.Timestamp("2009-01-09")].all())
+    with pytest.raises(ValueError, match="split rule"):
+        chronological_split(dates, origins, 1, **kw, split_by="dates")
+    with pytest.raises(ValueError, match="test_end"):
+        chronological_split(dates, origins, 1, **kw, test_end="2008-06-30")
 
 
 def test_task_targets_match_the_frame(vol_task, returns_task):

@@ -136,7 +136,36 @@ def log_vol(variance: pd.Series) -> pd.Series:
     features.log_vol). A rolling mean starts with NaN: drop its warm-up rows first (``.dropna()``).
     """
     validate_series(variance, "variance", min_length=1)
-    return 0.5 * np.log(variance.clip(lower=VAR_FLOOR))
+    return horizon_log_vol(variance, 1)
+
+
+def horizon_log_vol(variance_sum, h):
+    """The course's volatility target over h days from the sum of the daily variances of those days:
+
+        v = 0.5 log(max(sum_{i=1}^{h} var_{t+i} / h, VAR_FLOOR))
+
+    half the log of the *mean* daily variance (percent squared), floored. ``h`` may be an array that
+    broadcasts against ``variance_sum`` (one horizon per column). The one place the course aggregates
+    variance over a horizon: the targets (:func:`course_lib.data.windows.make_windows`), the baselines'
+    variance paths and the Koopman rollouts (:func:`log_vol_targets`) all come here.
+    """
+    return 0.5 * np.log(np.maximum(variance_sum / h, VAR_FLOOR))
+
+
+def log_vol_targets(variance_paths: np.ndarray, horizons) -> np.ndarray:
+    """(N, H) daily variances of days t+1..t+H (forecasts) -> (N, n_h) targets :func:`horizon_log_vol`.
+
+    Column j is 0.5 log of the mean of the first ``horizons[j]`` days (each h <= H); float64.
+    """
+    variance_paths = np.asarray(variance_paths, dtype=np.float64)
+    hs = np.asarray(horizons)
+    if variance_paths.ndim != 2 or hs.min() < 1 or hs.max() > variance_paths.shape[1]:
+        raise ValueError(
+            f"variance_paths must be (N, H >= {hs.max()}) daily variances for horizons {tuple(horizons)}, "
+            f"got shape {variance_paths.shape}"
+        )
+    cum = np.cumsum(variance_paths, axis=1)  # (N, H): the sum over days t+1..t+k in column k-1
+    return horizon_log_vol(cum[:, hs - 1], hs)
 
 
 def feature_frame(prices: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,9 @@ Standard tasks (units as in :mod:`course_lib.data.features`):
 
 Splits are chronological by the dates of the *targets*: a sample is in a split only when its origin
 and all its target days lie inside that split, so samples whose targets straddle a boundary are
-dropped (the gap). Defaults: train to 2006-12-31, validation 2007-2008, test 2009 onwards.
+dropped (the gap). Defaults: train to 2006-12-31, validation 2007-2008, test 2009 onwards. The
+capstone splits by the target days alone (``split_by="target"``, its window may look back into the
+previous split) and ends its test split at a date (``test_end``).
 The feature scaler is fitted on the rows the training inputs cover, and nothing else.
 """
 
@@ -26,7 +28,7 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .features import VAR_FLOOR, feature_frame, validate_series
+from .features import feature_frame, horizon_log_vol, validate_series
 from .prices import load_prices
 
 DEFAULT_FEATURES = ["ret", "log_vol_gk", "log_vol_parkinson", "volume_change"]
@@ -90,23 +92,47 @@ def make_windows(
     ys = []
     for h in horizons:
         total = cumsum[origins + 1 + h] - cumsum[origins + 1]  # sum of daily[t+1 .. t+h]
-        ys.append(total if kind == "returns" else 0.5 * np.log(np.maximum(total / h, VAR_FLOOR)))
+        ys.append(total if kind == "returns" else horizon_log_vol(total, h))
     return X, np.stack(ys, axis=1).astype(np.float32), origins
 
 
+SPLIT_RULES = ("origin", "target")
+
+
 def chronological_split(
-    dates: pd.DatetimeIndex, origins: np.ndarray, max_horizon: int, train_end: str, val_end: str
+    dates: pd.DatetimeIndex,
+    origins: np.ndarray,
+    max_horizon: int,
+    train_end: str,
+    val_end: str,
+    test_end: str | None = None,
+    split_by: str = "origin",
 ) -> dict[str, np.ndarray]:
-    """Boolean masks over samples: a sample belongs to a split when its origin and last target day do."""
+    """Boolean masks over samples, one per split, by the dates a sample covers.
+
+    ``split_by="origin"`` (the chapters): a sample belongs to a split when its origin and its last
+    target day do, so the samples whose targets straddle a boundary are dropped (a gap).
+    ``split_by="target"`` (the capstone): when all its target days t+1..t+h do; its window may look
+    back into the previous split, and at h = 1 no target day is lost at a boundary. ``test_end``: the
+    last target day of the test split (default: the end of the data).
+    """
+    if split_by not in SPLIT_RULES:
+        raise ValueError(f"unknown split rule {split_by!r}; choose from {list(SPLIT_RULES)}")
     train_end_ts, val_end_ts = pd.Timestamp(train_end), pd.Timestamp(val_end)
     if train_end_ts >= val_end_ts:
         raise ValueError(f"train_end {train_end} must come before val_end {val_end}")
-    origin_date = dates[origins]
+    # the first day that must lie inside the split: the origin, or the first target day
+    first = dates[origins] if split_by == "origin" else dates[origins + 1]
     last_target = dates[origins + max_horizon]
+    test = np.asarray(first > val_end_ts)
+    if test_end is not None:
+        if pd.Timestamp(test_end) <= val_end_ts:
+            raise ValueError(f"test_end {test_end} must come after val_end {val_end}")
+        test &= np.asarray(last_target <= pd.Timestamp(test_end))
     return {
         "train": np.asarray(last_target <= train_end_ts),
-        "val": np.asarray((origin_date > train_end_ts) & (last_target <= val_end_ts)),
-        "test": np.asarray(origin_date > val_end_ts),
+        "val": np.asarray((first > train_end_ts) & (last_target <= val_end_ts)),
+        "test": test,
     }
 
 
@@ -177,11 +203,16 @@ def make_task(
     prices: pd.DataFrame | None = None,
     offline: bool | None = None,
     proxy: str = "parkinson",
+    split_by: str = "origin",
+    test_end: str | None = None,
 ) -> Task:
     """Build one of the standard tasks (``"returns"`` or ``"volatility"``) on real daily data.
 
     ``prices`` (an OHLCV frame) replaces :func:`course_lib.data.prices.load_prices` when given. ``proxy``
     (volatility only): the daily variance proxy of the target, ``"parkinson"`` or ``"gk"``.
+    ``split_by`` and ``test_end``: the split rule of :func:`chronological_split` (``"origin"``, the
+    chapters' default, drops the samples that straddle a boundary; ``"target"``, the capstone's, splits
+    by the dates of the targets only) and the last target day of the test split.
     """
     if kind not in TASKS:
         raise ValueError(f"unknown task {kind!r}; choose from {list(TASKS)}")
@@ -202,12 +233,14 @@ def make_task(
     X, y, origins = make_windows(
         frame[names].to_numpy(), frame[target_column].to_numpy(), lookback, horizons, kind
     )
-    masks = chronological_split(frame.index, origins, max(horizons), train_end, val_end)
+    masks = chronological_split(frame.index, origins, max(horizons), train_end, val_end, test_end, split_by)
     for name, mask in masks.items():
         if mask.sum() == 0:
             raise ValueError(
                 f"the {name} split is empty for {ticker} ({frame.index[0].date()} to {frame.index[-1].date()}) "
                 f"with train_end={train_end}, val_end={val_end}"
+                + (f", test_end={test_end}" if test_end is not None else "")
+                + ": give prices that cover every split, or move the split dates"
             )
 
     # Fit on the rows that training inputs cover (up to the last training origin), nothing later.

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.features import log_vol_targets
 from ..training import fit_minibatches
 from .common import check_window, keeps_config
 
@@ -143,12 +144,14 @@ def half_lives(eigenvalues, dt: float = 1.0) -> np.ndarray:
 
 def logvol_path_to_targets(path: np.ndarray, horizons) -> np.ndarray:
     """Daily log-volatility forecasts (N, H) -> the course's targets 0.5 log(mean variance over h days),
-    (N, n_horizons), for each h in ``horizons`` (h <= H): a plug-in that ignores Jensen's gap."""
+    (N, n_horizons), for each h in ``horizons`` (h <= H): a plug-in that ignores Jensen's gap.
+
+    The variances exp(2 v) of the path are aggregated by :func:`course_lib.data.features.log_vol_targets`.
+    """
     path = np.asarray(path, dtype=float)
     if path.ndim != 2 or max(horizons) > path.shape[1]:
         raise ValueError(f"path must be (N, H >= {max(horizons)}) daily log volatilities, got {path.shape}")
-    variance = np.exp(2 * path)
-    return np.stack([0.5 * np.log(variance[:, :h].mean(axis=1)) for h in horizons], axis=1)
+    return log_vol_targets(np.exp(2 * path), horizons)
 
 
 class DeepKoopmanFinance(nn.Module):

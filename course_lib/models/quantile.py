@@ -14,7 +14,7 @@ outputs ``f"q{int(q * 100)}"`` (0.29 * 100 = 28.999999999999996, so 0.29 became 
 one tensor (B, output_size, Q) for ``PinballLoss(model.quantiles)`` (which checks shapes), and
 :meth:`by_level` names the slices with keys that are the exact levels (``"q0.29"``).
 
-Its forecasts feed conformalised quantile regression (``course_lib.conformal.ConformalizedQuantileRegressor``):
+Its forecasts feed conformalised quantile regression (``course_lib.evaluation.conformal.ConformalizedQuantileRegressor``):
 a quantile model learns the *shape* of the band (wide in storms, narrow in calm), conformal calibration
 fixes its *level*.
 """

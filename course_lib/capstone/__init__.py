@@ -1,0 +1,88 @@
+"""The capstone (chapter 08): one fixed task, one leaderboard, and what the forecasts are worth.
+
+* :mod:`.task`: the fixed task (next-day log Parkinson volatility of the S&P 500 from 60 days of
+  [r, v, log volume change], split by the date of the target; test 2009-01-02 .. 2018-12-31, 2516
+  targets), the numbers measured outside the course (:data:`OUTSIDE`), the random walk
+* :mod:`.entries`: leaderboard entries: a learner's forecasts (:func:`leaderboard_entry`), course models
+  of :data:`MODELS` trained for several seeds (:func:`train_entry`), and the two families that keep the
+  protocol of their chapter (:func:`foundation_entries`, :func:`koopman_entry`)
+* :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against HAR, the
+  model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
+  :func:`evaluate_submission` and :func:`plot_leaderboard`
+* :mod:`.economics`: volatility targeting and a 1% VaR backtest (Kupiec, Christoffersen), on the
+  return's scale learnt on validation
+
+``from course_lib import capstone as cap; cap.leaderboard(...)`` (the path before v3) still works: the
+API of the four submodules is re-exported here.
+"""
+
+from .economics import (
+    christoffersen_test,
+    economic_table,
+    kupiec_test,
+    return_scale,
+    var_backtest,
+    vol_targeting,
+)
+from .entries import (
+    MODELS,
+    QUANTILE_MODELS,
+    Entry,
+    build_model,
+    foundation_entries,
+    koopman_entry,
+    leaderboard_entry,
+    qlike_loss,
+    train_entry,
+)
+from .leaderboard import combination_weights, evaluate_submission, leaderboard, plot_leaderboard
+from .task import (
+    BENCHMARK,
+    FEATURES,
+    GOAL,
+    LOOKBACK,
+    N_TEST,
+    OUTSIDE,
+    TEST_END,
+    TEST_START,
+    TRAIN_END,
+    VAL_END,
+    capstone_task,
+    random_walk,
+    target_dates,
+)
+
+__all__ = [
+    "BENCHMARK",
+    "FEATURES",
+    "GOAL",
+    "LOOKBACK",
+    "MODELS",
+    "N_TEST",
+    "OUTSIDE",
+    "QUANTILE_MODELS",
+    "TEST_END",
+    "TEST_START",
+    "TRAIN_END",
+    "VAL_END",
+    "Entry",
+    "build_model",
+    "capstone_task",
+    "christoffersen_test",
+    "combination_weights",
+    "economic_table",
+    "evaluate_submission",
+    "foundation_entries",
+    "koopman_entry",
+    "kupiec_test",
+    "leaderboard",
+    "leaderboard_entry",
+    "plot_leaderboard",
+    "qlike_loss",
+    "random_walk",
+    "return_scale",
+    "target_dates",
+    "train_entry",
+    "var_backtest",
+    "vol_targeting",
+]

@@ -1,0 +1,63 @@
+"""Honest evaluation: metrics, the baselines every model must face, and tests a quant would sign.
+
+* :mod:`.metrics`: MSE, MAE, R2_oos (Campbell & Thompson, 2008), directional accuracy, QLIKE (Patton,
+  2011), per-observation losses (:func:`loss_series`, :data:`LOSSES`)
+* :mod:`.comparison`: Newey-West lags, Diebold-Mariano (with the Harvey-Leybourne-Newbold factor),
+  Clark-West, the model confidence set (Hansen, Lunde & Nason, 2011) and SPA (Hansen, 2005)
+* :mod:`.correction`: the level shift of log-volatility forecasts learnt on validation (the Jensen gap)
+* :mod:`.baselines`: zero, mean and AR(1) for returns; EWMA, GARCH(1,1), HAR and log-HAR for volatility,
+  under the ``"frozen"`` or ``"walk_forward"`` protocol
+* :mod:`.tables`: :func:`results_table`, :func:`seed_summary` and :func:`verdicts`
+* :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
+* :mod:`.conformal`: conformal intervals and their coverage metrics (chapter 06d; numpy and scipy only)
+
+``from course_lib.evaluation import results_table`` (the path before v3) still works: the API of the
+first five submodules is re-exported here; :mod:`.walkforward` and :mod:`.conformal` (which need
+torch, or are used alone) are imported from their own paths.
+"""
+
+from .baselines import (
+    BENCHMARKS,
+    HAR_WARMUP,
+    PROTOCOLS,
+    VOLATILITY_BASELINES,
+    log_har_forecasts,
+    return_baselines,
+    standard_baselines,
+    volatility_baselines,
+)
+from .comparison import DMResult, clark_west, diebold_mariano, model_confidence_set, newey_west_lags, spa_test
+from .correction import CORRECTIONS, level_correct, level_shift
+from .metrics import LOSSES, directional_accuracy, loss_series, mae, mse, qlike, r2_oos, up_rate
+from .tables import results_table, seed_summary, verdicts
+
+__all__ = [
+    "BENCHMARKS",
+    "CORRECTIONS",
+    "DMResult",
+    "HAR_WARMUP",
+    "LOSSES",
+    "PROTOCOLS",
+    "VOLATILITY_BASELINES",
+    "clark_west",
+    "diebold_mariano",
+    "directional_accuracy",
+    "level_correct",
+    "level_shift",
+    "log_har_forecasts",
+    "loss_series",
+    "mae",
+    "model_confidence_set",
+    "mse",
+    "newey_west_lags",
+    "qlike",
+    "r2_oos",
+    "results_table",
+    "return_baselines",
+    "seed_summary",
+    "spa_test",
+    "standard_baselines",
+    "up_rate",
+    "verdicts",
+    "volatility_baselines",
+]

@@ -1,0 +1,428 @@
+"""Conformal prediction: intervals whose coverage is a theorem, and the metrics that check it.
+
+**Split conformal** (Vovk et al. 2005; Lei et al. 2018). Fit a forecaster on training data, then on a
+separate calibration set of n points compute nonconformity scores S_i = s(y_i, forecast_i) and
+
+    k = ceil((n + 1)(1 - alpha)),      q-hat = S_(k), the k-th smallest score   (q-hat = +inf if k > n)
+
+The interval C(x) = {y : s(y, forecast(x)) <= q-hat} then covers a new exchangeable point with
+
+    1 - alpha <= P(Y in C(X)) <= 1 - alpha + 1 / (n + 1)     (the upper bound when scores have no ties)
+
+because the rank of the new score among the n + 1 scores is uniform. ``k`` is an order statistic,
+not an interpolated quantile: the source module's ``torch.quantile(scores, ceil((n+1)(1-alpha))/n)``
+interpolates, and crashes when that level exceeds 1 (n <= 8 at alpha = 0.1) instead of returning the
+valid infinite interval; its ``|y - pred|`` with y (N,) and pred (N, 1) built an (N, N) score matrix.
+Both are rows of docs/errata.md.
+
+Scores (``SCORES``): ``"absolute"`` |y - mu| (interval mu -/+ q); ``"normalized"`` |y - mu| / sigma
+for a model that also forecasts a scale (interval mu -/+ q sigma; heteroscedastic widths); ``"cqr"``,
+conformalised quantile regression (Romano, Patterson & Candes 2019): E = max(lo - y, y - hi), interval
+[lo - q, hi + q] (q < 0 shrinks an over-wide quantile band).
+
+**Adaptive conformal inference** (ACI; Gibbs & Candes 2021, "Adaptive conformal inference under
+distribution shift"). Markets are not exchangeable (volatility clusters, regimes change), so the level
+itself is learnt online: with err_t = 1{y_t not in C_t(alpha_t)},
+
+    alpha_{t+1} = alpha_t + gamma (alpha - err_t)
+
+where C_t(a) uses the k = ceil((n+1)(1-a))-th smallest of the scores seen *before* t. alpha_t is NOT
+clamped: alpha_t <= 0 gives the infinite interval (never an error) and alpha_t >= 1 the empty one (always
+an error), which keeps alpha_t in [-gamma, 1 + gamma] and gives, for every sequence whatsoever,
+
+    | (1/T) sum_t err_t - alpha | <= (max(alpha_1, 1 - alpha_1) + gamma) / (gamma T).
+
+The source's clamp of alpha_t to [0.01, 0.5] voids that bound, and its interval was a Normal band
+mu -/+ z sigma, not conformal at all (it under-covers whenever sigma is mis-scaled).
+
+With several step sizes ``gammas`` the predictor runs the dynamically tuned ACI (DtACI) of Gibbs &
+Candes (2024, JMLR 25, "Conformal inference for online prediction with arbitrary distribution shifts"):
+one ACI expert per gamma, exponentially weighted by the pinball loss
+l(beta_t, a) = alpha (beta_t - a) - min(0, beta_t - a) of beta_t = sup{a : y_t in C_t(a)}, mixed with
+the uniform weights (sigma) so that the weights can move when the regime changes.
+
+Metrics: coverage, the worst coverage over rolling windows (250 days: a year), mean width, and the
+interval score of Gneiting & Raftery (2007),
+IS = (u - l) + (2 / alpha)(l - y) 1{y < l} + (2 / alpha)(y - u) 1{y > u}, a proper score (lower is
+better) that rewards narrow intervals and punishes misses by how far they miss.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "SCORES",
+    "conformal_rank",
+    "conformal_quantile",
+    "ConformalPredictor",
+    "ConformalizedQuantileRegressor",
+    "AdaptiveConformalPredictor",
+    "AdaptiveResult",
+    "coverage",
+    "rolling_coverage",
+    "mean_width",
+    "interval_score",
+    "interval_scores",
+    "interval_metrics",
+]
+
+# The product (n + 1)(1 - alpha) picks up float round-off: (9 + 1)(1 - 0.7) = 3.0000000000000004, whose
+# ceiling would be 4 instead of 3. Values within this tolerance of an integer are that integer.
+_ROUND_OFF = 1e-9
+
+
+def _check_alpha(alpha: float, name: str = "alpha") -> float:
+    if not isinstance(alpha, int | float | np.floating) or not 0.0 < float(alpha) < 1.0:
+        raise ValueError(
+            f"{name} is a miscoverage level and must lie in (0, 1), got {alpha!r} (0.1 = 90% intervals)"
+        )
+    return float(alpha)
+
+
+def _as_1d(name: str, a, allow_inf: bool = False) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D (one value per time step), got shape {a.shape}; pass one horizon at a "
+            "time, e.g. y[:, 0] (an (N,) vs (N, 1) mix-up would silently broadcast to (N, N))"
+        )
+    if len(a) == 0:
+        raise ValueError(f"{name} is empty")
+    bad = np.isnan(a) if allow_inf else ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(
+            f"{name} contains NaN{'' if allow_inf else ' or inf'} (first at position {int(np.argmax(bad))})"
+        )
+    return a
+
+
+def _same_length(**arrays: np.ndarray) -> None:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays must have the same length (no silent broadcasting), got {lengths}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores: s(y, forecast) and the interval {y : s <= q} they define
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """A nonconformity score and its inverse: the interval {y : score(y, *forecast) <= q}."""
+
+    forecast: tuple[str, ...]  # names of the forecast arrays, in order
+    score: Callable[..., np.ndarray]
+    interval: Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def _check_scale(sigma: np.ndarray) -> None:
+    if np.any(sigma <= 0):
+        raise ValueError(f"the scale sigma must be positive, found {int(np.sum(sigma <= 0))} values <= 0")
+
+
+def _normalized_score(y, mu, sigma):
+    _check_scale(sigma)
+    return np.abs(y - mu) / sigma
+
+
+def _normalized_interval(q, mu, sigma):
+    _check_scale(sigma)
+    return mu - q * sigma, mu + q * sigma
+
+
+SCORES: dict[str, Score] = {
+    "absolute": Score(("mu",), lambda y, mu: np.abs(y - mu), lambda q, mu: (mu - q, mu + q)),
+    "normalized": Score(("mu", "sigma"), _normalized_score, _normalized_interval),
+    "cqr": Score(
+        ("lo", "hi"), lambda y, lo, hi: np.maximum(lo - y, y - hi), lambda q, lo, hi: (lo - q, hi + q)
+    ),
+}
+
+
+def _score(name: str) -> Score:
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}; choose from {list(SCORES)}")
+    return SCORES[name]
+
+
+def _forecast_arrays(score: Score, forecast: Sequence, n: int | None = None) -> list[np.ndarray]:
+    if len(forecast) != len(score.forecast):
+        raise ValueError(f"this score needs the forecast arrays {score.forecast}, got {len(forecast)} arrays")
+    arrays = [_as_1d(name, f) for name, f in zip(score.forecast, forecast, strict=True)]
+    _same_length(**dict(zip(score.forecast, arrays, strict=True)))
+    if n is not None and len(arrays[0]) != n:
+        raise ValueError(f"y has {n} values but the forecast has {len(arrays[0])}")
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# The finite-sample quantile
+# ---------------------------------------------------------------------------------------------
+
+
+def conformal_rank(n: int, alpha: float) -> int:
+    """k = ceil((n + 1)(1 - alpha)): the rank of the calibration score that is q-hat (k > n: q-hat = inf).
+
+    ``alpha`` may lie outside (0, 1) here, as ACI's alpha_t does: k <= 0 means the empty interval.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return math.ceil((n + 1) * (1.0 - float(alpha)) - _ROUND_OFF)
+
+
+def conformal_quantile(scores, alpha: float) -> float:
+    """q-hat: the k-th smallest of the ``scores``, k = ceil((n+1)(1-alpha)); +inf if k > n.
+
+    This is the split-conformal threshold that guarantees coverage >= 1 - alpha. It is an order
+    statistic, not an interpolated quantile.
+    """
+    alpha = _check_alpha(alpha)
+    scores = _as_1d("scores", scores)
+    return _order_statistic(scores, conformal_rank(len(scores), alpha))
+
+
+def _order_statistic(scores: np.ndarray, k: int) -> float:
+    """The k-th smallest score (1-based), +inf for k > n and -inf for k < 1 (ACI's alpha_t >= 1)."""
+    if 1 <= k <= len(scores):
+        return float(np.partition(scores, k - 1)[k - 1])
+    return math.inf if k > len(scores) else -math.inf
+
+
+def _order_statistic_sorted(sorted_scores: np.ndarray, k: int) -> float:
+    if 1 <= k <= len(sorted_scores):
+        return float(sorted_scores[k - 1])
+    return math.inf if k > len(sorted_scores) else -math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# Split conformal and CQR
+# ---------------------------------------------------------------------------------------------
+
+
+class ConformalPredictor:
+    """Split conformal prediction on top of any forecaster (its forecasts are the inputs).
+
+    ``score``: ``"absolute"`` (forecast: mu), ``"normalized"`` (mu, sigma) or ``"cqr"`` (lo, hi); see
+    the module docstring. ``calibrate(y_cal, *forecast_cal)`` computes q-hat; ``predict_interval(
+    *forecast)`` returns (lower, upper). A calibration set too small for the level (k > n) raises unless
+    ``allow_infinite=True``, which returns the (valid, useless) infinite interval instead.
+    """
+
+    def __init__(self, alpha: float = 0.1, score: str = "absolute", allow_infinite: bool = False):
+        self.alpha = _check_alpha(alpha)
+        self.score_name = score
+        self.score = _score(score)
+        self.allow_infinite = allow_infinite
+        self.scores: np.ndarray | None = None
+        self.q_hat: float | None = None
+        self.k: int | None = None
+
+    def calibrate(self, y, *forecast) -> "ConformalPredictor":
+        y = _as_1d("y", y)
+        arrays = _forecast_arrays(self.score, forecast, len(y))
+        self.scores = self.score.score(y, *arrays)
+        n = len(self.scores)
+        self.k = conformal_rank(n, self.alpha)
+        if self.k > n and not self.allow_infinite:
+            need = math.ceil((1.0 - self.alpha) / self.alpha - _ROUND_OFF)
+            raise ValueError(
+                f"a calibration set of n={n} is too small for alpha={self.alpha}: k = ceil((n+1)(1-alpha)) = "
+                f"{self.k} > n, so the only valid interval is infinite. Use at least n={need} calibration "
+                "points, or pass allow_infinite=True to get the infinite interval"
+            )
+        self.q_hat = _order_statistic(self.scores, self.k)
+        return self
+
+    def predict_interval(self, *forecast) -> tuple[np.ndarray, np.ndarray]:
+        if self.q_hat is None:
+            raise RuntimeError("call calibrate(y_cal, *forecast_cal) before predict_interval")
+        return self.score.interval(self.q_hat, *_forecast_arrays(self.score, forecast))
+
+
+class ConformalizedQuantileRegressor(ConformalPredictor):
+    """CQR (Romano, Patterson & Candes 2019): E_i = max(lo_i - y_i, y_i - hi_i), interval [lo - q, hi + q].
+
+    ``lo``/``hi`` are a quantile model's alpha/2 and 1 - alpha/2 forecasts; with lo = hi = mu this is
+    split conformal with absolute scores.
+    """
+
+    def __init__(self, alpha: float = 0.1, allow_infinite: bool = False):
+        super().__init__(alpha, score="cqr", allow_infinite=allow_infinite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adaptive conformal inference
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdaptiveResult:
+    """Output of :meth:`AdaptiveConformalPredictor.run`, one entry per time step (all (T,))."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    alpha_t: np.ndarray  # the level used at step t (before seeing y_t)
+    err: np.ndarray  # 1.0 where y_t fell outside the interval
+    gamma_t: np.ndarray  # the step size in use (the weighted mean over experts for DtACI)
+
+
+def _pinball(beta: float, a: np.ndarray, alpha: float) -> np.ndarray:
+    u = beta - a
+    return alpha * u - np.minimum(0.0, u)
+
+
+class AdaptiveConformalPredictor:
+    """ACI (Gibbs & Candes 2021), or DtACI over several step sizes (Gibbs & Candes 2024); online.
+
+    ``calibrate(y_cal, *forecast_cal)`` seeds the score history; ``run(y, *forecast)`` then walks through
+    the sequence in time order: at step t the interval uses alpha_t and the scores of steps before t
+    (the last ``window`` of them, or all), then y_t is revealed, err_t recorded, alpha updated and the
+    score of step t appended. Nothing at step t depends on y_s for s >= t.
+
+    ``gamma``: one step size (ACI) or a sequence of them (DtACI with ``sigma`` and ``eta``; defaults are
+    the authors'). ``alpha_1`` is the starting level (default ``alpha``).
+    """
+
+    DTACI_GAMMAS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
+
+    def __init__(
+        self,
+        alpha: float = 0.1,
+        gamma: float | Sequence[float] = 0.005,
+        score: str = "absolute",
+        window: int | None = None,
+        alpha_1: float | None = None,
+        sigma: float = 1e-3,
+        eta: float = 2.72,
+    ):
+        self.alpha = _check_alpha(alpha)
+        gammas = np.atleast_1d(np.asarray(gamma, dtype=np.float64))
+        if gammas.ndim != 1 or len(gammas) == 0 or not np.all(np.isfinite(gammas) & (gammas > 0)):
+            raise ValueError(
+                f"gamma must be a positive step size or a non-empty sequence of them, got {gamma!r}"
+            )
+        self.gammas = gammas
+        self.score_name = score
+        self.score = _score(score)
+        if window is not None and (not isinstance(window, int) or window < 1):
+            raise ValueError(
+                f"window must be a positive int (number of recent scores) or None, got {window!r}"
+            )
+        self.window = window
+        self.alpha_1 = self.alpha if alpha_1 is None else float(alpha_1)
+        if not 0.0 <= sigma < 1.0 or not eta > 0:
+            raise ValueError(f"DtACI needs 0 <= sigma < 1 and eta > 0, got sigma={sigma}, eta={eta}")
+        self.sigma, self.eta = sigma, eta
+        self.history: np.ndarray | None = None
+
+    def calibrate(self, y, *forecast) -> "AdaptiveConformalPredictor":
+        y = _as_1d("y", y)
+        self.history = self.score.score(y, *_forecast_arrays(self.score, forecast, len(y)))
+        return self
+
+    def run(self, y, *forecast) -> AdaptiveResult:
+        """Process the sequence online; see the class docstring. Returns an :class:`AdaptiveResult`."""
+        if self.history is None:
+            raise RuntimeError(
+                "call calibrate(y_cal, *forecast_cal) first: ACI needs past scores to start from"
+            )
+        y = _as_1d("y", y)
+        arrays = _forecast_arrays(self.score, forecast, len(y))
+        scores = self.score.score(y, *arrays)  # score t is *used* only after step t
+        T, K = len(y), len(self.gammas)
+        experts = np.full(K, self.alpha_1)  # alpha_t of each expert
+        weights = np.full(K, 1.0 / K)
+        alpha_t, q_t, err, gamma_t = (np.empty(T) for _ in range(4))
+        history = np.concatenate([self.history, scores])  # step t sees history[: n0 + t]
+        n0 = len(self.history)
+        for t in range(T):
+            past = np.sort(history[max(0, n0 + t - self.window) if self.window else 0 : n0 + t])
+            n = len(past)
+            alpha_t[t] = weights @ experts
+            gamma_t[t] = weights @ self.gammas
+            q_t[t] = _order_statistic_sorted(past, conformal_rank(n, alpha_t[t]))
+            err[t] = float(not scores[t] <= q_t[t])
+            expert_err = np.array(
+                [not scores[t] <= _order_statistic_sorted(past, conformal_rank(n, a)) for a in experts]
+            )
+            if K > 1:
+                # beta_t = sup{a : y_t in C_t(a)} = 1 - #{past < score_t} / (n + 1): covered iff a < beta_t
+                beta = 1.0 - np.searchsorted(past, scores[t], side="left") / (n + 1)
+                w = weights * np.exp(-self.eta * _pinball(beta, experts, self.alpha))
+                weights = (1.0 - self.sigma) * w / w.sum() + self.sigma / K
+            experts = experts + self.gammas * (self.alpha - expert_err)
+        lower, upper = self.score.interval(q_t, *arrays)
+        return AdaptiveResult(lower=lower, upper=upper, alpha_t=alpha_t, err=err, gamma_t=gamma_t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics of interval forecasts
+# ---------------------------------------------------------------------------------------------
+
+
+def _interval_triple(y, lower, upper) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = _as_1d("y", y)
+    lower, upper = _as_1d("lower", lower, allow_inf=True), _as_1d("upper", upper, allow_inf=True)
+    _same_length(y=y, lower=lower, upper=upper)
+    return y, lower, upper
+
+
+def _covered(y, lower, upper) -> np.ndarray:
+    return ((y >= lower) & (y <= upper)).astype(np.float64)
+
+
+def coverage(y, lower, upper) -> float:
+    """Fraction of targets inside [lower, upper]."""
+    return float(np.mean(_covered(*_interval_triple(y, lower, upper))))
+
+
+def rolling_coverage(y, lower, upper, window: int = 250) -> np.ndarray:
+    """Coverage over every run of ``window`` consecutive steps: (N - window + 1,), entry i covers i..i+window-1."""
+    y, lower, upper = _interval_triple(y, lower, upper)
+    if not isinstance(window, int) or not 1 <= window <= len(y):
+        raise ValueError(f"window must be an int in [1, {len(y)}] (the series length), got {window!r}")
+    hits = np.concatenate([[0.0], np.cumsum(_covered(y, lower, upper))])
+    return (hits[window:] - hits[:-window]) / window
+
+
+def mean_width(lower, upper) -> float:
+    """Mean of upper - lower (an empty interval counts as 0; an infinite one makes the mean infinite)."""
+    lower, upper = _as_1d("lower", lower, allow_inf=True), _as_1d("upper", upper, allow_inf=True)
+    _same_length(lower=lower, upper=upper)
+    return float(np.mean(np.maximum(upper - lower, 0.0)))
+
+
+def interval_scores(y, lower, upper, alpha: float) -> np.ndarray:
+    """Interval score of Gneiting & Raftery (2007) of each step, (N,), for central (1 - alpha) intervals.
+
+    An empty interval (lower > upper, ACI's alpha_t >= 1) counts as width 0 and misses by the distance
+    to its nearer end; an infinite one scores +inf. Per-step scores feed a model confidence set
+    (``course_lib.evaluation.model_confidence_set``).
+    """
+    alpha = _check_alpha(alpha)
+    y, lower, upper = _interval_triple(y, lower, upper)
+    empty = lower > upper
+    miss = np.where(y < lower, lower - y, 0.0) + np.where(y > upper, y - upper, 0.0)
+    miss = np.where(empty, np.minimum(np.abs(y - lower), np.abs(y - upper)), miss)
+    return np.maximum(upper - lower, 0.0) + (2.0 / alpha) * miss
+
+
+def interval_score(y, lower, upper, alpha: float) -> float:
+    """Mean interval score (see :func:`interval_scores`); lower is better."""
+    return float(np.mean(interval_scores(y, lower, upper, alpha)))
+
+
+def interval_metrics(y, lower, upper, alpha: float, window: int = 250) -> dict[str, float]:
+    """Coverage, worst rolling coverage over ``window`` steps, mean width, interval score, infinite count."""
+    y, lower, upper = _interval_triple(y, lower, upper)
+    return {
+        "coverage": coverage(y, lower, upper),
+        f"worst {window}d": float(rolling_coverage(y, lower, upper, window).min()),
+        "width": mean_width(lower, upper),
+        "interval score": interval_score(y, lower, upper, alpha),
+        "infinite": int(np.sum(~np.isfinite(upper - lower) & (upper > lower))),
+    }

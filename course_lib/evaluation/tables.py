@@ -1,0 +1,326 @@
+"""Results tables: one row per model, its losses, its tests against a benchmark, the MCS; verdicts.
+
+:func:`results_table` (one set of forecasts per model) and :func:`seed_summary` (one per training
+seed, tests of the seed ensemble, never an average of p-values) put every model beside the
+baselines of :mod:`.baselines` under one protocol; volatility tables report QLIKE raw and
+level-corrected (:mod:`.correction`), and Diebold-Mariano tests on both squared error and QLIKE
+(:mod:`.comparison`). :func:`verdicts` reads a table back as sentences.
+"""
+
+import numpy as np
+import pandas as pd
+
+from ..data.windows import Task
+from .baselines import (
+    BENCHMARKS,
+    VOLATILITY_BASELINES,
+    check_protocol,
+    standard_baselines,
+)
+from .comparison import clark_west, diebold_mariano, model_confidence_set
+from .correction import level_correct
+from .metrics import directional_accuracy, loss_series, mae, mse, r2_oos, up_rate
+
+
+def _check_predictions(task: Task, predictions: dict, split: str) -> dict[str, np.ndarray]:
+    shape = task.split(split).y.shape
+    out = {}
+    for name, p in predictions.items():
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != shape:
+            raise ValueError(f"{name}: prediction shape {p.shape} != {split} target shape {shape}")
+        if not np.isfinite(p).all():
+            raise ValueError(f"{name}: {split} predictions contain NaN or inf")
+        out[name] = p
+    return out
+
+
+def _standard_val_forecasts(
+    task: Task, preds: dict[str, np.ndarray], split: str, protocol: str
+) -> dict[str, np.ndarray]:
+    """Validation forecasts of the standard baselines found in ``preds``, checked against ``protocol``.
+
+    A prediction named like a baseline must *be* that baseline under the table's protocol; a table
+    that mixes a walk-forward HAR with frozen networks is refused.
+    """
+    names = [n for n in preds if n in VOLATILITY_BASELINES]
+    if not names:
+        return {}
+    ours = standard_baselines(task, split, protocol)
+    for n in names:
+        if not np.allclose(preds[n], ours[n], rtol=1e-5, atol=1e-6):
+            raise ValueError(
+                f"{n!r} is not the {protocol} baseline of this task: pass protocol= the protocol its "
+                f"forecasts were made with (one protocol per table), or rename it"
+            )
+    val = standard_baselines(task, "val", protocol)
+    return {n: val[n] for n in names}
+
+
+def _caption(protocol: str, qlike_dm: str | None) -> str:
+    text = f"protocol={protocol}"
+    if qlike_dm is not None:
+        text += f"; QLIKE tests: {qlike_dm.split(' ')[0]}"
+    return text
+
+
+def results_table(
+    task: Task,
+    predictions: dict[str, np.ndarray],
+    benchmark: str | None = None,
+    split: str = "test",
+    *,
+    val_predictions: dict[str, np.ndarray] | None = None,
+    protocol: str = "frozen",
+    correction: str = "variance",
+    mcs_size: float | None = 0.1,
+    mcs_reps: int = 1000,
+) -> pd.DataFrame:
+    """One row per model (and horizon): losses, DM tests against the benchmark, and the MCS.
+
+    Returns: MSE, MAE, R2_oos (against the expanding historical mean, Campbell & Thompson),
+    directional accuracy (DA) beside the up-day rate, and a Clark-West test against the benchmark
+    (``CW``, ``CW_p``, one-sided: the model beats the forecast it nests). Volatility: MSE and MAE of
+    the log volatility; QLIKE of the variance, raw and level-corrected (``QLIKE_lc``, the shift learnt
+    on validation, see :func:`level_shift`; NaN for a model without ``val_predictions``; the standard
+    baselines get theirs automatically). ``DM``/``DM_p``: Diebold-Mariano on squared error (Newey-West
+    lag); ``DM_QLIKE``/``p_QLIKE``: on QLIKE, of the level-corrected forecasts when every model has
+    one. A negative DM with a small p means the model beats the benchmark (default
+    :data:`BENCHMARKS`: zero for returns, log-HAR for volatility); the benchmark's row shows NaN.
+    ``in_MCS``/``MCS_p``: membership of the ``1 - mcs_size`` model confidence set on QLIKE (the
+    corrected one when available) for volatility, MSE for returns: the models that cannot be told
+    apart from the best, with the search over models accounted for (``mcs_size=None`` skips it).
+
+    ``protocol`` names how every forecast in the table was made (``"frozen"`` or ``"walk_forward"``);
+    baselines passed under their standard names are checked against it. The table's column header
+    (``table.columns.name``) and ``table.attrs`` say which protocol and which QLIKE the DM uses.
+    """
+    check_protocol(protocol)
+    s = task.split(split)
+    benchmark = benchmark or BENCHMARKS[task.kind]
+    if benchmark not in predictions:
+        raise KeyError(f"benchmark {benchmark!r} is not among the predictions {list(predictions)}")
+    preds = _check_predictions(task, predictions, split)
+    corrected, qlike_dm = {}, None
+    if task.kind == "returns":
+        ret = task.frame["ret"].to_numpy()
+        # R2_oos's benchmark (Campbell & Thompson): the expanding mean of r[0..t]
+        expanding = (np.cumsum(ret) / np.arange(1, len(ret) + 1))[s.rows]
+        hist = expanding[:, None] * np.array(task.horizons)[None, :]
+        for n in [n for n in ("hist_mean", "ar1") if n in preds]:
+            if not np.allclose(preds[n], standard_baselines(task, split, protocol)[n], rtol=1e-5, atol=1e-6):
+                raise ValueError(
+                    f"{n!r} is not the {protocol} baseline of this task: pass protocol= the protocol its "
+                    "forecasts were made with (one protocol per table), or rename it"
+                )
+    else:
+        val = _check_predictions(task, val_predictions or {}, "val")
+        unknown = set(val) - set(preds)
+        if unknown:
+            raise KeyError(f"val_predictions for models not in predictions: {sorted(unknown)}")
+        val = _standard_val_forecasts(task, preds, split, protocol) | val
+        corrected = level_correct(preds, val, task.val.y, correction)
+        all_corrected = set(corrected) == set(preds)
+        qlike_dm = f"level-corrected ({correction})" if all_corrected else "raw"
+    rows = []
+    for j, h in enumerate(task.horizons):
+        y = s.y[:, j].astype(np.float64)
+        bench = preds[benchmark][:, j]
+        for name, p in preds.items():
+            row = {"horizon": h, "model": name, "MSE": mse(y, p[:, j]), "MAE": mae(y, p[:, j])}
+            if task.kind == "returns":
+                row["R2_oos"] = r2_oos(y, p[:, j], hist[:, j])
+                # a forecast that is always zero has no direction: its DA is undefined, not 0
+                row["DA"] = directional_accuracy(y, p[:, j]) if np.any(p[:, j] != 0) else np.nan
+                row["up_rate"] = up_rate(y)
+            else:
+                row["QLIKE"] = float(loss_series(y, p[:, j], "qlike").mean())
+                row["QLIKE_lc"] = (
+                    float(loss_series(y, corrected[name][:, j], "qlike").mean())
+                    if name in corrected
+                    else np.nan
+                )
+            same = name == benchmark or np.array_equal(p[:, j], bench)
+            row["DM"], row["DM_p"] = (np.nan, np.nan) if same else _dm(y, p[:, j], bench, h, "se")
+            if task.kind == "returns":
+                row["CW"], row["CW_p"] = (np.nan, np.nan) if same else _cw(y, p[:, j], bench, h)
+            else:
+                q = corrected if qlike_dm != "raw" else preds
+                row["DM_QLIKE"], row["p_QLIKE"] = (
+                    (np.nan, np.nan) if same else _dm(y, q[name][:, j], q[benchmark][:, j], h, "qlike")
+                )
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    mcs_loss, mcs_preds = (
+        ("se", preds) if task.kind == "returns" else ("qlike", corrected if qlike_dm != "raw" else preds)
+    )
+    if mcs_size is not None:
+        mcs = []
+        for j, h in enumerate(task.horizons):
+            y = s.y[:, j].astype(np.float64)
+            losses = pd.DataFrame({n: loss_series(y, p[:, j], mcs_loss) for n, p in mcs_preds.items()})
+            mcs.append(model_confidence_set(losses, size=mcs_size, reps=mcs_reps).assign(horizon=h))
+        mcs = pd.concat(mcs).rename_axis("model").reset_index()
+        table = table.merge(mcs, on=["horizon", "model"], how="left")
+    table = (
+        table.drop(columns="horizon").set_index("model")
+        if len(task.horizons) == 1
+        else table.set_index(["horizon", "model"])
+    )
+    table.columns.name = _caption(protocol, qlike_dm)
+    table.attrs.update(protocol=protocol, benchmark=benchmark, qlike_dm=qlike_dm, mcs_size=mcs_size)
+    return table
+
+
+def _dm(y, p, bench, h, loss) -> tuple[float, float]:
+    res = diebold_mariano(y, p, bench, h=h, loss=loss)
+    return res.statistic, res.pvalue
+
+
+def _cw(y, p, bench, h) -> tuple[float, float]:
+    res = clark_west(y, p, bench, h=h)
+    return res.statistic, res.pvalue
+
+
+def seed_summary(
+    task: Task,
+    predictions: dict[str, list[np.ndarray]],
+    baselines: dict[str, np.ndarray],
+    benchmark: str | None = None,
+    split: str = "test",
+    *,
+    val_predictions: dict[str, list[np.ndarray]] | None = None,
+    protocol: str = "frozen",
+    correction: str = "variance",
+    mcs_size: float = 0.1,
+) -> pd.DataFrame:
+    """Results over several training seeds, without ever averaging p-values.
+
+    ``predictions`` maps a model name to one prediction array per seed (``val_predictions`` likewise,
+    for the level correction of volatility forecasts). Columns: the mean of each loss across seeds
+    and its spread (``MSE sd``, ``QLIKE sd``...); the test of the *seed ensemble* (the mean forecast
+    over seeds) against the benchmark (``ens DM``, ``ens DM_p``; for volatility also ``ens DM_QLIKE``,
+    ``ens p_QLIKE``); how many seeds were significantly better or worse than the benchmark (DM at
+    5%: on squared error, and for volatility on QLIKE too); and ``in_MCS`` of the ensembles and the
+    baselines. Deterministic baselines appear once, with a spread of 0.
+    """
+    n_seeds = {len(p) for p in predictions.values()}
+    if len(n_seeds) != 1:
+        raise ValueError(f"every model needs the same number of seeds, got {sorted(n_seeds)}")
+    (n,) = n_seeds
+    if n < 1:
+        raise ValueError("seed_summary needs at least one seed per model")
+    val_predictions = val_predictions or {}
+    for name, v in val_predictions.items():
+        if name not in predictions or len(v) != n:
+            raise ValueError(
+                f"val_predictions[{name!r}] must list one array per seed of a model in predictions"
+            )
+    kw = dict(benchmark=benchmark, split=split, protocol=protocol, correction=correction, mcs_size=mcs_size)
+    per_seed = pd.concat(
+        [
+            results_table(
+                task,
+                {name: p[s] for name, p in predictions.items()} | baselines,
+                val_predictions={name: v[s] for name, v in val_predictions.items()},
+                **(kw | {"mcs_size": None}),
+            ).assign(seed=s)
+            for s in range(n)
+        ]
+    )
+    ensemble = results_table(
+        task,
+        {name: np.mean(p, axis=0) for name, p in predictions.items()} | baselines,
+        val_predictions={name: np.mean(v, axis=0) for name, v in val_predictions.items()},
+        **kw,
+    )
+    levels = ["horizon", "model"] if len(task.horizons) > 1 else "model"
+    grouped = per_seed.groupby(level=levels, sort=False)
+    scores = ["MSE", "R2_oos"] if task.kind == "returns" else ["MSE", "QLIKE", "QLIKE_lc"]
+    table = pd.DataFrame(index=ensemble.index)
+    for col in scores:
+        table[col] = grouped[col].mean()
+        table[f"{col} sd"] = grouped[col].std(ddof=1) if n > 1 else 0.0
+    table["ens DM"], table["ens DM_p"] = ensemble["DM"], ensemble["DM_p"]
+    tests = (
+        [("DM", "DM_p", "")]
+        if task.kind == "returns"
+        else [("DM", "DM_p", " MSE"), ("DM_QLIKE", "p_QLIKE", " QLIKE")]
+    )
+    if task.kind == "volatility":
+        table["ens DM_QLIKE"], table["ens p_QLIKE"] = ensemble["DM_QLIKE"], ensemble["p_QLIKE"]
+    for stat, p, label in tests:
+        better = grouped.apply(lambda g, stat=stat, p=p: int(((g[stat] < 0) & (g[p] < 0.05)).sum()))
+        worse = grouped.apply(lambda g, stat=stat, p=p: int(((g[stat] > 0) & (g[p] < 0.05)).sum()))
+        table[f"better{label} (p<0.05)"] = [f"{b}/{n}" for b in better.reindex(table.index)]
+        table[f"worse{label} (p<0.05)"] = [f"{w}/{n}" for w in worse.reindex(table.index)]
+    table["in_MCS"] = ensemble["in_MCS"]
+    table.columns.name = ensemble.columns.name + f"; {n} seeds, tests of the seed ensemble"
+    table.attrs.update(ensemble.attrs, n_seeds=n)
+    return table
+
+
+def _outcome(stat: float, p: float, alpha: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    if p >= alpha:
+        return f"no significant difference, p = {p:.2f}"
+    return f"{'better' if stat < 0 else 'WORSE'}, p = {p:.3f}"
+
+
+def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float = 0.05) -> str:
+    """Plain sentences read off a :func:`results_table` or :func:`seed_summary` table.
+
+    One line per model (default: every row but the benchmark) and horizon: its losses beside the
+    benchmark's, the DM outcomes (on squared error, and on QLIKE for volatility; for a seed summary those
+    of the seed ensemble, with the number of seeds that were significantly better / worse), whether it is
+    in the model confidence set; then one line per horizon naming the best model under each loss. Print it
+    beside a table so that the chapter's verdicts come from the numbers, never from hand-typed text. In a
+    seed summary the losses are means over the seeds and the p-values those of the seed ensemble.
+    """
+    bench = table.attrs.get("benchmark")
+    if bench is None:
+        raise ValueError(
+            "verdicts needs a table made by results_table or seed_summary (it reads table.attrs)"
+        )
+    seeds = table.attrs.get("n_seeds")
+    prefix = "ens " if seeds else ""
+    vol = "QLIKE" in table.columns
+    lines = [f"Against {bench} ({table.columns.name}):"]
+    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
+    for h, t in groups:
+        t = t.droplevel("horizon") if h is not None else t
+        at = f"h = {h}: " if h is not None else ""
+        names = [n for n in (models or t.index) if n != bench]
+        unknown = [n for n in names if n not in t.index]
+        if unknown:
+            raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+        b = t.loc[bench]
+        for n in names:
+            row = t.loc[n]
+            mse_text = f"{'mean MSE over seeds' if seeds else 'MSE'} {row['MSE']:.4f} vs {b['MSE']:.4f}"
+            text = f"  {at}{n}: {mse_text} ({_outcome(row[prefix + 'DM'], row[prefix + 'DM_p'], alpha)})"
+            if vol:
+                q = "QLIKE" if table.attrs.get("qlike_dm") == "raw" else "QLIKE_lc"  # the QLIKE the test used
+                stat, p = row[prefix + "DM_QLIKE"], row[prefix + "p_QLIKE"]
+                name = f"{'mean ' if seeds else ''}{'corrected ' if q == 'QLIKE_lc' else ''}QLIKE"
+                text += f"; {name} {row[q]:.4f} vs {b[q]:.4f} ({_outcome(stat, p, alpha)})"
+            else:
+                text += f"; R2_oos {100 * row['R2_oos']:.2f}%"
+            if seeds:
+                label = " MSE" if vol else ""
+                text += f"; seeds better / worse on MSE: {row[f'better{label} (p<0.05)']} / {row[f'worse{label} (p<0.05)']}"
+                if vol:
+                    text += f", on QLIKE: {row['better QLIKE (p<0.05)']} / {row['worse QLIKE (p<0.05)']}"
+            if "in_MCS" in t.columns:
+                text += "; in the MCS" if row["in_MCS"] else "; outside the MCS"
+            lines.append(text + ".")
+        best = f"  {at}lowest MSE: {t['MSE'].idxmin()}"
+        if vol:
+            best += f"; lowest raw QLIKE: {t['QLIKE'].idxmin()}"
+            if t["QLIKE_lc"].notna().any():
+                best += f"; lowest corrected QLIKE: {t['QLIKE_lc'].idxmin()}"
+        if "in_MCS" in t.columns:
+            best += f"; model confidence set: {', '.join(t.index[t['in_MCS'].astype(bool)])}"
+        lines.append(best + ".")
+    return "\n".join(lines)
