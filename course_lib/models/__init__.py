@@ -9,12 +9,14 @@
 * :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
 * :mod:`.ssm` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D, MambaBlock and
   the selective scan stay in the module)
-* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
-  :mod:`course_lib.causal`)
+* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD
+* :mod:`.causal` (chapter 06e): CausalLSTM, CounterfactualRecurrentNetwork (the simulators and tests of
+  causal inference live in :mod:`course_lib.causal`)
 * :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
 """
 
 from .bayesian import BayesianLSTM
+from .causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
@@ -34,8 +36,10 @@ __all__ = [
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
+    "CausalLSTM",
     "CausalConv1d",
     "Chomp1d",
+    "CounterfactualRecurrentNetwork",
     "ResidualBlock",
     "TemporalBlock",
     "TemporalConvNet",

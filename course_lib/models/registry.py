@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .bayesian import BayesianLSTM
+from .causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
