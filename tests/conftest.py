@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -21,12 +22,21 @@ def vol_task():
 
 
 def pytest_collection_modifyitems(items):
-    """The registry's fused-scan entry needs a C compiler: where none is found, its cases are skipped."""
-    fused = [item for item in items if "FinancialMamba-fused" in item.nodeid]
-    if fused:
-        from course_lib.models.ssm import fused_scan_available
+    """Cases of a registry entry whose ``requires`` gives a reason (no C compiler, say) are skipped with it.
 
-        if not fused_scan_available():
-            skip = pytest.mark.skip(reason="FinancialMamba-fused compiles a C kernel: no C compiler here")
-            for item in fused:
-                item.add_marker(skip)
+    A case belongs to an entry when one of its parameters is the entry or the entry's id. Parameters come
+    from the registry only if a test module imported it; each entry's ``requires`` is asked once.
+    """
+    registry = sys.modules.get("course_lib.models.registry")
+    if registry is None:
+        return
+    needs = {entry.id: entry for entry in registry.REGISTRY if entry.requires is not None}
+    reasons: dict[str, str | None] = {}
+    for item in items:
+        for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+            name = value.id if isinstance(value, registry.ModelSpec) else value
+            if isinstance(name, str) and name in needs:
+                if name not in reasons:
+                    reasons[name] = needs[name].requires()
+                if reasons[name] is not None:
+                    item.add_marker(pytest.mark.skip(reason=reasons[name]))
