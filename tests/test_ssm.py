@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib import set_seed
+from course_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.models.ssm import (
     S4D,
     FinancialMamba,
@@ -23,7 +24,6 @@ from course_lib.models.ssm import (
     selective_scan_step,
 )
 from course_lib.outputs import prediction_of
-from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import (
     WorkCounter,
     batch_coupling,
@@ -448,7 +448,7 @@ def test_config_rebuilds_and_checkpoint_round_trips(name, tmp_path):
     model = MODELS[name]().eval()
     rebuilt = type(model)(**model.config)
     assert rebuilt.config == model.config
-    path = save_checkpoint(model, tmp_path / f"{name}.pt")
+    path = save_checkpoint(model, tmp_path / name)
     loaded = load_checkpoint(path).eval()  # the registered class, rebuilt from its stored config
     assert type(loaded) is type(model)
     assert torch.equal(loaded(_x()), model(_x()))
