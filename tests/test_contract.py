@@ -14,7 +14,7 @@ from torch import nn
 
 import course_lib.models as models
 from course_lib.models.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
-from course_lib.models.registry import REGISTRY, ModelSpec, model_class
+from course_lib.models.registry import REGISTRY, Family, ModelSpec, model_class
 from course_lib.outputs import prediction_of
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
 
@@ -294,8 +294,9 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
 
 
 def test_registry_entry_is_one_line_for_a_new_model():
-    # the format the registry documents: class + small config (+ per_step); nothing else is required
-    entry = ModelSpec(models.FinancialGRU, dict(input_size=2, hidden_size=4), per_step=True)
+    # the format the registry documents: class, family, chapter, test config (+ per_step); nothing else
+    test = dict(input_size=2, hidden_size=4)
+    entry = ModelSpec(models.FinancialGRU, Family.RECURRENT, "01", {"test": test}, per_step=True)
     model = entry.build()
     x, *extras = entry.inputs(model, 2, 5)
     assert extras == [] and prediction_of(model(x)).shape == entry.forecast_shape(model, 2) == (2, 1)
