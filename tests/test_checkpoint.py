@@ -145,7 +145,9 @@ def test_an_old_checkpoint_is_refused_by_name_and_converts(tmp_path):
 def test_the_trainers_old_bare_state_dict_converts_with_its_model(tmp_path):
     model = _model()
     torch.save(model.state_dict(), tmp_path / "best_model.pth")
-    with pytest.raises(CheckpointError, match=r"bare torch.save state dict.*model=\.\.\."):
+    with pytest.raises(
+        CheckpointError, match=r"not a checkpoint directory.*bare torch.save state dict.*model=\.\.\."
+    ):
         load_checkpoint(tmp_path / "best_model.pth")
     with pytest.raises(ValueError, match="names no model class"):
         convert_checkpoint(tmp_path / "best_model.pth", tmp_path / "new")

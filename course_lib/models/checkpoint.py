@@ -84,16 +84,14 @@ def _old_format(path: Path) -> str:
     """What an earlier course checkpoint at ``path`` is, and how to convert it (for the error)."""
     if path.is_file():
         side = path.with_name(path.name + ".json")
-        what = (
-            f"{path} with {side.name} is a course_lib checkpoint of format 2 (torch.save pickle + JSON)"
-            if side.is_file()
-            else f"{path} is a bare torch.save state dict (the Trainer's checkpoint_path before format 3)"
-        )
-        fix = (
-            "convert_checkpoint(old, new_dir)"
-            if side.is_file()
-            else "convert_checkpoint(old, new_dir, model=...)"
-        )
+        if side.is_file():
+            what = (
+                f"{path} with {side.name} is a course_lib checkpoint of format 2 (torch.save pickle + JSON)"
+            )
+            fix = "convert_checkpoint(old, new_dir)"
+        else:
+            what = f"{path} is a file, not a checkpoint directory (the Trainer wrote a bare torch.save state dict)"
+            fix = "convert_checkpoint(old, new_dir, model=...)"
     else:
         what = f"{path / META_FILE} has no 'format' key: DDP's checkpoint before format 3"
         fix = "convert_checkpoint(old, new_dir)"
