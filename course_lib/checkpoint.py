@@ -1,5 +1,5 @@
-"""Moved to course_lib.production.checkpoint (kept for one release)."""
+"""Moved to course_lib.models.checkpoint (kept for one release)."""
 
 from course_lib._moved import alias
 
-alias(__name__, "course_lib.production.checkpoint")
+alias(__name__, "course_lib.models.checkpoint")

@@ -3,6 +3,7 @@
 * AdamW, ReduceLROnPlateau on the validation loss, gradient-norm clipping;
 * early stopping that keeps the best weights **in memory** (the module wrote ``./best_model.pth``
   into the working directory and, after a NaN loss, silently restored a stale file from another run);
+  ``checkpoint_path=`` also writes them as a checkpoint directory (:mod:`course_lib.models.checkpoint`);
 * a NaN or infinite loss stops training with an error that names the epoch, after restoring the best
   weights so far (or saying that there are none); an empty split is refused;
 * batches are sliced from tensors already on the device: no DataLoader, no per-sample Python work;
@@ -202,7 +203,7 @@ class Trainer:
                 best_loss, stale, self.best_epoch = val_loss, 0, epoch
                 best_state = copy.deepcopy(self.model.state_dict())
                 if self.checkpoint_path is not None:
-                    torch.save(best_state, self.checkpoint_path)
+                    self._write_best(epoch, val_loss)
             else:
                 stale += 1
                 if stale >= self.patience:
@@ -210,6 +211,14 @@ class Trainer:
         bar.close()
         self.model.load_state_dict(best_state)
         return self.history
+
+    def _write_best(self, epoch: int, val_loss: float) -> None:
+        """The best state so far, as a checkpoint directory (:mod:`course_lib.models.checkpoint`)."""
+        from .models.checkpoint import save_checkpoint  # late import: course_lib.models imports training
+
+        config = getattr(self.model, "config", None)  # {} for a model without one: load it with build=
+        config = config if isinstance(config, dict) else {}
+        save_checkpoint(self.model, self.checkpoint_path, config, {"epoch": epoch, "val_loss": val_loss})
 
     def _train_epoch(self, X: tuple[torch.Tensor, ...], y: torch.Tensor, opt, gen) -> float:
         self.model.train()

@@ -495,8 +495,8 @@ pd.DataFrame(scores).T
 #
 # > **Pitfall (erratum: ModelDeployment).** Pickling a whole module and loading it with
 # > `torch.load(..., weights_only=False)` executes whatever code the file contains.
-# > `course_lib.production.checkpoint` saves a `state_dict` plus a JSON config and loads with
-# > `weights_only=True`; a tampered file is refused.
+# > `course_lib.models.checkpoint` saves the `state_dict` as safetensors (tensors only, no code)
+# > plus a JSON config with the weights' hash; a tampered or pickled file is refused.
 #
 # > **Pitfall (erratum: ConformalPredictor, QuantileRegressionEnsemble).** Subtracting an `(N, 1)`
 # > array from an `(N,)` array does not fail in NumPy or PyTorch: it broadcasts to `(N, N)` and the

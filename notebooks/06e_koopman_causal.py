@@ -37,8 +37,6 @@ from torch import nn
 
 from course_lib import get_device, set_seed
 from course_lib.causal import (
-    CausalLSTM,
-    CounterfactualRecurrentNetwork,
     adf_table,
     fit_outcome_model,
     granger_matrix,
@@ -48,6 +46,7 @@ from course_lib.causal import (
 )
 from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
+from course_lib.models.causal import CausalLSTM, CounterfactualRecurrentNetwork
 from course_lib.models.koopman import (
     DeepKoopmanFinance,
     discrete_spectrum_flow,

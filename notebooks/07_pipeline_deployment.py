@@ -58,6 +58,7 @@ import builtins
 import contextlib
 import json
 import pickle
+import shutil
 import tempfile
 import time
 import warnings
@@ -125,8 +126,9 @@ print(
 # > **Pitfall (erratum: DeepLearningPipeline, working directory)** The source saves its best epoch with
 # > a relative path, `best_model.pth`: every run writes into whatever directory the notebook was started
 # > from, overwriting the file of another experiment. Below, the course's `Trainer` is given the same
-# > relative `checkpoint_path` inside a temporary directory, and the file appears there. Its default,
-# > `checkpoint_path=None`, keeps the best weights in memory and writes nothing.
+# > relative `checkpoint_path` inside a temporary directory, and the checkpoint (a directory in the one
+# > on-disk format of `course_lib.models.checkpoint`: safetensors weights and a JSON file) appears there.
+# > Its default, `checkpoint_path=None`, keeps the best weights in memory and writes nothing.
 
 # %%
 rng = np.random.default_rng(0)
@@ -140,11 +142,10 @@ with contextlib.chdir(sandbox):  # stands in for "the directory the notebook was
         max_epochs=2,
         progress=False,
         device="cpu",
-        checkpoint_path="best_model.pth",
+        checkpoint_path="best_model",
     ).fit(X_demo, y_demo, X_demo, y_demo)
     print("with a relative checkpoint path:", sorted(p.name for p in Path().iterdir()))
-    for file in Path().iterdir():
-        file.unlink()
+    shutil.rmtree("best_model")
     Trainer(TemporalConvNet(**TCN_CONFIG), max_epochs=2, progress=False, device="cpu").fit(
         X_demo, y_demo, X_demo, y_demo
     )
@@ -408,8 +409,9 @@ for name, (window, names) in requests.items():
         print(f"{name}: {err}")
 tampered = work / "tampered"
 tampered.mkdir()
-(tampered / "bundle.json").write_bytes((bundle / "bundle.json").read_bytes())
-(tampered / "weights.safetensors").write_bytes(evil.read_bytes())  # the pickle payload as "weights"
+for name in ("bundle.json", "checkpoint.json"):
+    (tampered / name).write_bytes((bundle / name).read_bytes())
+(tampered / "model.safetensors").write_bytes(evil.read_bytes())  # the pickle payload as "weights"
 try:
     ModelDeployment.load(tampered)
 except BundleError as err:
@@ -618,9 +620,10 @@ for name, table in errors.items():
 # ## Data-parallel training with torchrun
 #
 # `course_lib.production.distributed` is a DDP training script: the Trainer's model, loss (MSE), AdamW and
-# clipping; a `DistributedSampler` with `set_epoch`; rank 0 alone writes the checkpoint (safetensors
-# and a JSON record) into the directory it is given. Two CPU processes (gloo backend) take one step
-# with 128 samples each; one process takes one step with the same 256 samples. They must agree.
+# clipping; a `DistributedSampler` with `set_epoch`; rank 0 alone writes the checkpoint (the one format
+# of `course_lib.models.checkpoint`: safetensors and a JSON record) into the directory it is given. Two
+# CPU processes (gloo backend) take one step with 128 samples each; one process takes one step with the
+# same 256 samples. They must agree.
 
 # %%
 task = wf.task

@@ -1,6 +1,7 @@
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 import pytest
@@ -33,7 +34,9 @@ def pytest_collection_modifyitems(items):
     """Markers that select: ``slow`` (notebooks, building and grading assignments), ``sandbox`` (tests
     that start grading sandboxes), ``gpu`` (CUDA-only tests); ``make test-fast`` deselects all three.
 
-    The registry's fused-scan entry needs a C compiler: where none is found, its cases are skipped.
+    Cases of a registry entry whose ``requires`` gives a reason (no C compiler, say) are skipped with it.
+    A case belongs to an entry when one of its parameters is the entry or the entry's id. Parameters come
+    from the registry only if a test module imported it; each entry's ``requires`` is asked once.
     """
     for item in items:
         if item.path.suffix == ".ipynb":
@@ -43,12 +46,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if item.path.name == "test_cuda.py":
             item.add_marker(pytest.mark.gpu)
-    fused = [item for item in items if "FinancialMamba-fused" in item.nodeid]
-    if fused:
-        from course_lib.models.ops.fused_build import fused_scan_unavailable_reason
-
-        reason = fused_scan_unavailable_reason()
-        if reason is not None:
-            skip = pytest.mark.skip(reason=f"FinancialMamba-fused needs the fused scan's C kernel: {reason}")
-            for item in fused:
-                item.add_marker(skip)
+    registry = sys.modules.get("course_lib.models.registry")
+    if registry is None:
+        return
+    needs = {entry.id: entry for entry in registry.REGISTRY if entry.requires is not None}
+    reasons: dict[str, str | None] = {}
+    for item in items:
+        for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+            name = value.id if isinstance(value, registry.ModelSpec) else value
+            if isinstance(name, str) and name in needs:
+                if name not in reasons:
+                    reasons[name] = needs[name].requires()
+                if reasons[name] is not None:
+                    item.add_marker(pytest.mark.skip(reason=reasons[name]))

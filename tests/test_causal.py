@@ -8,17 +8,14 @@ import pytest
 import torch
 
 from course_lib.causal import (
-    CausalLSTM,
-    CounterfactualRecurrentNetwork,
-    GradientReversal,
     adf_table,
-    crn_loss,
     fit_outcome_model,
     granger_matrix,
     naive_effect,
     simulate_treatment,
     simulate_var,
 )
+from course_lib.models.causal import CausalLSTM, CounterfactualRecurrentNetwork, GradientReversal, crn_loss
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import course_lib.models as models
-from course_lib.models.registry import REGISTRY, ModelSpec, model_class
+from course_lib.models.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from course_lib.models.registry import REGISTRY, Family, ModelSpec, model_class
 from course_lib.outputs import prediction_of
-from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
 
 B = 4
@@ -283,8 +283,8 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
     with torch.no_grad():  # move the weights away from the initialisation a load could silently give
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    path = save_checkpoint(model, tmp_path / "model.pt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.json"]
+    path = save_checkpoint(model, tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == sorted([META_FILE, WEIGHTS_FILE])
     loaded = load_checkpoint(path, map_location="cpu")
     assert type(loaded) is type(model) and loaded.config == model.config
     model.eval(), loaded.eval()
@@ -294,8 +294,9 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
 
 
 def test_registry_entry_is_one_line_for_a_new_model():
-    # the format the registry documents: class + small config (+ per_step); nothing else is required
-    entry = ModelSpec(models.FinancialGRU, dict(input_size=2, hidden_size=4), per_step=True)
+    # the format the registry documents: class, family, chapter, test config (+ per_step); nothing else
+    test = dict(input_size=2, hidden_size=4)
+    entry = ModelSpec(models.FinancialGRU, Family.RECURRENT, "01", {"test": test}, per_step=True)
     model = entry.build()
     x, *extras = entry.inputs(model, 2, 5)
     assert extras == [] and prediction_of(model(x)).shape == entry.forecast_shape(model, 2) == (2, 1)

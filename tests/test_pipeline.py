@@ -1,5 +1,6 @@
 """Chapter 07: walk-forward training, the model bundle, ONNX export, serving, monitoring and DDP."""
 
+import hashlib
 import json
 import pickle
 
@@ -16,10 +17,11 @@ from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
 from course_lib.evaluation.walkforward import block_task, raw_windows, scale_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
+from course_lib.models.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
 from course_lib.models.registry import REGISTRY
 from course_lib.production.bundle import (
+    FILES,
     MANIFEST_FILE,
-    WEIGHTS_FILE,
     BundleError,
     ModelDeployment,
     _content_hash,
@@ -133,7 +135,7 @@ def test_walk_forward_without_warm_start_builds_a_model_per_block(prices):
 
 def test_bundle_round_trip_applies_the_training_scaler(bundle, vol_task):
     path, model = bundle
-    assert sorted(p.name for p in path.iterdir()) == sorted([WEIGHTS_FILE, MANIFEST_FILE])
+    assert sorted(p.name for p in path.iterdir()) == sorted([WEIGHTS_FILE, META_FILE, MANIFEST_FILE])
     deployment = ModelDeployment.load(path, map_location="cpu")
     raw = raw_windows(vol_task, "test")[:300]
     with torch.no_grad():
@@ -182,14 +184,19 @@ def test_every_request_is_validated(bundle, vol_task, change, message):
 
 def _copy_bundle(src, dst):
     dst.mkdir()
-    for name in (WEIGHTS_FILE, MANIFEST_FILE):
+    for name in FILES:
         (dst / name).write_bytes((src / name).read_bytes())
     return dst
 
 
 def _rehash(path):
+    """Recompute every hash after an edit, as an attacker can: the checkpoint's, then the bundle's."""
+    weights = (path / WEIGHTS_FILE).read_bytes()
+    checkpoint = json.loads((path / META_FILE).read_text())
+    checkpoint["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    (path / META_FILE).write_text(json.dumps(checkpoint))
     manifest = json.loads((path / MANIFEST_FILE).read_text())
-    manifest["content_hash"] = _content_hash(manifest, (path / WEIGHTS_FILE).read_bytes())
+    manifest["content_hash"] = _content_hash(manifest, checkpoint, weights)
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
 
 
@@ -228,13 +235,37 @@ def test_a_changed_bundle_is_refused(bundle, tmp_path):
     (scaler / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="content hash mismatch"):
         ModelDeployment.load(scaler)
+    config = _copy_bundle(bundle[0], tmp_path / "config")
+    checkpoint = json.loads((config / META_FILE).read_text())
+    checkpoint["config"]["hidden_size"] = 16
+    (config / META_FILE).write_text(json.dumps(checkpoint))
+    with pytest.raises(BundleError, match="content hash mismatch"):
+        ModelDeployment.load(config)
     unknown = _copy_bundle(bundle[0], tmp_path / "unknown")
-    manifest = json.loads((unknown / MANIFEST_FILE).read_text())
-    manifest["model"]["class"] = "os.system"
-    (unknown / MANIFEST_FILE).write_text(json.dumps(manifest))
+    checkpoint = json.loads((unknown / META_FILE).read_text())
+    checkpoint["class"] = "os.system"
+    (unknown / META_FILE).write_text(json.dumps(checkpoint))
     _rehash(unknown)
     with pytest.raises(BundleError, match="unknown model class"):
         ModelDeployment.load(unknown)
+
+
+def test_an_old_bundle_is_refused_with_the_fix(bundle, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "weights.safetensors").write_bytes((bundle[0] / WEIGHTS_FILE).read_bytes())
+    manifest = json.loads((bundle[0] / MANIFEST_FILE).read_text())
+    manifest["format"] = 1
+    manifest["model"] = json.loads((bundle[0] / META_FILE).read_text())
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(
+        BundleError, match=r"format 1; this loader reads format 2.*Re-export it with save_bundle"
+    ):
+        ModelDeployment.load(old)
+    missing = _copy_bundle(bundle[0], tmp_path / "missing")
+    (missing / META_FILE).unlink()
+    with pytest.raises(BundleError, match="checkpoint.json is missing"):
+        ModelDeployment.load(missing)
 
 
 def test_a_bundle_from_another_version_is_refused(bundle, monkeypatch):
@@ -439,8 +470,6 @@ def test_rolling_error_alerts_when_the_model_loses_to_the_baseline():
 
 
 def test_two_ranks_equal_one_process_on_the_full_batch(tmp_path):
-    from safetensors.torch import load_file
-
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(64, 20, 4)).astype(np.float32), rng.normal(size=(64, 2)).astype(np.float32)
     np.savez(tmp_path / "data.npz", X=X, y=y)
@@ -458,7 +487,8 @@ def test_two_ranks_equal_one_process_on_the_full_batch(tmp_path):
     )
     assert meta["world_size"] == 2 and meta["samples_per_rank"] == 32
     assert meta["history"][-1]["max_rank_difference"] == 0.0
-    ddp = load_file(tmp_path / "ckpt" / "model.safetensors")
+    assert meta["class"] == "TemporalConvNet" and meta["config"] == TemporalConvNet(**TCN_CONFIG).config
+    ddp = load_checkpoint(tmp_path / "ckpt").state_dict()  # rank 0 writes the one checkpoint format
 
     set_seed(0)
     single = TemporalConvNet(**TCN_CONFIG)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib import set_seed
+from course_lib.models.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.models.mamba import FinancialMamba, MambaBlock
 from course_lib.models.ops import fused_build
 from course_lib.models.ops.convolution import causal_conv_direct, fft_causal_conv
@@ -18,7 +19,6 @@ from course_lib.models.ops.fused_build import fused_scan_available
 from course_lib.models.ops.selective_scan import selective_scan, selective_scan_step
 from course_lib.models.s4d import S4D, FinancialS4D, S4DKernel
 from course_lib.outputs import prediction_of
-from course_lib.production.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.testing import (
     WorkCounter,
     batch_coupling,
@@ -461,7 +461,7 @@ def test_config_rebuilds_and_checkpoint_round_trips(name, tmp_path):
     model = MODELS[name]().eval()
     rebuilt = type(model)(**model.config)
     assert rebuilt.config == model.config
-    path = save_checkpoint(model, tmp_path / f"{name}.pt")
+    path = save_checkpoint(model, tmp_path / name)
     loaded = load_checkpoint(path).eval()  # the registered class, rebuilt from its stored config
     assert type(loaded) is type(model)
     assert torch.equal(loaded(_x()), model(_x()))

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib.models.checkpoint import load_checkpoint, read_meta
 from course_lib.training import GaussianNLLLoss, PinballLoss, StudentTNLLLoss, Trainer, fit_seeds, mse_loss
 
 
@@ -112,10 +113,15 @@ def test_an_empty_split_is_refused(empty):
         Trainer(_Last(), max_epochs=2, progress=False, device="cpu").fit(Xt, yt, Xv, yv)
 
 
-def test_checkpoint_path_is_opt_in(tmp_path):
-    path = tmp_path / "best.pt"
-    Trainer(_Last(), max_epochs=2, progress=False, device="cpu", checkpoint_path=path).fit(*_linear_data())
-    assert set(torch.load(path, weights_only=True)) == {"lin.weight", "lin.bias"}
+def test_checkpoint_path_writes_the_best_state_in_the_one_format(tmp_path):
+    path = tmp_path / "best"
+    trainer = Trainer(_Last(), max_epochs=2, progress=False, device="cpu", checkpoint_path=path)
+    trainer.fit(*_linear_data())
+    meta = read_meta(path)
+    assert meta["class"] == "_Last" and meta["config"] == {} and meta["epoch"] == trainer.best_epoch
+    loaded = load_checkpoint(path, build=lambda config: _Last())  # a model without a config: build=
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
 
 
 def test_tuple_inputs_dict_outputs_and_per_output_losses():

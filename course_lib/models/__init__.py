@@ -10,12 +10,14 @@
 * :mod:`.s4d`, :mod:`.mamba` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D
   and MambaBlock stay in their modules; the selective scan, its fused C kernel and the S4D convolution
   are numerical ops, in :mod:`.ops`)
-* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD (the causal models of 06e live in
-  :mod:`course_lib.causal`)
+* :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD
+* :mod:`.causal` (chapter 06e): CausalLSTM, CounterfactualRecurrentNetwork (the simulators and tests of
+  causal inference live in :mod:`course_lib.causal`)
 * :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
 """
 
 from .bayesian import BayesianLSTM
+from .causal import CausalLSTM, CounterfactualRecurrentNetwork
 from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
@@ -36,8 +38,10 @@ __all__ = [
     "BahdanauAttention",
     "BayesianLSTM",
     "CNNLSTM",
+    "CausalLSTM",
     "CausalConv1d",
     "Chomp1d",
+    "CounterfactualRecurrentNetwork",
     "ResidualBlock",
     "TemporalBlock",
     "TemporalConvNet",

@@ -60,7 +60,7 @@ def keeps_config(init):
 
     ``self.config`` is a JSON-serialisable dict (tuples become lists) of exactly the constructor's
     keyword arguments, so ``type(model)(**model.config)`` rebuilds the model and
-    :func:`course_lib.production.checkpoint.save_checkpoint` needs nothing restated. A value JSON cannot hold
+    :func:`course_lib.models.checkpoint.save_checkpoint` needs nothing restated. A value JSON cannot hold
     (a module, a function) is refused when the model is built, with the argument's name.
     """
     signature = inspect.signature(init)

@@ -1,7 +1,7 @@
 """The production path (chapter 07): what happens to a model after training.
 
-* :mod:`.checkpoint`: a model and its config on disk (safetensors + JSON), the one format
-* :mod:`.bundle`: a checkpoint plus the task manifest, loaded with checks (:class:`ModelDeployment`), ONNX
+* :mod:`.bundle`: a checkpoint (:mod:`course_lib.models.checkpoint`, the one on-disk format) plus the
+  task manifest, loaded with checks (:class:`ModelDeployment`), ONNX
 * :mod:`.serving`: the bundle as an HTTP service (FastAPI)
 * :mod:`.monitoring`: input drift (PSI) and rolling forecast error
 * :mod:`.distributed`: data-parallel training with torchrun (DDP)

@@ -6,19 +6,21 @@ The source module saved a whole pickled module and loaded it with ``torch.load(p
 ModelDeployment). It also shipped the weights alone: the scaler and the feature list that the
 network was trained with were lost, so a server had to re-create them, and train/serve skew follows.
 
-A bundle is one directory with two files:
+A bundle is one directory: a checkpoint (:mod:`course_lib.models.checkpoint`, the one on-disk format)
+plus the task manifest:
 
-* ``weights.safetensors``: the ``state_dict`` in the safetensors format, tensors and nothing else
+* ``model.safetensors``: the ``state_dict`` in the safetensors format, tensors and nothing else
   (no code can run when it is read);
-* ``bundle.json``: the model class and its constructor config (``model.config``; the class must be
-  in :mod:`course_lib.models.registry`), the task (kind, target, horizons, lookback),
-  the feature names in order, the fitted scaler (mean and scale per feature), the training and
-  validation periods, the ``course_lib`` version and a SHA-256 content hash over the weights and
-  every other field.
+* ``checkpoint.json``: the model class and its constructor config (``model.config``; the class must be
+  in the catalogue, :mod:`course_lib.models.registry`) and the weights' SHA-256;
+* ``bundle.json``: the task (kind, target, horizons, lookback), the feature names in order, the fitted
+  scaler (mean and scale per feature), the training and validation periods, the ``course_lib``
+  version and a SHA-256 content hash over the weights, the checkpoint's JSON and every other field.
 
 :meth:`ModelDeployment.load` refuses a bundle whose hash does not match (a corrupted or edited file),
-one written by another ``course_lib`` version, and a weights file that is not safetensors (a pickle
-is never unpickled). It rebuilds the model from the config, then validates every request (feature
+one written by another ``course_lib`` version or in an older bundle format (format 1, with
+``weights.safetensors``: re-export it), and a weights file that is not safetensors (a pickle is
+never unpickled). It rebuilds the model from the config, then validates every request (feature
 names and order, window length, finite values, batch shape), applies the training scaler and
 predicts in batches. :meth:`ModelDeployment.predict_prices` goes one step further back and runs the
 training feature pipeline (:func:`course_lib.data.features.feature_frame`) on raw daily prices.
@@ -37,40 +39,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 import course_lib
 
 from ..data.features import feature_frame
 from ..data.windows import StandardScaler, Task
+from ..models.checkpoint import META_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from ..models.registry import model_class
 from ..outputs import prediction_of
 
-BUNDLE_FORMAT = 1
-WEIGHTS_FILE = "weights.safetensors"
+BUNDLE_FORMAT = 2  # 1: weights.safetensors + bundle.json holding the class and config
 MANIFEST_FILE = "bundle.json"
+FILES = (WEIGHTS_FILE, META_FILE, MANIFEST_FILE)
 
 
 class BundleError(ValueError):
     """A bundle that cannot be trusted or used: wrong hash, version, format or contents."""
 
 
-def _model_class(name: str) -> type[nn.Module]:
-    """The registered class called ``name``: the only classes a bundle may rebuild."""
-    from ..models.registry import model_class  # late import: the registry imports every model
-
-    try:
-        return model_class(name)
-    except KeyError as err:
-        raise BundleError(f"unknown model class: {err.args[0]}") from None
-
-
-def _content_hash(manifest: dict, weights: bytes) -> str:
+def _content_hash(manifest: dict, checkpoint: dict, weights: bytes) -> str:
+    """SHA-256 over the weights, the checkpoint's JSON and the manifest (without its own hash)."""
     body = {k: v for k, v in manifest.items() if k != "content_hash"}
     digest = hashlib.sha256(weights)
+    digest.update(json.dumps(checkpoint, sort_keys=True).encode())
     digest.update(json.dumps(body, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{file} is not valid JSON: {err}") from err
 
 
 def _period(dates: pd.DatetimeIndex) -> list[str]:
@@ -86,13 +87,17 @@ def save_bundle(path: str | Path, model: nn.Module, task: Task) -> Path:
     """
     path = Path(path)
     name = type(model).__name__
-    if _model_class(name) is not type(model):
+    try:
+        registered = model_class(name)
+    except KeyError as err:
+        raise BundleError(f"unknown model class: {err.args[0]}") from None
+    if registered is not type(model):
         raise BundleError(f"{name} is not the registered class of that name")
     config = getattr(model, "config", None)
     if not isinstance(config, dict):
         raise BundleError(f"{name} has no .config dict (decorate its __init__ with keeps_config)")
     rebuilt = type(model)(**config).state_dict()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict()
     mismatch = [k for k in state if k not in rebuilt or rebuilt[k].shape != state[k].shape]
     if mismatch or set(rebuilt) != set(state):
         raise BundleError(
@@ -101,7 +106,6 @@ def save_bundle(path: str | Path, model: nn.Module, task: Task) -> Path:
     manifest = {
         "format": BUNDLE_FORMAT,
         "course_lib_version": course_lib.__version__,
-        "model": {"class": name, "config": config},
         "task": {
             "kind": task.kind,
             "target": task.target_column,
@@ -113,14 +117,14 @@ def save_bundle(path: str | Path, model: nn.Module, task: Task) -> Path:
         "scaler": {"mean": task.scaler.mean_.tolist(), "scale": task.scaler.scale_.tolist()},
         "training_period": {"train": _period(task.train.dates), "validation": _period(task.val.dates)},
     }
-    json.dumps(manifest)  # fails early on a config that is not JSON
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path) as tmp:
-        save_file(state, Path(tmp) / WEIGHTS_FILE)
+        save_checkpoint(model, tmp)
+        checkpoint = json.loads((Path(tmp) / META_FILE).read_text())
         weights = (Path(tmp) / WEIGHTS_FILE).read_bytes()
-        manifest["content_hash"] = _content_hash(manifest, weights)
+        manifest["content_hash"] = _content_hash(manifest, checkpoint, weights)
         (Path(tmp) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        for file in (WEIGHTS_FILE, MANIFEST_FILE):
+        for file in FILES:
             os.replace(Path(tmp) / file, path / file)
     return path
 
@@ -146,45 +150,48 @@ class ModelDeployment:
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "ModelDeployment":
         """Check and load a bundle directory written by :func:`save_bundle` onto ``map_location``."""
         path = Path(path)
-        for file in (MANIFEST_FILE, WEIGHTS_FILE):
-            if not (path / file).is_file():
-                raise BundleError(f"{path} is not a bundle: {file} is missing")
-        try:
-            manifest = json.loads((path / MANIFEST_FILE).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BundleError(f"{path / MANIFEST_FILE} is not valid JSON: {err}") from err
+        if not (path / MANIFEST_FILE).is_file():
+            raise BundleError(f"{path} is not a bundle: {MANIFEST_FILE} is missing")
+        manifest = _read_json(path / MANIFEST_FILE)
         if manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(
-                f"bundle format {manifest.get('format')!r}; this loader reads format {BUNDLE_FORMAT}"
+                f"{path} is a bundle of format {manifest.get('format')!r}; this loader reads format "
+                f"{BUNDLE_FORMAT} (a checkpoint, {WEIGHTS_FILE} + {META_FILE}, plus {MANIFEST_FILE}). Re-export "
+                "it with save_bundle(path, model, task); format 1 kept its weights in weights.safetensors (safe "
+                "to read with safetensors.torch.load_file) and its class and config in bundle.json['model']"
             )
+        for file in FILES:
+            if not (path / file).is_file():
+                raise BundleError(f"{path} is not a bundle: {file} is missing")
         version = manifest.get("course_lib_version")
         if version != course_lib.__version__:
             raise BundleError(
                 f"the bundle was written by course_lib {version}, this is course_lib {course_lib.__version__}: "
                 "re-export it with this version (or load it with the version that wrote it)"
             )
-        weights = (path / WEIGHTS_FILE).read_bytes()
-        if manifest.get("content_hash") != _content_hash(manifest, weights):
+        checkpoint = _read_json(path / META_FILE)
+        if manifest.get("content_hash") != _content_hash(
+            manifest, checkpoint, (path / WEIGHTS_FILE).read_bytes()
+        ):
             raise BundleError(
-                f"content hash mismatch in {path}: the weights or bundle.json were changed after saving"
+                f"content hash mismatch in {path}: the weights, {META_FILE} or {MANIFEST_FILE} were changed "
+                "after saving"
             )
-        model_cls = _model_class(manifest["model"]["class"])
         device = torch.device(map_location)
         try:
-            state = load_file(path / WEIGHTS_FILE, device=str(device))  # tensors only: nothing is executed
-        except SafetensorError as err:
-            raise BundleError(
-                f"{path / WEIGHTS_FILE} is not a safetensors file ({err}); pickled weights are never loaded"
-            ) from err
-        model = model_cls(**manifest["model"]["config"])
-        model.load_state_dict(state)
-        return cls(model.to(device), manifest, device)
+            model = load_checkpoint(path, map_location=device)  # tensors only: nothing is executed
+        except CheckpointError as err:
+            raise BundleError(str(err)) from err
+        except KeyError as err:
+            raise BundleError(f"unknown model class: {err.args[0]}") from None
+        return cls(model, manifest, device)
 
     @property
     def metadata(self) -> dict:
         """Everything a client may want to know: model, task, features, periods, version, hash."""
-        keys = ("model", "task", "features", "training_period", "course_lib_version", "content_hash")
-        return {k: self.manifest[k] for k in keys}
+        keys = ("task", "features", "training_period", "course_lib_version", "content_hash")
+        model = {"class": type(self.model).__name__, "config": self.model.config}
+        return {"model": model, **{k: self.manifest[k] for k in keys}}
 
     def validate(self, windows, features: list[str] | None = None) -> np.ndarray:
         """Return the request as a float64 (B, L, C) array, or raise ``ValueError`` naming the problem.

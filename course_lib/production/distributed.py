@@ -12,9 +12,12 @@ Run, on CPU with the gloo backend (two processes on this machine)::
     python -m torch.distributed.run --nproc-per-node 2 -m course_lib.production.distributed \\
         --data train.npz --model FinancialGRU --config '{"input_size": 4, "hidden_size": 8}' --out ckpt/
 
-``data.npz`` holds ``X`` (N, L, C) and ``y`` (N, n_h), optionally ``X_val`` and ``y_val``. Only rank 0
-writes, into ``--out``: ``model.safetensors`` (the weights) and ``checkpoint.json`` (class, config,
-epoch, losses and the largest parameter difference between ranks, measured with an all-gather).
+``data.npz`` holds ``X`` (N, L, C) and ``y`` (N, n_h), optionally ``X_val`` and ``y_val``. ``--model``
+is a class of the catalogue (:mod:`course_lib.models.registry`). Only rank 0 writes, after every epoch:
+``--out`` is a checkpoint (:mod:`course_lib.models.checkpoint`, the one on-disk format), whose
+``checkpoint.json`` also holds the world size, the samples per rank and the history (epoch, losses and
+the largest parameter difference between ranks, measured with an all-gather). ``load_checkpoint(out)``
+gives the trained model.
 
 Several GPUs, one node: ``--backend nccl`` and ``--nproc-per-node <GPUs>``; each rank uses
 ``cuda:<LOCAL_RANK>``. Several nodes: start the same command on every node with
@@ -37,20 +40,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .. import set_seed
+from ..models.checkpoint import META_FILE, save_checkpoint
 from ..models.registry import model_class
 from ..training import mse_loss
-
-
-def build_model(name: str, config: dict) -> nn.Module:
-    """A registered model (:mod:`course_lib.models.registry`) from its class name and constructor config."""
-    return model_class(name)(**config)
 
 
 def train_step(
@@ -88,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
         dataset = TensorDataset(torch.from_numpy(data["X"]).float(), torch.from_numpy(data["y"]).float())
         config = json.loads(args.config)
         set_seed(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        model = DistributedDataParallel(build_model(args.model, config).to(device))
+        model = DistributedDataParallel(model_class(args.model)(**config).to(device))
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
         sampler = DistributedSampler(
             dataset,
@@ -124,20 +122,8 @@ def run(args: argparse.Namespace) -> None:
             entry["max_rank_difference"] = _max_rank_difference(model.module)
             history.append(entry)
             if rank == 0:  # one writer: the ranks hold the same weights
-                out = Path(args.out)
-                out.mkdir(parents=True, exist_ok=True)
-                save_file(
-                    {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
-                    out / "model.safetensors",
-                )
-                meta = {
-                    "class": args.model,
-                    "config": config,
-                    "world_size": world,
-                    "history": history,
-                    "samples_per_rank": len(sampler),
-                }
-                (out / "checkpoint.json").write_text(json.dumps(meta, indent=2))
+                meta = {"world_size": world, "history": history, "samples_per_rank": len(sampler)}
+                save_checkpoint(model.module, args.out, metadata=meta)
             dist.barrier()
         # Free DDP's reducer (it holds gloo work objects) and wait for every rank before the group goes:
         # a rank that tears down gloo while another still talks to it aborts ("terminate called ...").
@@ -157,10 +143,11 @@ def launch(
     **options,
 ) -> dict:
     """Run this module under torchrun (``--standalone``: one node, a free rendezvous port); return rank 0's
-    ``checkpoint.json``. ``options`` are the command-line flags, e.g. ``epochs=2, batch_size=64``."""
+    ``checkpoint.json`` (``load_checkpoint(out)`` gives the model). ``options`` are the command-line flags,
+    e.g. ``epochs=2, batch_size=64``."""
     import sys
 
-    build_model(model, config)  # an unknown class or a bad config fails here, before any process starts
+    model_class(model)(**config)  # an unknown class or a bad config fails here, before any process starts
     with np.load(data) as arrays:
         if not {"X", "y"} <= set(arrays.files):
             raise ValueError(f"{data} must hold arrays X and y, it holds {arrays.files}")
@@ -206,7 +193,7 @@ def launch(
         )
     if returncode != 0:
         raise RuntimeError(f"torchrun failed with code {returncode}:\n{stderr[-8000:]}")
-    return json.loads((Path(out) / "checkpoint.json").read_text())
+    return json.loads((Path(out) / META_FILE).read_text())
 
 
 def _run_torchrun(command: list[str], env: dict, timeout: float) -> tuple[int, str]:
@@ -236,7 +223,9 @@ def _run_torchrun(command: list[str], env: dict, timeout: float) -> tuple[int, s
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="DDP training of a course_lib model (launch with torchrun).")
     parser.add_argument("--data", required=True, help=".npz with X, y (and optionally X_val, y_val)")
-    parser.add_argument("--model", required=True, help="class name in course_lib.models")
+    parser.add_argument(
+        "--model", required=True, help="class name in the catalogue (course_lib.models.registry)"
+    )
     parser.add_argument("--config", required=True, help="JSON constructor keyword arguments")
     parser.add_argument("--out", required=True, help="directory for rank 0's checkpoint")
     parser.add_argument("--epochs", type=int, default=1)

@@ -1,0 +1,194 @@
+"""One format on disk for a model and its config: a directory of safetensors weights and a JSON file.
+
+    save_checkpoint(model, "runs/lstm")   # writes runs/lstm/model.safetensors and runs/lstm/checkpoint.json
+    model = load_checkpoint("runs/lstm")  # the same class, config and weights
+
+``model.safetensors`` holds the ``state_dict``, tensors and nothing else: reading it runs no code.
+``checkpoint.json`` holds ``{"format", "class", "config", "weights_sha256"}`` and any metadata of the
+writer (the DDP trainer's history, the Trainer's best epoch). The model is rebuilt from the JSON file,
+by a class looked up in the catalogue (:func:`course_lib.models.registry.model_class`) and its stored
+``config``; a class outside the catalogue is refused, and so is a weights file whose SHA-256 is not the
+one recorded (changed, or from another save). Everything that writes a model uses this module: the
+Trainer's best state (``checkpoint_path=``), DDP's rank 0, and the bundle
+(:mod:`course_lib.production.bundle`, this checkpoint plus the task manifest).
+
+The source module pickled whole modules and, once torch >= 2.6 refused them, reached for
+``torch.load(..., weights_only=False)``, which executes whatever code the file carries
+(docs/errata.md: ModelDeployment). The earlier course format (format 2: a ``torch.save`` state dict
+``path`` beside ``path.json``) is not loaded: :func:`load_checkpoint` names the file and
+:func:`convert_checkpoint` rewrites it once in this format (reading it with ``weights_only=True``).
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT = 3  # version of checkpoint.json; 2 was a torch.save file beside path.json
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+_KEYS = ("format", "class", "config", "weights_sha256")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted or read: old format, changed files, not safetensors."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | Path, config: dict | None = None, metadata: dict | None = None
+) -> Path:
+    """Write the directory ``path`` (``model.safetensors`` and ``checkpoint.json``); returns ``path``.
+
+    The config is ``model.config`` (every course_lib model keeps its constructor arguments); pass
+    ``config`` only for a model of your own without one, and load it with ``build=``. ``metadata`` (JSON)
+    is stored beside the four keys of the format. Each file is replaced atomically, the weights first:
+    a crash between the two leaves a pair whose hash does not match, which loading refuses.
+    """
+    path = Path(path)
+    if config is None:
+        if not isinstance(getattr(model, "config", None), dict):
+            raise TypeError(
+                f"{type(model).__name__} has no .config dict: pass config=... (JSON values) and load the "
+                "checkpoint with load_checkpoint(path, build=...)"
+            )
+        config = model.config
+    clash = set(metadata or {}) & set(_KEYS)
+    if clash:
+        raise ValueError(f"metadata may not use the format's own keys {sorted(clash)}")
+    meta = {"format": FORMAT, "class": type(model).__name__, "config": config, **(metadata or {})}
+    json.dumps(meta)  # fails early, before any file is written, on a value that is not JSON
+    # copies on the CPU: safetensors refuses tensors that share memory (tied or viewed weights)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path) as tmp:
+        save_file(state, Path(tmp) / WEIGHTS_FILE)
+        meta["weights_sha256"] = _sha256(Path(tmp) / WEIGHTS_FILE)
+        (Path(tmp) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for file in (WEIGHTS_FILE, META_FILE):
+            os.replace(Path(tmp) / file, path / file)
+    return path
+
+
+def _old_format(path: Path) -> str:
+    """What an earlier course checkpoint at ``path`` is, and how to convert it (for the error)."""
+    if path.is_file():
+        side = path.with_name(path.name + ".json")
+        if side.is_file():
+            what = (
+                f"{path} with {side.name} is a course_lib checkpoint of format 2 (torch.save pickle + JSON)"
+            )
+            fix = "convert_checkpoint(old, new_dir)"
+        else:
+            what = f"{path} is a file, not a checkpoint directory (the Trainer wrote a bare torch.save state dict)"
+            fix = "convert_checkpoint(old, new_dir, model=...)"
+    else:
+        what = f"{path / META_FILE} has no 'format' key: DDP's checkpoint before format 3"
+        fix = "convert_checkpoint(old, new_dir)"
+    return (
+        f"{what}; this loader reads format {FORMAT} only (a directory with {WEIGHTS_FILE} and {META_FILE}). "
+        f"Convert it once with course_lib.models.checkpoint.{fix}, which reads the tensors with "
+        "weights_only=True, then load the new directory"
+    )
+
+
+def read_meta(path: str | Path) -> dict:
+    """The checked ``checkpoint.json`` of the checkpoint directory ``path`` (class, config, metadata)."""
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(_old_format(path))
+    if not (path / WEIGHTS_FILE).is_file() or not (path / META_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is not a checkpoint: need both {path / WEIGHTS_FILE} and {path / META_FILE}"
+        )
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path / META_FILE} is not valid JSON: {err}") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path / META_FILE} is not a course_lib checkpoint (expected keys {list(_KEYS)})"
+        )
+    if "format" not in meta and {"class", "config"} <= set(meta):
+        raise CheckpointError(_old_format(path))
+    if meta.get("format") != FORMAT or not set(_KEYS) <= set(meta):
+        raise CheckpointError(
+            f"{path / META_FILE} is not a course_lib checkpoint of format {FORMAT} (expected keys "
+            f"{list(_KEYS)}); save the model again with save_checkpoint(model, path)"
+        )
+    return meta
+
+
+def _load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The weights of the checkpoint directory ``path`` on ``map_location``, after the hash check."""
+    path, meta = Path(path), read_meta(path)
+    if _sha256(path / WEIGHTS_FILE) != meta["weights_sha256"]:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} does not match {META_FILE} (its SHA-256 differs): the file was changed "
+            "after saving, or the two files come from different saves; save the model again"
+        )
+    try:
+        return load_file(path / WEIGHTS_FILE, device=str(torch.device(map_location)))  # tensors only
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} is not a safetensors file ({err}); pickled weights are never loaded"
+        ) from err
+
+
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    build: Callable[[dict], nn.Module] | None = None,
+) -> nn.Module:
+    """Rebuild the model of the checkpoint directory ``path`` and load its weights onto ``map_location``.
+
+    The class comes from the catalogue by the name stored in ``checkpoint.json`` and is called with the
+    stored config; ``build(config)`` replaces that lookup for a model outside the catalogue.
+    """
+    meta = read_meta(path)
+    if build is not None:
+        model = build(meta["config"])
+    else:
+        from .registry import model_class  # late import: the registry imports every model
+
+        model = model_class(meta["class"])(**meta["config"])
+    model.load_state_dict(_load_state(path, map_location))
+    return model.to(map_location)
+
+
+def convert_checkpoint(old: str | Path, new: str | Path, model: nn.Module | None = None) -> Path:
+    """Rewrite an earlier course checkpoint ``old`` as the checkpoint directory ``new``; returns ``new``.
+
+    Format 2 (``old`` a ``torch.save`` state dict beside ``old.json``) and the Trainer's bare state dict
+    are read with ``torch.load(weights_only=True)``: tensors only, no code runs. DDP's directory before
+    format 3 (``model.safetensors`` + ``checkpoint.json`` without ``format``) keeps its metadata. The
+    class and config come from the old JSON file; a bare state dict has none: pass the ``model`` (built
+    with the training config) to load it into.
+    """
+    old = Path(old)
+    if old.is_dir():
+        meta = json.loads((old / META_FILE).read_text())
+        state = load_file(old / WEIGHTS_FILE)
+    else:
+        side = old.with_name(old.name + ".json")
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+        state = torch.load(old, map_location="cpu", weights_only=True)
+    if model is None:
+        if "class" not in meta:
+            raise ValueError(f"{old} names no model class: pass model=... (built with its training config)")
+        from .registry import model_class  # late import: the registry imports every model
+
+        model = model_class(meta["class"])(**meta["config"])
+    model.load_state_dict(state)
+    extra = {k: v for k, v in meta.items() if k not in _KEYS}
+    return save_checkpoint(model, new, config=meta.get("config"), metadata=extra)
