@@ -46,8 +46,10 @@ __all__ = [
 __getattr__ = moved_names(
     __name__,
     {
-        name: "course_lib.models.causal"
-        for name in ("CausalLSTM", "CounterfactualRecurrentNetwork", "GradientReversal", "crn_loss")
+        "CausalLSTM": "course_lib.models.causal",
+        "CounterfactualRecurrentNetwork": "course_lib.models.causal",
+        "GradientReversal": "course_lib.models.causal",
+        "crn_loss": "course_lib.models.causal",
     },
 )
 

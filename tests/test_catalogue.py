@@ -5,26 +5,19 @@ import pytest
 import torch
 
 import course_lib.capstone as cap
-from course_lib.models import registry
+from course_lib.models.ops import fused_build
 from course_lib.models.registry import LEADERBOARD, REGISTRY, Family, ModelSpec, build, spec
 
 
-@pytest.mark.parametrize("name", list(cap.MODELS))
-def test_the_catalogue_builds_what_the_capstone_builds(name):
-    # (moves to the capstone's tests once capstone.build_model is registry.build)
-    ours, theirs = build(name, "small", seed=3, input_size=3), cap.build_model(name, "small", seed=3)
-    assert type(ours) is type(theirs) and ours.config == theirs.config
-    mine, other = ours.state_dict(), theirs.state_dict()
-    assert mine.keys() == other.keys()
-    for key, value in mine.items():
-        assert torch.equal(value, other[key]), key
-
-
-def test_the_leaderboard_is_the_capstones_in_its_order():
-    assert list(LEADERBOARD) == list(cap.MODELS)
-    for name, entry in LEADERBOARD.items():
-        assert entry.cls is cap.MODELS[name][1]
-        assert {k: entry.sizes[k] for k in ("small", "full")} == cap.MODELS[name][2]
+def test_the_capstone_reads_the_catalogue():
+    """No second name -> class table: the leaderboard's models are the catalogue's, in its order."""
+    assert cap.MODELS is LEADERBOARD
+    assert list(LEADERBOARD) == [e.leaderboard for e in REGISTRY if e.leaderboard]
+    ours, theirs = build("TCN", "small", seed=3, input_size=3), cap.build_model("TCN", "small", seed=3)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True)
+    )
 
 
 def test_every_name_finds_one_entry():
@@ -59,7 +52,11 @@ def test_an_entry_is_checked_when_written():
 def test_requirements_give_a_reason_or_none(monkeypatch):
     fused = spec("FinancialMamba-fused")
     assert [entry.id for entry in REGISTRY if entry.requires] == ["FinancialMamba-fused"]
-    monkeypatch.setattr(registry, "fused_scan_available", lambda: False)
-    assert "no C compiler" in fused.requires()
-    monkeypatch.setattr(registry, "fused_scan_available", lambda: True)
+
+    def no_compiler(dtype):
+        raise RuntimeError("the fused selective scan needs a C compiler: none found")
+
+    monkeypatch.setattr(fused_build, "load_kernel", no_compiler)
+    assert "needs a C compiler" in fused.requires()
+    monkeypatch.setattr(fused_build, "load_kernel", lambda dtype: None)
     assert fused.requires() is None

@@ -25,20 +25,11 @@ from torch import nn
 from .. import get_device, set_seed
 from ..data.windows import Task
 from ..models import (
-    CNNLSTM,
-    AttentionLSTM,
-    FinancialGRU,
-    FinancialLSTM,
-    FinancialMamba,
-    FinancialS4D,
-    FinancialTransformer,
-    NeuralODE,
-    TemporalConvNet,
-    TemporalFusionTransformer,
     TimeSeriesFoundationModel,
-    WaveNet,
+    registry,
 )
 from ..models.koopman import DeepKoopmanFinance, fit_koopman
+from ..models.registry import LEADERBOARD, ModelSpec
 from ..training import PinballLoss, fit_seeds
 from .task import FEATURES, LOOKBACK, TRAIN_END
 
@@ -102,87 +93,13 @@ def leaderboard_entry(
     return Entry(name, test, val, family=family, seconds=seconds, params=params)
 
 
-# Course models for the leaderboard: family, class and the size configs (``input_size`` is added).
-# "full" keeps one seed of every family within about 40 s of CPU (Mamba's scan is the slow one on a
-# CPU: it stays narrow), so that ``make leaderboard`` fits its hour on a 2-core machine.
-MODELS: dict[str, tuple[str, type[nn.Module], dict[str, dict]]] = {
-    "LSTM": (
-        "recurrent",
-        FinancialLSTM,
-        {"small": dict(hidden_size=16), "full": dict(hidden_size=32, n_layers=2, dropout=0.1)},
-    ),
-    "GRU": (
-        "recurrent",
-        FinancialGRU,
-        {"small": dict(hidden_size=16), "full": dict(hidden_size=32, n_layers=2, dropout=0.1)},
-    ),
-    "Transformer": (
-        "attention",
-        FinancialTransformer,
-        {
-            "small": dict(hidden_size=16, n_heads=2, n_layers=1, dim_feedforward=32),
-            "full": dict(hidden_size=32, n_heads=4, n_layers=2, dim_feedforward=64, dropout=0.1),
-        },
-    ),
-    "TFT": (  # trained on its own pinball loss; the leaderboard scores the median
-        "TFT",
-        TemporalFusionTransformer,
-        {
-            "small": dict(hidden_size=16, n_heads=2, dropout=0.0, quantiles=(0.1, 0.5, 0.9)),
-            "full": dict(hidden_size=32, n_heads=4, dropout=0.1, quantiles=(0.1, 0.5, 0.9)),
-        },
-    ),
-    "TCN": (
-        "convolutional",
-        TemporalConvNet,
-        {
-            "small": dict(num_channels=[16, 16, 16], kernel_size=3, dropout=0.1),
-            "full": dict(num_channels=[32, 32, 32, 32], kernel_size=3, dropout=0.1),
-        },
-    ),
-    "WaveNet": (
-        "convolutional",
-        WaveNet,
-        {
-            "small": dict(residual_channels=16, skip_channels=16, n_layers_per_block=5),
-            "full": dict(residual_channels=32, skip_channels=32, n_layers_per_block=6),
-        },
-    ),
-    "CNN-LSTM": (
-        "hybrid",
-        CNNLSTM,
-        {
-            "small": dict(n_filters=16, kernel_size=3, hidden_size=16),
-            "full": dict(n_filters=32, kernel_size=3, hidden_size=32, dropout=0.1),
-        },
-    ),
-    "AttentionLSTM": (
-        "hybrid",
-        AttentionLSTM,
-        {"small": dict(hidden_size=16), "full": dict(hidden_size=32, n_layers=2, dropout=0.1)},
-    ),
-    "NeuralODE": ("continuous", NeuralODE, {"small": dict(hidden_size=16), "full": dict(hidden_size=32)}),
-    "S4D": (
-        "state space",
-        FinancialS4D,
-        {
-            "small": dict(hidden_size=16, n_layers=1, d_state=16),
-            "full": dict(hidden_size=32, n_layers=2, dropout=0.1),
-        },
-    ),
-    "Mamba": (
-        "state space",
-        FinancialMamba,
-        {
-            "small": dict(hidden_size=16, n_layers=1, d_state=8),
-            "full": dict(hidden_size=16, n_layers=2, d_state=8),
-        },
-    ),
-}
+# Course models for the leaderboard: the entries of the one catalogue (course_lib.models.registry) that
+# name a leaderboard row, in its order; each carries its family and its "small" and "full" sizes.
+MODELS: dict[str, ModelSpec] = LEADERBOARD
 
 # Models of MODELS that forecast quantiles (their config names the levels): they train on their
 # pinball loss, and the leaderboard scores their median (see train_entry).
-QUANTILE_MODELS = [name for name, (_, _, sizes) in MODELS.items() if "quantiles" in sizes["full"]]
+QUANTILE_MODELS = [name for name, spec in MODELS.items() if "quantiles" in spec.sizes["full"]]
 
 
 def qlike_loss(output, target: torch.Tensor) -> torch.Tensor:
@@ -205,13 +122,7 @@ def build_model(name: str, size: str = "small", seed: int = 0, input_size: int =
     """A fresh course model of the leaderboard (see :data:`MODELS`), its weights drawn from ``seed``."""
     if name not in MODELS:
         raise KeyError(f"unknown leaderboard model {name!r}; choose from {list(MODELS)}")
-    _, cls, sizes = MODELS[name]
-    if size not in sizes:
-        raise KeyError(f"{name} has no size {size!r}; choose from {list(sizes)}")
-    set_seed(seed)
-    # the TFT's decoder forecasts ``horizon`` steps (one quantile vector each); the others one output
-    out = dict(horizon=1) if cls is TemporalFusionTransformer else dict(output_size=1)
-    return cls(input_size=input_size, **out, **sizes[size])
+    return registry.build(name, size, seed, input_size)
 
 
 def _quantile_levels(net: nn.Module) -> tuple[float, ...] | None:
@@ -252,7 +163,7 @@ def train_entry(
     ``seconds`` of the entry: the training epochs per seed, on average.
     """
     if isinstance(model, str):
-        label, fam = model, MODELS[model][0] if model in MODELS else None
+        label, fam = model, str(MODELS[model].family) if model in MODELS else None
         factory = lambda seed: build_model(label, size, seed, task.train.X.shape[-1])  # noqa: E731
     elif isinstance(model, nn.Module):
         label, fam, template = type(model).__name__, None, copy.deepcopy(model)
