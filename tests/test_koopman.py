@@ -11,12 +11,12 @@ from course_lib.models.koopman import (
     discrete_spectrum_flow,
     dmd,
     edmd,
-    fit_koopman,
     half_lives,
     koopman_loss,
     linearity_residual,
     logvol_path_to_targets,
 )
+from course_lib.training import fit_koopman
 
 MU, LAM, DT = -0.05, -1.0, 0.1  # Lusch et al. (2018), discrete-spectrum example
 
