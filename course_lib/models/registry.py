@@ -91,7 +91,7 @@ class ModelSpec:
 
 
 def _tft_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    horizon, n_known, n_static = config["horizon"], config["n_known"], config["n_static"]
+    horizon, n_known, n_static = config["output_size"], config["n_known"], config["n_static"]
     x_future = torch.randn(batch, horizon, n_known, generator=gen)  # (B, H, 0) when there are none
     return (x_future, torch.randn(batch, n_static, generator=gen)) if n_static else (x_future,)
 
@@ -105,7 +105,7 @@ def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[to
     return (torch.cumsum(0.5 + 3 * torch.rand(batch, 16, generator=gen), dim=1),)
 
 
-_TFT = dict(input_size=3, horizon=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
+_TFT = dict(input_size=3, output_size=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
 
 REGISTRY: list[ModelSpec] = [
     # chapter 01: recurrent networks
