@@ -2,6 +2,8 @@
 Lusch's discrete-spectrum example, rollouts against repeated steps, the losses and the errata.
 The model contract (shapes, gradients, look-ahead, save/load...) runs in tests/test_contract.py."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -203,3 +205,11 @@ def test_clear_errors():
         model.rollout(torch.randn(2, 4, 2), 0)
     with pytest.raises(ValueError, match=">= 1"):
         DeepKoopmanFinance(2, latent_size=0)
+
+
+def test_fit_koopman_keeps_its_old_path_for_one_release():
+    import course_lib.models.koopman as koopman
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # it warns once per process: maybe already seen
+        assert koopman.fit_koopman is fit_koopman
