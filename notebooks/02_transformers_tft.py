@@ -56,6 +56,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.losses import PinballLoss
 from course_lib.models.tft import TemporalFusionTransformer
 from course_lib.models.transformer import FinancialTransformer, PositionalEncoding
 from course_lib.plotting import (
@@ -64,7 +65,7 @@ from course_lib.plotting import (
     plot_variable_weights_over_dates,
 )
 from course_lib.testing import future_gradient
-from course_lib.training import PinballLoss, Trainer
+from course_lib.training import Trainer
 
 notebook_start = time.perf_counter()
 device = get_device()
@@ -404,7 +405,7 @@ def make_tft():
     return TemporalFusionTransformer(
         len(FEATURES),
         len(KNOWN),
-        horizon=1,
+        output_size=1,
         hidden_size=D_MODEL,
         n_heads=HEADS,
         dropout=DROPOUT,

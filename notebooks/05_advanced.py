@@ -72,6 +72,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.losses import GaussianNLLLoss
 from course_lib.models.bayesian import (
     BayesianLSTM,
     gaussian_interval,
@@ -82,7 +83,7 @@ from course_lib.models.meta import MAML, Episode, sample_episodes
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.models.transfer import FinancialTransferLearning, freeze, trainable_parameters
 from course_lib.outputs import prediction_of
-from course_lib.training import GaussianNLLLoss, Trainer
+from course_lib.training import Trainer, fine_tune
 
 # Models this small are latency-bound on a CPU: extra threads only add synchronisation (several times
 # slower on a busy 2-core machine), so the CPU work of this notebook uses one thread.
@@ -224,11 +225,15 @@ for n in TARGET_SIZES:
     for seed in SEEDS:
         runs = {
             "scratch": fit(new_model(100 + seed), *data, LR, EPOCHS, seed, TARGET_BATCH),
-            "head only": FinancialTransferLearning(source_model)
-            .freeze("lstm", "attention", "norm")
-            .fine_tune(*data, lr=LR, seed=seed, **tune_kwargs),
-            "full": FinancialTransferLearning(source_model).fine_tune(
-                *data, lr=FINETUNE_LR, seed=seed, **tune_kwargs
+            "head only": fine_tune(
+                FinancialTransferLearning(source_model).freeze("lstm", "attention", "norm"),
+                *data,
+                lr=LR,
+                seed=seed,
+                **tune_kwargs,
+            ),
+            "full": fine_tune(
+                FinancialTransferLearning(source_model), *data, lr=FINETUNE_LR, seed=seed, **tune_kwargs
             ),
         }
         for method, trainer in runs.items():
@@ -541,7 +546,7 @@ print(
 # **Aleatoric uncertainty** (noise in the data, which more data would not remove) is modelled by a
 # second output head. `BayesianLSTM` returns a mean $\mu(x)$ and a variance $\sigma^2(x)$ with
 # $\sigma = \operatorname{softplus}(s(x)) + \sigma_{\min}$ and is trained with the Gaussian negative
-# log-likelihood (`course_lib.training.GaussianNLLLoss`, exact, constant included):
+# log-likelihood (`course_lib.losses.GaussianNLLLoss`, exact, constant included):
 #
 # $$\mathrm{NLL} = \tfrac12 \log(2\pi\sigma^2) + \frac{(y-\mu)^2}{2\sigma^2}.$$
 #

@@ -36,10 +36,17 @@ import torchdiffeq
 from torch import nn
 
 from course_lib import get_device, set_seed
-from course_lib.data.irregular import calendar_days, gap_features, make_irregular, removal_mask
+from course_lib.data.irregular import calendar_days, make_irregular, removal_mask
 from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, volatility_baselines
-from course_lib.models.continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE, ODEFunc, evolve
+from course_lib.models.continuous import (
+    AttentionNeuralODE,
+    NeuralCDEFinance,
+    NeuralODE,
+    ODEFunc,
+    evolve,
+    gap_features,
+)
 from course_lib.models.recurrent import FinancialGRU
 from course_lib.testing import future_gradient
 from course_lib.training import Trainer
@@ -581,7 +588,7 @@ m_check = (torch.rand(4, 12, generator=g) > 0.5).float()
 expected = gap_features(torch.zeros(4, 12, 1), t_check, m_check)[..., -1]
 assert time_since_last(t_check, m_check).shape == (4, 12), "one gap per slot"
 assert torch.allclose(time_since_last(t_check, m_check), expected), (
-    "does not match course_lib.data.irregular.gap_features"
+    "does not match course_lib.models.continuous.gap_features"
 )
 print("Exercise 2 passed")
 

@@ -79,10 +79,11 @@ from course_lib.evaluation.conformal import (
     interval_scores,
     rolling_coverage,
 )
+from course_lib.losses import GaussianNLLLoss, PinballLoss
 from course_lib.models.bayesian import BayesianLSTM, gaussian_interval
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.models.tft import TemporalFusionTransformer
-from course_lib.training import GaussianNLLLoss, PinballLoss, Trainer
+from course_lib.training import Trainer
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models: extra CPU threads only add synchronisation
@@ -312,7 +313,7 @@ for kind, task in tasks.items():
         set_seed(seed)
         tft = TemporalFusionTransformer(
             n_features,
-            horizon=1,
+            output_size=1,
             hidden_size=TFT_WIDTH,
             n_heads=TFT_HEADS,
             dropout=DROPOUT,

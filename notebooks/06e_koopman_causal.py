@@ -52,13 +52,13 @@ from course_lib.models.koopman import (
     discrete_spectrum_flow,
     dmd,
     edmd,
-    fit_koopman,
     half_lives,
     koopman_loss,
     linearity_residual,
     logvol_path_to_targets,
 )
 from course_lib.testing import parameters_without_gradient
+from course_lib.training import fit_koopman
 
 # %% [markdown]
 # ## Parameters

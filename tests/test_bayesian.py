@@ -9,6 +9,7 @@ from scipy import stats
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.losses import GaussianNLLLoss
 from course_lib.models.bayesian import (
     BayesianLSTM,
     gaussian_interval,
@@ -17,7 +18,7 @@ from course_lib.models.bayesian import (
     mc_dropout_predict,
 )
 from course_lib.testing import input_support, parameters_without_gradient
-from course_lib.training import GaussianNLLLoss, Trainer
+from course_lib.training import Trainer
 
 gaussian_nll = GaussianNLLLoss()
 

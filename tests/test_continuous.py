@@ -14,16 +14,17 @@ import torchcde
 import torchdiffeq
 from torch import nn
 
-from course_lib.data.irregular import (
-    calendar_days,
+from course_lib.data.irregular import calendar_days, make_irregular, removal_mask
+from course_lib.data.windows import make_task
+from course_lib.models.continuous import (
+    AttentionNeuralODE,
+    NeuralCDEFinance,
+    NeuralODE,
     check_irregular,
+    evolve,
     forward_fill,
     gap_features,
-    make_irregular,
-    removal_mask,
 )
-from course_lib.data.windows import make_task
-from course_lib.models.continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE, evolve
 from course_lib.testing import parameters_without_gradient
 
 C = 3

@@ -20,14 +20,13 @@ from course_lib.data.corpus import (
     sample_windows,
     synthetic_series,
 )
+from course_lib.losses import StudentTNLLLoss, student_t_nll
 from course_lib.models.foundation import (
     LagLlamaFinance,
     TimeSeriesFoundationModel,
     lag_features,
     robust_prefix_scaler,
-    student_t_nll,
 )
-from course_lib.training import StudentTNLLLoss
 
 P = 4
 HEADS = {

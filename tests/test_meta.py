@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.losses import mse_loss
 from course_lib.models.meta import MAML, Episode, sample_episodes
 from course_lib.testing import parameters_without_gradient
-from course_lib.training import mse_loss
 
 
 def half_mse(output, target):

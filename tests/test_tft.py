@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from course_lib import set_seed
+from course_lib.losses import PinballLoss
 from course_lib.models.tft import (
     GatedLinearUnit,
     GatedResidualNetwork,
@@ -30,7 +31,7 @@ from course_lib.plotting import (
     visualize_attention_weights,
 )
 from course_lib.testing import batch_coupling, future_gradient, parameters_without_gradient
-from course_lib.training import PinballLoss, Trainer
+from course_lib.training import Trainer
 
 B, L, H, C_OBS, C_KNOWN, C_STATIC = 4, 10, 3, 5, 2, 3
 QUANTILES = (0.1, 0.5, 0.9)
@@ -38,13 +39,15 @@ QUANTILES = (0.1, 0.5, 0.9)
 VARIANTS = [(0, 0), (C_KNOWN, 0), (0, C_STATIC), (C_KNOWN, C_STATIC)]
 
 
-def make_tft(n_known=C_KNOWN, n_static=C_STATIC, horizon=H, n_heads=4, seed=0) -> TemporalFusionTransformer:
+def make_tft(
+    n_known=C_KNOWN, n_static=C_STATIC, output_size=H, n_heads=4, seed=0
+) -> TemporalFusionTransformer:
     set_seed(seed)
     return TemporalFusionTransformer(
         C_OBS,
         n_known,
         n_static,
-        horizon=horizon,
+        output_size=output_size,
         hidden_size=16,
         n_heads=n_heads,
         dropout=0.1,
@@ -54,7 +57,7 @@ def make_tft(n_known=C_KNOWN, n_static=C_STATIC, horizon=H, n_heads=4, seed=0) -
 
 def make_inputs(model: TemporalFusionTransformer, batch=B, length=L):
     x_past = torch.randn(batch, length, model.input_size)
-    x_future = torch.randn(batch, model.horizon, model.n_known) if model.n_known else None
+    x_future = torch.randn(batch, model.output_size, model.n_known) if model.n_known else None
     x_static = torch.randn(batch, model.n_static) if model.n_static else None
     return x_past, x_future, x_static
 
@@ -72,7 +75,7 @@ class Packed(nn.Module):
 
     def pack(self, x_past, x_future, x_static) -> torch.Tensor:
         m = self.tft
-        z = torch.zeros(x_past.shape[0], self.length + m.horizon, m.input_size + m.n_known + m.n_static)
+        z = torch.zeros(x_past.shape[0], self.length + m.output_size, m.input_size + m.n_known + m.n_static)
         z[:, : self.length, : m.input_size] = x_past
         if x_future is not None:
             z[:, self.length :, m.input_size : m.input_size + m.n_known] = x_future
@@ -265,7 +268,7 @@ def test_pinball_training_recovers_the_quantiles_of_noise():
     """Target ~ N(0, 1) independent of the inputs: the fitted quantiles approach -1.28, 0, 1.28."""
     set_seed(0)
     model = TemporalFusionTransformer(
-        2, 1, horizon=1, hidden_size=8, n_heads=2, dropout=0.0, quantiles=QUANTILES
+        2, 1, output_size=1, hidden_size=8, n_heads=2, dropout=0.0, quantiles=QUANTILES
     )
     x_past, x_future, y = torch.randn(256, 4, 2), torch.randn(256, 1, 1), torch.randn(256, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
@@ -403,3 +406,22 @@ def test_pooling_weights_are_plotted_over_the_window_not_as_a_matrix(name):
     assert matrix.shape == (12, 12) and np.allclose(np.triu(matrix, 1), 0)
     assert ax.get_ylabel() == "query: position attending"
     plt.close("all")
+
+
+def test_output_size_is_the_number_of_forecast_steps_and_horizon_is_its_old_name():
+    new = make_tft(output_size=2)
+    assert new.config["output_size"] == 2 and "horizon" not in new.config
+    assert new(*make_inputs(new)).shape == (B, 2, len(QUANTILES))
+    set_seed(0)
+    with pytest.warns(FutureWarning, match=r"TemporalFusionTransformer\(output_size=H\)"):
+        old = TemporalFusionTransformer(
+            C_OBS, C_KNOWN, C_STATIC, horizon=2, hidden_size=16, n_heads=4, dropout=0.1, quantiles=QUANTILES
+        )
+    assert old.config == new.config
+    assert all(
+        torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True)
+    )
+    with pytest.warns(FutureWarning, match=r"\.output_size"):
+        assert old.horizon == 2
+    with pytest.raises(TypeError, match="output_size only"):
+        TemporalFusionTransformer(C_OBS, horizon=2, output_size=2)

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib.losses import GaussianNLLLoss, PinballLoss, StudentTNLLLoss, mse_loss
 from course_lib.models.checkpoint import load_checkpoint, read_meta
-from course_lib.training import GaussianNLLLoss, PinballLoss, StudentTNLLLoss, Trainer, fit_seeds, mse_loss
+from course_lib.training import Trainer, fit_seeds
 
 
 def _linear_data(n=512, c=3, seed=0):

@@ -12,6 +12,7 @@ from course_lib.models.transfer import (
     trainable_parameters,
     unfreeze,
 )
+from course_lib.training import fine_tune
 
 
 class HeadFirst(nn.Module):
@@ -106,9 +107,20 @@ def test_fine_tune_with_the_trainer_updates_only_the_unfrozen_part():
     x, y = torch.randn(64, 8, 3), torch.randn(64, 1)
     tl = FinancialTransferLearning(HeadFirst()).freeze("head")
     before = {n: p.detach().clone() for n, p in tl.model.named_parameters()}
-    trainer = tl.fine_tune(x, y, x, y, lr=1e-2, max_epochs=2, batch_size=16, device="cpu", progress=False)
+    trainer = fine_tune(tl, x, y, x, y, lr=1e-2, max_epochs=2, batch_size=16, device="cpu", progress=False)
     assert len(trainer.history["val_loss"]) == 2
     for n, p in tl.model.named_parameters():
         assert torch.equal(p, before[n]) == n.startswith("head."), n
     with pytest.raises(ValueError, match="nothing to fine-tune"):
-        tl.freeze("encoder").fine_tune(x, y, x, y, device="cpu", progress=False)
+        fine_tune(tl.freeze("encoder"), x, y, x, y, device="cpu", progress=False)
+    with pytest.raises(TypeError, match="nn.Module or a FinancialTransferLearning"):
+        fine_tune({"weights": 1}, x, y, x, y)
+
+
+def test_the_fine_tune_method_still_works_for_one_release_and_says_where_it_went():
+    set_seed(1)
+    x, y = torch.randn(32, 8, 3), torch.randn(32, 1)
+    tl = FinancialTransferLearning(HeadFirst()).freeze("encoder")
+    with pytest.warns(FutureWarning, match="course_lib.training.fine_tune"):
+        trainer = tl.fine_tune(x, y, x, y, max_epochs=1, device="cpu", progress=False)
+    assert trainer.model is tl.model and len(trainer.history["val_loss"]) == 1

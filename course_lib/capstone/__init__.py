@@ -16,6 +16,7 @@
 API of the four submodules is re-exported here.
 """
 
+from ..losses import qlike_loss  # the capstone's QLIKE training loss (was defined here)
 from .economics import (
     christoffersen_test,
     economic_table,
@@ -32,7 +33,6 @@ from .entries import (
     foundation_entries,
     koopman_entry,
     leaderboard_entry,
-    qlike_loss,
     train_entry,
 )
 from .leaderboard import combination_weights, evaluate_submission, leaderboard, plot_leaderboard

@@ -6,7 +6,7 @@ An :class:`Entry` holds forecasts of v_{t+1} per seed on validation and test, ea
 * :func:`leaderboard_entry` checks and wraps a learner's forecasts;
 * :func:`train_entry` trains any model of :data:`MODELS` (by name, with a size config), a function
   ``seed -> model`` or one model, for several seeds through :func:`course_lib.training.fit_seeds` (the
-  :class:`~course_lib.training.Trainer`: MSE on v, or :func:`qlike_loss`; a quantile model, the TFT,
+  :class:`~course_lib.training.Trainer`: MSE on v, or :func:`course_lib.losses.qlike_loss`; a quantile model, the TFT,
   trains on its pinball loss and is scored on its median);
 * :func:`foundation_entries` (chapter 06b's patch model, pretrained on a corpus without the S&P 500,
   cut at the end of the training years, zero-shot and fine-tuned) and :func:`koopman_entry` (chapter
@@ -24,13 +24,14 @@ from torch import nn
 
 from .. import get_device, set_seed
 from ..data.windows import Task
+from ..losses import PinballLoss
 from ..models import (
     TimeSeriesFoundationModel,
     registry,
 )
-from ..models.koopman import DeepKoopmanFinance, fit_koopman
+from ..models.koopman import DeepKoopmanFinance
 from ..models.registry import LEADERBOARD, ModelSpec
-from ..training import PinballLoss, fit_seeds
+from ..training import fit_koopman, fit_seeds
 from .task import FEATURES, LOOKBACK, TRAIN_END
 
 
@@ -102,22 +103,6 @@ MODELS: dict[str, ModelSpec] = LEADERBOARD
 QUANTILE_MODELS = [name for name, spec in MODELS.items() if "quantiles" in spec.sizes["full"]]
 
 
-def qlike_loss(output, target: torch.Tensor) -> torch.Tensor:
-    """QLIKE of log-volatility forecasts as a training loss: mean(exp(e) - e - 1), e = 2 (y - p).
-
-    Its minimiser is the log of E[s^2] (not E[log s], as under MSE), so a network trained with it needs
-    no Jensen correction; the exponential makes it sensitive to outliers, so clip gradients (the
-    Trainer does by default).
-    """
-    pred = output["prediction"] if isinstance(output, dict) else output
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"qlike_loss: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
-        )
-    e = 2.0 * (target - pred)
-    return torch.mean(torch.exp(e) - e - 1.0)
-
-
 def build_model(name: str, size: str = "small", seed: int = 0, input_size: int = len(FEATURES)) -> nn.Module:
     """A fresh course model of the leaderboard (see :data:`MODELS`), its weights drawn from ``seed``."""
     if name not in MODELS:
@@ -158,7 +143,7 @@ def train_entry(
     ``model``: a name of :data:`MODELS` (built at ``size``), a function ``seed -> fresh model``, or one
     untrained model (copied for each seed; only the batch order then differs between seeds).
     ``trainer_kwargs`` go to the Trainer (``max_epochs``, ``lr``, ``batch_size``, ``loss``: ``"mse"`` on
-    v, the default, or ``"qlike"`` for :func:`qlike_loss`). A model that forecasts quantiles (the TFT)
+    v, the default, or a name of :data:`course_lib.losses.LOSSES` such as ``"qlike"``). A model that forecasts quantiles (the TFT)
     trains on its pinball loss, and its median is the forecast; ``loss`` does not apply to it.
     ``seconds`` of the entry: the training epochs per seed, on average.
     """
@@ -174,8 +159,6 @@ def train_entry(
         raise TypeError(
             f"model must be a name, an nn.Module or a function seed -> model, not {type(model).__name__}"
         )
-    if trainer_kwargs.get("loss") == "qlike":
-        trainer_kwargs = trainer_kwargs | {"loss": qlike_loss}
     test, val, seconds, params = [], [], [], None
     for seed in seeds:
         # built first: a quantile model's levels choose its loss. The Trainer re-seeds at fit, so

@@ -17,26 +17,22 @@ The removal is drawn once per day of the series, so a lost day is lost in every 
 
 Convention shared by every continuous-time model of :mod:`course_lib.models.continuous`:
 ``values`` (B, L, C) may hold NaN only where ``mask`` (B, L) is 0; ``times`` (B, L) or (L,) must
-be strictly increasing along each window. :func:`check_irregular` (defined beside the models, in
-:mod:`course_lib.models.continuous`, and re-exported here) enforces it.
+be strictly increasing along each window. ``course_lib.models.continuous.check_irregular`` enforces it,
+and ``course_lib.models.continuous.gap_features`` turns such a window into inputs for a discrete RNN.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..models.continuous import check_irregular, forward_fill
+from .._moved import moved_names
 from .windows import SPLITS, Task
 
 __all__ = [
     "IrregularSplit",
     "IrregularTask",
     "calendar_days",
-    "check_irregular",
-    "forward_fill",
-    "gap_features",
     "make_irregular",
     "removal_mask",
 ]
@@ -143,19 +139,13 @@ def make_irregular(
     return IrregularTask(task=task, rate=rate, kind=kind, observed=observed, **splits)
 
 
-def gap_features(x: torch.Tensor, times: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Inputs for a discrete RNN on irregular data: (B, L, C + 2) = [forward-filled x, mask, gap].
-
-    ``gap`` is the time since the last observation before the slot (its own time minus that of the
-    previous observed slot; the time since the window's first slot when there is none). Everything
-    at slot k uses slots <= k only.
-    """
-    x, times, mask = check_irregular(x, times, mask, x.shape[-1], model="gap_features")
-    B, L = mask.shape
-    steps = torch.arange(L, device=x.device).expand(B, L)
-    last = torch.where(mask == 1, steps, torch.full_like(steps, -1)).cummax(dim=1).values
-    previous = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)  # last obs before k
-    previous_time = torch.gather(times, 1, previous.clamp(min=0))
-    previous_time = torch.where(previous >= 0, previous_time, times[:, :1])
-    gap = times - previous_time
-    return torch.cat([forward_fill(x, mask), mask.unsqueeze(-1), gap.unsqueeze(-1)], dim=-1)
+# The input checks and encodings of irregular windows belong to the models that read them (the data
+# layer does not import models); the old names work for one release.
+__getattr__ = moved_names(
+    __name__,
+    {
+        "check_irregular": "course_lib.models.continuous",
+        "forward_fill": "course_lib.models.continuous",
+        "gap_features": "course_lib.models.continuous",
+    },
+)

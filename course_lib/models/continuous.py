@@ -103,6 +103,24 @@ def forward_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return filled * (last >= 0).unsqueeze(-1).to(x.dtype)
 
 
+def gap_features(x: torch.Tensor, times: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inputs for a discrete RNN on irregular data: (B, L, C + 2) = [forward-filled x, mask, gap].
+
+    ``gap`` is the time since the last observation before the slot (its own time minus that of the
+    previous observed slot; the time since the window's first slot when there is none). Everything
+    at slot k uses slots <= k only.
+    """
+    x, times, mask = check_irregular(x, times, mask, x.shape[-1], model="gap_features")
+    B, L = mask.shape
+    steps = torch.arange(L, device=x.device).expand(B, L)
+    last = torch.where(mask == 1, steps, torch.full_like(steps, -1)).cummax(dim=1).values
+    previous = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)  # last obs before k
+    previous_time = torch.gather(times, 1, previous.clamp(min=0))
+    previous_time = torch.where(previous >= 0, previous_time, times[:, :1])
+    gap = times - previous_time
+    return torch.cat([forward_fill(x, mask), mask.unsqueeze(-1), gap.unsqueeze(-1)], dim=-1)
+
+
 class ODEFunc(nn.Module):
     """An autonomous vector field ``dh/dt = f_theta(h)``: Linear -> tanh -> Linear.
 

@@ -16,7 +16,8 @@ its own series (channel independence). A window of L = N P steps is cut into N p
 The last token's statistics are those of the whole context, so the forecast is RevIN's (Kim et al.,
 2022) with statistics from the context only; earlier tokens use the prefix they can see, so no
 output depends on a later input. The head is a Student-t with ``df = 2 + softplus`` (finite
-variance), or non-crossing quantiles ``q_1 = a_1, q_k = q_{k-1} + softplus(a_k)``.
+variance), or non-crossing quantiles ``q_1 = a_1, q_k = q_{k-1} + softplus(a_k)`` (``models.heads``).
+The pretraining losses are ``course_lib.losses.student_t_nll`` and ``pinball_loss``.
 
 LagLlamaFinance (Rasul et al., 2023, Lag-Llama). One token per day t, built from the lagged values
 that predict x_{t+1}::
@@ -38,28 +39,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..losses import pinball_loss, student_t_nll
 from .common import check_window, keeps_config
+from .heads import monotone_quantiles
 from .transformer import TransformerBlock
 
-__all__ = ["LagLlamaFinance", "TimeSeriesFoundationModel", "lag_features", "student_t_nll"]
+__all__ = ["LagLlamaFinance", "TimeSeriesFoundationModel", "lag_features", "robust_prefix_scaler"]
 
 EPS = 1e-5  # floor of the normalisation scales (a constant series)
-
-
-def student_t_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, df: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of ``y`` under StudentT(df, loc, scale), written out::
-
-    -log p = -lgamma((df+1)/2) + lgamma(df/2) + 0.5 log(df pi) + log scale + (df+1)/2 log(1 + z^2/df)
-    """
-    z = (y - loc) / scale
-    nll = (
-        torch.lgamma(df / 2)
-        - torch.lgamma((df + 1) / 2)
-        + 0.5 * torch.log(df * math.pi)
-        + torch.log(scale)
-        + 0.5 * (df + 1) * torch.log1p(z**2 / df)
-    )
-    return nll.mean()
 
 
 def _sample_student_t(loc, scale, df, generator: torch.Generator | None) -> torch.Tensor:
@@ -194,8 +181,7 @@ class TimeSeriesFoundationModel(nn.Module):
             out["loc"], out["scale"], out["df"] = self.head(h)  # (B*C, N, P) each
         else:
             raw = self.head(h).unflatten(-1, (self.patch_size, len(self.levels)))  # (B*C, N, P, Q)
-            steps = torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], dim=-1)
-            out["quantiles"] = steps.cumsum(-1)  # non-decreasing in q by construction
+            out["quantiles"] = monotone_quantiles(raw)  # non-decreasing in q by construction
         return out
 
     def forward(self, x: torch.Tensor, per_patch: bool = False) -> dict:
@@ -236,8 +222,7 @@ class TimeSeriesFoundationModel(nn.Module):
         target = (out["patches"][:, 1:] - out["mean"][:, :-1]) / out["std"][:, :-1]  # (B*C, N-1, P)
         if self.head_kind == "student_t":
             return student_t_nll(target, out["loc"][:, :-1], out["scale"][:, :-1], out["df"][:, :-1])
-        err = target[..., None] - out["quantiles"][:, :-1]  # (B*C, N-1, P, Q)
-        return torch.maximum(self.levels * err, (self.levels - 1) * err).mean()
+        return pinball_loss(out["quantiles"][:, :-1], target, self.levels)  # quantiles (B*C, N-1, P, Q)
 
     @torch.no_grad()
     def generate(
@@ -368,7 +353,10 @@ class LagLlamaFinance(nn.Module):
         self.encoder = _CausalEncoder(hidden_size, n_heads, n_layers, dropout)
         self.head = _StudentTHead(hidden_size, input_size)
 
-    def forward(self, x: torch.Tensor, calendar: torch.Tensor | None = None, per_step: bool = False) -> dict:
+    def _per_step(
+        self, x: torch.Tensor, calendar: torch.Tensor | None
+    ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """The forecast of every next day (B, L, C) in x's units, with the robust scaler (median, iqr) (B, L, C)."""
         name = type(self).__name__
         check_window(x, self.input_size, model=name)
         B, L, C = x.shape
@@ -388,7 +376,7 @@ class LagLlamaFinance(nn.Module):
                 )
         elif calendar is not None:
             raise ValueError(f"{name} was built with n_calendar=0 but got calendar features")
-        median, iqr = robust_prefix_scaler(x)  # (B, L, C)
+        median, iqr = robust_prefix_scaler(x)  # (B, L, C), O(L^2 log L): computed once per call
         values, mask = lag_features(x, self.lags)  # (B, L, C, K), (L, K)
         scaled = (values - median[..., None]) / iqr[..., None] * mask[None, :, None, :].to(x.dtype)
         tokens = [scaled.flatten(2), mask.to(x.dtype).expand(B, -1, -1)]
@@ -397,13 +385,15 @@ class LagLlamaFinance(nn.Module):
         h = self.embed(torch.cat(tokens, dim=-1)) + self.pos_embed[:L]  # (B, L, D)
         h = self.encoder(self.dropout(h))
         loc, scale, df = self.head(h)  # (B, L, C) each, in scaled units
-        out = {"prediction": median + iqr * loc, "scale": iqr * scale, "df": df}
+        return {"prediction": median + iqr * loc, "scale": iqr * scale, "df": df}, median, iqr
+
+    def forward(self, x: torch.Tensor, calendar: torch.Tensor | None = None, per_step: bool = False) -> dict:
+        out, _, _ = self._per_step(x, calendar)
         return out if per_step else {k: v[:, -1] for k, v in out.items()}
 
     def loss(self, x: torch.Tensor, calendar: torch.Tensor | None = None) -> torch.Tensor:
         """Student-t NLL of every next day x_{t+1}, t < L-1, in the scaled units of step t."""
-        median, iqr = robust_prefix_scaler(x)
-        out = self(x, calendar, per_step=True)
+        out, median, iqr = self._per_step(x, calendar)
         target = (x[:, 1:] - median[:, :-1]) / iqr[:, :-1]
         loc = (out["prediction"][:, :-1] - median[:, :-1]) / iqr[:, :-1]
         return student_t_nll(target, loc, out["scale"][:, :-1] / iqr[:, :-1], out["df"][:, :-1])

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._moved import moved_names
 from ..data.features import log_vol_targets
-from ..training import fit_minibatches
 from .common import check_window, keeps_config
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "DeepKoopmanFinance",
     "dmd",
     "edmd",
-    "fit_koopman",
     "half_lives",
     "koopman_loss",
     "logvol_path_to_targets",
@@ -285,26 +284,4 @@ def linearity_residual(model: DeepKoopmanFinance, x: torch.Tensor) -> float:
     return ((model.step(z[:, :-1]) - target).norm() / (target - target.mean((0, 1))).norm()).item()
 
 
-def fit_koopman(
-    model: DeepKoopmanFinance,
-    sequences: torch.Tensor,
-    horizon: int,
-    epochs: int = 100,
-    lr: float = 1e-2,
-    batch_size: int = 256,
-    stability: float = 0.0,
-    seed: int = 0,
-) -> list[float]:
-    """Adam on :func:`koopman_loss` over (N, T, C) training sequences; returns the mean total loss per epoch."""
-    if sequences.dim() != 3 or len(sequences) == 0:
-        raise ValueError(
-            f"sequences must be a non-empty (N, T, C) tensor, got shape {tuple(sequences.shape)}"
-        )
-
-    def batch_loss(idx):
-        loss = koopman_loss(model, sequences[idx], horizon, stability)["total"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError("koopman_loss is not finite: lower lr or scale the inputs")
-        return loss
-
-    return fit_minibatches(model, len(sequences), batch_loss, epochs, lr, batch_size, seed, sequences.device)
+__getattr__ = moved_names(__name__, {"fit_koopman": "course_lib.training"})

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..training import mse_loss
+from ..losses import mse_loss
 
 __all__ = ["MAML", "Episode", "sample_episodes"]
 

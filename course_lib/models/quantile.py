@@ -1,9 +1,10 @@
 """QuantileRegressionEnsemble: several quantiles of the forecast from one shared network, never crossing.
 
 Quantile regression (Koenker & Bassett 1978) learns the tau-quantile of y given x by minimising the
-pinball loss rho_tau(y - q) = max(tau (y - q), (tau - 1)(y - q)) (``course_lib.training.PinballLoss``).
+pinball loss rho_tau(y - q) = max(tau (y - q), (tau - 1)(y - q)) (``course_lib.losses.PinballLoss``).
 Q levels tau_1 < ... < tau_Q share one LSTM backbone h = LSTM(x)_L (B, H) and one linear layer whose
 Q outputs per horizon a_1..a_Q become the quantiles by cumulative softplus increments
+(``course_lib.models.heads.monotone_quantiles``)
 
     q_1 = a_1,     q_j = q_{j-1} + softplus(a_j)   (j = 2..Q),
 
@@ -22,10 +23,10 @@ fixes its *level*.
 from itertools import pairwise
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .common import check_window, keeps_config
+from .heads import monotone_quantiles
 
 __all__ = ["QuantileRegressionEnsemble", "quantile_key"]
 
@@ -77,8 +78,7 @@ class QuantileRegressionEnsemble(nn.Module):
         if not per_step:
             h = h[:, -1]  # (B, H)
         raw = self.head(h).unflatten(-1, (self.output_size, len(self.quantiles)))  # (..., n_out, Q)
-        increments = F.softplus(raw[..., 1:])  # (..., n_out, Q - 1), >= 0
-        return torch.cat([raw[..., :1], raw[..., :1] + increments.cumsum(dim=-1)], dim=-1)  # (..., n_out, Q)
+        return monotone_quantiles(raw)  # (..., n_out, Q)
 
     def by_level(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         """{quantile_key(tau): output[..., j]} for each level tau_j: (B, output_size) tensors."""

@@ -130,9 +130,7 @@ class ModelSpec:
             raise KeyError(f"{self.id} has no size {size!r}; choose from {list(self.sizes)}")
         config = dict(self.sizes[size])
         if size != "test":
-            # One forecast per window. The TFT still calls its output width ``horizon`` (decoder steps);
-            # this special case goes once the TFT takes ``output_size`` like every other model.
-            config["horizon" if self.cls is TemporalFusionTransformer else "output_size"] = 1
+            config["output_size"] = 1  # one forecast per window
         if input_size is not None:
             config["input_size"] = input_size
         elif "input_size" not in config:
@@ -154,7 +152,7 @@ class ModelSpec:
 
 
 def _tft_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    horizon, n_known, n_static = config["horizon"], config["n_known"], config["n_static"]
+    horizon, n_known, n_static = config["output_size"], config["n_known"], config["n_static"]
     x_future = torch.randn(batch, horizon, n_known, generator=gen)  # (B, H, 0) when there are none
     return (x_future, torch.randn(batch, n_static, generator=gen)) if n_static else (x_future,)
 
@@ -168,7 +166,7 @@ def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[to
     return (torch.cumsum(0.5 + 3 * torch.rand(batch, 16, generator=gen), dim=1),)
 
 
-_TFT = dict(input_size=3, horizon=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
+_TFT = dict(input_size=3, output_size=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
 _RNN_BOARD = dict(small=dict(hidden_size=16), full=dict(hidden_size=32, n_layers=2, dropout=0.1))
 
 # The leaderboard's sizes ("small", "full") come from the capstone: "full" keeps one seed of every

@@ -42,17 +42,20 @@ projection shared by all heads, so averaging the heads' weights averages their o
 
     A_h = softmax(Q W_Q^(h) (K W_K^(h))^T / sqrt(d_a) + M),   IMHA = ((1/m_H) sum_h A_h) V W_V W_H
 
-Quantile head at each future position: q_1 = w_1^T psi~ + b_1, q_k = q_{k-1} + softplus(w_k^T psi~ + b_k),
-so the quantiles never cross. Train with the pinball loss sum_q max(q (y - y^_q), (q - 1)(y - y^_q)).
+Quantile head at each future position (``course_lib.models.heads``): q_1 = w_1^T psi~ + b_1,
+q_k = q_{k-1} + softplus(w_k^T psi~ + b_k), so the quantiles never cross. Train with the pinball loss sum_q max(q (y - y^_q), (q - 1)(y - y^_q)).
 """
 
+import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .common import causal_mask, check_window, keeps_config
+from .heads import QuantileHead
 
 
 class GatedLinearUnit(nn.Module):
@@ -178,16 +181,25 @@ class InterpretableMultiHeadAttention(nn.Module):
         return self.out_proj(heads.mean(dim=1)), weights  # (B, T, d), (B, h, T, T)
 
 
-class QuantileHead(nn.Module):
-    """(..., d) -> (..., Q) non-crossing quantiles: a base value plus cumulative softplus increments."""
+def _accepts_horizon(init):
+    """``horizon=`` was the TFT's name for ``output_size`` (course_lib v2): accepted for one release, with a
+    FutureWarning, so that old code and saved configs still build the same model."""
 
-    def __init__(self, d_model: int, n_quantiles: int):
-        super().__init__()
-        self.fc = nn.Linear(d_model, n_quantiles)
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        if "horizon" in kwargs:
+            if "output_size" in kwargs:
+                raise TypeError("pass output_size only: horizon is its old name")
+            warnings.warn(
+                "TemporalFusionTransformer(horizon=H) is now TemporalFusionTransformer(output_size=H), the "
+                "argument every model uses; horizon= is accepted for one release",
+                FutureWarning,
+                stacklevel=2,
+            )
+            kwargs["output_size"] = kwargs.pop("horizon")
+        init(self, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.fc(x)  # (..., Q)
-        return torch.cat([raw[..., :1], raw[..., :1] + F.softplus(raw[..., 1:]).cumsum(dim=-1)], dim=-1)
+    return wrapper
 
 
 class TemporalFusionTransformer(nn.Module):
@@ -198,7 +210,9 @@ class TemporalFusionTransformer(nn.Module):
         n_known: C_known, known-future features per forecast step in ``x_future`` (0: none; the decoder
             then reads a learned embedding per forecast step).
         n_static: C_static, static covariates in ``x_static`` (0: none).
-        horizon: H, the number of forecast steps (decoder positions).
+        output_size: H, the number of forecast steps (decoder positions): the forecast is (B, H, Q), as
+            ``QuantileRegressionEnsemble``'s is (B, output_size, Q). (``horizon=`` is its old name, accepted
+            for one release.)
         hidden_size, n_heads, dropout: width d_model (every block), heads (``n_heads`` must divide
             ``hidden_size``) and dropout.
         quantiles: increasing levels in (0, 1), e.g. (0.1, 0.5, 0.9).
@@ -214,23 +228,24 @@ class TemporalFusionTransformer(nn.Module):
     an empty x_future of shape (B, H, 0) stands in for None.
     """
 
+    @_accepts_horizon
     @keeps_config
     def __init__(
         self,
         input_size: int,
         n_known: int = 0,
         n_static: int = 0,
-        horizon: int = 1,
+        output_size: int = 1,
         hidden_size: int = 32,
         n_heads: int = 4,
         dropout: float = 0.1,
         quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
     ):
         super().__init__()
-        if input_size < 1 or n_known < 0 or n_static < 0 or horizon < 1:
+        if input_size < 1 or n_known < 0 or n_static < 0 or output_size < 1:
             raise ValueError(
-                f"need input_size >= 1, n_known >= 0, n_static >= 0, horizon >= 1; got "
-                f"{input_size}, {n_known}, {n_static}, {horizon}"
+                f"need input_size >= 1, n_known >= 0, n_static >= 0, output_size >= 1; got "
+                f"{input_size}, {n_known}, {n_static}, {output_size}"
             )
         d_model = hidden_size
         quantiles = tuple(float(q) for q in quantiles)
@@ -240,7 +255,8 @@ class TemporalFusionTransformer(nn.Module):
             or list(quantiles) != sorted(set(quantiles))
         ):
             raise ValueError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles}")
-        self.input_size, self.n_known, self.n_static, self.horizon = input_size, n_known, n_static, horizon
+        self.input_size, self.n_known, self.n_static = input_size, n_known, n_static
+        self.output_size = output_size  # H forecast steps
         self.quantiles = quantiles
         context = d_model if n_static else None
 
@@ -254,7 +270,7 @@ class TemporalFusionTransformer(nn.Module):
         if n_known:
             self.future_selection = VariableSelectionNetwork(n_known, d_model, dropout, context)
         else:
-            self.horizon_embedding = nn.Parameter(torch.randn(horizon, d_model) / math.sqrt(d_model))
+            self.horizon_embedding = nn.Parameter(torch.randn(output_size, d_model) / math.sqrt(d_model))
         self.lstm_encoder = nn.LSTM(d_model, d_model, batch_first=True)
         self.lstm_decoder = nn.LSTM(d_model, d_model, batch_first=True)
         self.lstm_gate = GateAddNorm(d_model, d_model, dropout)
@@ -264,6 +280,16 @@ class TemporalFusionTransformer(nn.Module):
         self.positionwise_grn = GatedResidualNetwork(d_model, d_model, d_model, dropout)
         self.output_gate = GateAddNorm(d_model, d_model, dropout)
         self.head = QuantileHead(d_model, len(quantiles))
+
+    @property
+    def horizon(self) -> int:
+        """The old name of :attr:`output_size`, kept for one release."""
+        warnings.warn(
+            "TemporalFusionTransformer.horizon is now .output_size; the old name is kept for one release",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.output_size
 
     def _check_inputs(self, x_past, x_future, x_static) -> None:
         model = type(self).__name__
@@ -275,9 +301,9 @@ class TemporalFusionTransformer(nn.Module):
                     f"the model was built with n_known={self.n_known}: pass x_future (B, H, C_known)"
                 )
             check_window(x_future, self.n_known, model=model, name="x_future")
-            if x_future.shape[:2] != (batch, self.horizon):
+            if x_future.shape[:2] != (batch, self.output_size):
                 raise ValueError(
-                    f"x_future must be ({batch}, {self.horizon}, {self.n_known}), got {tuple(x_future.shape)}"
+                    f"x_future must be ({batch}, {self.output_size}, {self.n_known}), got {tuple(x_future.shape)}"
                 )
         elif x_future is not None and x_future.numel() > 0:
             raise ValueError("the model was built with n_known=0 but received x_future with values")

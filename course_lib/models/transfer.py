@@ -24,16 +24,17 @@ Two rules this module enforces (both broken in the source module, see docs/errat
 """
 
 import copy
+import importlib
+import warnings
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
-from ..training import Trainer
-
 __all__ = [
     "FinancialTransferLearning",
     "freeze",
+    "require_trainable",
     "unfreeze",
     "trainable_parameters",
     "trainable_optimizer",
@@ -81,10 +82,11 @@ def trainable_optimizer(
     model: nn.Module, lr: float, weight_decay: float = 0.0, optimizer: type = torch.optim.AdamW
 ) -> torch.optim.Optimizer:
     """An optimizer over the trainable parameters only; a ``ValueError`` if every parameter is frozen."""
-    return optimizer(_require_trainable(model), lr=lr, weight_decay=weight_decay)
+    return optimizer(require_trainable(model), lr=lr, weight_decay=weight_decay)
 
 
-def _require_trainable(model: nn.Module) -> list[nn.Parameter]:
+def require_trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters of ``model``; a ``ValueError`` that says what to unfreeze if there are none."""
     params = [p for _, p in trainable_parameters(model)]
     if not params:
         raise ValueError(
@@ -101,7 +103,7 @@ class FinancialTransferLearning:
     data sets can start from the same source weights.
 
         tl = FinancialTransferLearning(source_model).freeze("lstm")   # train only the rest
-        trainer = tl.fine_tune(X_target, y_target, X_val, y_val, lr=1e-3, max_epochs=30)
+        trainer = course_lib.training.fine_tune(tl, X_target, y_target, X_val, y_val, lr=1e-3, max_epochs=30)
         prediction = trainer.predict(X_test)
     """
 
@@ -129,10 +131,14 @@ class FinancialTransferLearning:
     def optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         return trainable_optimizer(self.model, lr=lr, weight_decay=weight_decay)
 
-    def fine_tune(self, X_train, y_train, X_val, y_val, **trainer_kwargs) -> Trainer:
-        """Train the unfrozen parameters on the target with :class:`course_lib.training.Trainer`
-        (early stopping on the validation loss); returns the fitted trainer."""
-        _require_trainable(self.model)
-        trainer = Trainer(self.model, **trainer_kwargs)
-        trainer.fit(X_train, y_train, X_val, y_val)
-        return trainer
+    def fine_tune(self, X_train, y_train, X_val, y_val, **trainer_kwargs):
+        """Moved to :func:`course_lib.training.fine_tune` (``fine_tune(tl, X_train, y_train, X_val, y_val)``):
+        the models layer does not import the training layer. Kept for one release."""
+        warnings.warn(
+            "FinancialTransferLearning.fine_tune has moved to course_lib.training.fine_tune(tl, X_train, "
+            "y_train, X_val, y_val, ...); the method is kept for one release",
+            FutureWarning,
+            stacklevel=2,
+        )
+        training = importlib.import_module("course_lib.training")  # by name: no upward import at load
+        return training.fine_tune(self, X_train, y_train, X_val, y_val, **trainer_kwargs)

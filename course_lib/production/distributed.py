@@ -5,7 +5,7 @@ Each of the ``W`` processes (ranks) holds a full copy of the model and a 1/W sha
 gradients, averaging them, so with equal shards each rank steps with the gradient of the *whole*
 batch of ``W * batch_size`` samples: W ranks equal one process on the full batch, up to round-off,
 and the ranks' parameters stay identical (both are checked by the tests). The model, the loss
-(:func:`course_lib.training.mse_loss`), AdamW and gradient clipping are those of the Trainer.
+(:func:`course_lib.losses.mse_loss`), AdamW and gradient clipping are those of the Trainer.
 
 Run, on CPU with the gloo backend (two processes on this machine)::
 
@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .. import set_seed
+from ..losses import mse_loss
 from ..models.checkpoint import META_FILE, save_checkpoint
 from ..models.registry import model_class
-from ..training import mse_loss
 
 
 def train_step(

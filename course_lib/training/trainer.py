@@ -8,7 +8,7 @@
   weights so far (or saying that there are none); an empty split is refused;
 * batches are sliced from tensors already on the device: no DataLoader, no per-sample Python work;
 * a tqdm progress bar (one line, updated per epoch) that works in notebooks and terminals;
-* losses beyond MSE: Gaussian NLL with a predicted variance, pinball (quantile) and Student-t NLL.
+* any loss of :mod:`course_lib.losses` by name (``loss="qlike"``), or any callable ``loss(output, target)``.
 
 Models follow :mod:`course_lib.outputs`: a tensor, or a dict with ``"prediction"`` and extras.
 Inputs ``X`` may be one array or a tuple of arrays (static covariates, known-future inputs...):
@@ -27,82 +27,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import get_device, set_seed
-from .outputs import prediction_of
+from .. import get_device, set_seed
+from ..losses import loss_by_name
+from ..models.transfer import FinancialTransferLearning, require_trainable
+from ..outputs import prediction_of
 
 Inputs = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
-
-
-def _check_target(pred: torch.Tensor, target: torch.Tensor) -> None:
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
-            "refusing to broadcast (an (N,) vs (N, 1) mix-up silently builds an (N, N) loss)"
-        )
-
-
-def mse_loss(output, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the prediction."""
-    pred = prediction_of(output)
-    _check_target(pred, target)
-    return torch.mean((pred - target) ** 2)
-
-
-class GaussianNLLLoss:
-    """Negative log-likelihood of ``target ~ Normal(mean, var)``, averaged.
-
-    The model returns ``{"prediction": mean, "var": variance}`` with a positive variance
-    (softplus, not exp: an exp head can overflow). The constant ``0.5 log(2 pi)`` is included, so
-    the value equals ``-Normal(mean, sqrt(var)).log_prob(target).mean()`` exactly.
-    """
-
-    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
-        mean, var = prediction_of(output), output["var"]
-        _check_target(mean, target)
-        _check_target(var, target)
-        return 0.5 * torch.mean(torch.log(2 * math.pi * var) + (target - mean) ** 2 / var)
-
-
-class StudentTNLLLoss:
-    """Negative log-likelihood of a Student-t with location, scale and degrees of freedom.
-
-    The model returns ``{"prediction": loc, "scale": s, "df": nu}`` (scale and df positive; df may
-    be a scalar tensor). Fat tails make it a better fit than the Gaussian for daily returns.
-    """
-
-    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
-        loc = prediction_of(output)
-        _check_target(loc, target)
-        dist = torch.distributions.StudentT(output["df"], loc, output["scale"])
-        return -dist.log_prob(target).mean()
-
-
-class PinballLoss:
-    """Pinball (quantile) loss averaged over quantiles: ``max(q (y - f), (q - 1)(y - f))``.
-
-    The prediction has one more trailing dimension than the target, one entry per quantile:
-    target ``(B, H)`` and prediction ``(B, H, Q)``.
-    """
-
-    def __init__(self, quantiles: Sequence[float]) -> None:
-        q = torch.as_tensor(list(quantiles), dtype=torch.float32)
-        if q.ndim != 1 or len(q) == 0 or not torch.all((q > 0) & (q < 1)):
-            raise ValueError(f"quantiles must be a non-empty list in (0, 1), got {list(quantiles)}")
-        self.quantiles = q
-
-    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
-        pred = prediction_of(output)
-        if pred.shape != (*target.shape, len(self.quantiles)):
-            raise ValueError(
-                f"quantile prediction must be {(*target.shape, len(self.quantiles))} for target "
-                f"{tuple(target.shape)}, got {tuple(pred.shape)}"
-            )
-        err = target.unsqueeze(-1) - pred  # (..., Q)
-        q = self.quantiles.to(pred.device)
-        return torch.mean(torch.maximum(q * err, (q - 1) * err))
-
-
-LOSSES: dict[str, Callable] = {"mse": mse_loss}
 
 
 def _as_tensors(X: Inputs, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -135,9 +65,7 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
     ) -> None:
         if isinstance(loss, str):
-            if loss not in LOSSES:
-                raise ValueError(f"unknown loss {loss!r}; use one of {list(LOSSES)} or a callable")
-            loss = LOSSES[loss]
+            loss = loss_by_name(loss)
         if batch_size < 1 or max_epochs < 1 or patience < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
         self.device = torch.device(device) if device is not None else get_device()
@@ -306,6 +234,25 @@ def fit_seeds(make: Callable[[], nn.Module], task, seeds: Sequence[int], **train
         runs.models.append(trainer.model)
         runs.epoch_times.extend(history["epoch_time"])
     return runs
+
+
+def fine_tune(model, X_train: Inputs, y_train, X_val: Inputs, y_val, **trainer_kwargs) -> Trainer:
+    """Transfer learning's second step: train the unfrozen parameters of a pretrained model on the target.
+
+    ``model``: a :class:`course_lib.models.transfer.FinancialTransferLearning` (its copy of the
+    pretrained model, frozen by name) or any ``nn.Module``. Early stopping on the validation loss, as
+    with every :class:`Trainer` (``trainer_kwargs`` go to it); the frozen parameters keep their source
+    values theta_S. Returns the fitted trainer (``trainer.predict(X_test)``).
+    """
+    net = model.model if isinstance(model, FinancialTransferLearning) else model
+    if not isinstance(net, nn.Module):
+        raise TypeError(
+            f"fine_tune needs an nn.Module or a FinancialTransferLearning, got {type(model).__name__}"
+        )
+    require_trainable(net)
+    trainer = Trainer(net, **trainer_kwargs)
+    trainer.fit(X_train, y_train, X_val, y_val)
+    return trainer
 
 
 def fit_minibatches(
