@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .. import get_device, set_seed
 from ..losses import loss_by_name
+from ..models.checkpoint import save_checkpoint
 from ..models.transfer import FinancialTransferLearning, require_trainable
 from ..outputs import prediction_of
 
@@ -142,8 +143,6 @@ class Trainer:
 
     def _write_best(self, epoch: int, val_loss: float) -> None:
         """The best state so far, as a checkpoint directory (:mod:`course_lib.models.checkpoint`)."""
-        from .models.checkpoint import save_checkpoint  # late import: course_lib.models imports training
-
         config = getattr(self.model, "config", None)  # {} for a model without one: load it with build=
         config = config if isinstance(config, dict) else {}
         save_checkpoint(self.model, self.checkpoint_path, config, {"epoch": epoch, "val_loss": val_loss})
