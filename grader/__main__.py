@@ -38,7 +38,8 @@ def _find_bundle(assignment: str | None, folder: Path, dist: Path) -> Path:
 
 def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> dict:
     """Grade each built solutions notebook (must get full marks) and student version (must get zero)."""
-    from .grade import Bundle, grade_folder, start_sandboxes
+    from .driver import grade_folder, start_sandboxes
+    from .records import Bundle
 
     outcome = {}
     folders = sorted((dist / "assignments").iterdir())
@@ -55,7 +56,7 @@ def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> 
 
 
 def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
-    from .grade import check_values
+    from .driver import check_values
 
     solutions = (folder / "autograder" / f"{folder.name}.ipynb").read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +135,8 @@ def main(argv=None) -> None:
     elif args.cmd == "workspace":
         build.workspace(args.dest)
     else:
-        from .grade import Bundle, SandboxUnavailable, grade_folder
+        from .driver import grade_folder
+        from .records import Bundle, SandboxUnavailable
 
         folder = args.submissions.resolve()
         if not folder.is_dir():
