@@ -28,6 +28,7 @@ from grader.reports import write_outputs
 from grader.sandbox import Channel, find_bwrap
 from grader.scoring import perturb
 from grader.submissions import find_submissions, parse_notebook, plan_steps
+from scripts import build_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "bad_submissions"
@@ -100,7 +101,7 @@ def test_master_checks_catch_leaks_and_setup_that_needs_answers(tmp_path):
 
 def test_chapter_solution_cells_become_stubs():
     source = '# SOLUTION\nimport math\n\n\ndef f(x, n=2):\n    """Doc."""\n    return math.sqrt(x) * n\n\n\ny, z = f(4), 3\n'
-    stub = build._stub(source)
+    stub = build_notebooks._stub(source)
     assert "return math.sqrt" not in stub and "f(4)" not in stub
     ns = {}
     exec(stub, ns)
@@ -371,6 +372,7 @@ def test_the_old_grade_module_is_the_driver_for_one_release():
 def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     build.build_all(out, log=lambda *a: None)
+    build_notebooks.build_chapters(out)  # the learner copies of the chapters: the course's build script
     return out
 
 
@@ -409,9 +411,9 @@ def test_student_versions_hide_solutions_and_hidden_tests(dist):
     for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py")):
         student = json.loads((dist / "chapters" / f"{chapter.stem}.ipynb").read_text())
         text = "".join("".join(c["source"]) for c in student["cells"])
-        assert build.chapter_leaks(chapter, build.student_chapter(chapter)) == []
+        assert build_notebooks.chapter_leaks(chapter, build_notebooks.student_chapter(chapter)) == []
         assert text.count("# SELF-CHECK") == chapter.read_text().count("# SELF-CHECK"), "self-checks kept"
-        assert build.STUB in text
+        assert build_notebooks.STUB in text
 
 
 @pytest.mark.slow
@@ -785,11 +787,11 @@ def test_a_correct_submission_is_graded_within_budget(batch):
 
 @pytest.mark.slow
 def test_workspace_never_overwrites_learner_work(dist, tmp_path):
-    dest = build.workspace(tmp_path / "ws", dist, log=lambda *a: None)
+    dest = build_notebooks.workspace(tmp_path / "ws", dist, log=lambda *a: None)
     mine = dest / "assignments" / f"{MASTERS[0].stem}.ipynb"
     assert mine.exists() and (dest / "chapters").is_dir()
     mine.write_text("my work")
-    build.workspace(dest, dist, log=lambda *a: None)
+    build_notebooks.workspace(dest, dist, log=lambda *a: None)
     assert mine.read_text() == "my work"
 
 
