@@ -27,7 +27,7 @@ LAB_ARGS ?=
 # Learners: your own copies in workspace/ (answers replaced by stubs; built if missing, never overwritten).
 # Only the course kernel is offered there, so the launcher shows one Python.
 lab: $(STAMP)
-	$(PY) -m grader workspace workspace
+	$(PY) scripts/build_notebooks.py --workspace workspace
 	$(VENV)/bin/jupyter lab --notebook-dir=workspace --KernelSpecManager.allowed_kernelspecs=dlfts \
 		--MappingKernelManager.default_kernel_name=dlfts $(LAB_ARGS)
 
@@ -72,9 +72,11 @@ leaderboard: $(STAMP)
 	$(PY) scripts/leaderboard.py --walk-forward
 
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
-# checked: every solution scores full marks and every unmodified student version zero.
+# checked: every solution scores full marks and every unmodified student version zero; and the learner
+# copies of the chapters into dist/chapters/ (the course's build script; no solution line may be left).
 assignments: $(STAMP)
 	$(PY) -m grader build --verify
+	$(PY) scripts/build_notebooks.py --learner dist
 
 # make grade SUBMISSIONS=folder [ASSIGNMENT=00] [GRADES=folder] [TIMEOUT=60] [JOBS=1] [UNSANDBOXED=1]
 # writes GRADES/gradebook.csv and GRADES/feedback/<student>.md (GRADES defaults to <SUBMISSIONS>-graded).

@@ -1,7 +1,13 @@
-"""Command line: ``python -m grader {build,verify,workspace,grade}`` (the Makefile calls these)."""
+"""Command line: ``python -m grader {build,grade}`` (the Makefile calls these).
+
+``python -m grader workspace DEST`` still works for one release: the learner's workspace moved to the
+course's build script, ``python scripts/build_notebooks.py --workspace DEST`` (``make lab``), which it
+runs (as a command: the grader never imports from ``scripts/``).
+"""
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +44,8 @@ def _find_bundle(assignment: str | None, folder: Path, dist: Path) -> Path:
 
 def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> dict:
     """Grade each built solutions notebook (must get full marks) and student version (must get zero)."""
-    from .grade import Bundle, grade_folder, start_sandboxes
+    from .driver import grade_folder, start_sandboxes
+    from .records import Bundle
 
     outcome = {}
     folders = sorted((dist / "assignments").iterdir())
@@ -55,7 +62,7 @@ def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> 
 
 
 def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
-    from .grade import check_values
+    from .driver import check_values
 
     solutions = (folder / "autograder" / f"{folder.name}.ipynb").read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +101,7 @@ def main(argv=None) -> None:
         "--verify", action="store_true", help="then grade solutions (full marks) and student versions (zero)"
     )
     b.add_argument("--jobs", type=int, default=2)
-    w = sub.add_parser("workspace", help="copy missing student versions into a learner's folder")
+    w = sub.add_parser("workspace", help="moved: python scripts/build_notebooks.py --workspace DEST")
     w.add_argument("dest", type=Path)
     g = sub.add_parser("grade", help="grade a folder of submissions")
     g.add_argument("submissions", type=Path)
@@ -132,9 +139,16 @@ def main(argv=None) -> None:
             if bad:
                 sys.exit(f"verification failed for {bad}")
     elif args.cmd == "workspace":
-        build.workspace(args.dest)
+        script = build.ROOT / "scripts" / "build_notebooks.py"
+        print(
+            "python -m grader workspace has moved and goes in the next release: "
+            f"run python scripts/build_notebooks.py --workspace {args.dest} (or make lab)",
+            file=sys.stderr,
+        )
+        sys.exit(subprocess.run([sys.executable, str(script), "--workspace", str(args.dest)]).returncode)
     else:
-        from .grade import Bundle, SandboxUnavailable, grade_folder
+        from .driver import grade_folder
+        from .records import Bundle, SandboxUnavailable
 
         folder = args.submissions.resolve()
         if not folder.is_dir():

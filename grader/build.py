@@ -1,17 +1,15 @@
-"""Build what instructors release and what learners open.
+"""Build what instructors release: the graded assignments.
 
 * Graded assignments: each master ``assignments/NN_*.py`` (py:percent, otter-grader's assign format)
   goes through ``otter assign`` into ``dist/assignments/NN_*/``:
   ``student/NN_*.ipynb`` (no solutions, no hidden tests, no outputs; public tests in its metadata for
   ``grader.check``) and ``autograder/`` (otter's autograder zip, the solutions notebook, and
   ``grading.json``: every test, the points, and the master's setup code, which ``make grade`` uses).
-* Chapter notebooks: ``notebooks/NN_*.py`` become ``dist/chapters/NN_*.ipynb`` with each
-  ``# SOLUTION`` cell replaced by a stub; each ``# SELF-CHECK`` cell stays and first checks, with
-  ``course_lib.exercises.require_answers``, that its exercise is answered ("Exercise N is not answered
-  yet: replace each `...`"). Answer and self-check cells carry the ``raises-exception`` tag, so Run
-  All goes on past an unanswered exercise (to preview the chapter) while the failure shows in place.
-* ``workspace/``: the learner's copies of both, opened by ``make lab`` with the course kernel;
-  existing files are never overwritten, so a learner's work survives rebuilds.
+
+The learner's copies of the chapters and the ``workspace/`` that ``make lab`` opens are the course's,
+not the grader's: ``scripts/build_notebooks.py`` builds them with what both need from here
+(:func:`read_py_notebook`, :func:`bound_names`, :func:`meaningful_line`, :func:`clean_metadata`,
+:func:`build_assignment`). The grader never imports from ``scripts/``.
 """
 
 import ast
@@ -29,18 +27,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTERS = ROOT / "assignments"
-CHAPTERS = ROOT / "notebooks"
 DIST = ROOT / "dist"
 
 BOUNDARY = re.compile(r"#\s+(begin|end)\s+(question|prompt|solution|tests)\s*$", re.I)
 CONFIG = re.compile(r"#\s+assignment\s+config\s*$", re.I)
 SOLUTION_MARK = re.compile(r"\s*#\s*SOLUTION(\s+NO\s+PROMPT)?\s*$")
-STUB = "# YOUR CODE HERE: replace each `...` with your answer"
-EXERCISE = re.compile(r"^#+\s*Exercise\s+(\d+)\b", re.M)  # a chapter's "### Exercise 2 (3 points): ..."
-SELF_CHECK = "# SELF-CHECK"
-RAISES = "raises-exception"  # Jupyter's tag: Run All (and nbclient, nbval) go on past this cell's error
-# The kernel that `make setup` installs (scripts/setup_env.sh); learners' copies use it.
-KERNEL = {"name": "dlfts", "display_name": "Python (DL for financial time series)", "language": "python"}
 
 
 @dataclass
@@ -77,7 +68,7 @@ def read_py_notebook(path: Path):
     return nb
 
 
-def _bound_names(tree: ast.Module) -> list[str]:
+def bound_names(tree: ast.Module) -> list[str]:
     """Names a cell defines at top level (also inside ``with``, ``if``, ``for``, ``try``; not in functions)."""
     names = []
 
@@ -114,10 +105,11 @@ def _secret_lines(source: str) -> list[str]:
             inside = True
         elif inside or SOLUTION_MARK.search(line):
             out.append(SOLUTION_MARK.sub("", line).strip())
-    return [s for s in out if _meaningful(s)]
+    return [s for s in out if meaningful_line(s)]
 
 
-def _meaningful(line: str) -> bool:
+def meaningful_line(line: str) -> bool:
+    """A line that could give an answer away (not blank, a comment, a placeholder or a bare keyword)."""
     s = line.strip()
     return (
         bool(s)
@@ -196,7 +188,7 @@ def analyse_master(path: Path) -> Master:
                     f"{path.name}: question {q.name}: solution lines without a SOLUTION marker "
                     f"would be shown to students: {unmarked[:3]}"
                 )
-            q.answers += [a for a in _bound_names(ast.parse(src)) if a not in q.answers]
+            q.answers += [a for a in bound_names(ast.parse(src)) if a not in q.answers]
             q.solution_lines += _secret_lines(src)
         elif where == "tests":
             hidden = hidden_test
@@ -204,7 +196,7 @@ def analyse_master(path: Path) -> Master:
             q.n_public += not hidden
             q.test_names |= _loaded_names(src)
             if hidden:
-                q.hidden_lines += [s.strip() for s in src.splitlines()[1:] if _meaningful(s)]
+                q.hidden_lines += [s.strip() for s in src.splitlines()[1:] if meaningful_line(s)]
         else:
             setup.append(src)
     if block:
@@ -242,7 +234,7 @@ def _check_master(m: Master) -> None:
         )
 
 
-def _clean_metadata(path: Path) -> None:
+def clean_metadata(path: Path) -> None:
     nb = json.loads(path.read_text())
     nb["metadata"].pop("jupytext", None)
     for cell in nb["cells"]:
@@ -271,7 +263,7 @@ def build_assignment(master_path: Path, dist: Path = DIST) -> Path:
     for stale in zips[:-1]:
         stale.unlink()
     for nb_path in (ag / f"{master.name}.ipynb", out / "student" / f"{master.name}.ipynb"):
-        _clean_metadata(nb_path)
+        clean_metadata(nb_path)
     tests = {}
     with zipfile.ZipFile(ag / "autograder.zip") as z:
         for member in z.namelist():
@@ -315,116 +307,6 @@ def find_leaks(master: Master, student_dir: Path) -> list[str]:
     return [s for s in secrets if s in text or json.dumps(s)[1:-1] in text]
 
 
-# ----------------------------------------------------------------------------------------- chapters
-
-
-def _stub(source: str) -> str:
-    """A ``# SOLUTION`` cell becomes the names it must define, with ``...`` as their value or body."""
-    body = "\n".join(line for line in source.splitlines() if line.strip() != "# SOLUTION")
-    out = [STUB]
-    try:
-        tree = ast.parse(body)
-    except SyntaxError:
-        return "\n".join(out + ["..."])
-    for node in tree.body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            out.insert(1, ast.unparse(node))
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            head = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
-            doc = ast.get_docstring(node)
-            out += [f"{head} {node.name}({ast.unparse(node.args)}):"]
-            out += [f'    """{doc}"""'] if doc else []
-            out += ["    ...", ""]
-        elif isinstance(node, ast.ClassDef):
-            bases = ", ".join(ast.unparse(b) for b in node.bases)
-            out += [f"class {node.name}({bases}):" if bases else f"class {node.name}:", "    ...", ""]
-        else:
-            names = _bound_names(ast.Module(body=[node], type_ignores=[]))
-            out += [f"{name} = ..." for name in names if not name.startswith("_")]  # not the helpers
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _stub_names(stub: str) -> list[str]:
-    """The answers a stub asks for: its functions, classes and ``name = ...`` lines."""
-    names = []
-    for node in ast.parse(stub).body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign):
-            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return names
-
-
-def _tag(cell, tag: str = RAISES) -> None:
-    tags = cell.metadata.setdefault("tags", [])
-    if tag not in tags:
-        tags.append(tag)
-
-
-def student_chapter(path: Path):
-    """The chapter notebook with every ``# SOLUTION`` cell replaced by a stub.
-
-    The self-check after a stub first calls ``require_answers(N, name=name, ...)`` for the stub's
-    names (exercise N from the ``### Exercise N`` heading above it); both cells get the
-    ``raises-exception`` tag so that Run All continues past an exercise that is not answered yet.
-    """
-    nb = read_py_notebook(path)
-    nb.metadata["kernelspec"] = dict(KERNEL)
-    exercise, answers = None, []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            match = EXERCISE.search(cell.source)
-            if match:
-                exercise, answers = int(match.group(1)), []
-            continue
-        if cell.cell_type != "code":
-            continue
-        source = cell.source.lstrip()
-        if source.startswith("# SOLUTION"):
-            cell.source = _stub(cell.source)
-            answers += [n for n in _stub_names(cell.source) if n not in answers]
-            _tag(cell)
-        elif source.startswith(SELF_CHECK) and exercise is not None and answers:
-            first, _, rest = source.partition("\n")
-            arguments = ", ".join(f"{n}={n}" for n in answers)
-            guard = f"from course_lib.exercises import require_answers\n\nrequire_answers({exercise}, {arguments})\n"
-            cell.source = f"{first}\n{guard}{rest}"
-            _tag(cell)
-    return nb
-
-
-def chapter_leaks(path: Path, student_nb) -> list[str]:
-    """Lines of the chapter's ``# SOLUTION`` cells (found nowhere else in it) left in the student version."""
-    secret, public = set(), set()
-    for cell in read_py_notebook(path).cells:
-        lines = {s.strip() for s in cell.source.splitlines() if _meaningful(s)}
-        solution = cell.cell_type == "code" and cell.source.lstrip().startswith("# SOLUTION")
-        secret, public = (secret | lines, public) if solution else (secret, public | lines)
-    student = {s.strip() for c in student_nb.cells if c.cell_type == "code" for s in c.source.splitlines()}
-    skeleton = ("def ", "async def ", "class ", "import ", "from ", '"""')
-    return sorted(
-        s for s in (secret - public) & student if not s.startswith(skeleton) and not s.endswith("= ...")
-    )
-
-
-def build_chapters(dist: Path = DIST) -> list[Path]:
-    import jupytext
-
-    out = dist / "chapters"
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for src in sorted(CHAPTERS.glob("[0-9][0-9]*_*.py")):
-        nb = student_chapter(src)
-        leaks = chapter_leaks(src, nb)
-        if leaks:
-            raise RuntimeError(f"{src.name}: the student version still contains solution lines: {leaks[:3]}")
-        target = out / f"{src.stem}.ipynb"
-        jupytext.write(nb, target, fmt="ipynb")
-        _clean_metadata(target)
-        written.append(target)
-    return written
-
-
 # ----------------------------------------------------------------------------------------- all
 
 
@@ -439,36 +321,4 @@ def build_all(dist: Path = DIST, log=print) -> list[Path]:
         log(
             f"assignment {master.stem}: {built[-1].relative_to(dist.parent) if dist.parent in built[-1].parents else built[-1]}"
         )
-    for chapter in build_chapters(dist):
-        log(f"chapter    {chapter.stem}: student version written")
     return built
-
-
-def _copy_with_course_kernel(src: Path, dst: Path) -> None:
-    """Copy a notebook, naming the course kernel so that it opens in the course's environment."""
-    nb = json.loads(src.read_text())
-    nb["metadata"]["kernelspec"] = dict(KERNEL)
-    dst.write_text(json.dumps(nb, indent=1) + "\n")
-
-
-def workspace(dest: Path, dist: Path = DIST, log=print) -> Path:
-    """Give the learner student versions in ``dest`` (built if needed); never overwrite their files."""
-    wanted = {f"chapters/{p.stem}.ipynb": None for p in CHAPTERS.glob("[0-9][0-9]*_*.py")}
-    wanted |= {f"assignments/{p.stem}.ipynb": p for p in masters()}
-    missing = [rel for rel in wanted if not (dest / rel).exists()]
-    if not missing:
-        return dest
-    if any(rel.startswith("chapters/") for rel in missing):
-        build_chapters(dist)  # always fresh: a stale dist/ must not hand out an old chapter
-    for rel in missing:
-        if rel.startswith("assignments/"):
-            stem = Path(rel).stem
-            src = dist / "assignments" / stem / "student" / f"{stem}.ipynb"
-            if not src.exists():
-                build_assignment(wanted[rel], dist)
-        else:
-            src = dist / rel
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        _copy_with_course_kernel(src, dest / rel)
-        log(f"workspace: added {rel}")
-    return dest

@@ -1,6 +1,6 @@
 """Sandbox side of grading: run ONE submission's code cells and send its answers out as data.
 
-Started by :mod:`grader.grade` inside the sandbox (bubblewrap) as ``python runner.py REQ_FD OUT_FD``.
+Started by :mod:`grader.sandbox` inside the sandbox (bubblewrap) as ``python runner.py REQ_FD OUT_FD``.
 Nothing this process sends is trusted: the grader decodes only data (see ``codec.py``), runs every
 test itself, outside the sandbox, and decides every score. This process only has to be *useful*:
 

@@ -1,11 +1,14 @@
 """Graded assignments: masters build, solutions get full marks, student versions get zero and hide the
 answers, and a folder of hostile submissions still produces a complete gradebook."""
 
+import ast
 import csv
+import importlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import namedtuple
@@ -17,20 +20,15 @@ import pandas as pd
 import pytest
 import torch
 
-from grader import build, codec, grade
+from grader import build, codec, driver, sandbox
 from grader.__main__ import verify
-from grader.grade import (
-    Bundle,
-    Channel,
-    SandboxUnavailable,
-    find_submissions,
-    grade_folder,
-    parse_notebook,
-    perturb,
-    plan_steps,
-    start_sandboxes,
-    write_outputs,
-)
+from grader.driver import check_values, grade_folder, start_sandboxes
+from grader.records import UNSAFE, Bundle, QuestionResult, Report, SandboxUnavailable
+from grader.reports import write_outputs
+from grader.sandbox import Channel, find_bwrap
+from grader.scoring import perturb
+from grader.submissions import find_submissions, parse_notebook, plan_steps
+from scripts import build_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "bad_submissions"
@@ -103,7 +101,7 @@ def test_master_checks_catch_leaks_and_setup_that_needs_answers(tmp_path):
 
 def test_chapter_solution_cells_become_stubs():
     source = '# SOLUTION\nimport math\n\n\ndef f(x, n=2):\n    """Doc."""\n    return math.sqrt(x) * n\n\n\ny, z = f(4), 3\n'
-    stub = build._stub(source)
+    stub = build_notebooks._stub(source)
     assert "return math.sqrt" not in stub and "f(4)" not in stub
     ns = {}
     exec(stub, ns)
@@ -239,7 +237,7 @@ def test_outputs_replace_planted_symlinks_and_never_follow_them(tmp_path):
     outside.write_text("precious")
     (grades / "gradebook.csv").symlink_to(outside)
     (grades / "feedback" / "bob.md").symlink_to(outside)
-    rep = grade.Report("bob", [grade.QuestionResult("q1", 1.0, 1.0)], [], 0.0, "bob.ipynb", "bob.md")
+    rep = Report("bob", [QuestionResult("q1", 1.0, 1.0)], [], 0.0, "bob.ipynb", "bob.md")
     write_outputs(bundle, [rep], grades)
     assert outside.read_text() == "precious"
     assert (
@@ -272,7 +270,7 @@ def test_perturb_changes_values_not_types():
 
 
 def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(tmp_path, monkeypatch):
-    monkeypatch.setattr(grade.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(SandboxUnavailable, match="install it"):
         start_sandboxes()
     (tmp_path / "subs").mkdir()
@@ -280,7 +278,7 @@ def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(
     bundle = Bundle("demo", "", [{"name": "q1", "points": 1, "answers": ["a"], "tests": {}}])
     lines = []
     grade_folder(bundle, tmp_path / "subs", tmp_path / "graded", log=lines.append, unsandboxed=True)
-    assert lines and all(line.startswith(grade.UNSAFE) for text in lines for line in text.splitlines())
+    assert lines and all(line.startswith(UNSAFE) for text in lines for line in text.splitlines())
 
 
 def test_graded_questions_differ_from_the_chapters_worked_exercises():
@@ -296,6 +294,77 @@ def test_graded_questions_differ_from_the_chapters_worked_exercises():
             )
 
 
+def _grader_imports() -> dict[str, set[str]]:
+    """Each module of grader/ -> the modules of grader/ (and of scripts/) it imports, anywhere in it."""
+    stems = {p.stem for p in (ROOT / "grader").glob("*.py")}
+    graph = {}
+    for path in sorted((ROOT / "grader").glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module.split(".")[0] in ("grader", "scripts"):
+                parts = node.module.split(".")
+                found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+                found |= {"scripts"} if parts[0] == "scripts" else set()
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    found |= {parts[0]} if parts[0] in stems | {"scripts"} else set()
+                    found |= {parts[1]} if parts[0] == "grader" and len(parts) > 1 else set()
+        graph[path.stem] = found & (stems | {"scripts"})
+    return graph
+
+
+def test_the_graders_sections_import_down_only():
+    graph = _grader_imports()
+    assert {"records", "submissions", "sandbox", "scoring", "reports", "driver"} <= set(graph)
+    assert not any("scripts" in deps for deps in graph.values()), (
+        "the grader never imports the course's scripts"
+    )
+    assert graph["records"] == set(), "the records are the bottom layer"
+    assert [m for m, deps in graph.items() if "grade" in deps] == [], "nothing in grader uses the old alias"
+    assert [m for m, deps in graph.items() if "driver" in deps] == ["__main__"], "the driver is the top"
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, f"import circle: {' -> '.join(path[path.index(module) :] + [module])}"
+        if module not in done:
+            path.append(module)
+            for dep in sorted(graph.get(module, ())):
+                visit(dep)
+            path.pop()
+            done.add(module)
+
+    for module in graph:
+        visit(module)
+
+
+def test_the_old_grade_module_is_the_driver_for_one_release():
+    sys.modules.pop("grader.grade", None)
+    with pytest.warns(FutureWarning, match="grader.driver"):
+        old = importlib.import_module("grader.grade")
+    assert old is driver
+    for name, obj in {
+        "Bundle": Bundle,
+        "Channel": Channel,
+        "QuestionResult": QuestionResult,
+        "Report": Report,
+        "SandboxUnavailable": SandboxUnavailable,
+        "UNSAFE": UNSAFE,
+        "check_values": check_values,
+        "find_bwrap": find_bwrap,
+        "find_submissions": find_submissions,
+        "grade_folder": grade_folder,
+        "parse_notebook": parse_notebook,
+        "perturb": perturb,
+        "plan_steps": plan_steps,
+        "start_sandboxes": start_sandboxes,
+        "write_outputs": write_outputs,
+    }.items():
+        assert getattr(old, name) is obj, name
+
+
 # ----------------------------------------------------------------------------------------- slow
 
 
@@ -303,12 +372,13 @@ def test_graded_questions_differ_from_the_chapters_worked_exercises():
 def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     build.build_all(out, log=lambda *a: None)
+    build_notebooks.build_chapters(out)  # the learner copies of the chapters: the course's build script
     return out
 
 
 def _sandbox_or_reason():
     try:
-        grade.find_bwrap()
+        find_bwrap()
     except SandboxUnavailable as err:
         return str(err)
     return None
@@ -341,9 +411,9 @@ def test_student_versions_hide_solutions_and_hidden_tests(dist):
     for chapter in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py")):
         student = json.loads((dist / "chapters" / f"{chapter.stem}.ipynb").read_text())
         text = "".join("".join(c["source"]) for c in student["cells"])
-        assert build.chapter_leaks(chapter, build.student_chapter(chapter)) == []
+        assert build_notebooks.chapter_leaks(chapter, build_notebooks.student_chapter(chapter)) == []
         assert text.count("# SELF-CHECK") == chapter.read_text().count("# SELF-CHECK"), "self-checks kept"
-        assert build.STUB in text
+        assert build_notebooks.STUB in text
 
 
 @pytest.mark.slow
@@ -717,11 +787,11 @@ def test_a_correct_submission_is_graded_within_budget(batch):
 
 @pytest.mark.slow
 def test_workspace_never_overwrites_learner_work(dist, tmp_path):
-    dest = build.workspace(tmp_path / "ws", dist, log=lambda *a: None)
+    dest = build_notebooks.workspace(tmp_path / "ws", dist, log=lambda *a: None)
     mine = dest / "assignments" / f"{MASTERS[0].stem}.ipynb"
     assert mine.exists() and (dest / "chapters").is_dir()
     mine.write_text("my work")
-    build.workspace(dest, dist, log=lambda *a: None)
+    build_notebooks.workspace(dest, dist, log=lambda *a: None)
     assert mine.read_text() == "my work"
 
 
@@ -732,6 +802,6 @@ def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
     weak = json.loads(json.dumps(bundle.questions[0]))
     weak["tests"]["suites"][0]["cases"][1]["code"] = ">>> assert isinstance(vol_2011, float)\n"
     bundle.questions[0] = weak
-    scores = grade.check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
+    scores = check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
     assert scores["q1"] == {"vol_2011": 2.0}, "a type-only hidden test lets a wrong value keep the marks"
     assert all(s == 0 for q in ("q2", "q3", "q4") for s in scores[q].values()), scores

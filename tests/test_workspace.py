@@ -10,7 +10,8 @@ import jupytext
 import pytest
 
 from course_lib.exercises import ExerciseNotAnswered, require_answers, unanswered
-from grader import build
+from grader.build import meaningful_line
+from scripts import build_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py"))
@@ -20,12 +21,12 @@ def _exercises(path: Path) -> list[tuple[int, str, str]]:
     """(exercise number, solution source, self-check source) for each exercise of a chapter."""
     out, number, solution = [], None, None
     for cell in jupytext.read(path).cells:
-        match = build.EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
+        match = build_notebooks.EXERCISE.search(cell.source) if cell.cell_type == "markdown" else None
         if match:
             number, solution = int(match.group(1)), None
         elif cell.cell_type == "code" and cell.source.lstrip().startswith("# SOLUTION"):
             solution = cell.source
-        elif cell.cell_type == "code" and cell.source.lstrip().startswith(build.SELF_CHECK):
+        elif cell.cell_type == "code" and cell.source.lstrip().startswith(build_notebooks.SELF_CHECK):
             out.append((number, solution, cell.source))
     return out
 
@@ -61,18 +62,24 @@ def test_require_answers_names_the_exercise_and_what_is_left():
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_student_chapter_guards_each_self_check_and_lets_run_all_continue(path):
-    nb = build.student_chapter(path)
-    assert nb.metadata["kernelspec"] == build.KERNEL, "learners' copies open with the course kernel"
+    nb = build_notebooks.student_chapter(path)
+    assert nb.metadata["kernelspec"] == build_notebooks.KERNEL, "learners' copies open with the course kernel"
     numbers = [n for n, _, _ in _exercises(path)]
-    checks = [c for c in nb.cells if c.cell_type == "code" and c.source.lstrip().startswith(build.SELF_CHECK)]
-    stubs = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(build.STUB)]
+    checks = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and c.source.lstrip().startswith(build_notebooks.SELF_CHECK)
+    ]
+    stubs = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(build_notebooks.STUB)]
     assert len(checks) == len(numbers) == len(stubs) > 0
     for number, cell in zip(numbers, checks, strict=True):
-        assert build.RAISES in cell.metadata.get("tags", []), f"exercise {number}: Run All would stop here"
+        assert build_notebooks.RAISES in cell.metadata.get("tags", []), (
+            f"exercise {number}: Run All would stop here"
+        )
         assert re.search(rf"^require_answers\({number}, \w+=\w+", cell.source, re.M), cell.source[:200]
         ast.parse(cell.source)
     for cell in stubs:
-        assert build.RAISES in cell.metadata.get("tags", [])
+        assert build_notebooks.RAISES in cell.metadata.get("tags", [])
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -101,7 +108,7 @@ def test_self_checks_do_not_contain_the_solution(path):
     shown = "\n".join(c.source for c in jupytext.read(path).cells if c.source not in answers_and_checks)
     shown_lines = {line.strip() for line in shown.splitlines()}
     for number, solution, check in exercises:
-        lines = {line.strip() for line in solution.splitlines() if build._meaningful(line)} - shown_lines
+        lines = {line.strip() for line in solution.splitlines() if meaningful_line(line)} - shown_lines
         copied = lines & {line.strip() for line in check.splitlines()}
         assert not copied, f"exercise {number}: the self-check repeats solution lines {sorted(copied)}"
         calls = {c for c in _calls(solution) & _calls(check) if c not in shown}
@@ -110,17 +117,23 @@ def test_self_checks_do_not_contain_the_solution(path):
 
 def test_workspace_copies_name_the_kernel_that_setup_installs(tmp_path):
     setup = (ROOT / "scripts" / "setup_env.sh").read_text()
-    assert f'--name {build.KERNEL["name"]} --display-name "{build.KERNEL["display_name"]}"' in setup
     assert (
-        f"--KernelSpecManager.allowed_kernelspecs={build.KERNEL['name']}" in (ROOT / "Makefile").read_text()
+        f'--name {build_notebooks.KERNEL["name"]} --display-name "{build_notebooks.KERNEL["display_name"]}"'
+        in setup
+    )
+    assert (
+        f"--KernelSpecManager.allowed_kernelspecs={build_notebooks.KERNEL['name']}"
+        in (ROOT / "Makefile").read_text()
     )
     src = tmp_path / "src.ipynb"
-    jupytext.write(build.student_chapter(CHAPTERS[0]), src, fmt="ipynb")
+    jupytext.write(build_notebooks.student_chapter(CHAPTERS[0]), src, fmt="ipynb")
     nb = json.loads(src.read_text())
     nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src.write_text(json.dumps(nb))
-    build._copy_with_course_kernel(src, tmp_path / "copy.ipynb")
-    assert json.loads((tmp_path / "copy.ipynb").read_text())["metadata"]["kernelspec"] == build.KERNEL
+    build_notebooks._copy_with_course_kernel(src, tmp_path / "copy.ipynb")
+    assert (
+        json.loads((tmp_path / "copy.ipynb").read_text())["metadata"]["kernelspec"] == build_notebooks.KERNEL
+    )
 
 
 def _run_all_on_a_learner_copy(path, tmp_path, monkeypatch):
@@ -128,8 +141,10 @@ def _run_all_on_a_learner_copy(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     (dest := tmp_path / "workspace").mkdir()
-    built = {p.stem: p for p in build.build_chapters(tmp_path / "dist")}
-    build._copy_with_course_kernel(built[path.stem], dest / f"{path.stem}.ipynb")  # as `make lab` does
+    built = {p.stem: p for p in build_notebooks.build_chapters(tmp_path / "dist")}
+    build_notebooks._copy_with_course_kernel(
+        built[path.stem], dest / f"{path.stem}.ipynb"
+    )  # as `make lab` does
     nb = jupytext.read(dest / f"{path.stem}.ipynb")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("COURSE_OFFLINE", "1")
@@ -144,7 +159,7 @@ def _run_all_on_a_learner_copy(path, tmp_path, monkeypatch):
     reports, other_errors = [], []
     for cell in code:
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if cell.source.lstrip().startswith(build.SELF_CHECK):
+        if cell.source.lstrip().startswith(build_notebooks.SELF_CHECK):
             assert [e["ename"] for e in errors] == ["ExerciseNotAnswered"], cell.source[:300]
             reports.append(errors[0]["evalue"])
         elif errors:
