@@ -163,7 +163,7 @@ assert torch.allclose(_out, torch.tensor([[0.0, -1.0]], dtype=torch.float64), at
 
 # %%
 # HIDDEN
-import torchdiffeq  # noqa: E402
+import torchdiffeq
 
 _ = torch.manual_seed(3)
 _A = 0.4 * torch.randn(3, 3, dtype=torch.float64)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 __version__ = "0.1.0"
-__all__ = ["get_device", "set_seed", "__version__"]
+__all__ = ["__version__", "get_device", "set_seed"]
 
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what COURSE_DEVICE accepts, optionally with an index: cuda:1

@@ -276,7 +276,7 @@ def build_assignment(master_path: Path, dist: Path = DIST) -> Path:
         questions.append(
             {
                 "name": q.name,
-                "points": q.points if not possible else possible,
+                "points": possible or q.points,
                 "answers": q.answers,
                 "tests": spec,
             }

@@ -164,7 +164,7 @@ adjoint_cost = pd.DataFrame(
         for n in ADJOINT_STEPS
         for name, adj in (("direct", False), ("adjoint", True))
         for b, s in [saved_bytes_and_seconds(adj, n)]
-    ]  # fmt: skip
+    ]
 )
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for name, group in adjoint_cost.groupby("backprop", sort=False):

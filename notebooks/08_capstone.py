@@ -159,7 +159,7 @@ print(", ".join(f"{e.name} ({e.family}, {e.params} parameters, {e.seconds:.1f} s
 # %%
 table = cap.leaderboard(task, entries, combine=COMBINE)
 show = ["family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "ens DM_QLIKE"]
-print(table[show + ["ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3))
+print(table[[*show, "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))

@@ -76,7 +76,7 @@ def _stub(source: str) -> str:
     try:
         tree = ast.parse(body)
     except SyntaxError:
-        return "\n".join(out + ["..."])
+        return "\n".join([*out, "..."])
     for node in tree.body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             out.insert(1, ast.unparse(node))

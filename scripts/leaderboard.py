@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from course_lib import capstone as cap  # noqa: E402
-from course_lib.data.prices import load_prices  # noqa: E402
-from course_lib.evaluation import loss_series  # noqa: E402
+from course_lib import capstone as cap
+from course_lib.data.prices import load_prices
+from course_lib.evaluation import loss_series
 
 COLUMNS = [
     "family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "MSE sd",

@@ -107,7 +107,7 @@ def test_mc_dropout_on_plain_tensor_model_matches_dropout_variance():
 
 
 def test_mc_dropout_errors():
-    with pytest.raises(ValueError, match="no nn.Dropout"):
+    with pytest.raises(ValueError, match=r"no nn.Dropout"):
         mc_dropout_predict(nn.Linear(2, 1), torch.randn(3, 2))
     with pytest.raises(ValueError, match="at least 2"):
         mc_dropout_predict(make_model(), torch.randn(2, 5, 3), n_samples=1)

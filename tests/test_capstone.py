@@ -330,7 +330,7 @@ def test_deep_koopman_trains_on_training_sequences_of_v_only(task, monkeypatch):
     # the last sequence ends on the last training origin, in the scaler's units: nothing later
     np.testing.assert_allclose(sequences[-1, -1, 0].item(), task.train.X[-1, -1, col], rtol=1e-5, atol=1e-5)
     # a task whose targets are not the next day's v is refused, not silently mis-aligned
+    broken = copy.deepcopy(task)
+    broken.test.y[:5] += 1.0
     with pytest.raises(ValueError, match="not the next day"):
-        broken = copy.deepcopy(task)
-        broken.test.y[:5] += 1.0
         cap.koopman_entry(broken, seeds=(0,), epochs=1)

@@ -25,7 +25,7 @@ def test_every_name_finds_one_entry():
     assert len(set(ids)) == len(ids), "two registry entries share an id: give one a name="
     for name, entry in LEADERBOARD.items():
         assert spec(name) is entry, f"the leaderboard name {name!r} is also the id of another entry"
-    with pytest.raises(KeyError, match="no registry entry 'Nope'.*leaderboard names"):
+    with pytest.raises(KeyError, match=r"no registry entry 'Nope'.*leaderboard names"):
         spec("Nope")
 
 
@@ -41,7 +41,7 @@ def test_build_is_seeded_and_checks_its_size():
 
 
 def test_an_entry_is_checked_when_written():
-    with pytest.raises(TypeError, match="family must be a registry.Family"):
+    with pytest.raises(TypeError, match=r"family must be a registry.Family"):
         ModelSpec(torch.nn.Linear, "recurrent", "01", {"test": {}})
     with pytest.raises(ValueError, match="a leaderboard model has 'small' and 'full' too"):
         ModelSpec(torch.nn.Linear, Family.RECURRENT, "01", {"test": {}}, leaderboard="Linear")

@@ -52,7 +52,7 @@ def test_a_model_of_your_own_saves_with_a_config_and_loads_with_build(tmp_path):
         return nn.Sequential(nn.Linear(config["inputs"], 1))
 
     model = build({"inputs": 3})
-    with pytest.raises(TypeError, match="has no .config dict"):
+    with pytest.raises(TypeError, match=r"has no .config dict"):
         save_checkpoint(model, tmp_path / "m")
     path = save_checkpoint(model, tmp_path / "m", config={"inputs": 3})
     with pytest.raises(KeyError, match="'Sequential' is not a registered model class"):
@@ -92,7 +92,7 @@ def test_changed_or_mismatched_weights_are_refused(tmp_path):
     data = bytearray((path / WEIGHTS_FILE).read_bytes())
     data[-1] ^= 1  # one bit of one weight
     (path / WEIGHTS_FILE).write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="does not match checkpoint.json"):
+    with pytest.raises(CheckpointError, match=r"does not match checkpoint.json"):
         load_checkpoint(path)
     other = save_checkpoint(FinancialGRU(input_size=3, hidden_size=4), tmp_path / "other")
     (path / WEIGHTS_FILE).write_bytes((other / WEIGHTS_FILE).read_bytes())  # weights of another save

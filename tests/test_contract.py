@@ -101,7 +101,7 @@ def test_config_holds_the_constructor_arguments_and_rebuilds_the_model(name):
 
 
 def test_a_non_json_argument_is_refused_with_its_name():
-    with pytest.raises(TypeError, match="horizons=.*JSON"):
+    with pytest.raises(TypeError, match=r"horizons=.*JSON"):
         models.MultiHorizonLSTM(3, horizons=np.array([1, 5]))
 
 

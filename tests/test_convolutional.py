@@ -54,7 +54,7 @@ def _last_steps_mask(length: int, field: int) -> list[bool]:
 # ---------------------------------------------------------------- receptive fields (exact, from gradients)
 
 
-@pytest.mark.parametrize("kernel_size, levels", [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2), (4, 3)])
+@pytest.mark.parametrize(("kernel_size", "levels"), [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2), (4, 3)])
 def test_tcn_receptive_field_equals_gradient_support(kernel_size, levels):
     model = _tcn(num_channels=(8,) * levels, kernel_size=kernel_size).double().eval()
     field = 1 + 2 * (kernel_size - 1) * (2**levels - 1)
@@ -65,7 +65,7 @@ def test_tcn_receptive_field_equals_gradient_support(kernel_size, levels):
 
 
 @pytest.mark.parametrize(
-    "kernel_size, layers, blocks", [(1, 2, 1), (2, 1, 1), (2, 3, 1), (2, 2, 3), (3, 3, 1), (3, 2, 2)]
+    ("kernel_size", "layers", "blocks"), [(1, 2, 1), (2, 1, 1), (2, 3, 1), (2, 2, 3), (3, 3, 1), (3, 2, 2)]
 )
 def test_wavenet_receptive_field_equals_gradient_support(kernel_size, layers, blocks):
     model = _wavenet(kernel_size=kernel_size, n_layers_per_block=layers, n_blocks=blocks).double().eval()

@@ -95,7 +95,7 @@ def test_yfinance_exception_falls_back(online):
 
 def test_unknown_ticker_online_failure_raises(online):
     online(pd.DataFrame())
-    with pytest.warns(UserWarning), pytest.raises(UnknownTickerError):
+    with pytest.warns(UserWarning, match="NOPE"), pytest.raises(UnknownTickerError):
         load_prices("NOPE")
 
 

@@ -213,7 +213,7 @@ def test_quantiles_never_cross():
 
 
 def test_quantile_configuration_errors_name_the_problem():
-    with pytest.raises(ValueError, match="0.5"):
+    with pytest.raises(ValueError, match=r"0.5"):
         TimeSeriesFoundationModel(1, head="quantile", quantiles=[0.1, 0.9])
     with pytest.raises(ValueError, match="sorted"):
         TimeSeriesFoundationModel(1, head="quantile", quantiles=[0.9, 0.5, 0.1])

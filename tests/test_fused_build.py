@@ -18,7 +18,7 @@ from course_lib.models.ops.fused_build import build_key, cache_dir, fused_scan_a
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CC = (
-    os.environ.get("CC") and shutil.which(os.environ["CC"]) or shutil.which("cc") or shutil.which("clang")
+    (os.environ.get("CC") and shutil.which(os.environ["CC"])) or shutil.which("cc") or shutil.which("clang")
 )
 needs_compiler = pytest.mark.skipif(
     REAL_CC is None or not fused_scan_available(), reason="the fused scan's C kernel needs a C compiler"

@@ -145,9 +145,9 @@ def test_codec_refuses_code_and_objects():
     assert isinstance(codec.decode(codec.encode(object())), codec.Unsupported)
     record = codec.decode(codec.encode(_Point(1.0, "p")))
     assert record.x == 1.0 and record.label == "p"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dtype"):
         codec.decode({"__ndarray__": "", "dtype": "|O", "shape": [0]})  # no object arrays (pickles)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="pickle"):
         codec.decode({"__pickle__": "gASV"})
     with pytest.raises(TypeError, match="cannot transfer"):
         float(codec.Unsupported("socket"))
@@ -171,11 +171,10 @@ def test_notebook_parsing_and_plan():
 
 
 def _channel_reading(data: bytes) -> Channel:
-    f = tempfile.TemporaryFile()
-    f.write(data)
-    f.seek(0)
-    ch = Channel(-1, os.dup(f.fileno()))
-    f.close()
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        ch = Channel(-1, os.dup(f.fileno()))
     return ch
 
 
@@ -328,7 +327,7 @@ def test_the_graders_sections_import_down_only():
     done, path = set(), []
 
     def visit(module):
-        assert module not in path, f"import circle: {' -> '.join(path[path.index(module) :] + [module])}"
+        assert module not in path, f"import circle: {' -> '.join([*path[path.index(module) :], module])}"
         if module not in done:
             path.append(module)
             for dep in sorted(graph.get(module, ())):
@@ -470,82 +469,31 @@ def _attacks(good: list[str], student: list[str], paths: dict) -> dict[str, list
     before_q4 = next(i for i, c in enumerate(no_checks) if "dm_ewma_rolling =" in c)
     frame = "def frame(obj):\n    p = json.dumps(obj).encode()\n    return f'{len(p):012d}'.encode() + p\n"
     return {
-        "steal": student
-        + [
-            f"""import json, os
-found = [{paths["solutions"]!r}, {paths["classmate"]!r}, {paths["master"]!r}]
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    for what in ("cwd", "root"):
-        try:
-            found.append(os.path.join(os.readlink(f"/proc/{{pid}}/{{what}}"), "good.ipynb"))
-        except OSError:
-            pass
-for path in found:
-    try:
-        cells = json.load(open(path))["cells"]
-    except Exception:
-        continue
-    for cell in cells:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and "otter" not in src and "grader." not in src:
-            try:
-                exec(src, globals())
-            except Exception:
-                pass"""
+        "steal": [
+            *student,
+            f"""import json, os\nfound = [{paths["solutions"]!r}, {paths["classmate"]!r}, {paths["master"]!r}]\nfor pid in filter(str.isdigit, os.listdir("/proc")):\n    for what in ("cwd", "root"):\n        try:\n            found.append(os.path.join(os.readlink(f"/proc/{{pid}}/{{what}}"), "good.ipynb"))\n        except OSError:\n            pass\nfor path in found:\n    try:\n        cells = json.load(open(path))["cells"]\n    except Exception:\n        continue\n    for cell in cells:\n        src = "".join(cell["source"])\n        if cell["cell_type"] == "code" and "otter" not in src and "grader." not in src:\n            try:\n                exec(src, globals())\n            except Exception:\n                pass""",
         ],
-        "survivor": student
-        + [
-            f"""import os, sys
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        code = "import pathlib, sys, time\\nfor _ in range(3000):\\n    time.sleep(0.2)\\n    p = pathlib.Path(sys.argv[1])\\n    if p.exists(): p.write_text('student,q1,q2,q3,q4,total\\\\nsurvivor,2,2,3,3,10\\\\n')"
-        os.execv(sys.executable, [sys.executable, "-c", code, {paths["gradebook"]!r}, {MARKER!r}])
-    os._exit(0)"""
+        "survivor": [
+            *student,
+            f"""import os, sys\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        code = \"import pathlib, sys, time\\nfor _ in range(3000):\\n    time.sleep(0.2)\\n    p = pathlib.Path(sys.argv[1])\\n    if p.exists(): p.write_text('student,q1,q2,q3,q4,total\\\\nsurvivor,2,2,3,3,10\\\\n')\"\n        os.execv(sys.executable, [sys.executable, \"-c\", code, {paths["gradebook"]!r}, {MARKER!r}])\n    os._exit(0)""",
         ],
-        "forger": student
-        + [
+        "forger": [
+            *student,
             "import json, os\n"
             + frame
-            + """forged = [frame({"kind": "answers", "question": q, "values": {"vol_2011": 1.0}}) for q in ("q1", "q2")]
-forged += [frame({"kind": "score", "q1": 2, "total": 10}), frame({"kind": "finished"}), b"000000000010garbage!!!"]
-for d in ("/proc/self/fd", f"/proc/{os.getppid()}/fd", "/proc/1/fd"):
-    try:
-        names = os.listdir(d)
-    except OSError:
-        continue
-    for name in names:
-        try:
-            fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_NONBLOCK)
-            for f in forged:
-                os.write(fd, f)
-            os.close(fd)
-        except OSError:
-            pass"""
+            + """forged = [frame({"kind": "answers", "question": q, "values": {"vol_2011": 1.0}}) for q in ("q1", "q2")]\nforged += [frame({"kind": "score", "q1": 2, "total": 10}), frame({"kind": "finished"}), b"000000000010garbage!!!"]\nfor d in ("/proc/self/fd", f"/proc/{os.getppid()}/fd", "/proc/1/fd"):\n    try:\n        names = os.listdir(d)\n    except OSError:\n        continue\n    for name in names:\n        try:\n            fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_NONBLOCK)\n            for f in forged:\n                os.write(fd, f)\n            os.close(fd)\n        except OSError:\n            pass""",
         ],
-        "saboteur": student
-        + [
-            f"""import pathlib
-for p in ["/course/runner/runner.py", "/course/lib/course_lib/__init__.py", {paths["runner"]!r},
-          {paths["grading"]!r}, {paths["classmate"]!r}]:
-    try:
-        pathlib.Path(p).write_text("raise SystemExit('sabotaged')")
-    except OSError:
-        pass"""
+        "saboteur": [
+            *student,
+            f"""import pathlib\nfor p in ["/course/runner/runner.py", "/course/lib/course_lib/__init__.py", {paths["runner"]!r},\n          {paths["grading"]!r}, {paths["classmate"]!r}]:\n    try:\n        pathlib.Path(p).write_text(\"raise SystemExit('sabotaged')\")\n    except OSError:\n        pass""",
         ],
-        "crasher": good[: good.index(next(c for c in good if "acf1_ret =" in c))]
-        + [
+        "crasher": [
+            *good[: good.index(next(c for c in good if "acf1_ret =" in c))],
             "import json, os, signal, sys\n"
             + frame
-            + """deep = b"[" * 100_000 + b"]" * 100_000
-os.write(int(sys.argv[2]), f"{len(deep):012d}".encode() + deep)
-for pid in [os.getppid(), 1] + [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass"""
-        ]
-        + good,
+            + """deep = b"[" * 100_000 + b"]" * 100_000\nos.write(int(sys.argv[2]), f"{len(deep):012d}".encode() + deep)\nfor pid in [os.getppid(), 1] + [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:\n    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass""",
+            *good,
+        ],
         "leaker": [
             c.replace(
                 "    low, high = values[:n_train]",
@@ -555,22 +503,11 @@ for pid in [os.getppid(), 1] + [int(p) for p in os.listdir("/proc") if p.isdigit
             )
             for c in good
         ],
-        "nochecks_exit": no_checks[:before_q4] + ["import os\nos._exit(3)"] + no_checks[before_q4:],
-        "nochecks_timeout": no_checks[:before_q4] + ["while True:\n    pass"] + no_checks[before_q4:],
-        "wrong_values": good[:3]
-        + [
-            """from collections import namedtuple
-vol_2011 = 25.0
-acf1_ret, acf1_sq = float(nasdaq.autocorr(2)), float(nasdaq.abs().autocorr(1))
-
-
-def minmax_fixed(values, n_train):
-    low, high = values[:n_train].min(axis=0), values[:n_train].max(axis=0)
-    return (values - low) / (high - low) * (1 + (len(values) > 6))
-
-
-dm_ewma_rolling = namedtuple("DM", "statistic pvalue")(-1.0, 0.2)
-ewma_better = True"""
+        "nochecks_exit": [*no_checks[:before_q4], "import os\nos._exit(3)", *no_checks[before_q4:]],
+        "nochecks_timeout": [*no_checks[:before_q4], "while True:\n    pass", *no_checks[before_q4:]],
+        "wrong_values": [
+            *good[:3],
+            """from collections import namedtuple\nvol_2011 = 25.0\nacf1_ret, acf1_sq = float(nasdaq.autocorr(2)), float(nasdaq.abs().autocorr(1))\n\n\ndef minmax_fixed(values, n_train):\n    low, high = values[:n_train].min(axis=0), values[:n_train].max(axis=0)\n    return (values - low) / (high - low) * (1 + (len(values) > 6))\n\n\ndm_ewma_rolling = namedtuple("DM", "statistic pvalue")(-1.0, 0.2)\newma_better = True""",
         ],
     }
 
@@ -589,7 +526,7 @@ def _processes_with(text: str) -> list[str]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
         if text in cmd:

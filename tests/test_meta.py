@@ -149,7 +149,7 @@ def test_unused_parameter_is_a_clear_error():
             super().__init__()
             self.unused = nn.Linear(6, 1)
 
-    with pytest.raises(ValueError, match="does not depend on.*unused.weight"):
+    with pytest.raises(ValueError, match=r"does not depend on.*unused.weight"):
         MAML(TwoHeads()).adapt(torch.randn(4, 5, 2), torch.randn(4, 1))
 
 

@@ -264,7 +264,7 @@ def test_an_old_bundle_is_refused_with_the_fix(bundle, tmp_path):
         ModelDeployment.load(old)
     missing = _copy_bundle(bundle[0], tmp_path / "missing")
     (missing / META_FILE).unlink()
-    with pytest.raises(BundleError, match="checkpoint.json is missing"):
+    with pytest.raises(BundleError, match=r"checkpoint.json is missing"):
         ModelDeployment.load(missing)
 
 

@@ -43,7 +43,7 @@ def _x(length: int = L, batch: int = B, seed: int = 0, dtype=torch.float32) -> t
 
 
 @pytest.mark.parametrize(
-    "hidden, d_state, dt_min, dt_max", [(3, 4, 1e-3, 1e-1), (5, 16, 1e-2, 1.0), (2, 1, 0.5, 0.5)]
+    ("hidden", "d_state", "dt_min", "dt_max"), [(3, 4, 1e-3, 1e-1), (5, 16, 1e-2, 1.0), (2, 1, 0.5, 0.5)]
 )
 def test_s4d_kernel_is_the_impulse_response_of_the_recurrence(hidden, d_state, dt_min, dt_max):
     torch.manual_seed(0)
@@ -234,7 +234,7 @@ def test_fused_scan_is_the_same_for_any_number_of_threads_and_on_strided_inputs(
 @needs_compiler
 def test_fused_scan_refuses_mixed_dtypes_and_half_precision():
     u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
-    with pytest.raises(TypeError, match="B is torch.float32"):
+    with pytest.raises(TypeError, match=r"B is torch.float32"):
         selective_scan(u, delta, A, Bm.float(), Cm, scan="fused")
     with pytest.raises(TypeError, match="float32 or float64"):
         selective_scan(*(t.half() for t in (u, delta, A, Bm, Cm)), scan="fused")
@@ -252,7 +252,7 @@ def test_fused_scan_without_a_compiler_says_what_to_do(monkeypatch):
     monkeypatch.setattr(fused_build, "_KERNELS", {})
     monkeypatch.setenv("CC", "no-such-compiler-anywhere")
     u, delta, A, Bm, Cm, _ = (t.detach() for t in _scan_inputs(2, 8, 3, 4))
-    with pytest.raises(RuntimeError, match="no C compiler.*scan='chunked'"):
+    with pytest.raises(RuntimeError, match=r"no C compiler.*scan='chunked'"):
         selective_scan(u, delta, A, Bm, Cm, scan="fused")
 
 
@@ -305,7 +305,7 @@ def test_scan_work_is_linear_in_length_and_the_source_loop_is_quadratic():
 
 
 @pytest.mark.parametrize(
-    "index, bad_shape, name",
+    ("index", "bad_shape", "name"),
     [(1, (2, 9, 4), "delta"), (2, (4, 4), "A"), (3, (2, 9, 5), "B"), (4, (2, 8, 4), "C"), (5, (2,), "D")],
 )
 def test_selective_scan_names_the_argument_with_a_bad_shape(index, bad_shape, name):
@@ -443,7 +443,7 @@ def test_deterministic_for_a_seed(name):
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize(
-    "bad, message",
+    ("bad", "message"),
     [
         (torch.randn(B, L), "shape"),
         (torch.randn(B, L, C + 1), "features"),

@@ -99,7 +99,7 @@ def test_a_nan_loss_in_the_first_epoch_says_the_weights_are_not_restored():
     Xt, yt, Xv, yv = _linear_data()
     yt = yt.clone()
     yt[5] = float("nan")
-    with pytest.raises(FloatingPointError, match="NaN at epoch 1 .*NOT restored"):
+    with pytest.raises(FloatingPointError, match=r"NaN at epoch 1 .*NOT restored"):
         Trainer(_Last(), max_epochs=3, progress=False, device="cpu").fit(Xt, yt, Xv, yv)
 
 

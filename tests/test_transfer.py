@@ -35,7 +35,7 @@ def _names(model, prefix):
 def test_children_order_is_registration_order_not_depth():
     model = HeadFirst()
     # The source module froze children()[:k] assuming the first child is the input layer: here it is the head.
-    assert list(model.children())[0] is model.head
+    assert next(iter(model.children())) is model.head
 
 
 def test_freeze_by_name_freezes_exactly_that_module():
@@ -55,7 +55,7 @@ def test_freeze_nested_name_and_unfreeze():
 
 
 def test_unknown_name_raises_and_lists_the_names():
-    with pytest.raises(KeyError, match="has no submodule 'lstm'.*encoder"):
+    with pytest.raises(KeyError, match=r"has no submodule 'lstm'.*encoder"):
         freeze(HeadFirst(), "lstm")
     with pytest.raises(ValueError, match="at least one submodule name"):
         freeze(HeadFirst())
@@ -98,7 +98,7 @@ def test_fine_tuning_moves_the_head_only_and_leaves_the_source_untouched():
 
 
 def test_rejects_non_module():
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match=r"nn.Module"):
         FinancialTransferLearning({"weights": 1})
 
 
@@ -113,7 +113,7 @@ def test_fine_tune_with_the_trainer_updates_only_the_unfrozen_part():
         assert torch.equal(p, before[n]) == n.startswith("head."), n
     with pytest.raises(ValueError, match="nothing to fine-tune"):
         fine_tune(tl.freeze("encoder"), x, y, x, y, device="cpu", progress=False)
-    with pytest.raises(TypeError, match="nn.Module or a FinancialTransferLearning"):
+    with pytest.raises(TypeError, match=r"nn.Module or a FinancialTransferLearning"):
         fine_tune({"weights": 1}, x, y, x, y)
 
 

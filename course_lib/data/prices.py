@@ -150,7 +150,7 @@ def _load_online(ticker: str, start: pd.Timestamp | None, end: pd.Timestamp | No
                 progress=False,
                 multi_level_index=False,
             )
-    except Exception as exc:  # noqa: BLE001 (any network or parsing failure falls back)
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _warn_fallback(ticker, f"the download failed: {reason}")
         return None

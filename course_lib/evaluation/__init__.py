@@ -34,11 +34,11 @@ from .tables import results_table, seed_summary, verdicts
 __all__ = [
     "BENCHMARKS",
     "CORRECTIONS",
-    "DMResult",
     "HAR_WARMUP",
     "LOSSES",
     "PROTOCOLS",
     "VOLATILITY_BASELINES",
+    "DMResult",
     "clark_west",
     "diebold_mariano",
     "directional_accuracy",

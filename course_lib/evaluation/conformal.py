@@ -55,18 +55,18 @@ import numpy as np
 
 __all__ = [
     "SCORES",
-    "conformal_rank",
-    "conformal_quantile",
-    "ConformalPredictor",
-    "ConformalizedQuantileRegressor",
     "AdaptiveConformalPredictor",
     "AdaptiveResult",
+    "ConformalPredictor",
+    "ConformalizedQuantileRegressor",
+    "conformal_quantile",
+    "conformal_rank",
     "coverage",
-    "rolling_coverage",
-    "mean_width",
+    "interval_metrics",
     "interval_score",
     "interval_scores",
-    "interval_metrics",
+    "mean_width",
+    "rolling_coverage",
 ]
 
 # The product (n + 1)(1 - alpha) picks up float round-off: (9 + 1)(1 - 0.7) = 3.0000000000000004, whose

@@ -38,10 +38,10 @@ from .common import check_window, keeps_config
 
 __all__ = [
     "BayesianLSTM",
-    "mc_dropout_predict",
     "gaussian_interval",
-    "interval_coverage",
     "gaussian_pit",
+    "interval_coverage",
+    "mc_dropout_predict",
 ]
 
 

@@ -193,9 +193,9 @@ class TimeSeriesFoundationModel(nn.Module):
             """(B*C, N, P, ...) in normalised units -> (B, N, P, C, ...) (or its last patch) in x's units."""
             extra = (None,) * (t.dim() - 3)
             if units == "location":  # loc, quantiles: mu + sigma t
-                t = t * std[(...,) + extra] + mean[(...,) + extra]
+                t = t * std[(..., *extra)] + mean[(..., *extra)]
             elif units == "scale":  # scale: sigma t; df has no units
-                t = t * std[(...,) + extra]
+                t = t * std[(..., *extra)]
             t = t.unflatten(0, (B, C)).movedim(1, 3)
             return t if per_patch else t[:, -1]
 
@@ -360,7 +360,7 @@ class LagLlamaFinance(nn.Module):
         name = type(self).__name__
         check_window(x, self.input_size, model=name)
         B, L, C = x.shape
-        if L > self.max_len:
+        if self.max_len < L:
             raise ValueError(
                 f"{name} was built for windows of at most max_len={self.max_len} steps, got L={L}"
             )

@@ -36,7 +36,7 @@ from torch import nn
 from .common import causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
 from .convolutional import CausalConv1d
 
-__all__ = ["AttentionLSTM", "BahdanauAttention", "CNNLSTM"]
+__all__ = ["CNNLSTM", "AttentionLSTM", "BahdanauAttention"]
 
 
 def _pool_end_aligned(x: torch.Tensor, pool: nn.MaxPool1d) -> torch.Tensor:

@@ -40,7 +40,7 @@ from torch import nn
 
 from .common import CausalSelfAttention, causal_mask, check_window, keeps_config, mlp_head, rnn_dropout
 
-__all__ = ["LSTMCellScratch", "FinancialLSTM", "MultiHorizonLSTM", "ResidualLSTM", "FinancialGRU"]
+__all__ = ["FinancialGRU", "FinancialLSTM", "LSTMCellScratch", "MultiHorizonLSTM", "ResidualLSTM"]
 
 
 class LSTMCellScratch(nn.Module):

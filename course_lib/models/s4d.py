@@ -39,7 +39,7 @@ from torch import nn
 from .common import check_window, keeps_config
 from .ops.convolution import _cexp, fft_causal_conv
 
-__all__ = ["FinancialS4D", "S4D", "S4DKernel"]
+__all__ = ["S4D", "FinancialS4D", "S4DKernel"]
 
 
 class S4DKernel(nn.Module):

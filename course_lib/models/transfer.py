@@ -35,9 +35,9 @@ __all__ = [
     "FinancialTransferLearning",
     "freeze",
     "require_trainable",
-    "unfreeze",
-    "trainable_parameters",
     "trainable_optimizer",
+    "trainable_parameters",
+    "unfreeze",
 ]
 
 

@@ -168,10 +168,7 @@ class Trainer:
         output = self._forward_batched(X)
         loss = self.loss_fn(output, y).item()
         pred = prediction_of(output)
-        if pred.shape == y.shape and y.dim() == 2:
-            per_output = ((pred - y) ** 2).mean(dim=0).tolist()
-        else:
-            per_output = []
+        per_output = ((pred - y) ** 2).mean(dim=0).tolist() if pred.shape == y.shape and y.dim() == 2 else []
         return loss, per_output
 
     @torch.no_grad()
