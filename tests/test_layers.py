@@ -1,11 +1,10 @@
 """The layers of course_lib: every import inside the library runs down the layers, never up.
 
 outputs, losses, _moved (and the package's own __init__) < data < models < training < evaluation
-< capstone, production. plotting, exercises and testing sit with the models (they may import models,
-data and outputs). The test parses every module's imports (late imports inside functions included),
-so it needs no import of the library and works while modules move: each module prefix below names a
-layer, a top-level module that a worker is still moving into its package is mapped to the layer it is
-moving to, and an old path kept by ``course_lib._moved.alias`` imports nothing but ``_moved``.
+< capstone, production (docs/architecture.md). plotting, exercises and testing sit with the models
+(they may import models, data and outputs). The test parses every module's imports (late imports
+inside functions included), so it needs no import of the library; an old path kept for one release by
+``course_lib._moved.alias`` imports nothing but ``_moved`` and is left out.
 """
 
 import ast
@@ -24,15 +23,11 @@ LAYERS = {  # module prefix -> layer; the longest prefix wins
     "course_lib.exercises": "models",
     "course_lib.testing": "models",
     "course_lib.training": "training",
-    "course_lib.evaluation": "evaluation",  # a single module evaluation.py until it becomes evaluation/
-    "course_lib.walkforward": "evaluation",  # top-level modules still moving into evaluation/
-    "course_lib.conformal": "evaluation",
-    "course_lib.causal": "evaluation",  # its models move to models/causal.py, its analysis to evaluation/
-    "course_lib.capstone": "application",  # capstone.py until it becomes capstone/
+    "course_lib.evaluation": "evaluation",
+    "course_lib.causal": "evaluation",  # causal inference (06e): simulators, effects, Granger tests
+    "course_lib.capstone": "application",
     "course_lib.production": "application",
 }
-# Upward imports that a worker of the v3 redesign is removing: (importer, imported) -> why it is still here.
-PENDING: dict[tuple[str, str], str] = {}  # (module, imported) -> why it is tolerated for now
 
 
 def _module_name(path: Path) -> str:
@@ -87,7 +82,7 @@ def test_every_module_of_the_library_has_a_layer():
 
 
 def test_imports_run_down_the_layers_only():
-    upward, seen_pending = [], set()
+    upward = []
     for module, path in MODULES.items():
         if _is_alias(ast.parse(path.read_text())) or _layer(module) is None:
             continue
@@ -96,18 +91,17 @@ def test_imports_run_down_the_layers_only():
             layer = _layer(imported)
             assert layer is not None, f"{module} imports {imported}, which has no layer: add it to LAYERS"
             if ORDER.index(layer) > rank:
-                if (module, imported) in PENDING:
-                    seen_pending.add((module, imported))
-                else:
-                    upward.append(f"{module} ({_layer(module)}) imports {imported} ({layer})")
+                upward.append(f"{module} ({_layer(module)}) imports {imported} ({layer})")
     assert not upward, "imports up the layers (" + " < ".join(ORDER) + "):\n" + "\n".join(upward)
-    stale = set(PENDING) - seen_pending
-    assert not stale, (
-        f"these upward imports are gone: delete them from PENDING in {__file__}: {sorted(stale)}"
-    )
 
 
 def test_the_import_parser_resolves_relative_and_submodule_imports():
     trainer = _imports("course_lib.training.trainer", MODULES["course_lib.training.trainer"])
     assert {"course_lib", "course_lib.losses", "course_lib.outputs"} <= trainer
     assert "course_lib.models.transfer" in trainer
+
+
+def test_conformal_and_monitoring_depend_on_no_other_part_of_the_library():
+    """Both are meant to be lifted out whole: a learner copies them next to any model."""
+    for module in ("course_lib.evaluation.conformal", "course_lib.production.monitoring"):
+        assert _imports(module, MODULES[module]) == set(), module
