@@ -9,7 +9,7 @@ import random
 import numpy as np
 import torch
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 __all__ = ["__version__", "get_device", "set_seed"]
 
 

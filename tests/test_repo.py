@@ -112,3 +112,11 @@ def test_make_setup_installs_every_extra():
     (everything,) = project["optional-dependencies"]["all"]
     assert set(everything.removeprefix("course-lib[").removesuffix("]").split(",")) == groups
     assert '-e ".[all]"' in (ROOT / "scripts" / "setup_env.sh").read_text()
+
+
+def test_the_package_version_is_the_one_pyproject_installs():
+    import course_lib
+
+    assert (
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == course_lib.__version__
+    )
