@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .features import VAR_FLOOR, feature_frame
+from .features import VAR_FLOOR, feature_frame, horizon_log_vol
 from .prices import available_tickers, load_prices
 
 __all__ = [
@@ -71,10 +71,6 @@ class Corpus:
         return pd.DataFrame(rows).set_index("series")
 
 
-def _log_vol(variance: pd.Series) -> pd.Series:
-    return 0.5 * np.log(variance.clip(lower=VAR_FLOOR))
-
-
 def _arch_series() -> dict[str, tuple[pd.Series, str]]:
     from arch.data import vix, wti
 
@@ -85,7 +81,7 @@ def _arch_series() -> dict[str, tuple[pd.Series, str]]:
     smooth = (ret**2).rolling(5).mean().dropna()
     return {
         "VIX": (np.log(v), "arch.data.vix: log of the CBOE VIX level"),
-        "WTI": (_log_vol(smooth), "arch.data.wti: 0.5 log of the 5-day mean squared % return of WTI crude"),
+        "WTI": (horizon_log_vol(smooth, 1), "arch.data.wti: 0.5 log of the 5-day mean squared % return of WTI crude"),
     }
 
 
