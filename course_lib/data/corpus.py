@@ -81,7 +81,10 @@ def _arch_series() -> dict[str, tuple[pd.Series, str]]:
     smooth = (ret**2).rolling(5).mean().dropna()
     return {
         "VIX": (np.log(v), "arch.data.vix: log of the CBOE VIX level"),
-        "WTI": (horizon_log_vol(smooth, 1), "arch.data.wti: 0.5 log of the 5-day mean squared % return of WTI crude"),
+        "WTI": (
+            horizon_log_vol(smooth, 1),
+            "arch.data.wti: 0.5 log of the 5-day mean squared % return of WTI crude",
+        ),
     }
 
 
