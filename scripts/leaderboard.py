@@ -181,11 +181,11 @@ def main(argv=None):
 
     models = table[~table["family"].isin(["baseline", "combination"])]
     best_raw, best_lc = models["QLIKE"].idxmin(), models["QLIKE_lc"].idxmin()
-    goal = (
-        f"Best single course model on raw QLIKE: {best_raw} {models.loc[best_raw, 'QLIKE']:.3f} "
-        f"(goal < {cap.GOAL['QLIKE']}: {'met' if models.loc[best_raw, 'QLIKE'] < cap.GOAL['QLIKE'] else 'NOT met'}); "
-        f"on corrected QLIKE: {best_lc} {models.loc[best_lc, 'QLIKE_lc']:.3f} "
-        f"(goal < {cap.GOAL['QLIKE_lc']}: {'met' if models.loc[best_lc, 'QLIKE_lc'] < cap.GOAL['QLIKE_lc'] else 'NOT met'})."
+    lowest = (
+        f"Lowest test QLIKE of a single course model, raw: {best_raw} {models.loc[best_raw, 'QLIKE']:.3f}; "
+        f"corrected: {best_lc} {models.loc[best_lc, 'QLIKE_lc']:.3f}. Both are picked on the test years "
+        "themselves, so they flatter the winner: the pick a forecaster could have made is the one chosen on "
+        "validation."
     )
     command = "python scripts/leaderboard.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     weights = table.attrs.get("weights")
@@ -210,9 +210,9 @@ def main(argv=None):
         "",
         markdown(table[COLUMNS]),
         "",
-        goal,
+        lowest,
         "",
-        "Outside numbers on this task (issue 20, raw QLIKE): "
+        "Outside numbers on this task (other libraries' defaults and the classical models, raw QLIKE): "
         + ", ".join(f"{k} {v}" for k, v in cap.OUTSIDE.items()),
         "",
         f"Combination weights (validation only): {'none (a corner solution)' if weights is None else ', '.join(f'{k} {w:.2f}' for k, w in weights.items())}",

@@ -24,13 +24,13 @@ def prices():
     return load_prices("^GSPC", end=cap.TEST_END, offline=True)
 
 
-def test_the_task_is_the_issues_task(task):
+def test_the_task_is_the_one_outside_libraries_were_measured_on(task):
     assert len(task.test) == cap.N_TEST == 2516
     test_targets = cap.target_dates(task, "test")
     assert test_targets[0] == pd.Timestamp("2009-01-02") and test_targets[-1] == pd.Timestamp("2018-12-31")
     assert task.lookback == 60 and task.feature_names == ["ret", "log_vol_parkinson", "volume_change"]
     assert task.train.X.shape[1:] == (60, 3)
-    # the target is tomorrow's log Parkinson volatility (log percent: the issue's v + log 100)
+    # the target is tomorrow's log Parkinson volatility (log percent: log Parkinson volatility + log 100)
     f = task.frame
     v = 0.5 * np.log(f["var_parkinson"].to_numpy())
     np.testing.assert_allclose(task.test.y[:, 0], v[task.test.rows + 1], rtol=1e-5)
@@ -80,7 +80,7 @@ def test_a_change_after_a_date_leaves_earlier_windows_unchanged(task, prices):
 
 
 def test_outside_baseline_numbers_are_reproduced(task):
-    """EWMA, GARCH and the random walk of the issue, on raw QLIKE (no debias: the libraries' forecasts)."""
+    """EWMA, GARCH and the random walk measured outside the course, on raw QLIKE (no debias: the libraries' forecasts)."""
     from course_lib.evaluation import volatility_baselines
 
     y = task.test.y[:, 0]

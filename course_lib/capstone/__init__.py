@@ -39,7 +39,6 @@ from .leaderboard import combination_weights, evaluate_submission, leaderboard, 
 from .task import (
     BENCHMARK,
     FEATURES,
-    GOAL,
     LOOKBACK,
     N_TEST,
     OUTSIDE,
@@ -55,7 +54,6 @@ from .task import (
 __all__ = [
     "BENCHMARK",
     "FEATURES",
-    "GOAL",
     "LOOKBACK",
     "MODELS",
     "N_TEST",
