@@ -122,10 +122,11 @@ def read_meta(path: str | Path) -> dict:
         )
     if "format" not in meta and {"class", "config"} <= set(meta):
         raise CheckpointError(_old_format(path))
-    if meta.get("format") != FORMAT or not set(_KEYS) <= set(meta):
+    missing = [k for k in _KEYS if k not in meta]
+    if meta.get("format") != FORMAT or missing:
         raise CheckpointError(
             f"{path / META_FILE} is not a course_lib checkpoint of format {FORMAT} (expected keys "
-            f"{list(_KEYS)}); save the model again with save_checkpoint(model, path)"
+            f"{list(_KEYS)}, missing {missing}); save the model again with save_checkpoint(model, path)"
         )
     return meta
 
