@@ -189,7 +189,11 @@ def _check_config(path: Path, name: str, build: Callable[[dict], nn.Module], con
     if expected != shapes:
         missing = sorted(set(expected) - set(shapes))
         extra = sorted(set(shapes) - set(expected))
-        wrong = [f"{k}: {shapes[k]} stored, {expected[k]} built" for k in expected if shapes.get(k, expected[k]) != expected[k]]
+        wrong = [
+            f"{k}: {shapes[k]} stored, {expected[k]} built"
+            for k in expected
+            if shapes.get(k, expected[k]) != expected[k]
+        ]
         raise CheckpointError(
             f"{path / WEIGHTS_FILE} does not fit {name}({config}): missing tensors {missing[:3]}, "
             f"unexpected tensors {extra[:3]}, wrong shapes {wrong[:3]}"

@@ -42,18 +42,20 @@ def check_irregular(
     n_features: int,
     min_length: int = 1,
     model: str = "model",
+    module: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate an irregular window and return ``(x filled with 0 at missing, times (B, L), mask (B, L))``.
 
     Without ``times`` the slots are 0, 1, ..., L-1; without ``mask`` every slot is observed (and
     :func:`course_lib.models.common.check_window` forbids NaN). Raises a ``ValueError`` naming the
-    sample and step for unsorted or duplicate times and for NaN at an observed entry.
+    sample and step for unsorted or duplicate times and for NaN at an observed entry. ``module``: the
+    model, whose weights' dtype and device the window must have.
     """
     if mask is None:
-        check_window(x, n_features, min_length, model=model)
+        check_window(x, n_features, min_length, model=model, module=module)
         mask = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
     else:
-        check_window(torch.nan_to_num(x), n_features, min_length, model=model)
+        check_window(torch.nan_to_num(x), n_features, min_length, model=model, module=module)
         if mask.shape != x.shape[:2]:
             raise ValueError(f"{model}: mask must be (B, L) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
         if not torch.all((mask == 0) | (mask == 1)):
@@ -201,7 +203,9 @@ class NeuralODE(nn.Module):
 
     def states(self, x: torch.Tensor, times: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         """Hidden states after the update at each slot: (B, L, H)."""
-        x, times, mask = check_irregular(x, times, mask, self.input_size, model=type(self).__name__)
+        x, times, mask = check_irregular(
+            x, times, mask, self.input_size, model=type(self).__name__, module=self
+        )
         h = x.new_zeros(x.shape[0], self.cell.hidden_size)  # (B, H)
         states = []
         for k in range(x.shape[1]):
@@ -281,7 +285,13 @@ class NeuralCDEFinance(nn.Module):
     def path(self, x: torch.Tensor, times=None, mask=None) -> torch.Tensor:
         """The control's data at the slots: (B, L, C + 2) = [time, forward-filled x, observation count]."""
         x, times, mask = check_irregular(
-            x, times, mask, self.input_size, min_length=self.min_length, model=type(self).__name__
+            x,
+            times,
+            mask,
+            self.input_size,
+            min_length=self.min_length,
+            model=type(self).__name__,
+            module=self,
         )
         elapsed = (times - times[:, :1]).unsqueeze(-1)  # (B, L, 1)
         count = mask.cumsum(dim=1).unsqueeze(-1)  # (B, L, 1)
@@ -371,7 +381,7 @@ class AttentionNeuralODE(nn.Module):
         self.head = mlp_head(hidden_size, hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        x, _, _ = check_irregular(x, None, None, self.input_size, model=type(self).__name__)
+        x, _, _ = check_irregular(x, None, None, self.input_size, model=type(self).__name__, module=self)
         context, _ = self.encoder(x)  # (B, L, H)
         t = torch.tensor([0.0, self.horizon], dtype=x.dtype, device=x.device)
         odeint = torchdiffeq.odeint_adjoint if self.adjoint else torchdiffeq.odeint
