@@ -151,6 +151,14 @@ def _weights_shapes(path: Path, meta: dict) -> dict[str, tuple[int, ...]]:
         ) from err
 
 
+def verify_checkpoint(path: str | Path) -> dict:
+    """The ``checkpoint.json`` of the directory ``path`` once the weights match its hash and are a readable
+    safetensors file (its header: no tensor is loaded); raises :class:`CheckpointError` otherwise."""
+    meta = read_meta(path)
+    _weights_shapes(Path(path), meta)
+    return meta
+
+
 def _integers(value) -> list[int]:
     """Every integer in a JSON value (booleans excluded), nested lists and objects included."""
     if isinstance(value, bool):
