@@ -385,7 +385,7 @@ def test_the_service_answers_good_requests_and_rejects_bad_ones(bundle, vol_task
             "wrong features": ({"features": features[::-1], "window": windows[0].tolist()}, "wrong order"),
             "short window": ({"features": features, "window": windows[0][1:].tolist()}, "20 time steps"),
             "NaN": ({"features": features, "window": nan_window.tolist()}, "non-finite"),
-            "text": ({"features": features, "window": [["a"] * 4] * 20}, "float"),
+            "text": ({"features": features, "window": [["a"] * 4] * 20}, "not a number"),
         }
         for case, (body, message) in bad.items():
             # json.dumps writes NaN as the literal NaN, as many clients do
