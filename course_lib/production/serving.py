@@ -133,11 +133,12 @@ def _fields(payload, field: str) -> list[str]:
         raise HTTPException(422, f'the body must be a JSON object {{"features": [...], "{field}": [...]}}')
     missing, unknown = {"features", field} - set(payload), set(payload) - {"features", field}
     if missing or unknown:
-        raise HTTPException(
-            422,
-            f"missing fields {sorted(missing)}, unknown fields {sorted(unknown)}: send exactly "
-            f"features and {field}",
-        )
+        problems = [
+            f"{what} fields {sorted(names)}"
+            for what, names in (("missing", missing), ("unknown", unknown))
+            if names
+        ]
+        raise HTTPException(422, f"{', '.join(problems)}: send exactly features and {field}")
     features = payload["features"]
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise HTTPException(422, f"features must be a list of names, got {json.dumps(features)[:80]}")
