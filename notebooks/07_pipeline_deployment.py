@@ -58,6 +58,7 @@ import builtins
 import contextlib
 import json
 import pickle
+import secrets
 import shutil
 import tempfile
 import time
@@ -111,7 +112,12 @@ print(
 # **A bundle** is what a server needs to reproduce the notebook's forecast: $f_\theta(\,(x - \mu)/\sigma\,)$
 # needs $\theta$ (weights), the architecture (class and config), $\mu, \sigma$ (the *training* scaler),
 # the feature list and order, and the window length. A SHA-256 hash over all of them detects a changed
-# byte; the library version guards against a silently different architecture.
+# byte: a truncated copy, a flipped bit, files from two saves. It does not detect a deliberate edit: the
+# hash has no secret, so whoever can change the files can recompute it. That needs a *keyed* signature,
+# HMAC-SHA256 of the hash under a secret key $k$: without $k$ no one can produce a signature that checks.
+# Neither stops code from running; the formats do that (safetensors holds tensors only, and the model
+# class must be one of the catalogue's). The library version guards against a silently different
+# architecture.
 #
 # **Drift.** With training shares $e_i$ and recent shares $a_i$ of ten quantile bins,
 # $\mathrm{PSI} = \sum_i (a_i - e_i)\log(a_i/e_i)$: 0 when nothing moved, above 0.25 a major shift.
@@ -368,8 +374,9 @@ print(
 # ## A bundle, loaded, exported
 #
 # We ship the network of the last block (trained to 2016, validated on 2017) with the scaler of that
-# block. `ModelDeployment.load` checks the version and the hash, rebuilds the TCN from its config and
-# reads the weights with safetensors. The deployment takes *unscaled* features, exactly as
+# block. `ModelDeployment.load` checks the manifest's fields, the version and the hash, checks the
+# config against the weights file's header (names and shapes, before anything is allocated), rebuilds the
+# TCN from its config, reads the weights with safetensors and refuses weights that are not finite. The deployment takes *unscaled* features, exactly as
 # `feature_frame` computes them, and must reproduce the walk-forward forecasts of 2018.
 
 # %%
@@ -416,6 +423,19 @@ try:
     ModelDeployment.load(tampered)
 except BundleError as err:
     print(f"tampered bundle: {err}")
+# a signed bundle: the key would come from the environment (COURSE_LIB_BUNDLE_KEY), never from the bundle
+key, other_key = secrets.token_hex(32), secrets.token_hex(32)
+signed = save_bundle(work / "signed-bundle", model, last, key=key)
+ModelDeployment.load(signed, key=key)
+print("signed bundle, the right key: loads")
+for name, path, k in (
+    ("signed bundle, another key", signed, other_key),
+    ("unsigned bundle, a key set", bundle, key),
+):
+    try:
+        ModelDeployment.load(path, key=k)
+    except BundleError as err:
+        print(f"{name}: {err}")
 
 # %% [markdown]
 # ### ONNX
@@ -471,8 +491,13 @@ for name, net in exported.items():
 # %% [markdown]
 # ## Serving over HTTP
 #
-# `course_lib.production.serving` wraps the deployment in a FastAPI app: `/health`, `/metadata`, `/predict` (one
-# window) and `/predict_batch`. `serve_in_subprocess` starts uvicorn on a free localhost port in a child
+# `course_lib.production.serving` wraps the deployment in a FastAPI app: `/health` (the process is up),
+# `/ready` (the model gives a finite forecast on a reference window), `/metadata`, `/predict` (one window)
+# and `/predict_batch`. Its OpenAPI schema (`/openapi.json`) states what it really checks: the feature
+# names in order, the window's shape, each feature's range, the batch cap and the error bodies; the tests
+# run the Schemathesis fuzzer against it. A body over the size limit gets 413, strings and booleans are
+# not numbers, and a forecast that is not finite is a 503, never a 200 with `null`.
+# `serve_in_subprocess` starts uvicorn on a free localhost port in a child
 # process, waits until `/health` answers, and stops it in a `finally`, even if a cell fails. The
 # latency loop is bounded in count and in time; `make bench` runs a longer one.
 
@@ -493,7 +518,8 @@ def latency(call, count=N_REQUESTS, seconds=LATENCY_SECONDS):
 windows = raw_windows(last, "test")
 features = list(last.feature_names)
 with serve_in_subprocess(bundle) as url, httpx.Client(base_url=url, timeout=30) as client:
-    print("health:", client.get("/health").json(), "| model:", client.get("/metadata").json()["model"])
+    print("health:", client.get("/health").json(), "| ready:", client.get("/ready").json())
+    print("model:", client.get("/metadata").json()["model"])
     answer = client.post("/predict", json={"features": features, "window": windows[0].tolist()}).json()
     print(
         f"forecast for {last.test.dates[0].date()}: {answer['forecast'][0]:.4f} (in-process: {served[0, 0]:.4f})"
@@ -501,9 +527,9 @@ with serve_in_subprocess(bundle) as url, httpx.Client(base_url=url, timeout=30) 
     bad = client.post("/predict", json={"features": features, "window": windows[0][:-1].tolist()})
     print(f"a 19-day window: HTTP {bad.status_code}, {bad.json()['detail']}")
     bad = client.post("/predict", json={"features": features})
-    print(
-        f"no window: HTTP {bad.status_code}, {bad.json()['detail'][0]['msg']} {bad.json()['detail'][0]['loc']}"
-    )
+    print(f"no window: HTTP {bad.status_code}, {bad.json()['detail']}")
+    bad = client.post("/predict", json={"features": features, "window": [[True] * 4] * LOOKBACK})
+    print(f"booleans: HTTP {bad.status_code}, {bad.json()['detail']}")
     timings = {
         "1 window": latency(
             lambda: client.post("/predict", json={"features": features, "window": windows[0].tolist()})
@@ -803,11 +829,13 @@ print("Exercise 4 passed")
 #   forecast uses later data. Whether re-training changes the verdict is measured, not assumed: the
 #   lines printed above say what it did here.
 # * A bundle is weights (safetensors), class and config, scaler, features, periods, version and hash;
-#   `ModelDeployment` refuses a changed or foreign bundle and a pickle, validates every request and
-#   applies the *training* scaler, so the server computes what the notebook computed.
+#   `ModelDeployment` refuses a changed, malformed or foreign bundle, a pickle and non-finite weights,
+#   validates every request and applies the *training* scaler, so the server computes what the notebook
+#   computed. The hash catches accidents; only a keyed signature catches a deliberate edit.
 # * ONNX export works for the TCN and the GRU at any batch size, but the tracing exporter drops the
 #   input checks (and ONNX Runtime's GRU hides a NaN): validate before the runtime.
-# * The service answers malformed requests with a 422 and a message, and is always stopped.
+# * The service publishes its real contract (OpenAPI), answers malformed requests with a 422 and a
+#   message, oversized ones with a 413 and a broken model with a 503, and is always stopped.
 # * PSI/KS drift and the rolling error ratio against a baseline turn "the market changed" into an alert
 #   with a date.
 # * DDP averages gradients across ranks, so two ranks equal one process on the full batch; mind the

@@ -5,6 +5,7 @@ save/load) runs over the registry entries in tests/test_contract.py; here: masks
 """
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -210,8 +211,9 @@ def test_odeint_on_a_linear_ode_equals_the_matrix_exponential():
     torch.testing.assert_close(plain, h0 @ torch.linalg.matrix_exp(2.5 * A).T, atol=1e-8, rtol=0)
 
 
-def _adjoint_gap(name, steps_per_gap):
-    """Largest difference between adjoint and direct gradients (inputs and every parameter)."""
+def _adjoint_gap(name, steps_per_gap, relative=False):
+    """Largest difference between adjoint and direct gradients (inputs and every parameter), or with
+    ``relative`` that difference over the largest direct gradient."""
     direct = _build(name, steps_per_gap=steps_per_gap)
     adjoint = _build(name, steps_per_gap=steps_per_gap, adjoint=True)
     adjoint.load_state_dict(direct.state_dict())
@@ -222,7 +224,8 @@ def _adjoint_gap(name, steps_per_gap):
     for model in (direct, adjoint):
         xg = x.clone().requires_grad_(True)
         grads.append(torch.autograd.grad((probe * model(xg)).sum(), [xg, *model.parameters()]))
-    return max((a - d).abs().max().item() for d, a in zip(*grads, strict=True))
+    gap = max((a - d).abs().max().item() for d, a in zip(*grads, strict=True))
+    return gap / max(d.abs().max().item() for d in grads[0]) if relative else gap
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -232,6 +235,23 @@ def test_adjoint_gradients_equal_direct_backprop(name):
     coarse, fine = _adjoint_gap(name, 8), _adjoint_gap(name, 32)
     assert fine < 1e-6, f"adjoint and direct gradients differ by {fine}"
     assert fine < coarse / 100 or coarse < 1e-12, f"no fourth-order convergence: {coarse} -> {fine}"
+
+
+def test_the_cde_adjoint_at_few_steps_warns_and_is_far_from_backprop():
+    """At the default solver (rk4, one step per gap) the adjoint's gradient is far from backprop's, so the
+    model warns; at 8 steps it is close and it does not."""
+    with pytest.warns(
+        UserWarning, match=r"adjoint=True, method='rk4', steps_per_gap=1\): the adjoint's gradients"
+    ):
+        _build("NeuralCDEFinance", adjoint=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NeuralCDEFinance(C, adjoint=True, steps_per_gap=8)
+        NeuralCDEFinance(C, adjoint=True, method="dopri5")
+        with pytest.warns(UserWarning, match="far from backprop"):
+            default = _adjoint_gap("NeuralCDEFinance", 1, relative=True)
+    assert default > 0.1, f"the adjoint at one step per gap is off by {default:.1%} only: revise the warning"
+    assert _adjoint_gap("NeuralCDEFinance", 8, relative=True) < 1e-2
 
 
 class _Warped(nn.Module):

@@ -242,7 +242,9 @@ def test_deterministic_for_a_seed(name):
 # ---------------------------------------------------------------- clear errors on bad input
 
 
-BAD_INPUTS = ["NaN", "inf", "wrong feature count", "(B, L) input", "empty window", "too short"]
+BAD_INPUTS = [
+    "NaN", "inf", "wrong feature count", "(B, L) input", "empty window", "too short", "float64", "device",
+]  # fmt: skip
 
 
 def _bad_window(x: torch.Tensor, case: str, min_length: int) -> tuple[torch.Tensor, str]:
@@ -260,6 +262,12 @@ def _bad_window(x: torch.Tensor, case: str, min_length: int) -> tuple[torch.Tens
         return x[..., 0], r"\(B, L, C\)"
     if case == "empty window":
         return x[:, :0], "empty"
+    if case == "float64":  # PyTorch's own error names neither the model nor the fix
+        return x.double(), r"has torch\.float32 weights, got x(_past)? of dtype torch\.float64: .*\.float\(\)"
+    if case == "device":  # the meta device stands in for a GPU: no data, and every other check passes
+        return x.to(
+            "meta"
+        ), r"has its weights on cpu, got x(_past)? on meta: move the window with x(_past)?\.to\('cpu'\)"
     if min_length == 1:
         pytest.skip("the model accepts windows of one step: only the empty window is too short")
     return x[:, : min_length - 1], f"at least {min_length} steps"

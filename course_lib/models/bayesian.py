@@ -79,7 +79,7 @@ class BayesianLSTM(nn.Module):
         self.scale_head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h = x
         for lstm in self.lstms:
             h, _ = lstm(h)  # (B, L, H)

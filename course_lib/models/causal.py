@@ -67,7 +67,7 @@ class CausalLSTM(nn.Module):
 
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """The history's representation at the decision, (B, L, C) -> (B, H)."""
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         out, _ = self.lstm(x)  # (B, L, H)
         return self.dropout(out[:, -1])
 

@@ -21,13 +21,14 @@ The source module pickled whole modules and, once torch >= 2.6 refused them, rea
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -121,28 +122,90 @@ def read_meta(path: str | Path) -> dict:
         )
     if "format" not in meta and {"class", "config"} <= set(meta):
         raise CheckpointError(_old_format(path))
-    if meta.get("format") != FORMAT or not set(_KEYS) <= set(meta):
+    missing = [k for k in _KEYS if k not in meta]
+    if meta.get("format") != FORMAT or missing:
         raise CheckpointError(
             f"{path / META_FILE} is not a course_lib checkpoint of format {FORMAT} (expected keys "
-            f"{list(_KEYS)}); save the model again with save_checkpoint(model, path)"
+            f"{list(_KEYS)}, missing {missing}); save the model again with save_checkpoint(model, path)"
         )
     return meta
 
 
-def _load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The weights of the checkpoint directory ``path`` on ``map_location``, after the hash check."""
-    path, meta = Path(path), read_meta(path)
+def _weights_shapes(path: Path, meta: dict) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in ``path/model.safetensors``, read from its header after the hash check.
+
+    The safetensors header (a JSON table of names, dtypes, shapes and offsets) is read without loading
+    any tensor, so a config can be checked against it before a model is built.
+    """
     if _sha256(path / WEIGHTS_FILE) != meta["weights_sha256"]:
         raise CheckpointError(
             f"{path / WEIGHTS_FILE} does not match {META_FILE} (its SHA-256 differs): the file was changed "
             "after saving, or the two files come from different saves; save the model again"
         )
     try:
-        return load_file(path / WEIGHTS_FILE, device=str(torch.device(map_location)))  # tensors only
+        with safe_open(path / WEIGHTS_FILE, framework="pt") as file:  # the header only: tensors stay on disk
+            return {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}  # noqa: SIM118
     except SafetensorError as err:
         raise CheckpointError(
             f"{path / WEIGHTS_FILE} is not a safetensors file ({err}); pickled weights are never loaded"
         ) from err
+
+
+def verify_checkpoint(path: str | Path) -> dict:
+    """The ``checkpoint.json`` of the directory ``path`` once the weights match its hash and are a readable
+    safetensors file (its header: no tensor is loaded); raises :class:`CheckpointError` otherwise."""
+    meta = read_meta(path)
+    _weights_shapes(Path(path), meta)
+    return meta
+
+
+def _integers(value) -> list[int]:
+    """Every integer in a JSON value (booleans excluded), nested lists and objects included."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list | dict):
+        return [i for v in (value.values() if isinstance(value, dict) else value) for i in _integers(v)]
+    return []
+
+
+def _check_config(path: Path, name: str, build: Callable[[dict], nn.Module], config, shapes: dict) -> None:
+    """Refuse a config that does not describe the stored weights, before any real allocation.
+
+    Two steps. Every integer of the config (a width, a depth, a kernel size) is at most the number of
+    stored weights, which the safetensors header gives: a forged ``hidden_size=10**6`` is refused
+    without building anything. Then the model is built on PyTorch's ``meta`` device (shapes, no memory)
+    and its ``state_dict`` must have exactly the stored names and shapes.
+    """
+    where = f"{path / META_FILE}: config of {name}"
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where} must be a JSON object of constructor arguments, got {config!r}")
+    n_weights = sum(math.prod(shape) for shape in shapes.values())
+    for key, value in config.items():
+        too_big = [i for i in _integers(value) if abs(i) > n_weights]
+        if too_big:
+            raise CheckpointError(
+                f"{where}: {key}={value!r} exceeds the {n_weights} numbers stored in {WEIGHTS_FILE}; no model "
+                "this size fits those weights (the config was edited, or belongs to another save)"
+            )
+    try:
+        with torch.device("meta"):  # shapes only: a forged size allocates nothing here
+            expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{where} does not build the model: {type(err).__name__}: {err}") from err
+    if expected != shapes:
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
+        wrong = [
+            f"{k}: {shapes[k]} stored, {expected[k]} built"
+            for k in expected
+            if shapes.get(k, expected[k]) != expected[k]
+        ]
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} does not fit {name}({config}): missing tensors {missing[:3]}, "
+            f"unexpected tensors {extra[:3]}, wrong shapes {wrong[:3]}"
+        )
 
 
 def load_checkpoint(
@@ -153,16 +216,24 @@ def load_checkpoint(
     """Rebuild the model of the checkpoint directory ``path`` and load its weights onto ``map_location``.
 
     The class comes from the catalogue by the name stored in ``checkpoint.json`` and is called with the
-    stored config; ``build(config)`` replaces that lookup for a model outside the catalogue.
+    stored config; ``build(config)`` replaces that lookup for a model outside the catalogue. Before the
+    model is built for real, the weights' hash is checked and the config is checked against the
+    weights' header (names, shapes, sizes: see :func:`_check_config`), so an edited file fails with a
+    :class:`CheckpointError` naming what differs, not with an allocation or a ``load_state_dict`` error.
     """
-    meta = read_meta(path)
-    if build is not None:
-        model = build(meta["config"])
-    else:
+    path, meta = Path(path), read_meta(path)
+    if build is None:
         from .registry import model_class  # late import: the registry imports every model
 
-        model = model_class(meta["class"])(**meta["config"])
-    model.load_state_dict(_load_state(path, map_location))
+        cls = model_class(meta["class"])
+
+        def build(config: dict) -> nn.Module:
+            return cls(**config)
+
+    shapes = _weights_shapes(path, meta)
+    _check_config(path, str(meta["class"]), build, meta["config"], shapes)
+    model = build(meta["config"])
+    model.load_state_dict(load_file(path / WEIGHTS_FILE, device=str(torch.device(map_location))))
     return model.to(map_location)
 
 

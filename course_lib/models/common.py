@@ -19,12 +19,19 @@ __all__ = ["CausalSelfAttention", "causal_mask", "check_window", "keeps_config",
 
 
 def check_window(
-    x: torch.Tensor, n_features: int, min_length: int = 1, model: str = "model", name: str = "x"
+    x: torch.Tensor,
+    n_features: int,
+    min_length: int = 1,
+    model: str = "model",
+    name: str = "x",
+    module: nn.Module | None = None,
 ) -> None:
     """Raise a ``ValueError`` that names the problem unless ``x`` is a finite (B, L, n_features) window.
 
     ``min_length`` is the shortest window the model can use (pooling layers need a few steps).
     ``name`` is the argument's name in the messages (the TFT checks ``x_past`` and ``x_future``).
+    ``module``: the model itself; the window must then have the dtype and the device of its weights
+    (PyTorch's own error, ``mat1 and mat2 must have the same dtype``, names neither the model nor the fix).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{model} expects {name} to be a torch.Tensor, got {type(x).__name__}")
@@ -43,6 +50,19 @@ def check_window(
     if x.shape[1] < min_length:
         raise ValueError(
             f"{model} needs windows of at least {min_length} steps, got {name} with L={x.shape[1]}"
+        )
+    weight = None if module is None else next((p for p in module.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.dtype != weight.dtype:
+        cast = {torch.float32: ".float()", torch.float64: ".double()", torch.float16: ".half()"}
+        fix = f"{name}{cast.get(weight.dtype, f'.to({weight.dtype})')}"
+        raise ValueError(
+            f"{model} has {weight.dtype} weights, got {name} of dtype {x.dtype}: convert the window with "
+            f"{fix} (or the model with model.to({x.dtype}))"
+        )
+    if weight is not None and x.device != weight.device:
+        raise ValueError(
+            f"{model} has its weights on {weight.device}, got {name} on {x.device}: move the window with "
+            f"{name}.to('{weight.device}')"
         )
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()

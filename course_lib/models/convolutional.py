@@ -210,7 +210,7 @@ class TemporalConvNet(nn.Module):
         self.field_without_last_layer = tcn_receptive_field(kernel_size, len(num_channels) - 1)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         warn_if_window_too_short(self, x.shape[1])
         h = self.network(x.transpose(1, 2)).transpose(1, 2)  # (B, L, C) -> (B, L, H)
         return self.head(h if per_step else h[:, -1])  # (B, L, n_out) or (B, n_out)
@@ -294,7 +294,7 @@ class WaveNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         warn_if_window_too_short(self, x.shape[1])
         h = self.input_conv(x.transpose(1, 2))  # (B, R, L)
         skips = 0

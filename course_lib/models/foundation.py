@@ -170,7 +170,7 @@ class TimeSeriesFoundationModel(nn.Module):
 
     def _normalised(self, x: torch.Tensor) -> dict:
         """Forecasts of every next patch in normalised units, with the statistics to undo it."""
-        check_window(x, self.input_size, self.min_length, model=type(self).__name__)
+        check_window(x, self.input_size, self.min_length, model=type(self).__name__, module=self)
         patches = self.patchify(x)  # (B*C, N, P)
         mean, std = self.prefix_stats(patches)  # (B*C, N, 1)
         z = (patches - mean) / std
@@ -240,7 +240,9 @@ class TimeSeriesFoundationModel(nn.Module):
             raise ValueError(
                 f"horizon and n_samples must be positive integers, got {horizon!r} and {n_samples!r}"
             )
-        check_window(context, self.input_size, self.min_length, model=type(self).__name__, name="context")
+        check_window(
+            context, self.input_size, self.min_length, model=type(self).__name__, name="context", module=self
+        )
         was_training = self.training
         self.eval()
         try:
@@ -358,7 +360,7 @@ class LagLlamaFinance(nn.Module):
     ) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """The forecast of every next day (B, L, C) in x's units, with the robust scaler (median, iqr) (B, L, C)."""
         name = type(self).__name__
-        check_window(x, self.input_size, model=name)
+        check_window(x, self.input_size, model=name, module=self)
         B, L, C = x.shape
         if self.max_len < L:
             raise ValueError(
@@ -369,7 +371,7 @@ class LagLlamaFinance(nn.Module):
                 raise ValueError(
                     f"{name} was built with n_calendar={self.n_calendar}: pass calendar (B, L, {self.n_calendar})"
                 )
-            check_window(calendar, self.n_calendar, model=name, name="calendar")
+            check_window(calendar, self.n_calendar, model=name, name="calendar", module=self)
             if calendar.shape[:2] != x.shape[:2]:
                 raise ValueError(
                     f"calendar has shape {tuple(calendar.shape)}, x {tuple(x.shape)}: B and L must match"

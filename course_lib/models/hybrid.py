@@ -115,6 +115,7 @@ class CNNLSTM(nn.Module):
             self.input_size,
             min_length=self.min_length,
             model=f"{type(self).__name__} ({self.num_pools} pools of 2)",
+            module=self,
         )
         h = self._conv_stage(x.transpose(1, 2), self.conv1, self.norm1)  # (B, F, L/2)
         h = self._conv_stage(h, self.conv2, self.norm2)  # (B, 2F, L/4)
@@ -184,7 +185,7 @@ class AttentionLSTM(nn.Module):
         self.fc = mlp_head(2 * hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, per_step: bool = False, return_attention: bool = False):
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         states, _ = self.lstm(x)  # (B, L, H)
         if per_step:
             future = causal_mask(x.shape[1], x.device)  # (L, L): key i > query t

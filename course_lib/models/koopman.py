@@ -203,7 +203,7 @@ class DeepKoopmanFinance(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Observables at every step: (B, L, C) -> (B, L, d), z_t from x_{t-D+1..t} (causal)."""
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         padded = F.pad(x, (0, 0, self.n_delays - 1, 0))  # (B, L + D - 1, C), zeros before the window
         delays = padded.unfold(1, self.n_delays, 1)  # (B, L, C, D): step t holds x_{t-D+1..t}
         return self.encoder(delays.transpose(2, 3).flatten(2))  # (B, L, d)
@@ -249,7 +249,7 @@ def koopman_loss(
     ``prediction`` mean over h of |psi(K^h z_t) - x_{t+h}|^2; ``stability`` the eigenvalue penalty
     (weighted by ``stability``). ``total`` is their sum.
     """
-    check_window(x, model.input_size, min_length=model.n_delays + horizon, model="koopman_loss")
+    check_window(x, model.input_size, min_length=model.n_delays + horizon, model="koopman_loss", module=model)
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     first = model.n_delays - 1

@@ -123,6 +123,22 @@ class MambaBlock(nn.Module):
         return self.out_proj(y * F.silu(z)), (window[..., 1:], ssm_state)
 
 
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last axis (Zhang & Sennrich, 2019), written out.
+
+    The same function and ``weight`` as ``nn.RMSNorm`` (eps = the dtype's machine epsilon), whose
+    ``aten::rms_norm`` has no ONNX operator in the tracing exporter: written out, the model exports.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., H)
+        eps = torch.finfo(x.dtype).eps
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * self.weight
+
+
 class FinancialMamba(nn.Module):
     """Mamba forecaster: linear embedding, ``n_layers`` pre-norm residual Mamba blocks, a norm, a head.
 
@@ -151,16 +167,16 @@ class FinancialMamba(nn.Module):
             raise ValueError(f"need n_layers >= 1, got {n_layers}")
         self.input_size = input_size
         self.embedding = nn.Linear(input_size, hidden_size)
-        self.norms = nn.ModuleList(nn.RMSNorm(hidden_size) for _ in range(n_layers))
+        self.norms = nn.ModuleList(RMSNorm(hidden_size) for _ in range(n_layers))
         self.layers = nn.ModuleList(
             MambaBlock(hidden_size, d_state, d_conv, expand, scan=scan) for _ in range(n_layers)
         )
         self.dropout = nn.Dropout(dropout)
-        self.norm = nn.RMSNorm(hidden_size)
+        self.norm = RMSNorm(hidden_size)
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h = self.embedding(x)  # (B, L, H)
         for norm, layer in zip(self.norms, self.layers, strict=True):
             h = h + self.dropout(layer(norm(h)))

@@ -70,7 +70,7 @@ class QuantileRegressionEnsemble(nn.Module):
         self.head = nn.Linear(hidden_size, output_size * len(levels))
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h = x
         for lstm in self.lstms:
             h, _ = lstm(h)  # (B, L, H)

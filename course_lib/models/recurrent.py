@@ -97,7 +97,7 @@ class LSTMCellScratch(nn.Module):
         ``state`` is (h, c), each (B, H). ``nn.LSTM`` keeps a leading layer axis, (n_layers, B, H): pass
         ``(h0[0], c0[0])``; such a state is refused (broadcasting it would give a (1, L, B, H) output).
         """
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros, zeros)
@@ -162,7 +162,7 @@ class FinancialLSTM(nn.Module):
         self.head = mlp_head(width, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         if per_step and self.bidirectional:
             raise ValueError(
                 "per_step=True is refused for a bidirectional LSTM: its backward half at step t has read "
@@ -212,7 +212,7 @@ class MultiHorizonLSTM(nn.Module):
         self.heads = nn.ModuleList(mlp_head(hidden_size, hidden_size, 1, dropout) for _ in self.horizons)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h, _ = self.encoder(x)  # (B, L, H)
         z = h if per_step else h[:, -1]  # (B, L, H) or (B, H)
         return torch.cat([head(z) for head in self.heads], dim=-1)  # (B, [L,] n_horizons)
@@ -247,7 +247,7 @@ class ResidualLSTM(nn.Module):
         self.output_layer = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         z = self.input_projection(x)  # (B, L, H)
         for lstm, norm in zip(self.lstms, self.norms, strict=True):
             out, _ = lstm(z)  # (B, L, H)
@@ -296,7 +296,7 @@ class FinancialGRU(nn.Module):
         self.head = mlp_head(hidden_size, hidden_size, output_size, dropout)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, per_step: bool = False):
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h, _ = self.gru(x)  # (B, L, H)
         scores = self.score(h).squeeze(-1)  # (B, L)
         if per_step:

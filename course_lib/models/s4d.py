@@ -176,7 +176,7 @@ class FinancialS4D(nn.Module):
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h = self.encoder(x)  # (B, L, H)
         for norm, layer in zip(self.norms, self.layers, strict=True):
             h = h + self.dropout(layer(norm(h)))

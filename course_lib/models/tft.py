@@ -293,14 +293,14 @@ class TemporalFusionTransformer(nn.Module):
 
     def _check_inputs(self, x_past, x_future, x_static) -> None:
         model = type(self).__name__
-        check_window(x_past, self.input_size, model=model, name="x_past")
+        check_window(x_past, self.input_size, model=model, name="x_past", module=self)
         batch = x_past.shape[0]
         if self.n_known:
             if x_future is None:
                 raise ValueError(
                     f"the model was built with n_known={self.n_known}: pass x_future (B, H, C_known)"
                 )
-            check_window(x_future, self.n_known, model=model, name="x_future")
+            check_window(x_future, self.n_known, model=model, name="x_future", module=self)
             if x_future.shape[:2] != (batch, self.output_size):
                 raise ValueError(
                     f"x_future must be ({batch}, {self.output_size}, {self.n_known}), got {tuple(x_future.shape)}"

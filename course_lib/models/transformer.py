@@ -120,7 +120,7 @@ class FinancialTransformer(nn.Module):
         self.head = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor, per_step: bool = False, return_attention: bool = False):
-        check_window(x, self.input_size, model=type(self).__name__)
+        check_window(x, self.input_size, model=type(self).__name__, module=self)
         h = self.positional_encoding(self.input_projection(x))  # (B, L, D)
         attention = []
         for block in self.blocks:

@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import signal
+import uuid
 import warnings
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .. import set_seed
 from ..losses import mse_loss
-from ..models.checkpoint import META_FILE, save_checkpoint
+from ..models.checkpoint import CheckpointError, save_checkpoint, verify_checkpoint
 from ..models.registry import model_class
 
 
@@ -122,7 +123,12 @@ def run(args: argparse.Namespace) -> None:
             entry["max_rank_difference"] = _max_rank_difference(model.module)
             history.append(entry)
             if rank == 0:  # one writer: the ranks hold the same weights
-                meta = {"world_size": world, "history": history, "samples_per_rank": len(sampler)}
+                meta = {
+                    "world_size": world,
+                    "history": history,
+                    "samples_per_rank": len(sampler),
+                    "run_id": args.run_id,
+                }
                 save_checkpoint(model.module, args.out, metadata=meta)
             dist.barrier()
         # Free DDP's reducer (it holds gloo work objects) and wait for every rank before the group goes:
@@ -144,7 +150,15 @@ def launch(
 ) -> dict:
     """Run this module under torchrun (``--standalone``: one node, a free rendezvous port); return rank 0's
     ``checkpoint.json`` (``load_checkpoint(out)`` gives the model). ``options`` are the command-line flags,
-    e.g. ``epochs=2, batch_size=64``."""
+    e.g. ``epochs=2, batch_size=64``.
+
+    Success is judged by the result, not by torchrun's exit code or its messages: the run is done when
+    ``out`` holds a checkpoint of *this* run (a fresh ``run_id``) with every epoch in its history and
+    weights that match their hash. A run that exits with an error after writing that checkpoint (gloo on
+    a loaded CPU sometimes aborts a rank at teardown) is accepted, with a warning; a run whose final
+    checkpoint is missing or incomplete is started once more, with a warning, and raises if it fails
+    again.
+    """
     import sys
 
     model_class(model)(**config)  # an unknown class or a bad config fails here, before any process starts
@@ -164,36 +178,54 @@ def launch(
             flags.append(flag)
         elif value is not False and value is not None:
             flags += [flag, str(value)]
+    run_id = uuid.uuid4().hex
+    argv = [
+        "--data", str(Path(data).resolve()), "--model", model, "--config", json.dumps(config),
+        "--out", str(Path(out).resolve()), "--run-id", run_id, *flags,
+    ]  # fmt: skip
+    try:
+        epochs = parse_args(argv).epochs  # the workers' own parser: a bad flag fails here, not in torchrun
+    except SystemExit:
+        raise ValueError(f"options {options} are not flags of course_lib.production.distributed") from None
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "course_lib.production.distributed",
-        "--data",
-        str(Path(data).resolve()),
-        "--model",
-        model,
-        "--config",
-        json.dumps(config),
-        "--out",
-        str(Path(out).resolve()),
-        *flags,
-    ]
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+        "-m", "course_lib.production.distributed", *argv,
+    ]  # fmt: skip
     for attempt in (1, 2):
         returncode, stderr = _run_torchrun(command, env, timeout)
-        # gloo on a loaded CPU sometimes aborts a rank at teardown (C++ "terminate called without an active
-        # exception", exit -6) after the work is done; that one failure is retried once, and said so
-        if returncode == 0 or attempt == 2 or "terminate called without an active exception" not in stderr:
+        problem = _incomplete(out, run_id, epochs)
+        if problem is None or attempt == 2:
             break
         warnings.warn(
-            "torchrun: a gloo rank aborted (terminate called, exit -6); running it once more", stacklevel=2
+            f"torchrun exited with code {returncode} and the final checkpoint is incomplete ({problem}); "
+            "running it once more",
+            stacklevel=2,
+        )
+    if problem is not None:
+        raise RuntimeError(
+            f"torchrun exited with code {returncode} and the final checkpoint is incomplete ({problem}):\n"
+            f"{stderr[-8000:]}"
         )
     if returncode != 0:
-        raise RuntimeError(f"torchrun failed with code {returncode}:\n{stderr[-8000:]}")
-    return json.loads((Path(out) / META_FILE).read_text())
+        warnings.warn(
+            f"torchrun exited with code {returncode} after writing the complete final checkpoint ({epochs} "
+            f"epochs, hash checked); it is used. The end of stderr: {stderr[-500:]}",
+            stacklevel=2,
+        )
+    return verify_checkpoint(out)
+
+
+def _incomplete(out: str | Path, run_id: str, epochs: int) -> str | None:
+    """What is wrong with ``out`` as the final checkpoint of the run ``run_id`` of ``epochs`` epochs, or None."""
+    try:
+        meta = verify_checkpoint(out)
+    except (FileNotFoundError, CheckpointError) as err:
+        return str(err)
+    if meta.get("run_id") != run_id:
+        return f"{out} was written by another run ({meta.get('run_id')}), not by this one"
+    if len(meta.get("history", [])) != epochs:
+        return f"{out} holds {len(meta.get('history', []))} of {epochs} epochs"
+    return None
 
 
 def _run_torchrun(command: list[str], env: dict, timeout: float) -> tuple[int, str]:
@@ -240,6 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-shuffle", action="store_true")
     parser.add_argument("--drop-last", action="store_true")
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    parser.add_argument("--run-id", default=None, help="stored in the checkpoint (launch checks it)")
     return parser.parse_args(argv)
 
 

@@ -2,22 +2,34 @@
 
 Endpoints (JSON):
 
-* ``GET /health``: ``{"status": "ok"}`` once the bundle is loaded;
+* ``GET /health``: ``{"status": "ok"}`` while the process serves (liveness);
+* ``GET /ready``: ``{"status": "ready"}`` when the model gives a finite forecast on a reference window
+  (the training means at every step), else 503 with the reason (readiness: route no traffic here);
 * ``GET /metadata``: :attr:`course_lib.production.bundle.ModelDeployment.metadata`;
 * ``POST /predict``: ``{"features": [...], "window": [[...] * C] * L}`` -> ``{"forecast": [...]}``;
 * ``POST /predict_batch``: ``{"features": [...], "windows": [window, ...]}`` -> ``{"forecasts": [...]}``.
 
 Windows are *unscaled* features in the bundle's order; the service applies the training scaler.
-Every malformed request gets a 422 with a message saying what is wrong (a missing field, a wrong
-feature list, a window of the wrong length, a NaN, a batch over ``max_batch``), never a 500.
+
+The OpenAPI schema (``/openapi.json``) states the real contract, built from the bundle: the feature
+names in order, ``L`` rows of ``C`` numbers, each feature's accepted range
+(:data:`course_lib.production.bundle.MAX_STANDARD_SCORE` training standard deviations around its mean),
+the batch cap, no other fields, and the error bodies. Every request the schema allows is answered
+200, and every request it forbids is refused: 413 for a body over the size limit (judged from
+``Content-Length`` before the body is read, and while it streams), 422 with ``{"detail": message}``
+for the rest (not JSON, a missing or unknown field, a string or a boolean where a number belongs, a
+wrong feature list, a window of the wrong length, a NaN, a value out of range, a batch over
+``max_batch``, which is counted before any number is read). A model that gives a non-finite forecast
+for a valid request is the server's fault: 503 with the reason, never 200 with ``null``.
 
 Run it with ``python -m course_lib.production.serving BUNDLE_DIR --port 8000`` or, from Python, with
 :func:`serve_in_subprocess`, a context manager that starts it on a free localhost port, waits
-until it is healthy and always stops it.
+until it answers (on /health) and always stops it.
 """
 
 import argparse
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -27,54 +39,185 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
-from .bundle import ModelDeployment
+from .bundle import ForecastError, ModelDeployment
 
 MAX_BATCH = 4096
+# bytes per number in a request: the longest float64 in JSON ("-2.2250738585072014e-308") and ", "
+NUMBER_BYTES = 26
+ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
 
 
-class WindowRequest(BaseModel):
-    features: list[str]
-    window: list[list[float]]
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
 
 
-class BatchRequest(BaseModel):
-    features: list[str]
-    windows: list[list[list[float]]]
+def _contract(deployment: ModelDeployment, max_batch: int) -> dict:
+    """The JSON Schemas of the requests and forecasts, from the bundle (what the service really checks)."""
+    row = {
+        "type": "array",
+        "prefixItems": [
+            {"type": "number", "minimum": float(lo), "maximum": float(hi)}
+            for lo, hi in zip(deployment.low, deployment.high, strict=True)
+        ],
+        "items": False,
+        "minItems": len(deployment.features),
+        "maxItems": len(deployment.features),
+    }
+    window = {"type": "array", "items": row, "minItems": deployment.lookback, "maxItems": deployment.lookback}
+    features = {"type": "array", "items": {"type": "string"}, "const": deployment.features}
+    forecast = {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": len(deployment.horizons),
+        "maxItems": len(deployment.horizons),
+    }
+
+    def body(field: str, schema: dict) -> dict:
+        return {
+            "type": "object",
+            "required": ["features", field],
+            "properties": {"features": features, field: schema},
+            "additionalProperties": False,
+        }
+
+    batch = {"type": "array", "items": window, "minItems": 1, "maxItems": max_batch}
+    return {
+        "predict": body("window", window),
+        "predict_batch": body("windows", batch),
+        "forecast": {"type": "object", "required": ["forecast"], "properties": {"forecast": forecast}},
+        "forecasts": {
+            "type": "object",
+            "required": ["forecasts"],
+            "properties": {"forecasts": {"type": "array", "items": forecast}},
+        },
+    }
+
+
+async def _read_json(request: Request, limit: int):
+    """The request's JSON body, refused with 413 past ``limit`` bytes (declared or streamed) and 422 if not JSON."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body has {declared} bytes; at most {limit} are read")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body exceeds {limit} bytes")
+    try:
+        return json.loads(body)  # NaN and Infinity parse, and are refused by name below
+    except (ValueError, RecursionError) as err:
+        raise HTTPException(422, f"the body is not JSON: {err}") from None
+
+
+def _check_numbers(value, path: str, depth: int) -> None:
+    """Refuse anything but nested lists (``depth`` deep) of JSON numbers: no strings, no booleans."""
+    if depth == 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise HTTPException(
+                422, f"{path} is {json.dumps(value)[:40]}, not a number (strings and booleans are refused)"
+            )
+        return
+    if not isinstance(value, list):
+        raise HTTPException(422, f"{path} must be a list, got {json.dumps(value)[:40]}")
+    for i, item in enumerate(value):
+        _check_numbers(item, f"{path}[{i}]", depth - 1)
+
+
+def _fields(payload, field: str) -> list[str]:
+    """The feature names of a request body that has exactly the keys ``features`` and ``field``."""
+    if not isinstance(payload, dict):
+        raise HTTPException(422, f'the body must be a JSON object {{"features": [...], "{field}": [...]}}')
+    missing, unknown = {"features", field} - set(payload), set(payload) - {"features", field}
+    if missing or unknown:
+        problems = [
+            f"{what} fields {sorted(names)}"
+            for what, names in (("missing", missing), ("unknown", unknown))
+            if names
+        ]
+        raise HTTPException(422, f"{', '.join(problems)}: send exactly features and {field}")
+    features = payload["features"]
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise HTTPException(422, f"features must be a list of names, got {json.dumps(features)[:80]}")
+    return features
 
 
 def create_app(bundle: str | Path, map_location: str = "cpu", max_batch: int = MAX_BATCH) -> FastAPI:
     """The FastAPI application serving one bundle (loaded, and so checked, once at start-up)."""
     deployment = ModelDeployment.load(bundle, map_location=map_location)
     app = FastAPI(title="course_lib forecast service", version=deployment.manifest["course_lib_version"])
+    contract = _contract(deployment, max_batch)
+    head = 1024 + 4 * sum(len(f) + 4 for f in deployment.features)  # braces, keys, feature names (escaped)
+    window_bytes = deployment.lookback * (len(deployment.features) * NUMBER_BYTES + 4)
+    limits = {"window": head + window_bytes, "windows": head + max_batch * (window_bytes + 4)}
+    reference = np.broadcast_to(deployment.scaler.mean_, (1, deployment.lookback, len(deployment.features)))
 
-    def predict(windows, features):
+    async def predict(request: Request, field: str) -> list:
+        payload = await _read_json(request, limits[field])
+        features = _fields(payload, field)
+        windows = payload[field]
+        if field == "windows":
+            if not isinstance(windows, list):
+                raise HTTPException(422, f"windows must be a list of windows, got {json.dumps(windows)[:40]}")
+            if len(windows) > max_batch:  # counted before any number is read
+                raise HTTPException(422, f"batch of {len(windows)} windows; at most {max_batch}")
+            _check_numbers(windows, "windows", 3)
+        else:
+            _check_numbers(windows, "window", 2)
+            windows = [windows]
         try:
-            return deployment.predict(windows, features).tolist()
+            return (await run_in_threadpool(deployment.predict, windows, features)).tolist()
+        except ForecastError as err:
+            raise HTTPException(503, str(err)) from None
         except ValueError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from err
+            raise HTTPException(422, str(err)) from None
 
-    @app.get("/health")
+    errors = {413: _json(ERROR), 422: _json(ERROR), 503: _json(ERROR)}
+
+    @app.get("/health", responses={200: _json({"type": "object", "properties": {"status": {"const": "ok"}}})})
     def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/metadata")
+    @app.get(
+        "/ready",
+        responses={
+            200: _json({"type": "object", "properties": {"status": {"const": "ready"}}}),
+            503: _json(ERROR),
+        },
+    )
+    def ready() -> dict:
+        try:
+            deployment.predict(reference)
+        except ForecastError as err:
+            raise HTTPException(
+                503, f"not ready: on the reference window (the training means), {err}"
+            ) from None
+        return {"status": "ready"}
+
+    @app.get(
+        "/metadata", responses={200: _json({"type": "object", "required": ["model", "features", "task"]})}
+    )
     def metadata() -> dict:
         return deployment.metadata
 
-    @app.post("/predict")
-    def predict_one(request: WindowRequest) -> dict:
-        return {"forecast": predict([request.window], request.features)[0]}
+    @app.post(
+        "/predict",
+        openapi_extra={"requestBody": {"required": True, **_json(contract["predict"])}},
+        responses={200: _json(contract["forecast"]), **errors},
+    )
+    async def predict_one(request: Request) -> dict:
+        return {"forecast": (await predict(request, "window"))[0]}
 
-    @app.post("/predict_batch")
-    def predict_batch(request: BatchRequest) -> dict:
-        if len(request.windows) > max_batch:
-            raise HTTPException(
-                status_code=422, detail=f"batch of {len(request.windows)} windows; at most {max_batch}"
-            )
-        return {"forecasts": predict(request.windows, request.features)}
+    @app.post(
+        "/predict_batch",
+        openapi_extra={"requestBody": {"required": True, **_json(contract["predict_batch"])}},
+        responses={200: _json(contract["forecasts"]), **errors},
+    )
+    async def predict_batch(request: Request) -> dict:
+        return {"forecasts": await predict(request, "windows")}
 
     return app
 
