@@ -17,7 +17,7 @@ from course_lib import set_seed
 from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
 from course_lib.evaluation.walkforward import block_task, raw_windows, scale_windows, walk_forward
-from course_lib.models import FinancialGRU, TemporalConvNet
+from course_lib.models import FinancialGRU, TemporalConvNet, registry
 from course_lib.models.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
 from course_lib.models.registry import REGISTRY
 from course_lib.production.bundle import (
@@ -331,11 +331,6 @@ ONNX_FAILURES = {
     "AttentionNeuralODE": pytest.mark.xfail(
         strict=True, reason="tracing bakes the export's batch size into a Reshape: another batch size fails"
     ),
-    "FinancialS4D": pytest.mark.xfail(
-        strict=True,
-        reason="its kernel is complex-valued (aten::complex, aten::view_as_complex, aten::polar) and its "
-        "convolution an FFT (aten::fft_rfft, aten::fft_irfft): the tracing exporter has none of them at opset 20",
-    ),
     "DeepKoopmanFinance": pytest.mark.xfail(
         strict=True,
         reason="its delay embedding uses Tensor.unfold, which the tracer cannot export (input size)",
@@ -532,3 +527,17 @@ def test_distributed_sampler_pads_with_duplicates():
     assert list(sampler) == epoch0, "without set_epoch every epoch repeats the same order"
     sampler.set_epoch(1)
     assert list(sampler) != epoch0
+
+
+def test_s4d_export_form_is_the_same_function_with_real_operations_only():
+    """The export form freezes each layer's kernel at the window length and sums the convolution
+    directly: equal to the FFT model to float32 round-off, and refused at another length."""
+    set_seed(0)
+    model = registry.build("FinancialS4D").eval()
+    x = torch.randn(3, 24, model.input_size)
+    frozen = model.for_export(24)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), model(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="frozen for 24-day windows, got 12 days"):
+        frozen(x[:, :12])
+    assert not any(p.is_complex() for p in frozen.buffers())

@@ -30,6 +30,7 @@ Defect of the source module fixed here (see docs/errata.md): its S4D kernel drop
 factor :math:`(e^{\Delta A} - 1)/A` (off by one to three orders of magnitude).
 """
 
+import copy
 import math
 
 import torch
@@ -37,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import check_window, keeps_config
-from .ops.convolution import _cexp, fft_causal_conv
+from .ops.convolution import _cexp, causal_conv_direct, fft_causal_conv
 
-__all__ = ["S4D", "FinancialS4D", "S4DKernel"]
+__all__ = ["S4D", "FinancialS4D", "FrozenKernel", "S4DKernel"]
 
 
 class S4DKernel(nn.Module):
@@ -115,6 +116,26 @@ class S4DKernel(nn.Module):
         return torch.stack(ys, dim=1)
 
 
+class FrozenKernel(nn.Module):
+    """A trained layer's kernel K (H, L) at one window length, kept as a constant.
+
+    In eval mode the kernel depends only on the parameters and L, so a model that always sees
+    L-day windows (a deployed one) can compute it once: what :meth:`FinancialS4D.for_export` does, since
+    ONNX has no complex numbers and no FFT.
+    """
+
+    def __init__(self, kernel: torch.Tensor):
+        super().__init__()
+        self.register_buffer("K", kernel.detach().clone())  # (H, L)
+
+    def forward(self, length: int) -> torch.Tensor:  # -> (H, L)
+        if length != self.K.shape[-1]:
+            raise ValueError(
+                f"this S4D layer was frozen for {self.K.shape[-1]}-day windows, got {length} days"
+            )
+        return self.K
+
+
 class S4D(nn.Module):
     r"""One S4D layer on (B, L, H): ``y = GELU(K * u + D u)``, then a position-wise ``Linear(H, 2H)`` + GLU.
 
@@ -134,10 +155,11 @@ class S4D(nn.Module):
         self.D = nn.Parameter(torch.randn(hidden_size))
         self.dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(hidden_size, 2 * hidden_size)
+        self.convolve = fft_causal_conv  # O(L log L); the export form sums directly (causal_conv_direct)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, L, H)
         k = self.kernel(u.shape[1])  # (H, L)
-        y = fft_causal_conv(u, k) + self.D * u  # (B, L, H)
+        y = self.convolve(u, k) + self.D * u  # (B, L, H)
         y = self.dropout(F.gelu(y))
         return F.glu(self.output_linear(y), dim=-1)  # (B, L, 2H) -> (B, L, H)
 
@@ -182,3 +204,17 @@ class FinancialS4D(nn.Module):
             h = h + self.dropout(layer(norm(h)))
         h = self.norm(h)
         return self.head(h if per_step else h[:, -1])  # (B, L, n_out) or (B, n_out)
+
+    def for_export(self, length: int) -> "FinancialS4D":
+        """A copy for ``length``-day windows in eval mode, with real operations only (for ONNX).
+
+        Each layer's kernel is computed once (:class:`FrozenKernel`) and convolved directly, as a
+        Toeplitz product (a grouped ``conv1d``), instead of by complex FFTs: the same function of the
+        window, to float32 round-off.
+        """
+        frozen = copy.deepcopy(self).eval()
+        with torch.no_grad():
+            for layer in frozen.layers:
+                layer.kernel = FrozenKernel(layer.kernel(length))
+                layer.convolve = causal_conv_direct
+        return frozen

@@ -502,8 +502,10 @@ def export_onnx(
     the registry export and match PyTorch at batch sizes 1, 3 and 64 (``tests/test_pipeline.py``), except
     ``NeuralCDEFinance`` (its forward fill uses ``torch.cummax``, which ONNX lacks),
     ``AttentionNeuralODE`` (tracing bakes the batch size into a reshape, so another batch fails in ONNX
-    Runtime), ``FinancialS4D`` (complex numbers and FFTs) and ``DeepKoopmanFinance``
-    (``Tensor.unfold``). The TFT takes extra inputs, which this helper does not name.
+    Runtime) and ``DeepKoopmanFinance`` (``Tensor.unfold``). A ``FinancialS4D`` is exported in its
+    export form (:meth:`~course_lib.models.s4d.FinancialS4D.for_export`): ONNX has no complex numbers
+    and no FFT, so each layer's kernel, which in eval mode depends only on the weights and the window
+    length, is computed once and convolved as a Toeplitz product. The TFT takes extra inputs, which this helper does not name.
     """
     path = Path(path)
     model = model.eval().cpu()
@@ -515,6 +517,8 @@ def export_onnx(
         sequential = type(model)(**{**config, "scan": "sequential"})
         sequential.load_state_dict(model.state_dict())
         model = sequential.eval()
+    if hasattr(model, "for_export"):  # FinancialS4D: a precomputed kernel instead of complex FFTs
+        model = model.for_export(lookback)
     example = torch.randn(batch_size, lookback, n_features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation and TracerWarnings described above
