@@ -8,6 +8,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from course_lib.evaluation.persistence import garch_persistence, har_ar_coefficients
 from course_lib.models.koopman import (
+    ar_eigenvalues,
     bootstrap_dmd,
     dmd,
     dmd_control,
@@ -37,6 +38,8 @@ def test_full_rank_hankel_dmd_is_the_least_squares_ar_and_reduced_rank_restricts
     reduced = dmd(delays, rank=2)
     forecast = reduced.predict(delays[:-1], 1)[:, 0, -1]
     assert np.allclose(forecast, delays[:-1, ::-1] @ hankel_ar_coefficients(reduced))
+    # the full-rank Hankel DMD's eigenvalues are the fitted AR's companion roots
+    assert np.allclose(np.sort_complex(dmd(delays).eigenvalues), np.sort_complex(ar_eigenvalues(full)))
 
 
 def test_block_bootstrap_interval_of_an_ar1_eigenvalue_covers_it():

@@ -35,6 +35,7 @@ __all__ = [
     "DMDResult",
     "DMDcResult",
     "DeepKoopmanFinance",
+    "ar_eigenvalues",
     "bootstrap_dmd",
     "dmd",
     "dmd_control",
@@ -158,6 +159,15 @@ def impulse_response(ar: np.ndarray, steps: int) -> np.ndarray:
         k = min(t, len(ar))
         path[t] = ar[:k] @ path[t - 1 :: -1][:k]  # sum_j ar_j path_{t-j}
     return path
+
+
+def ar_eigenvalues(ar: np.ndarray) -> np.ndarray:
+    """Eigenvalues of an AR(p)'s companion matrix (the roots of z^p - sum_k ar_k z^(p-k)), largest first."""
+    ar = np.asarray(ar, dtype=float)
+    companion = np.eye(len(ar), k=-1)
+    companion[0] = ar
+    values = np.linalg.eigvals(companion)
+    return values[np.argsort(-np.abs(values), kind="stable")]
 
 
 def response_half_life(response: np.ndarray) -> float:
