@@ -1,4 +1,4 @@
-"""Causal tools (chapter 06e): the simulator's known effect, the naive estimator's bias, gradient
+"""Causal tools (chapter 06f): the simulator's known effect, the naive estimator's bias, gradient
 reversal, the treatment fixes of the source's CausalLSTM, and Granger causality on a known VAR.
 The model contract of CausalLSTM and the CRN runs in tests/test_contract.py."""
 

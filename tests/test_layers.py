@@ -24,7 +24,7 @@ LAYERS = {  # module prefix -> layer; the longest prefix wins
     "course_lib.testing": "models",
     "course_lib.training": "training",
     "course_lib.evaluation": "evaluation",
-    "course_lib.causal": "evaluation",  # causal inference (06e): simulators, effects, Granger tests
+    "course_lib.causal": "evaluation",  # causal inference (06f): simulators, estimators, Granger tests
     "course_lib.capstone": "application",
     "course_lib.production": "application",
 }

@@ -33,12 +33,19 @@ from .common import check_window, keeps_config
 
 __all__ = [
     "DMDResult",
+    "DMDcResult",
     "DeepKoopmanFinance",
+    "ar_eigenvalues",
+    "bootstrap_dmd",
     "dmd",
+    "dmd_control",
     "edmd",
     "half_lives",
+    "hankel_ar_coefficients",
+    "impulse_response",
     "koopman_loss",
     "logvol_path_to_targets",
+    "response_half_life",
 ]
 
 
@@ -78,15 +85,8 @@ def _snapshots(snapshots: np.ndarray) -> np.ndarray:
     return snapshots
 
 
-def dmd(snapshots: np.ndarray, rank: int | None = None) -> DMDResult:
-    """Exact DMD of a (T, d) trajectory: the best linear map x_{t+1} ~ A x_t, on a rank-r SVD of X.
-
-    With X = [x_0 .. x_{T-2}], Y = [x_1 .. x_{T-1}] (columns) and X ~ U S V^T (rank r):
-    A_r = U^T Y V S^{-1} (r, r); its eigenvalues are the DMD eigenvalues and the exact modes are
-    Y V S^{-1} w / lambda (Tu et al. 2014).
-    """
-    data = _snapshots(snapshots)
-    X, Y = data[:-1].T, data[1:].T  # (d, T-1)
+def _dmd_pairs(X: np.ndarray, Y: np.ndarray, rank: int | None) -> DMDResult:
+    """DMD from snapshot pairs as columns, X (d, m) and Y (d, m) with y_j = F(x_j)."""
     U, s, Vt = np.linalg.svd(X, full_matrices=False)
     r = len(s) if rank is None else int(rank)
     if not 1 <= r <= len(s):
@@ -96,6 +96,112 @@ def dmd(snapshots: np.ndarray, rank: int | None = None) -> DMDResult:
     eigenvalues, w = np.linalg.eig(A_r)
     modes = (Y @ V / s) @ w / np.where(np.abs(eigenvalues) > 1e-12, eigenvalues, 1.0)
     return DMDResult(operator=A_r, eigenvalues=eigenvalues, modes=modes, basis=U)
+
+
+def dmd(snapshots: np.ndarray, rank: int | None = None) -> DMDResult:
+    """Exact DMD of a (T, d) trajectory: the best linear map x_{t+1} ~ A x_t, on a rank-r SVD of X.
+
+    With X = [x_0 .. x_{T-2}], Y = [x_1 .. x_{T-1}] (columns) and X ~ U S V^T (rank r):
+    A_r = U^T Y V S^{-1} (r, r); its eigenvalues are the DMD eigenvalues and the exact modes are
+    Y V S^{-1} w / lambda (Tu et al. 2014).
+
+    On a delay embedding (Hankel DMD: row t holds x_{t-D+1} .. x_t) the newest coordinate of the forecast
+    is a linear combination of the last D values: Hankel DMD *is* an AR(D) model, of reduced rank r
+    (:func:`hankel_ar_coefficients`); at full rank, the AR(D) fitted by least squares without intercept.
+    """
+    data = _snapshots(snapshots)
+    return _dmd_pairs(data[:-1].T, data[1:].T, rank)
+
+
+def bootstrap_dmd(
+    snapshots: np.ndarray, rank: int | None = None, n_boot: int = 200, block: int = 50, seed: int = 0
+) -> np.ndarray:
+    """Eigenvalues of DMD refitted on moving-block bootstrap resamples (Kunsch 1989) of the snapshot
+    pairs (x_t, x_{t+1}): blocks of ``block`` consecutive pairs keep the serial dependence.
+
+    Returns (n_boot, r) complex eigenvalues, each row sorted by modulus, largest (slowest) first: the
+    j-th column is "the j-th slowest mode" (matching by rank; modes of similar modulus may swap).
+    """
+    data = _snapshots(snapshots)
+    X, Y = data[:-1].T, data[1:].T
+    m = X.shape[1]
+    if not 1 <= block < m or n_boot < 1:
+        raise ValueError(
+            f"need 1 <= block < {m} (the number of pairs) and n_boot >= 1, got {block}, {n_boot}"
+        )
+    rng = np.random.default_rng(seed)
+    starts_per_draw = int(np.ceil(m / block))
+    out = []
+    for _ in range(n_boot):
+        starts = rng.integers(0, m - block + 1, starts_per_draw)
+        idx = (starts[:, None] + np.arange(block)).ravel()[:m]
+        values = _dmd_pairs(X[:, idx], Y[:, idx], rank).eigenvalues
+        out.append(values[np.argsort(-np.abs(values), kind="stable")])
+    return np.array(out)
+
+
+def hankel_ar_coefficients(result: DMDResult) -> np.ndarray:
+    """The AR coefficients of a Hankel DMD, (D,), lag 1 first: x_{t+1} ~ sum_k c_k x_{t+1-k}.
+
+    The one-step map on delay vectors (oldest ... newest) is basis @ operator @ basis^T; its last row
+    forecasts the newest value from the D values in the window.
+    """
+    row = (result.basis @ result.operator @ result.basis.T)[-1]  # (D,) weights on oldest ... newest
+    return row[::-1].real
+
+
+def impulse_response(ar: np.ndarray, steps: int) -> np.ndarray:
+    """Response of an AR(p) with coefficients ``ar`` (lag 1 first) to a unit shock at step 0, (steps + 1,)."""
+    ar = np.asarray(ar, dtype=float)
+    path = np.zeros(steps + 1)
+    path[0] = 1.0
+    for t in range(1, steps + 1):
+        k = min(t, len(ar))
+        path[t] = ar[:k] @ path[t - 1 :: -1][:k]  # sum_j ar_j path_{t-j}
+    return path
+
+
+def ar_eigenvalues(ar: np.ndarray) -> np.ndarray:
+    """Eigenvalues of an AR(p)'s companion matrix (the roots of z^p - sum_k ar_k z^(p-k)), largest first."""
+    ar = np.asarray(ar, dtype=float)
+    companion = np.eye(len(ar), k=-1)
+    companion[0] = ar
+    values = np.linalg.eigvals(companion)
+    return values[np.argsort(-np.abs(values), kind="stable")]
+
+
+def response_half_life(response: np.ndarray) -> float:
+    """First step at which an impulse response has fallen to half its initial size or below (inf if never)."""
+    below = np.nonzero(np.abs(response) <= 0.5 * abs(response[0]))[0]
+    return float(below[0]) if len(below) else np.inf
+
+
+@dataclass
+class DMDcResult:
+    """DMD with control: x_{t+1} ~ A x_t + B u_t; ``eigenvalues`` are A's (the unforced dynamics)."""
+
+    A: np.ndarray  # (d, d)
+    B: np.ndarray  # (d, q)
+    eigenvalues: np.ndarray
+
+
+def dmd_control(snapshots: np.ndarray, controls: np.ndarray) -> DMDcResult:
+    """DMD with control (Proctor, Brunton & Kutz 2016): [A B] = Y [X; U]^+ for a (T, d) trajectory and
+    the (T - 1, q) inputs u_0 .. u_{T-2} applied between its steps.
+
+    Plain DMD on a forced system folds the inputs into A and gets its eigenvalues wrong; with the inputs
+    in the regression, B is the response of x_{t+1} to a change of u_t with x_t held fixed: the
+    effect of an intervention on the input, if the inputs vary independently of the noise.
+    """
+    data = _snapshots(snapshots)
+    u = np.asarray(controls, dtype=float)
+    u = u[:, None] if u.ndim == 1 else u
+    if u.shape[0] != data.shape[0] - 1:
+        raise ValueError(f"controls must have T - 1 = {data.shape[0] - 1} rows (one per step), got {u.shape}")
+    d = data.shape[1]
+    G = np.linalg.lstsq(np.column_stack([data[:-1], u]), data[1:], rcond=None)[0].T  # (d, d + q)
+    A, B = G[:, :d], G[:, d:]
+    return DMDcResult(A=A, B=B, eigenvalues=np.linalg.eigvals(A))
 
 
 def edmd(snapshots: np.ndarray, dictionary) -> DMDResult:
