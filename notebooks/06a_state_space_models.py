@@ -14,10 +14,12 @@
 # 1. discretise a continuous linear system with a zero-order hold and derive $\bar A$ and $\bar B$;
 # 2. show that the recurrence and the convolution views compute the same numbers, and compute the
 #    convolution with an FFT;
-# 3. explain why the S4D eigenvalues $-\tfrac12 + i\pi n$ give a long and flexible memory;
-# 4. say what *selectivity* adds (input-dependent step sizes) and see it solve a task that a
-#    time-invariant model cannot;
-# 5. write a selective scan whose backward pass is linear in the window length, and measure it;
+# 3. explain why the S4D eigenvalues $-\tfrac12 + i\pi n$ give a long and flexible memory, build
+#    HiPPO-LegS and read the past back from its state;
+# 4. say what *selectivity* adds (input-dependent step sizes), see it solve a task that a
+#    time-invariant model cannot, and show that a one-state selective SSM is a gated recurrence;
+# 5. write the scan as an associative operator, run it as a parallel prefix scan, write it as one
+#    matrix (the link to attention), and measure a backward pass that is linear in the window length;
 # 6. compare S4D and Mamba with the TCN, a 20-day LSTM and the classical baselines on long-window volatility
 #    forecasting, honestly;
 # 7. recognise three defects of the source module: the missing ZOH factor, the width-1 $\Delta$ crash
@@ -39,13 +41,21 @@ from course_lib import get_device, set_seed
 from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
-from course_lib.models.mamba import FinancialMamba
+from course_lib.models.mamba import FinancialMamba, MambaBlock
 from course_lib.models.ops.convolution import fft_causal_conv
 from course_lib.models.ops.fused_build import fused_scan_available
+from course_lib.models.ops.hippo import (
+    hippo_legs,
+    legendre_reconstruction,
+    legs_normal_plus_low_rank,
+    legs_states,
+)
+from course_lib.models.ops.scan_algebra import combine, prefix_scan, selective_scan_matrix
 from course_lib.models.ops.selective_scan import selective_scan
 from course_lib.models.recurrent import FinancialLSTM
 from course_lib.models.s4d import FinancialS4D, S4DKernel
-from course_lib.testing import future_gradient, source_module_scan
+from course_lib.outputs import prediction_of
+from course_lib.testing import WorkCounter, future_gradient, source_module_scan
 from course_lib.training import Trainer, fit_seeds
 
 # %% [markdown]
@@ -68,6 +78,9 @@ LR = 5e-3
 SEEDS = (0, 1, 2)
 SELECT_LENGTH, SELECT_SAMPLES, SELECT_EPOCHS = 32, 2000, 8  # the synthetic selectivity task
 TIMING_LENGTHS = (64, 128, 256)  # window lengths for the backward-pass timing
+CONV_LENGTHS = (256, 512, 1024, 2048, 4096)  # window lengths for FFT convolution vs recurrence
+COST_LENGTHS, COST_BATCH = (64, 128, 256), 64  # window lengths and batch for the cost of a training step
+HIPPO_LENGTH, HIPPO_SIZES = 1000, (4, 8, 16, 32)  # the HiPPO-LegS demonstration
 FUSION_SIZE = (8, 1024, 64, 16)  # batch, L, d_inner, d_state for the fused-kernel timing (as make bench)
 
 device = get_device()
@@ -142,20 +155,46 @@ assert gap < 1e-10
 
 # %% [markdown]
 # The same holds for any input, not only an impulse: the FFT convolution with this kernel and the
-# recurrence agree to round-off, and the FFT is much faster for a long window.
+# recurrence agree to round-off. Which one is faster? The recurrence does $L$ small sequential steps;
+# the FFT does a few large operations of size $2L$. Below, both on 8 windows of 4 channels, best of
+# three runs, for windows from 256 to 4096 days.
+
 
 # %%
-u = torch.randn(64, LOOKBACK, 4, dtype=torch.float64)
+def best_time(fn, repeats=3):
+    """The fastest of `repeats` runs of fn(), in seconds (the least disturbed by other work)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+u = torch.randn(8, LOOKBACK, 4, dtype=torch.float64)
 with torch.no_grad():
-    start = time.perf_counter()
-    y_rec = kernel.recurrence(u)
-    t_rec = time.perf_counter() - start
-    start = time.perf_counter()
-    y_fft = fft_causal_conv(u, kernel(LOOKBACK))
-    t_fft = time.perf_counter() - start
+    conv_gap = (fft_causal_conv(u, kernel(LOOKBACK)) - kernel.recurrence(u)).abs().max().item()
+    conv_timing = pd.DataFrame(
+        [
+            {
+                "recurrence (ms)": 1e3 * best_time(lambda u=u_l: kernel.recurrence(u)),
+                "FFT (ms)": 1e3 * best_time(lambda u=u_l, n=n: fft_causal_conv(u, kernel(n))),
+            }
+            for n in CONV_LENGTHS
+            for u_l in [torch.randn(8, n, 4, dtype=torch.float64)]
+        ],
+        index=pd.Index(CONV_LENGTHS, name="L"),
+    )
+conv_timing["recurrence / FFT"] = conv_timing.iloc[:, 0] / conv_timing.iloc[:, 1]
+print(f"max |FFT - recurrence| = {conv_gap:.1e} for a {LOOKBACK}-day window")
+assert conv_gap < 1e-10
+print(conv_timing.round(2))
+fft_wins = conv_timing.index[conv_timing["recurrence / FFT"] > 1].tolist()
+rec_wins = conv_timing.index[conv_timing["recurrence / FFT"] <= 1].tolist()
 print(
-    f"max |FFT - recurrence| = {(y_fft - y_rec).abs().max().item():.1e}; "
-    f"recurrence {1e3 * t_rec:.1f} ms, FFT {1e3 * t_fft:.1f} ms for a {LOOKBACK}-day window"
+    f"the FFT is faster at L = {fft_wins or 'none'}, the recurrence at L = {rec_wins or 'none'}; "
+    f"the ratio goes from {conv_timing['recurrence / FFT'].iloc[0]:.1f}x at L = {CONV_LENGTHS[0]} "
+    f"to {conv_timing['recurrence / FFT'].iloc[-1]:.1f}x at L = {CONV_LENGTHS[-1]}"
 )
 
 # %% [markdown]
@@ -215,9 +254,77 @@ print(
 # %% [markdown]
 # The oscillating modes span a rich basis over the window, so a learnt $C$ can place weight far back
 # and nowhere else. Decaying exponentials alone are smooth and monotone after their peak, so they
-# cannot isolate a bump; identical modes are one exponential, an EWMA. This is the intuition behind
-# HiPPO (Gu et al., 2020), where $A$ is built so that the state holds the coefficients of a
-# polynomial approximation of the whole history; S4D-Lin is its simplest diagonal stand-in.
+# cannot isolate a bump; identical modes are one exponential, an EWMA. Where do such eigenvalues come
+# from? From HiPPO.
+#
+# ## HiPPO-LegS: a state that holds the whole past
+#
+# HiPPO (Gu, Dao, Ermon, Rudra & Ré, 2020) asks for a state $c(t) \in \mathbb{R}^N$ that holds the
+# best polynomial approximation of degree $N-1$ of the whole past $f(s)$, $0 \le s \le t$, with every
+# past day weighted equally (*LegS*: scaled Legendre). Its answer is a linear ODE:
+# $$ c'(t) = \tfrac1t\left(A c(t) + B f(t)\right), \qquad
+#    A_{nk} = -\begin{cases} \sqrt{2n+1}\sqrt{2k+1} & n > k \\ n + 1 & n = k \\ 0 & n < k \end{cases}, \qquad
+#    B_n = \sqrt{2n+1}, $$
+# and the past is read back from the state alone with the Legendre polynomials $P_n$:
+# $$ f(s) \approx \sum_{n<N} c_n(t)\, \sqrt{2n+1}\, P_n\!\left(\tfrac{2s}{t} - 1\right), \qquad 0 \le s \le t. $$
+# Below, `hippo_legs` builds $(A, B)$, `legs_states` integrates the ODE day by day (the bilinear
+# rule) on a smooth signal of 1000 days, and `legendre_reconstruction` reads the past back from the
+# state at day 500 and at day 1000. If the maths were wrong, the reconstruction would not match.
+
+# %%
+A_legs, B_legs = hippo_legs(4)
+print("HiPPO-LegS A for N = 4:\n", A_legs.numpy().round(3), "\nB:", B_legs.numpy().round(3))
+days = torch.arange(HIPPO_LENGTH, dtype=torch.float64) + 0.5
+signal = torch.sin(2 * math.pi * days / 400) + 0.5 * torch.cos(2 * math.pi * days / 170)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+hippo_errors = {}
+for N in HIPPO_SIZES:
+    states_legs = legs_states(signal, N)  # (L, N): the state after each day
+    for ax, t in zip(axes, (HIPPO_LENGTH // 2, HIPPO_LENGTH), strict=True):
+        past = legendre_reconstruction(states_legs[t - 1], t)  # the first t days, from c(t) alone
+        hippo_errors[N, t] = ((past - signal[:t]).norm() / signal[:t].norm()).item()
+        ax.plot(past.numpy(), lw=1, label=f"N = {N} (rel. error {hippo_errors[N, t]:.1e})")
+for ax, t in zip(axes, (HIPPO_LENGTH // 2, HIPPO_LENGTH), strict=True):
+    ax.plot(signal[:t].numpy(), "k--", lw=1, label="the signal")
+    ax.set_title(f"the past read back from the state at day {t}")
+    ax.set_xlabel("day")
+    ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+for t in (HIPPO_LENGTH // 2, HIPPO_LENGTH):
+    errors_t = [hippo_errors[N, t] for N in HIPPO_SIZES]
+    print(f"day {t}: relative error for N = {HIPPO_SIZES}: " + ", ".join(f"{e:.1e}" for e in errors_t))
+    assert (np.diff(errors_t) < 0).all(), "more coefficients must remember better"
+assert hippo_errors[HIPPO_SIZES[-1], HIPPO_LENGTH] < 1e-3
+assert all(hippo_errors[N, HIPPO_LENGTH] > hippo_errors[N, HIPPO_LENGTH // 2] for N in HIPPO_SIZES)
+
+# %% [markdown]
+# The state of $N$ numbers holds the whole past: with enough coefficients it reads back 1000 days to
+# the accuracy printed above, and the error falls as $N$ grows. The longer the past, the more
+# coefficients it needs (compare the two panels at the same $N$): LegS spreads a fixed budget of
+# polynomials over an ever longer history.
+#
+# **From HiPPO to S4 and S4D.** This $A$ is lower triangular with diagonal $-(n+1)$: its eigenvalues
+# are $-1, -2, \dots, -N$, exactly Mamba's initialisation S4D-Real. S4 (Gu, Goel & Ré, 2022) writes it
+# as *normal plus low rank*, $A = A_N - P P^\top$ with $P_n = \sqrt{n + \tfrac12}$, where
+# $A_N + \tfrac12 I$ is skew-symmetric; diagonalising $A_N$ gives S4's *diagonal plus low rank*
+# (DPLR) form, for which it computes the kernel with a Cauchy kernel and the Woodbury identity. S4D
+# (Gu, Gupta, Goel & Ré, 2022) drops the low-rank term and keeps a diagonal: *S4D-LegS* uses the
+# eigenvalues of $A_N$ themselves, all with real part $-\tfrac12$; *S4D-Lin*, $-\tfrac12 + i\pi n$,
+# keeps that real part and spaces the frequencies evenly (a Fourier basis, from HiPPO's Fourier
+# variant), where those of $A_N$ are spread unevenly, as printed below.
+
+# %%
+A_normal, P_low_rank = legs_normal_plus_low_rank(S4D_STATE)
+A_full, _ = hippo_legs(S4D_STATE)
+skew = A_normal + 0.5 * torch.eye(S4D_STATE, dtype=torch.float64)
+eig_normal = torch.linalg.eigvals(A_normal)
+print(f"|A_N - P P^T - A| = {(A_normal - torch.outer(P_low_rank, P_low_rank) - A_full).abs().max():.1e}")
+print(f"|(A_N + I/2) + (A_N + I/2)^T| = {(skew + skew.T).abs().max():.1e}: skew-symmetric")
+print(f"eigenvalues of A_N: real parts from {eig_normal.real.min():.3f} to {eig_normal.real.max():.3f}")
+print("their positive imaginary parts:", eig_normal.imag[eig_normal.imag > 0].sort().values.numpy().round(1))
+print("S4D-Lin's imaginary parts pi n:", (math.pi * np.arange(S4D_STATE)).round(1))
+assert torch.allclose(eig_normal.real, torch.full((S4D_STATE,), -0.5, dtype=torch.float64))
 
 # %% [markdown]
 # ## Selectivity: forget on purpose
@@ -265,6 +372,7 @@ for name, make in selection_models.items():
 for name, value in selection_mse.items():
     print(f"{name}: validation MSE {value:.3f}")
 winner = min(selection_mse, key=selection_mse.get)
+assert winner == "Mamba (selective)", "the selective model should solve the last-marker task"
 print(
     f"lower error: {winner}, {max(selection_mse.values()) / min(selection_mse.values()):.0f}x lower than the other"
 )
@@ -293,6 +401,92 @@ plt.tight_layout()
 plt.show()
 ratio = dt_sel[marks].mean() / np.delete(dt_sel, marks).mean()
 print(f"mean dt on marked days / on other days: {ratio:.1f}")
+
+# %% [markdown]
+# ## $\Delta$ is a forget gate (Mamba's Theorem 1)
+#
+# Why does a large $\Delta_t$ mean "forget and write"? Take the smallest selective SSM: one state,
+# $A = -1$, $B = 1$ and $\Delta_t = \mathrm{softplus}(z_t)$ with $z_t$ computed from the input. Its
+# zero-order hold gives $\bar A_t = e^{-\Delta_t}$ and $\bar B_t = 1 - e^{-\Delta_t}$, and since
+# $e^{-\mathrm{softplus}(z)} = 1/(1 + e^{z}) = 1 - \sigma(z)$:
+# $$ h_t = (1 - g_t)\, h_{t-1} + g_t\, x_t, \qquad g_t = \sigma(z_t). $$
+# This is Theorem 1 of the Mamba paper (Gu & Dao, 2023): the selective SSM *is* a gated recurrence,
+# the update gate of chapter 01's GRU ($h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}$, with the roles of
+# $z_t$ and $1 - z_t$ swapped), except that the gate reads only today's input, never $h_{t-1}$: that is
+# what keeps the recurrence linear in $h$ and computable by a scan. Mamba's code uses the simpler
+# input weight $\Delta_t B_t$ instead of $\bar B_t$ (`selective_scan` does too); to check the theorem
+# with it, we feed it $x_t \bar B_t / \Delta_t$.
+
+# %%
+gen = torch.Generator().manual_seed(0)
+x_gate = torch.randn(2, 50, 1, generator=gen, dtype=torch.float64)
+z_gate = 3 * torch.randn(2, 50, 1, generator=gen, dtype=torch.float64)
+dt_gate, gate = nn.functional.softplus(z_gate), torch.sigmoid(z_gate)
+one = torch.ones(2, 50, 1, dtype=torch.float64)
+zoh_input = x_gate * -torch.expm1(-dt_gate) / dt_gate  # Delta * u = B-bar * x
+y_ssm = selective_scan(
+    zoh_input, dt_gate, -torch.ones(1, 1, dtype=torch.float64), one, one, scan="sequential"
+)
+h_gate, gated = torch.zeros(2, 1, dtype=torch.float64), []
+for g_t, x_t in zip(gate.unbind(1), x_gate.unbind(1), strict=True):
+    h_gate = (1 - g_t) * h_gate + g_t * x_t
+    gated.append(h_gate)
+theorem_gap = (y_ssm - torch.stack(gated, 1)).abs().max().item()
+print(f"max |selective SSM - gated recurrence| = {theorem_gap:.1e}")
+assert theorem_gap < 1e-12
+
+# %% [markdown]
+# ## The Mamba block
+#
+# Around the scan, a Mamba block (`MambaBlock`, one per layer) has two branches. With width $H$ and
+# `d_inner` $= \text{expand} \cdot H$:
+#
+# ```
+#          u  (B, L, H)
+#          |
+#      in_proj  (H -> 2 d_inner)
+#       /            \
+#      x              z                      (B, L, d_inner) each
+#      |              |
+#  causal conv1d      |                      depthwise, d_conv days, left padding only
+#      |              |
+#    SiLU             |
+#      |---------> x_proj -> dt_rank | B_t | C_t
+#      |              |          dt_proj, softplus -> Delta_t  (B, L, d_inner)
+#  selective SSM <----+          h_t = exp(Delta_t A) h_{t-1} + Delta_t B_t x_t,  y_t = C_t h_t + D x_t
+#      |              |
+#      |            SiLU
+#      \            /
+#       y * SiLU(z)                          the gate
+#          |
+#      out_proj  (d_inner -> H)
+#          |
+#        out  (B, L, H)     FinancialMamba adds it to its input: x + Dropout(block(RMSNorm(x)))
+# ```
+#
+# The convolution mixes the last few days before the SSM sees them; the gate branch lets the block
+# switch its output on and off per channel and day. The cell below checks the widths in the drawing
+# against the layers of a block.
+
+# %%
+block = MambaBlock(HIDDEN, d_state=MAMBA_STATE, expand=2)
+widths = {
+    "in_proj": (block.in_proj.in_features, block.in_proj.out_features),
+    "conv1d (groups, kernel)": (block.conv1d.groups, block.conv1d.kernel_size[0]),
+    "x_proj": (block.x_proj.in_features, block.x_proj.out_features),
+    "dt_proj": (block.dt_proj.in_features, block.dt_proj.out_features),
+    "out_proj": (block.out_proj.in_features, block.out_proj.out_features),
+}
+print(
+    f"H = {HIDDEN}, d_inner = {block.d_inner}, dt_rank = {block.dt_rank}, d_state = {block.d_state}:", widths
+)
+d_in = block.d_inner
+assert widths["in_proj"] == (HIDDEN, 2 * d_in) and widths["out_proj"] == (d_in, HIDDEN)
+assert widths["conv1d (groups, kernel)"] == (d_in, block.d_conv)  # depthwise: one filter per channel
+assert widths["x_proj"] == (d_in, block.dt_rank + 2 * block.d_state) and widths["dt_proj"] == (
+    block.dt_rank,
+    d_in,
+)
 
 # %% [markdown]
 # ## Online forecasting with `step()`
@@ -396,11 +590,13 @@ print(
 # > **Pitfall (erratum: the quadratic backward pass)** The source's scan loops over days and reads
 # > `dA[:, t]`, `dB[:, t]`, `x[:, t]` and `C[:, t]`. Each such slice is cheap forward, but its backward
 # > writes its gradient into a zero-filled tensor of the *full* (B, L, ...) size, so the backward pass
-# > costs $O(L^2)$ memory traffic: doubling the window roughly quadruples the time. `selective_scan`
-# > walks `unbind`-ed slices in its reference loop and, in its fast path, scans chunk by chunk with a
-# > backward pass written out as a reverse scan: linear in $L$. (`make bench` measures the full-size
-# > case, $L = 1024$: the source's loop takes from a few seconds to minutes, depending on how fast the
-# > machine fills memory with zeros; the chunked scan a few hundredths of a second.)
+# > costs $O(L^2)$ memory traffic: doubling the window quadruples the number of elements written.
+# > `selective_scan` walks `unbind`-ed slices in its reference loop and, in its fast path, scans chunk
+# > by chunk with a backward pass written out as a reverse scan: linear in $L$. Below, both measured
+# > two ways: the elements written by forward and backward (`WorkCounter`, the same on every machine)
+# > and the time. At small $L$ part of the time is a fixed cost per Python step, so the time can grow
+# > more slowly than the memory traffic; the quadratic term takes over as $L$ grows (`make bench` times the
+# > full-size case, $L = 1024$).
 
 
 # %%
@@ -423,22 +619,128 @@ def time_backward(fn, length, batch=4, width=16, n_state=8):
     return time.perf_counter() - start
 
 
+def elements_written(fn, length, batch=4, width=16, n_state=8):
+    """Elements written by the forward and backward pass of fn at this size (machine-independent)."""
+    with WorkCounter() as work:
+        time_backward(fn, length, batch, width, n_state)
+    return work.elements
+
+
 timing = pd.DataFrame(
     {
         "source loop (s)": [time_backward(source_module_scan, n) for n in TIMING_LENGTHS],
         "selective_scan, chunked (s)": [time_backward(selective_scan, n) for n in TIMING_LENGTHS],
+        "source loop (M elements)": [elements_written(source_module_scan, n) / 1e6 for n in TIMING_LENGTHS],
+        "chunked (M elements)": [elements_written(selective_scan, n) / 1e6 for n in TIMING_LENGTHS],
     },
     index=pd.Index(TIMING_LENGTHS, name="L"),
 )
 timing["speed-up"] = timing.iloc[:, 0] / timing.iloc[:, 1]
 print(timing.round(4))
-growth = timing.iloc[-1, :2] / timing.iloc[-2, :2]
+growth = timing.iloc[-1, :4] / timing.iloc[-2, :4]
 print(
-    f"doubling L from {TIMING_LENGTHS[-2]} to {TIMING_LENGTHS[-1]}: the source loop takes {growth.iloc[0]:.1f}x "
-    f"longer (quadratic: 4x), the chunked scan {growth.iloc[1]:.1f}x (linear: 2x; small sizes are noisy)"
+    f"doubling L from {TIMING_LENGTHS[-2]} to {TIMING_LENGTHS[-1]}: the source loop writes "
+    f"{growth.iloc[2]:.1f}x the elements (quadratic: 4x) and takes {growth.iloc[0]:.1f}x the time; "
+    f"the chunked scan writes {growth.iloc[3]:.1f}x the elements (linear: 2x) and takes {growth.iloc[1]:.1f}x "
+    "the time"
+)
+assert growth.iloc[2] > 3 and growth.iloc[3] < 2.5, (
+    "the source loop must be quadratic, the chunked scan linear"
 )
 
 # %% [markdown]
+# ### The algebra that makes a scan parallel
+#
+# A recurrence looks sequential: $h_t$ needs $h_{t-1}$. But one step $h \mapsto a_t h + b_t$ is an
+# affine map, stored as the pair $(a_t, b_t)$, and doing one map and then another is again an affine
+# map:
+# $$ (a_1, b_1) \circ (a_2, b_2) = (a_1 a_2,\; a_2 b_1 + b_2). $$
+# Composition of maps is **associative**, $((p_1 \circ p_2) \circ p_3) = (p_1 \circ (p_2 \circ p_3))$, so
+# the states $h_t$ (the $b$ part of $p_0 \circ \dots \circ p_t$, from $h_{-1} = 0$) are *prefix sums*
+# of the pairs, and prefix sums can be bracketed any way we like. `prefix_scan` uses the
+# Hillis-Steele bracketing: in round $r$ every position combines with the one $2^r$ steps back, all
+# positions at once, so $\lceil \log_2 L \rceil$ rounds of whole-tensor operations replace $L$
+# sequential steps (at the price of about $L \log_2 L$ combines instead of $L$; Blelloch's bracketing
+# needs about $2L$). Below, the operator's associativity on random pairs, and Mamba's states
+# $a_t = e^{\Delta_t A}$, $b_t = \Delta_t B_t u_t$ scanned in parallel, read out with $C_t$, against
+# `selective_scan`'s sequential reference.
+
+# %%
+pairs = [tuple(torch.randn(2, 5, generator=gen, dtype=torch.float64)) for _ in range(3)]
+left, right = combine(combine(pairs[0], pairs[1]), pairs[2]), combine(pairs[0], combine(pairs[1], pairs[2]))
+assoc_gap = max((x - y).abs().max().item() for x, y in zip(left, right, strict=True))
+u_s, dt_s = (
+    torch.randn(2, LOOKBACK, 8, dtype=torch.float64),
+    0.1 * torch.rand(2, LOOKBACK, 8, dtype=torch.float64),
+)
+A_s = -torch.rand(8, 4, dtype=torch.float64)
+B_s, C_s = torch.randn(2, LOOKBACK, 4, dtype=torch.float64), torch.randn(2, LOOKBACK, 4, dtype=torch.float64)
+a_pairs = torch.exp(dt_s.unsqueeze(-1) * A_s)  # (B, L, d_inner, d_state)
+b_pairs = (dt_s * u_s).unsqueeze(-1) * B_s.unsqueeze(2)
+y_prefix = torch.einsum("bldn,bln->bld", prefix_scan(a_pairs, b_pairs), C_s)
+prefix_gap = (y_prefix - selective_scan(u_s, dt_s, A_s, B_s, C_s, scan="sequential")).abs().max().item()
+print(
+    f"associativity: max gap {assoc_gap:.1e}; parallel prefix scan vs sequential scan: max gap {prefix_gap:.1e}"
+)
+print(
+    f"{LOOKBACK} days: {math.ceil(math.log2(LOOKBACK))} parallel rounds instead of {LOOKBACK} sequential steps"
+)
+assert assoc_gap < 1e-12 and prefix_gap < 1e-12
+
+# %% [markdown]
+# The fast scans of `selective_scan` are this idea plus care for memory. The **chunked** scan uses the
+# bracketing "inside each chunk of about $\sqrt L$ days, then across the chunk ends": each chunk's
+# own end state and total decay $\prod a_t$ (the pair of the whole chunk, by the operator above), then
+# the carry from chunk to chunk, then every chunk at once from the state that enters it; its backward
+# pass is the same scan run backwards in time. The **fused** scan does the same work in one C kernel
+# that keeps the state in the cache and stores one state per chunk. On a GPU, Mamba's CUDA kernel is a
+# parallel scan of these pairs inside fast on-chip memory.
+#
+# ### The scan as one matrix: the link to attention
+#
+# Unroll the recurrence and the selective scan is a matrix product per channel, $y = M u$ with
+# $$ M_{ts} = \sum_n C_{t,n}\, e^{A_n (\Delta_{s+1} + \dots + \Delta_t)}\, \Delta_s B_{s,n} \quad (s \le t),
+#    \qquad M_{ts} = 0 \quad (s > t). $$
+# When $A$ is one number per channel, as in Mamba-2 (Dao & Gu, 2024), this is
+# $M = \mathcal{L} \circ (C B^\top)$ with the decay mask $\mathcal{L}_{ts} = e^{A(\Delta_{s+1} + \dots + \Delta_t)}$
+# below the diagonal: *masked linear attention* with $C$ as queries and $B$ as keys. Mamba-2 calls
+# this **state space duality**: the same model computed as a scan ($O(L)$, sequential) or as a masked
+# attention matrix ($O(L^2)$, matrix multiplications that suit a GPU), and in practice blocks of
+# both. `selective_scan_matrix` builds $M$; below, $Mu$ against the scan, and for a scalar $A$ per
+# channel, $M$ against $\mathcal{L} \circ (C B^\top)$.
+
+# %%
+u_m, dt_m = u_s[:, :40], dt_s[:, :40]
+B_m, C_m = B_s[:, :40], C_s[:, :40]
+M = selective_scan_matrix(dt_m, A_s, B_m, C_m)  # (B, d_inner, L, L)
+matrix_gap = (
+    (torch.einsum("bdts,bsd->btd", M, u_m) - selective_scan(u_m, dt_m, A_s, B_m, C_m)).abs().max().item()
+)
+A_scalar = A_s[:, :1].expand(-1, 4)  # Mamba-2: one A per channel
+total_dt = torch.cumsum(dt_m, 1).transpose(1, 2)  # (B, d_inner, L)
+decay_mask = torch.exp(A_scalar[:, 0, None, None] * (total_dt.unsqueeze(-1) - total_dt.unsqueeze(-2))).tril()
+scores = torch.einsum("btn,bsn->bts", C_m, B_m).unsqueeze(1) * dt_m.transpose(1, 2).unsqueeze(2)  # C B^T
+duality_gap = (selective_scan_matrix(dt_m, A_scalar, B_m, C_m) - decay_mask * scores).abs().max().item()
+print(f"max |M u - scan| = {matrix_gap:.1e}; max |M - L o (C B^T)| for a scalar A = {duality_gap:.1e}")
+assert matrix_gap < 1e-10 and duality_gap < 1e-12
+fig, ax = plt.subplots(figsize=(3.6, 3.2))
+ax.imshow(M[0, 0].abs().log10().clamp(min=-6).numpy(), cmap="viridis")
+ax.set_title("log10 |M| for one channel")
+ax.set_xlabel("input day s")
+ax.set_ylabel("output day t")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Where the other models sit.** S4 keeps the full HiPPO matrix in its DPLR form and computes a
+# convolution kernel; S4D keeps a diagonal. **S5** (Smith, Warrington & Linderman, 2023) uses one
+# multi-input, multi-output SSM with a diagonal $A$ and runs it with exactly the parallel scan above;
+# the **LRU** (Orvieto et al., 2023) is a diagonal complex linear recurrence, $h_t = \lambda \odot
+# h_{t-1} + B x_t$, with $|\lambda| < 1$ parametrised directly and normalised inputs, and shows that a
+# well-initialised linear RNN matches S4 without any continuous-time view. **Mamba** makes $\Delta, B, C$
+# depend on the input, so there is no kernel and no FFT, only the scan; **Mamba-2** restricts $A$ to a
+# scalar per channel, which turns the scan into the masked attention matrix above.
+#
 # ### Why the chunked scan is still slow: memory, not arithmetic
 #
 # The chunked scan is linear in $L$, but every step of it is a PyTorch operation that reads and
@@ -482,9 +784,47 @@ else:
 # S4D and Mamba: the TCN of chapter 03 on the same windows, the LSTM of chapter 01 on its usual
 # 20-day windows (the test days are identical, so the rows compare), and the classical baselines
 # (EWMA, GARCH, HAR, log-HAR) from `course_lib.evaluation`. Three seeds each; the Diebold-Mariano
-# benchmark is log-HAR. The LSTM itself is left out on 256-day windows to keep the chapter within a
-# laptop minute: its recurrence is sequential in the window and its attention quadratic, about ten
-# times the cost per epoch of S4D here (try it: add it to `factories`).
+# benchmark is log-HAR. The LSTM itself is left out on 256-day windows to keep the chapter within
+# about a minute of CPU time: its recurrence is sequential in the window and its attention over the
+# window quadratic. How much that costs is measured below: one training step (forward and backward on
+# a batch of 64 windows, best of two) at several window lengths. An epoch is this step times the
+# number of batches, which does not depend on the window length, so the ratios are those of the cost
+# per epoch.
+
+
+# %%
+def step_time(make, length, repeats=2):
+    """Seconds for one forward + backward pass of a fresh model on COST_BATCH random windows."""
+    set_seed(0)
+    model, x = make(), torch.randn(COST_BATCH, length, 5)
+    return best_time(lambda: prediction_of(model(x)).sum().backward(), repeats)
+
+
+cost_models = {
+    "S4D": lambda: FinancialS4D(5, HIDDEN, S4D_LAYERS, d_state=S4D_STATE),
+    "Mamba": lambda: FinancialMamba(5, HIDDEN, MAMBA_LAYERS, d_state=MAMBA_STATE, expand=MAMBA_EXPAND),
+    "LSTM": lambda: FinancialLSTM(5, hidden_size=HIDDEN),
+}
+step_cost = pd.DataFrame(
+    {name: [1e3 * step_time(make, n) for n in COST_LENGTHS] for name, make in cost_models.items()},
+    index=pd.Index(COST_LENGTHS, name="L"),
+)
+print("milliseconds per training step:")
+print(step_cost.round(1))
+growth_cost = step_cost.iloc[-1] / step_cost.iloc[0]
+span = COST_LENGTHS[-1] // COST_LENGTHS[0]
+print(
+    f"from L = {COST_LENGTHS[0]} to {COST_LENGTHS[-1]} ({span}x the window): "
+    + ", ".join(f"{name} {g:.1f}x" for name, g in growth_cost.items())
+    + f" (linear: {span}x, quadratic: {span**2}x)"
+)
+print(
+    f"at L = {COST_LENGTHS[-1]} a step of the LSTM costs {step_cost.loc[COST_LENGTHS[-1], 'LSTM'] / step_cost.loc[COST_LENGTHS[-1], 'S4D']:.0f}x "
+    f"that of S4D and {step_cost.loc[COST_LENGTHS[-1], 'LSTM'] / step_cost.loc[COST_LENGTHS[-1], 'Mamba']:.0f}x that of Mamba"
+)
+assert growth_cost["LSTM"] > max(growth_cost["S4D"], growth_cost["Mamba"]), (
+    "the LSTM's cost must grow fastest"
+)
 
 # %%
 task = make_task("volatility", ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
@@ -560,17 +900,50 @@ print("in the 90% model confidence set:", ", ".join(results.index[results["in_MC
 print("median seconds per epoch:", {n: round(r.seconds_per_epoch, 2) for n, r in runs.items()})
 
 # %% [markdown]
+# ### The verdict
+# In one sentence per network: which baselines it lost to on the level-corrected QLIKE (the loss the
+# model confidence set uses) and on MSE, and whether the 90% model confidence set keeps it.
+
+# %%
+baseline_names = list(baselines)
+budget = f"{EPOCHS} epochs, {len(SEEDS)} seeds, width {HIDDEN}"
+for name in networks:
+    row = results.loc[name]
+    lost_qlike = [b for b in baseline_names if row["QLIKE_lc"] > results.loc[b, "QLIKE_lc"]]
+    lost_mse = [b for b in baseline_names if row["MSE"] > results.loc[b, "MSE"]]
+    best_q = results.loc[baseline_names, "QLIKE_lc"].idxmin()
+    print(
+        f"{name}: corrected QLIKE {row['QLIKE_lc']:.3f} (best baseline {best_q} {results.loc[best_q, 'QLIKE_lc']:.3f}); "
+        f"it lost on corrected QLIKE to {', '.join(lost_qlike) or 'no baseline'} "
+        f"and on MSE to {', '.join(lost_mse) or 'no baseline'}; "
+        f"{'inside' if row['in_MCS'] else 'outside'} the 90% model confidence set"
+    )
+best_baseline_q = results.loc[baseline_names, "QLIKE_lc"].min()
+losers = [n for n in networks if results.loc[n, "QLIKE_lc"] > best_baseline_q]
+kept = [n for n in losers if results.loc[n, "in_MCS"]]
+print(
+    f"At this budget ({budget}), {len(losers)} of {len(networks)} networks have a higher corrected QLIKE "
+    f"than the best baseline: {', '.join(losers) or 'none'}; of these the 90% model confidence set still "
+    f"keeps {', '.join(kept) or 'none'} (a gap it cannot tell from noise). This verdict holds for this "
+    "budget only: it does not say what the same architectures reach with a full one."
+)
+
+# %% [markdown]
 # ### What the numbers say
 #
 # The sentences above are computed from this run, so they stay true when the code changes. Read them
-# with the sizes in mind: small one-layer models trained for a few epochs (`HIDDEN`, `EPOCHS` and
-# `SEEDS` in the parameters cell), on fewer than 2,000 overlapping training windows. On a single index, a year of daily history holds few independent
-# volatility regimes to learn from, and log-HAR already summarises the last month in four
-# coefficients; a network beats it only with a significant Diebold-Mariano test across seeds. Raise
-# `EPOCHS` and the widths to see how much of the gap is training budget. The state space models earn
-# their place elsewhere: their cost per epoch grows linearly with the window (see the timing and
-# `make bench`), they can run online with a constant cost per day (`step()`), and a selective model
-# can learn *when* to forget, which a fixed kernel cannot.
+# as what they are: small one-layer models trained for 3 epochs (`HIDDEN`, `EPOCHS` and `SEEDS` in the
+# parameters cell) on the overlapping training windows that `print(task)` counts above. At that budget the verdict is the one printed: where a network's corrected QLIKE is above a
+# baseline's, it lost to that baseline, and a network outside the model confidence set cannot be
+# called as good as the best model. It says nothing yet about a full budget: raise `EPOCHS`, the
+# widths and `SEEDS` and rerun before you conclude that the architecture, rather than the budget, is
+# the problem. A network beats log-HAR only with a significant Diebold-Mariano test across seeds.
+#
+# What the chapter did measure: the cost of a training step of S4D and Mamba grows with the window
+# as printed above, and far more slowly than the LSTM's; Mamba runs online at a constant cost per new
+# day (`step()`); and on the last-marker task a selective model learnt *when* to forget, which a
+# fixed kernel did not. Whether that buys a better volatility forecast is the question the table
+# above answers for this budget.
 
 # %% [markdown]
 # ## Exercises
@@ -704,8 +1077,17 @@ print("Exercise 4 passed")
 #   validation errors on the last-marker task, and the learnt step sizes on the marked days). It needs
 #   a scan; a chunked scan with a reverse-scan backward is linear in $L$, the source's indexing loop
 #   is quadratic.
+# * HiPPO-LegS's $A$ makes the state hold the Legendre coefficients of the whole past; S4 writes it as
+#   normal plus low rank, S4D keeps a diagonal.
+# * One step of a linear recurrence is an affine map $(a_t, b_t)$; composing them is associative, so
+#   the scan runs as a parallel prefix scan in $\lceil \log_2 L \rceil$ rounds, and the chunked and
+#   fused scans are bracketings of it that spare memory. Unrolled, the scan is a lower-triangular
+#   matrix, masked linear attention when $A$ is a scalar (Mamba-2's duality).
+# * A one-state selective SSM with $A = -1$ is the gated recurrence $h_t = (1 - g_t) h_{t-1} + g_t x_t$,
+#   $g_t = \sigma(z_t)$: $\Delta_t$ is a forget gate that reads only the input.
 # * On long-window volatility forecasting, compare with log-HAR and test the difference across seeds
-#   before claiming a gain; in small, fast settings the classical model remains the bar to clear.
+#   before claiming a gain; at this chapter's budget (3 epochs) the verdict printed above says which
+#   baselines the networks lost to.
 # * The source module dropped the ZOH factor (kernels off by about $1/\Delta$), fed a width-1 $\Delta$
 #   to a layer built for $N$ inputs (a crash, or a look-ahead when $L = N$), and indexed tensors in
 #   its scan loop (a quadratic backward).
