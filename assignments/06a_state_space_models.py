@@ -2,9 +2,9 @@
 # # Graded exercises, chapter 06a: state space models
 #
 # Four exercises from chapter 06a (10 points) about discrete state space models, their kernels and
-# Mamba's scan; nothing is trained. Write your answer where you see `...`, then run the
-# `grader.check(...)` cell below it: it runs the *public* tests. Your notebook is graded with further
-# hidden tests. Keep the names of the answer functions and variables.
+# Mamba's scan, one of them a small experiment; nothing is trained. Write your answer where you see
+# `...`, then run the `grader.check(...)` cell below it: it runs the *public* tests. Your notebook is
+# graded with further hidden tests. Keep the names of the answer functions and variables.
 
 # %% [raw]
 # # ASSIGNMENT CONFIG
@@ -15,7 +15,6 @@
 # generate: true
 
 # %%
-import cmath
 import math
 
 import torch
@@ -145,20 +144,43 @@ for _a in [
 # points: 3
 
 # %% [markdown]
-# ### Exercise 3 (3 points): how wrong is a kernel without the ZOH factor?
-# For one mode $A$ (a complex number with negative real part) and step size `dt`, the zero-order hold
-# gives $\bar B = (e^{\Delta A} - 1)/A$ (with $B = 1$), and a kernel that forgets this factor uses 1
-# instead. Write `zoh_error_ratio(A, dt)`: by what factor (a positive float) the forgetful kernel's
-# values are too large in magnitude for that mode.
+# ### Exercise 3 (3 points): an experiment: what does a parallel scan cost?
+# One step $h \mapsto a_t h + b_t$ is the pair $(a_t, b_t)$, and doing one step and then another is the
+# pair $(a_1, b_1) \circ (a_2, b_2) = (a_1 a_2,\; a_2 b_1 + b_2)$. This operator is associative, so the
+# states can be computed in rounds: the **Hillis-Steele** scan, in round $r = 0, 1, 2, \dots$ while
+# $2^r < L$, replaces the pair at every position $t \ge 2^r$ by (pair at $t - 2^r$) $\circ$ (pair at
+# $t$), all positions at once, using the pairs of the previous round. After the last round the $b$
+# part at $t$ is $h_t$ (from $h_{-1} = 0$).
+#
+# 1. Write `prefix_scan(a, b)` for two 1-D tensors of the same length $L$ and dtype: return
+#    `(h, combines)`, the tensor of states $h_0, \dots, h_{L-1}$ (same shape and dtype as `b`) computed
+#    by the Hillis-Steele rounds, and the number of pairs combined in all rounds together (an int).
+# 2. Experiment: the sequential scan combines $L - 1$ pairs. For each $L$ in 16, 64, 256 and 1024, run
+#    your scan (any $a$ and $b$ of that length) and store in the dict `WORK_RATIOS` the ratio
+#    `combines / (L - 1)` (a float) under the key `L` (an int).
+# 3. Interpretation: the parallel scan needs only about $\log_2 L$ rounds, but how does its extra work
+#    grow? Set `EXTRA_WORK_GROWS_LIKE` to one of the strings `"constant"`, `"log L"` or `"L"`.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 
 # %%
-def zoh_error_ratio(A, dt):
-    return abs(A) / abs(cmath.exp(A * dt) - 1)  # SOLUTION
+def prefix_scan(a, b):
+    # BEGIN SOLUTION
+    offset, combines = 1, 0
+    while offset < len(a):
+        new_a = a[:-offset] * a[offset:]
+        new_b = a[offset:] * b[:-offset] + b[offset:]
+        a, b = torch.cat([a[:offset], new_a]), torch.cat([b[:offset], new_b])
+        combines += len(a) - offset
+        offset *= 2
+    return b, combines
+    # END SOLUTION
 
+
+WORK_RATIOS = {n: prefix_scan(*[torch.ones(n)] * 2)[1] / (n - 1) for n in (16, 64, 256, 1024)}  # SOLUTION
+EXTRA_WORK_GROWS_LIKE = "log L"  # SOLUTION
 
 # %% [raw]
 # # END SOLUTION
@@ -167,14 +189,45 @@ def zoh_error_ratio(A, dt):
 # # BEGIN TESTS
 
 # %%
-assert zoh_error_ratio(-0.5, 0.01) > 1, "without the factor the kernel is too large"
+_h, _n = prefix_scan(
+    torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+)
+assert isinstance(_n, int), "combines must be an int"
+assert torch.is_tensor(_h) and _h.shape == (3,), "h must be a tensor with one state per day"
+assert torch.allclose(_h, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)), (
+    "a decaying impulse: 1, 0.5, 0.25"
+)
+
+# %%
+assert set(WORK_RATIOS) == {16, 64, 256, 1024}, "one ratio for each L"
 
 # %%
 # HIDDEN
-for _A, _dt in [(-0.5, 0.01), (-0.5 + 1j * math.pi, 0.001), (-0.5 + 3j * math.pi, 0.1), (-2.0, 1.0)]:
-    _expected = 1 / abs((cmath.exp(_A * _dt) - 1) / _A)
-    assert abs(zoh_error_ratio(_A, _dt) - _expected) < 1e-9 * _expected, f"wrong ratio for A={_A}, dt={_dt}"
-assert abs(zoh_error_ratio(-0.5, 1e-3) - 1e3) < 5, "for small dt the ratio is about 1 / dt"
+_g = torch.Generator().manual_seed(0)
+for _L in (1, 2, 5, 37, 64):
+    for _dtype in (torch.float64, torch.float32):
+        _a = torch.rand(_L, generator=_g, dtype=torch.float64).to(_dtype)
+        _b = torch.randn(_L, generator=_g, dtype=torch.float64).to(_dtype)
+        _h, _n = prefix_scan(_a.clone(), _b.clone())
+        assert torch.is_tensor(_h) and _h.shape == (_L,) and _h.dtype == _dtype, (
+            "h: shape (L,), the dtype of b"
+        )
+        _ref, _state = [], torch.zeros((), dtype=_dtype)
+        for _t in range(_L):
+            _state = _a[_t] * _state + _b[_t]
+            _ref.append(_state)
+        _tol = 1e-12 if _dtype == torch.float64 else 1e-5
+        assert torch.allclose(_h, torch.stack(_ref), atol=_tol), (
+            "the states do not follow h_t = a_t h_{t-1} + b_t"
+        )
+        _expected = sum(_L - 2**_r for _r in range(max(_L - 1, 0).bit_length()))
+        assert isinstance(_n, int) and _n == _expected, f"L = {_L}: {_expected} pairs are combined, got {_n}"
+assert isinstance(WORK_RATIOS, dict) and set(WORK_RATIOS) == {16, 64, 256, 1024}, "keys 16, 64, 256, 1024"
+assert all(isinstance(v, float) for v in WORK_RATIOS.values()), "the ratios are floats"
+for _L in (16, 64, 256, 1024):
+    _expected = sum(_L - 2**_r for _r in range((_L - 1).bit_length())) / (_L - 1)
+    assert abs(WORK_RATIOS[_L] - _expected) < 1e-3, f"the work ratio at L = {_L}"
+assert EXTRA_WORK_GROWS_LIKE == "log L", "about log2(L) combines per day: the ratio grows like log L"
 
 # %% [raw]
 # # END TESTS
