@@ -116,21 +116,22 @@ assert np.isclose(period_days(-0.8), 2.0), "a negative eigenvalue flips sign eve
 # points: 3
 
 # %% [markdown]
-# ### Exercise 3 (3 points): HAR as an AR(22)
+# ### Exercise 3 (3 points): reading HAR back from an AR(22)
 # HAR forecasts $v_{t+1} = b_0 + b_1 v_t + b_5 \bar v^{(5)}_t + b_{22} \bar v^{(22)}_t$, where
-# $\bar v^{(k)}_t$ is the mean of the last $k$ days. Write `har_to_ar(b1, b5, b22)`: the 22 coefficients
-# (lag 1 first, a numpy array) of the same forecast written as an AR(22).
+# $\bar v^{(k)}_t$ is the mean of the last $k$ days: an AR(22) whose 22 coefficients (lag 1 first) take
+# only three distinct values. Write `ar_to_har(ar)`: given those 22 coefficients, return the floats
+# `(b1, b5, b22)` of the HAR that has them.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 
 # %%
-def har_to_ar(b1, b5, b22):
-    ar = np.full(22, b22 / 22)  # SOLUTION
-    ar[:5] += b5 / 5  # SOLUTION
-    ar[0] += b1  # SOLUTION
-    return ar  # SOLUTION
+def ar_to_har(ar):
+    ar = np.asarray(ar, dtype=float)  # SOLUTION
+    b22 = 22 * ar[21]  # SOLUTION
+    b5 = 5 * (ar[4] - ar[21])  # SOLUTION
+    return float(ar[0] - ar[4]), float(b5), float(b22)  # SOLUTION
 
 
 # %% [raw]
@@ -140,16 +141,17 @@ def har_to_ar(b1, b5, b22):
 # # BEGIN TESTS
 
 # %%
-assert np.shape(har_to_ar(0.4, 0.3, 0.2)) == (22,), "22 coefficients, lag 1 first"
+assert len(ar_to_har(np.full(22, 0.01))) == 3, "three numbers: (b1, b5, b22)"
 
 # %%
 # HIDDEN
-_rng = np.random.default_rng(0)
-for _b in [(0.4, 0.3, 0.2), (0.0, 1.0, 0.0), (0.1, -0.2, 0.9)]:
-    for _ in range(3):
-        _w = _rng.standard_normal(22)  # lag 1 first
-        _har = _b[0] * _w[0] + _b[1] * _w[:5].mean() + _b[2] * _w.mean()
-        assert np.isclose(_w @ har_to_ar(*_b), _har), "the AR forecast must equal HAR's"
+for _b in [(0.4, 0.3, 0.2), (0.0, 1.0, 0.0), (0.1, -0.2, 0.9), (-0.3, 0.05, 0.6)]:
+    _ar = np.full(22, _b[2] / 22)
+    _ar[:5] += _b[1] / 5
+    _ar[0] += _b[0]
+    _got = ar_to_har(_ar)
+    assert len(_got) == 3 and all(isinstance(_x, float) for _x in _got), "three floats"
+    assert np.allclose(_got, _b), "the HAR coefficients whose AR(22) this is"
 
 # %% [raw]
 # # END TESTS

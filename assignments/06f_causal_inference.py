@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from statsmodels.tsa.api import VAR
 
-from course_lib.causal import ipw_effect, propensity_scores, simulate_treatment, simulate_var
+from course_lib.causal import overlap_table, propensity_scores, simulate_treatment, simulate_var
 
 torch.set_num_threads(1)
 
@@ -184,19 +184,24 @@ for _d in (0.1, 0.5, 1.3):
 # points: 2
 
 # %% [markdown]
-# ### Exercise 4 (2 points): inverse probability weighting
-# Given outcomes `y`, treatments `a` (0 or 1) and propensities `e` = P(a = 1 | X), all (N,) arrays,
-# write `hajek_ipw(y, a, e)`: the normalised IPW estimate of the effect,
-# $\frac{\sum a y / e}{\sum a / e} - \frac{\sum (1-a) y / (1-e)}{\sum (1-a) / (1-e)}$, as a float.
+# ### Exercise 4 (2 points): what weak overlap costs
+# Inverse probability weighting gives each treated unit the weight $1/e$ and each control $1/(1-e)$.
+# Kish's effective sample size of an arm, $(\sum w)^2 / \sum w^2$, says how many equally weighted units
+# its weights are worth. Write `effective_share(a, e)`: for treatments `a` (0 or 1) and propensities `e`,
+# both (N,) arrays, the effective size of each arm divided by its number of units, as a float64 numpy
+# array `[treated, control]` (1.0 means no loss at all).
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 
 # %%
-def hajek_ipw(y, a, e):
-    w1, w0 = a / e, (1 - a) / (1 - e)  # SOLUTION
-    return float((w1 * y).sum() / w1.sum() - (w0 * y).sum() / w0.sum())  # SOLUTION
+def effective_share(a, e):
+    a, e = np.asarray(a).astype(bool), np.asarray(e, dtype=np.float64)  # SOLUTION
+    shares = []  # SOLUTION
+    for w in (1 / e[a], 1 / (1 - e[~a])):  # SOLUTION
+        shares.append(w.sum() ** 2 / (w**2).sum() / len(w))  # SOLUTION
+    return np.array(shares)  # SOLUTION
 
 
 # %% [raw]
@@ -206,17 +211,22 @@ def hajek_ipw(y, a, e):
 # # BEGIN TESTS
 
 # %%
-assert np.isclose(hajek_ipw(np.array([1.0, 0.0]), np.array([1, 0]), np.array([0.5, 0.5])), 1.0)
+assert np.allclose(effective_share(np.array([1, 1, 0, 0]), np.full(4, 0.5)), 1.0), (
+    "equal weights lose nothing"
+)
 
 # %%
 # HIDDEN
 for _seed, _gamma in [(0, 1.0), (1, 2.0)]:
     _d = simulate_treatment(n=2000, confounding=_gamma, seed=_seed)
-    _X = _d.x[:, -2:, 0]
-    _e = propensity_scores(_X, _d.treatment)
-    _mine = hajek_ipw(_d.outcome, _d.treatment, _e)
-    _reference = ipw_effect(_d.outcome, _d.treatment, _X, _e).estimate
-    assert abs(_mine - _reference) < 1e-8, "differs from the Hajek estimator"
+    _e = propensity_scores(_d.x[:, -2:, 0], _d.treatment)
+    _mine = effective_share(_d.treatment, _e)
+    assert isinstance(_mine, np.ndarray) and _mine.shape == (2,) and _mine.dtype == np.float64, (
+        "a float64 array [treated, control]"
+    )
+    _table = overlap_table(_e, _d.treatment)
+    _reference = (_table["effective size"] / _table["units"]).loc[["treated", "control"]].to_numpy(float)
+    assert np.allclose(_mine, _reference), "Kish's effective size over the arm's units"
 
 # %% [raw]
 # # END TESTS
