@@ -397,3 +397,27 @@ def test_mean_scale_tokenizer_is_scale_free_and_rejects_bad_shapes():
         tok.scale(x[..., None])
     with pytest.raises(ValueError, match="n_bins"):
         MeanScaleTokenizer(n_bins=1)
+
+
+def test_a_linear_probe_trains_the_head_only():
+    """The chapter's linear probe: freeze the model, unfreeze ``head``, and ``pretrain`` must move the head
+    and leave every other weight bit for bit (no weight decay or update on frozen weights)."""
+    torch.manual_seed(0)
+    model = TimeSeriesFoundationModel(1, patch_size=P, hidden_size=16, max_patches=8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    pretrain(model, merge(synthetic_series(1, 400, seed=0)), steps=5, length=8 * P, batch_size=16, seed=0)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == {n for n, _ in model.named_parameters() if n.startswith("head.")}
+
+
+def test_fracast_metadata_names_the_pretraining_corpora_the_chapter_cites():
+    """Chapter 06b reads fracast's pretraining corpora from its package metadata and warns that they may
+    hold equity and index series over the test years; the warning must follow the installed version."""
+    import importlib.metadata
+    import re
+
+    card = importlib.metadata.metadata("fracast").get_payload()
+    corpora = set(re.findall(r"^\| `\w+` \| `([\w/-]+)` \| [\d.]+ GiB \|$", card, flags=re.M))
+    assert {"Salesforce/GiftEvalPretrain", "Salesforce/lotsa_data", "autogluon/chronos_datasets"} <= corpora
