@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Graded exercises, chapter 06b: time-series foundation models
 #
-# Four exercises from chapter 06b (10 points) about the pieces of a probabilistic foundation model: its
-# Student-t likelihood, non-crossing quantiles, the robust scaler and the lag mask of Lag-Llama. Nothing
-# is trained. Write your answer where you see `...`, then run the `grader.check(...)` cell below it: it
+# Six exercises from chapter 06b (13 points): four about the pieces of a probabilistic foundation model
+# (its Student-t likelihood, non-crossing quantiles, the robust scaler and the lag mask of Lag-Llama),
+# then a small experiment that scores two probabilistic forecasts (Exercise 5) and its interpretation
+# (Exercise 6). Nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)` cell below it: it
 # runs the *public* tests. Your notebook is graded with further hidden tests. Keep the names of the
 # answer functions and variables.
 
@@ -20,8 +21,25 @@ import math
 
 import numpy as np
 import torch
+from scipy import stats
 
 torch.set_num_threads(1)
+
+# Exercise 5's data: a log-volatility series y_t = m + phi (y_{t-1} - m) + s_t eps_t whose shocks grow
+# from s_t = 0.2 to 0.45 on day TRAIN_END (a calm period, then a turbulent one). The one-day forecast
+# mean is known: FORECAST_MEAN[t] = m + phi (y_t - m) forecasts y_{t+1}; ERRORS[t] = y_t - FORECAST_MEAN[t-1].
+_rng = np.random.default_rng(6)
+N_DAYS, TRAIN_END, M, PHI = 1600, 1000, 0.3, 0.9
+_shock = np.where(np.arange(N_DAYS) < TRAIN_END, 0.2, 0.45)
+y = np.empty(N_DAYS)
+y[0] = M
+for _t in range(1, N_DAYS):
+    y[_t] = M + PHI * (y[_t - 1] - M) + _shock[_t] * _rng.standard_normal()
+FORECAST_MEAN = M + PHI * (y - M)  # (N_DAYS,): entry t forecasts y[t + 1]
+ERRORS = np.full(N_DAYS, np.nan)
+ERRORS[1:] = (
+    y[1:] - FORECAST_MEAN[:-1]
+)  # entry t: the error of the forecast of y[t], known at the end of day t
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -215,6 +233,115 @@ from course_lib.models.foundation import lag_features
 for _L, _lags in [(5, [1, 2, 3]), (10, [1, 5, 22]), (30, [1, 2, 3, 5, 10, 22]), (3, [4, 8])]:
     _, _mask = lag_features(torch.zeros(1, _L, 1), _lags)
     assert n_valid(_L, _lags) == int(_mask.sum()), f"n_valid({_L}, {_lags}) is wrong"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 2
+
+# %% [markdown]
+# ### Exercise 5 (2 points): an experiment, two bands and a proper score
+# Two Gaussian forecasters of tomorrow's log volatility share the mean `FORECAST_MEAN[t]` (for `y[t+1]`)
+# and differ in their standard deviation:
+#
+# * **A** uses one sigma for every day: the standard deviation (`ddof=1`) of the training errors
+#   `ERRORS[1 : TRAIN_END + 1]`;
+# * **B** uses, for the forecast made on day t, the standard deviation (`ddof=1`) of the 60 most recent
+#   errors known that day, `ERRORS[t - 59 : t + 1]`.
+#
+# Score both on the test days: the forecasts made on days `t = TRAIN_END, ..., N_DAYS - 2` of the
+# outcomes `y[t + 1]`. Set `scores`, a float64 NumPy array of shape (2, 2): row 0 for A, row 1 for B;
+# column 0 the fraction of outcomes inside the central 80% interval `mean +- 1.2816 sigma` (use
+# `stats.norm.ppf(0.9)`), column 1 the mean CRPS of the Gaussian forecast,
+# $\sigma\,[z(2\Phi(z) - 1) + 2\varphi(z) - 1/\sqrt{\pi}]$ with $z = (y - \mu)/\sigma$.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_days = np.arange(TRAIN_END, N_DAYS - 1)  # SOLUTION
+_outcome, _mean = y[_days + 1], FORECAST_MEAN[_days]  # SOLUTION
+_sigma_a = np.full(len(_days), np.std(ERRORS[1 : TRAIN_END + 1], ddof=1))  # SOLUTION
+_sigma_b = np.array([np.std(ERRORS[t - 59 : t + 1], ddof=1) for t in _days])  # SOLUTION
+
+
+def _score(sigma):
+    z = (_outcome - _mean) / sigma  # SOLUTION
+    crps = sigma * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))  # SOLUTION
+    return [np.mean(np.abs(z) <= stats.norm.ppf(0.9)), crps.mean()]  # SOLUTION
+
+
+scores = np.array([_score(_sigma_a), _score(_sigma_b)], dtype=np.float64)  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(scores, np.ndarray) and scores.shape == (2, 2), "scores must be a (2, 2) NumPy array"
+
+# %%
+# HIDDEN
+assert isinstance(scores, np.ndarray), f"scores must be a NumPy array, got {type(scores).__name__}"
+assert scores.shape == (2, 2), f"scores must have shape (2, 2), got {scores.shape}"
+assert scores.dtype == np.float64, f"scores must be float64, got {scores.dtype}"
+_d = np.arange(TRAIN_END, N_DAYS - 1)
+_u = y[_d + 1] - FORECAST_MEAN[_d]
+_sa = np.std(ERRORS[1 : TRAIN_END + 1], ddof=1)
+_sb = np.array([np.std(ERRORS[_t - 59 : _t + 1], ddof=1) for _t in _d])
+_ref = []
+for _s in (_sa, _sb):
+    _z = _u / _s
+    _c = _s * (_z * (2 * stats.norm.cdf(_z) - 1) + 2 * stats.norm.pdf(_z) - 1 / np.sqrt(np.pi))
+    _ref.append([np.mean(np.abs(_z) <= stats.norm.ppf(0.9)), _c.mean()])
+assert np.allclose(scores, _ref, atol=2e-3), "coverage or mean CRPS differs from the reference (row A, row B)"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q6
+# points: 1
+
+# %% [markdown]
+# ### Exercise 6 (1 point): what the experiment says
+# From your scores in Exercise 5: set `overconfident` to `"A"` or `"B"`, the forecaster whose 80% band
+# holds far fewer than 80% of the outcomes, and `lower_crps` to `"A"` or `"B"`, the one the proper score
+# prefers. (Ask yourself why a sigma fitted on the calm years fails after the regime change, and why a
+# proper score, unlike coverage alone, also rewards a band that is no wider than it needs to be.)
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+overconfident = "A"  # SOLUTION
+lower_crps = "B"  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert overconfident in ("A", "B") and lower_crps in ("A", "B"), 'answer "A" or "B"'
+
+# %%
+# HIDDEN
+assert isinstance(overconfident, str) and isinstance(lower_crps, str), 'answers are the strings "A" or "B"'
+assert overconfident == "A" and lower_crps == "B", "read the coverages and the CRPS again"
 
 # %% [raw]
 # # END TESTS

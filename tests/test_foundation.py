@@ -23,6 +23,7 @@ from course_lib.data.corpus import (
 from course_lib.losses import StudentTNLLLoss, student_t_nll
 from course_lib.models.foundation import (
     LagLlamaFinance,
+    MeanScaleTokenizer,
     TimeSeriesFoundationModel,
     lag_features,
     robust_prefix_scaler,
@@ -372,3 +373,51 @@ def test_pretraining_lowers_the_loss_on_held_out_windows():
     with torch.no_grad():
         after = model.loss(held_out).item()
     assert len(losses) == 80 and after < before - 0.05
+
+
+def test_mean_scale_tokenizer_round_trip_is_within_half_a_bin_and_clips_outside():
+    tok = MeanScaleTokenizer(n_bins=64, low=-4.0, high=4.0)
+    context = torch.randn(3, 50, dtype=torch.float64) + 2.0
+    s = tok.scale(context)
+    torch.testing.assert_close(s[:, 0], context.abs().mean(dim=1))
+    inside = s * (torch.rand(3, 200, dtype=torch.float64) * 7.9 - 3.95)  # values inside [s low, s high]
+    tokens = tok.encode(inside, s)
+    assert tokens.dtype == torch.int64 and tokens.min() >= 0 and tokens.max() < 64
+    assert ((tok.decode(tokens, s) - inside).abs() <= s * tok.width / 2 + 1e-12).all()
+    assert len(tokens.unique()) > 0.9 * 64, "uniform values must use (nearly) every bin"
+    far = torch.tensor([[-1e6, 1e6]], dtype=torch.float64)
+    assert tok.encode(far, torch.ones(1, 1, dtype=torch.float64)).tolist() == [[0, 63]]
+
+
+def test_mean_scale_tokenizer_is_scale_free_and_rejects_bad_shapes():
+    tok = MeanScaleTokenizer(n_bins=32, low=-3.0, high=3.0)
+    x = torch.randn(2, 40, dtype=torch.float64)
+    assert torch.equal(tok.encode(x, tok.scale(x)), tok.encode(7.5 * x, tok.scale(7.5 * x)))
+    with pytest.raises(ValueError, match="shape"):
+        tok.scale(x[..., None])
+    with pytest.raises(ValueError, match="n_bins"):
+        MeanScaleTokenizer(n_bins=1)
+
+
+def test_a_linear_probe_trains_the_head_only():
+    """The chapter's linear probe: freeze the model, unfreeze ``head``, and ``pretrain`` must move the head
+    and leave every other weight bit for bit (no weight decay or update on frozen weights)."""
+    torch.manual_seed(0)
+    model = TimeSeriesFoundationModel(1, patch_size=P, hidden_size=16, max_patches=8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    pretrain(model, merge(synthetic_series(1, 400, seed=0)), steps=5, length=8 * P, batch_size=16, seed=0)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == {n for n, _ in model.named_parameters() if n.startswith("head.")}
+
+
+def test_fracast_metadata_names_the_pretraining_corpora_the_chapter_cites():
+    """Chapter 06b reads fracast's pretraining corpora from its package metadata and warns that they may
+    hold equity and index series over the test years; the warning must follow the installed version."""
+    import importlib.metadata
+    import re
+
+    card = importlib.metadata.metadata("fracast").get_payload()
+    corpora = set(re.findall(r"^\| `\w+` \| `([\w/-]+)` \| [\d.]+ GiB \|$", card, flags=re.M))
+    assert {"Salesforce/GiftEvalPretrain", "Salesforce/lotsa_data", "autogluon/chronos_datasets"} <= corpora

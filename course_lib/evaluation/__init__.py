@@ -10,10 +10,12 @@
 * :mod:`.tables`: :func:`results_table`, :func:`seed_summary` and :func:`verdicts`
 * :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
 * :mod:`.conformal`: conformal intervals and their coverage metrics (chapter 06d; numpy and scipy only)
+* :mod:`.probabilistic`: proper scoring rules, CRPS (closed forms, samples, quantiles) and the weighted
+  quantile loss (chapter 06b; numpy and scipy only)
 
 ``from course_lib.evaluation import results_table`` (the path before v3) still works: the API of the
-first five submodules is re-exported here; :mod:`.walkforward` and :mod:`.conformal` (which need
-torch, or are used alone) are imported from their own paths.
+first five submodules is re-exported here; :mod:`.walkforward`, :mod:`.conformal` and
+:mod:`.probabilistic` (which need torch, or are used alone) are imported from their own paths.
 """
 
 from .baselines import (

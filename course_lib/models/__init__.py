@@ -13,7 +13,7 @@
 * :mod:`.koopman` (chapter 06e): DeepKoopmanFinance, with DMD and EDMD
 * :mod:`.causal` (chapter 06e): CausalLSTM, CounterfactualRecurrentNetwork (the simulators and tests of
   causal inference live in :mod:`course_lib.causal`)
-* :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance
+* :mod:`.foundation` (chapter 06b): TimeSeriesFoundationModel, LagLlamaFinance (and MeanScaleTokenizer, Chronos-style)
 """
 
 from .bayesian import BayesianLSTM
