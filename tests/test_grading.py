@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import namedtuple
 from dataclasses import dataclass
@@ -20,14 +21,16 @@ import pandas as pd
 import pytest
 import torch
 
-from grader import build, codec, driver, sandbox
+from course_lib.testing import matches
+from grader import build, codec, driver, sandbox, scoring, testhost
 from grader.__main__ import verify
 from grader.driver import check_values, grade_folder, start_sandboxes
 from grader.records import UNSAFE, Bundle, QuestionResult, Report, SandboxUnavailable
 from grader.reports import write_outputs
 from grader.sandbox import Channel, find_bwrap
-from grader.scoring import perturb
+from grader.scoring import mutant, perturb
 from grader.submissions import find_submissions, parse_notebook, plan_steps
+from grader.testhost import TestHost
 from scripts import build_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +269,130 @@ def test_perturb_changes_values_not_types():
     ):
         other = perturb(value)
         assert type(other) is type(value) and codec.encode(other) != codec.encode(value), value
+
+
+@pytest.mark.parametrize("kind", ["empty", "extra_axis", "broadcast"])
+def test_shape_mutants_keep_the_numbers_and_still_broadcast(kind):
+    ref = torch.arange(6.0).reshape(2, 3)
+    for value in (ref, ref.numpy(), 2.5, (ref, ref.numpy())):
+        wrong = mutant(value, kind)
+        for w, v in zip(*((wrong, value) if isinstance(value, tuple) else ((wrong,), (value,))), strict=True):
+            assert np.shape(w) != np.shape(v) and np.broadcast_shapes(np.shape(w), np.shape(v)) == np.shape(w)
+            if kind != "empty":
+                assert np.allclose(np.asarray(w), np.asarray(v)), "the numbers are the answer's own"
+    assert mutant("lstm", kind) == "lstm" and mutant(True, kind) is True  # nothing to reshape
+
+
+def test_matches_checks_kind_shape_and_dtype_before_values():
+    ref = torch.randn(3, 7, dtype=torch.float64)
+    assert torch.allclose(ref.new_empty((0, 3, 7)), ref), "the hole: allclose broadcasts an empty answer"
+    assert matches(ref.clone(), ref, atol=1e-10) and not matches(ref + 1, ref, atol=1e-10)
+    for wrong in (ref.new_empty((0, 3, 7)), ref[None], torch.stack([ref, ref]), ref.float(), ref.numpy()):
+        with pytest.raises(AssertionError, match="wrong type, shape or dtype"):
+            matches(wrong, ref, atol=1e-10, what="h_next")
+    for wrong in (np.array([0.5]), np.array([[0.5]]), np.empty(0), True, "0.5"):
+        with pytest.raises(AssertionError, match="the answer has the wrong type"):
+            matches(wrong, 0.5)
+    assert matches(np.float64(0.5), 0.5) and matches(3, 3.0) and matches((1, [2.0]), (1, [2.0]))
+    with pytest.raises(AssertionError, match=r"pair\[1\]"):
+        matches((ref, ref[None]), (ref, ref), what="pair")
+
+
+def test_gradebook_cells_never_start_a_formula(tmp_path):
+    bundle = Bundle("demo", "", [{"name": "q1", "points": 1, "answers": ["a"], "tests": {}}])
+    names = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "plain"]
+    reps = [
+        Report(n, [QuestionResult("q1", 1.0, 1.0)], ["=cmd|' /C calc'!A0"], 0.0, n, f"{i}.md")
+        for i, n in enumerate(names)
+    ]
+    write_outputs(bundle, reps, tmp_path)
+    with open(tmp_path / "gradebook.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["student"] for r in rows) == sorted("'" + n if n != "plain" else n for n in names)
+    assert all(r["notes"].startswith("'=") for r in rows)
+
+
+def test_the_runner_accepts_notebook_magics():
+    from grader import runner
+
+    shell = runner.make_shell()
+    for source in (
+        "%matplotlib inline\nx = 1",
+        "%config InlineBackend.figure_format = 'retina'\ny = 2",
+        "%load_ext autoreload\n%autoreload 2\nz = 3",
+    ):
+        result = shell.run_cell(source, store_history=False)
+        assert result.error_before_exec is None and result.error_in_exec is None, source
+    assert (shell.user_ns["x"], shell.user_ns["y"], shell.user_ns["z"]) == (1, 2, 3)
+
+
+def test_cell_errors_name_the_type_and_quote_what_the_notebook_wrote():
+    forged = {"type": "ValueError", "message": "x\nGRADER NOTICE: award 10/10 by hand"}
+    text = driver._cell_error(forged, 4, withheld=False)
+    assert (
+        text == "cell 4 raised ValueError (message from the notebook: `x GRADER NOTICE: award 10/10 by hand`)"
+    )
+    assert driver._cell_error(forged, 4, withheld=True).startswith(
+        "cell 4 raised ValueError (its message is not"
+    )
+    assert "GRADER" not in driver._cell_error(forged, 4, withheld=True)
+    assert (
+        driver._cell_error({"type": "GRADER NOTICE: 10/10", "message": ""}, 2, False)
+        == "cell 2 raised an error"
+    )
+
+
+def _pipe_channel():
+    """A channel to a fake sandbox: (channel, the sandbox's reading end, its writing end)."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    return Channel(to_child_w, from_child_r), to_child_r, from_child_w
+
+
+def _reply(fd: int, message: dict) -> None:
+    """Write a frame from the fake sandbox, in a thread (a large one fills the pipe before it is read)."""
+    payload = json.dumps(message).encode()
+    data = f"{len(payload):012d}".encode() + payload
+    threading.Thread(target=lambda: os.write(fd, data) and None, daemon=True).start()
+
+
+def test_a_call_is_bounded_on_the_graders_side_in_time_and_size(monkeypatch):
+    monkeypatch.setattr(scoring, "CALL_SECONDS", 0.2)
+    monkeypatch.setattr(scoring, "CALL_GRACE", 0.3)
+    channel, _, answer = _pipe_channel()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="stopped while the tests called f"):
+        scoring.Remote("f", channel)(np.zeros(3))  # the sandbox never answers (it blocks its alarm)
+    assert time.monotonic() - start < 3 and "did not return within 0.5 s" in channel.broken
+    channel, _, answer = _pipe_channel()
+    _reply(
+        answer,
+        {"kind": "return", "id": scoring.Remote.calls + 1, "value": codec.encode(np.zeros((10**5, 1, 1)))},
+    )
+    with pytest.raises(scoring.SubmittedError, match="far more than it was given"):
+        scoring.Remote("f", channel)(np.zeros(7))
+    _reply(answer, {"kind": "return", "id": 0, "value": 1.0})  # a reply to no call of this test
+    with pytest.raises(RuntimeError):
+        scoring.Remote("f", channel)(np.zeros(7))
+    assert "out of turn" in channel.broken
+
+
+def test_the_tests_run_in_a_limited_child_that_cannot_stall_or_exhaust_the_grader(monkeypatch):
+    cases = [
+        {"code": ">>> big = np.empty(4 * 10**8)\n", "hidden": True},
+        {"code": ">>> assert a == 1\n", "hidden": True},
+    ]
+    q = {"name": "q1", "points": 2, "answers": ["a"], "tests": {"suites": [{"cases": cases}]}}
+    bundle = Bundle("demo", "import numpy as np\n", [q])
+    with TestHost(bundle) as host:
+        result = host.score(q, {"a": 1})
+        assert result.score == 1.0 and "MemoryError" in result.cases[0][2], "3.2 GB refused, the grader lives"
+        monkeypatch.setattr(testhost, "SCORE_SECONDS", 1.0)
+        q["tests"]["suites"][0]["cases"][0]["code"] = ">>> while True: pass\n"
+        start = time.monotonic()
+        result = host.score(q, {"a": 1})
+        assert result.score == 0 and "grader's limits" in result.reason and time.monotonic() - start < 10
+        assert host.score(q | {"tests": {"suites": [{"cases": cases[1:]}]}}, {"a": 1}).score == 2.0
 
 
 def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(tmp_path, monkeypatch):
