@@ -294,9 +294,11 @@ assert isinstance(best_r2, float) and isinstance(beats_hist_mean, bool), "a numb
 _means = {n: p.mean(axis=0) for n, p in predictions.items()}
 _best = min(_means, key=lambda n: mse(y_test, _means[n]))
 assert best_return_model == _best, "average over seeds first, then pick the lowest test MSE"
-assert abs(best_r2 - r2_oos(y_test, _means[_best], hist_mean)) < 1e-9, "r2_oos(y, forecast, historical mean)"
+assert matches(best_r2, float(r2_oos(y_test, _means[_best], hist_mean)), atol=1e-9, what="best_r2"), (
+    "r2_oos(y, forecast, historical mean)"
+)
 _p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
-assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), (
+assert matches(beats_hist_mean, bool(best_r2 > 0 and _p < 0.05), what="beats_hist_mean"), (
     "a win needs a positive R2_oos AND a significant DM test"
 )
 

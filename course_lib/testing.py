@@ -143,8 +143,9 @@ def _layout(x) -> str:
     return f"a {type(x).__name__}"
 
 
-def matches(mine, ref, *, atol: float = 0.0, rtol: float = 0.0, what: str = "the answer") -> bool:
-    """Whether ``mine`` equals ``ref`` within ``|mine - ref| <= atol + rtol |ref|``, checked in this order:
+def matches(mine, ref, *, atol: float = 1e-8, rtol: float = 1e-5, what: str = "the answer") -> bool:
+    """Whether ``mine`` equals ``ref`` within ``|mine - ref| <= atol + rtol |ref|`` (NumPy's ``allclose``
+    and its default tolerances; integers, bools and strings exactly), checked in this order:
 
     1. the kind: a tensor for a tensor, a NumPy array for an array, a number (not a bool, not an array)
        for a number, a bool for a bool, a string for a string, and for lists, tuples and dicts the same
@@ -180,7 +181,7 @@ def matches(mine, ref, *, atol: float = 0.0, rtol: float = 0.0, what: str = "the
     if isinstance(ref, int | float | complex | np.number):
         if isinstance(mine, bool | np.bool_) or not isinstance(mine, int | float | complex | np.number):
             raise wrong()
-        if mine != mine and ref != ref:  # both NaN
+        if mine == ref or (mine != mine and ref != ref):  # equal (infinities too), or both NaN
             return True
         return bool(abs(mine - ref) <= atol + rtol * abs(ref))
     if isinstance(ref, str):

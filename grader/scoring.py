@@ -113,12 +113,14 @@ def mutant(value, kind: str = "values"):
         return perturb(value)
     import numpy as np
 
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*[mutant(v, kind) for v in value])
-    if isinstance(value, list | tuple):
-        return type(value)(mutant(v, kind) for v in value)
-    if isinstance(value, dict):
-        return {k: mutant(v, kind) for k, v in value.items()}
+    if isinstance(value, list | tuple | dict):  # the container itself when no item changes (strings, bools)
+        items = list(value.values() if isinstance(value, dict) else value)
+        wrong = [mutant(v, kind) for v in items]
+        if all(w is v for w, v in zip(wrong, items, strict=True)):
+            return value
+        if isinstance(value, dict):
+            return dict(zip(value, wrong, strict=True))
+        return type(value)(*wrong) if hasattr(value, "_fields") else type(value)(wrong)
     if codec._is(value, "torch", "Tensor"):
         import torch
 

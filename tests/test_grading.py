@@ -2,6 +2,7 @@
 answers, and a folder of hostile submissions still produces a complete gradebook."""
 
 import ast
+import contextlib
 import csv
 import importlib
 import json
@@ -514,10 +515,34 @@ NO_SANDBOX = _sandbox_or_reason()
 
 
 @pytest.fixture(scope="module")
-def sandboxes(dist):
-    boxes = start_sandboxes(unsandboxed=NO_SANDBOX is not None)
+def sandboxes(dist, tmp_path_factory):
+    """The tests' own sandboxes, everything under their own temporary folder (others may grade here too)."""
+    boxes = start_sandboxes(unsandboxed=NO_SANDBOX is not None, tmp=tmp_path_factory.mktemp("sandboxes"))
     yield boxes
     boxes.close()
+
+
+def _leftovers(sandboxes) -> dict:
+    """What a finished batch may not leave: files of submissions in the sandboxes' folder, processes
+    of this batch (named by that folder), tests' processes of this pytest, cgroups of this batch."""
+    groups = []
+    if sandboxes.cgroups is not None:
+        for parent in sandboxes.cgroups.parents.values():
+            groups += [str(g) for g in parent.glob(f"{sandboxes.root.name}-*")]
+    hosts = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if (
+                int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
+                and "grader.testhost" in Path(f"/proc/{pid}/cmdline").read_text()
+            ):
+                hosts.append(pid)
+    return {
+        "temps": sorted(p.name for p in sandboxes.root.iterdir() if p.name != "runtime"),
+        "processes": _processes_with(sandboxes.root.name) + hosts,
+        "cgroups": groups,
+    }
 
 
 @pytest.mark.slow
@@ -694,7 +719,7 @@ def batch(dist, sandboxes, tmp_path_factory):
     (grades / "feedback" / "leaker.md").symlink_to(tmp / "outside.txt")
 
     watched = (folder, dist, ROOT / "grader", ROOT / "assignments", ROOT / "course_lib", ROOT / "data")
-    before, temps = _tree_state(*watched), set(os.listdir(tempfile.gettempdir()))
+    before = _tree_state(*watched)
     lines = []
     start = time.monotonic()
     grade_folder(
@@ -721,12 +746,8 @@ def batch(dist, sandboxes, tmp_path_factory):
             for k in before.keys() | _tree_state(*watched).keys()
             if before.get(k) != _tree_state(*watched).get(k)
         },
-        "new_temps": {
-            t
-            for t in set(os.listdir(tempfile.gettempdir())) - temps
-            if t.startswith(("grade-sub-", "grade-runtime-"))
-        },
-        "left": _processes_with(MARKER) + _processes_with("/course/runner/runner.py"),
+        "leftovers": _leftovers(sandboxes),
+        "left": _processes_with(MARKER),
     }
 
 
@@ -826,7 +847,7 @@ def test_feedback_never_shows_hidden_tests_solutions_or_leaked_text(batch):
 @pytest.mark.slow
 def test_nothing_outside_the_temp_dirs_changes_and_no_process_is_left(batch):
     assert batch["changed"] == set(), f"files changed outside the sandboxes: {sorted(batch['changed'])[:5]}"
-    assert batch["new_temps"] == set(), f"temporary folders left behind: {batch['new_temps']}"
+    assert batch["leftovers"] == {"temps": [], "processes": [], "cgroups": []}, batch["leftovers"]
     assert batch["left"] == [], f"processes outlived the batch: {batch['left']}"
 
 
@@ -849,6 +870,198 @@ def test_a_correct_submission_is_graded_within_budget(batch):
     assert float(re.search(r"\((\d+\.\d) s", report_seconds[0]).group(1)) < 10, report_seconds[0]
 
 
+# A second batch, of assignment 01 (the one the third audit used), for the attacks on the tests
+# themselves: empty answers, the forbidden shortcuts, huge answers, stalled calls, forged frames,
+# hidden inputs sent back through later errors, magics, and memory spread over processes and files.
+PROBE = """import os, subprocess, sys
+found = []
+for path, size in (("/tmp/fill", 600), ("/dev/shm/fill", 100)):
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size):
+                f.write(b"x" * (1 << 20))
+        found.append(f"{path}=written")
+    except OSError:
+        found.append(f"{path}=full")
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+for path in ("/fill", "/dev/fill"):
+    try:
+        open(path, "wb").close()
+        found.append(f"{path}=written")
+    except OSError:
+        found.append(f"{path}=refused")
+children = []
+for _ in range(80):
+    try:
+        children.append(subprocess.Popen(["/usr/bin/sleep", "30"]))
+    except OSError:
+        break
+found.append(f"processes={len(children)}")
+for c in children:
+    c.kill()
+    c.wait()
+hog = "import sys\\nb = bytearray(int(1.6 * 2**30))\\nfor i in range(0, len(b), 4096):\\n    b[i] = 1\\nprint('done', flush=True)"
+hogs = [subprocess.Popen([sys.executable, "-c", hog], stdout=subprocess.PIPE) for _ in range(3)]
+found.append(f"hogs={sum(h.communicate()[0] == b'done' + bytes([10]) for h in hogs)}")
+raise RuntimeError("PROBE " + " ".join(found))"""
+
+
+def _attacks_01(good: list[str]) -> dict[str, list[str]]:
+    def replace(name: str, body: str) -> list[str]:
+        i = next(i for i, c in enumerate(good) if f"def {name}(" in c)
+        head = good[i].split(f"def {name}(")[0]
+        return [*good[:i], head + body, *good[i + 1 :]]
+
+    empty = replace(
+        "lstm_step",
+        "def lstm_step(x_t, h, c, cell):\n    return torch.empty((0, *h.shape)), torch.empty((0, *h.shape))\n",
+    )
+    i = next(i for i, c in enumerate(empty) if "def fixed_context(" in c)
+    empty[i] = "def fixed_context(h, attention):\n    return torch.empty((0, *h.shape))\n"
+    shortcut = replace("lstm_step", "def lstm_step(x_t, h, c, cell):\n    return cell(x_t, (h, c))\n")
+    i = next(i for i, c in enumerate(shortcut) if "def fixed_context(" in c)
+    shortcut[i] = (
+        "def fixed_context(h, attention):\n"
+        "    twin = nn.MultiheadAttention(attention.embed_dim, attention.num_heads, batch_first=True).eval()\n"
+        "    twin.load_state_dict(attention.state_dict())\n"
+        "    return twin(h, h, h)[0]\n"
+    )
+    frame = "p = json.dumps({msg}).encode()\nos.write(int(sys.argv[2]), f'{{len(p):012d}}'.encode() + p)\n"
+    notice = (
+        '{"kind": "error", "cell": 1, "type": "ValueError", "message": "GRADER NOTICE: award 10/10 by hand"}'
+    )
+    return {
+        "good01": good,
+        "magics01": [
+            good[0],
+            "%matplotlib inline\n%config InlineBackend.figure_format = 'retina'\n" + good[1],
+            *good[2:],
+        ],
+        "empty01": empty,
+        "shortcut01": shortcut,
+        "huge01": replace(
+            "fixed_context", "def fixed_context(h, attention):\n    return torch.zeros(10**6, 1, 1)\n"
+        ),
+        "stall01": replace(
+            "lstm_step",
+            "import signal\n\n\ndef lstm_step(x_t, h, c, cell):\n    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n    while True:\n        pass\n",
+        ),
+        "forged01": [
+            *good,
+            "import json, os, sys\n"
+            + frame.format(msg=notice)
+            + frame.format(msg='{"kind": "cell", "cell": 99}'),
+        ],
+        "leak01": [
+            *replace(
+                "lstm_step",
+                "def lstm_step(x_t, h, c, cell):\n    open('/tmp/seen', 'a').write('LEAK01 ' + repr(x_t.tolist()))\n"
+                "    raise ValueError('no')\n",
+            ),
+            "raise ValueError(open('/tmp/seen').read())",
+        ],
+        **({"probe01": [good[0], PROBE, *good[1:]]} if NO_SANDBOX is None else {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def batch01(dist, sandboxes, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch01")
+    folder, grades = tmp / "submissions", tmp / "graded"
+    folder.mkdir()
+    ag = dist / "assignments" / "01_lstm_gru"
+    good = _code_cells(ag / "autograder" / "01_lstm_gru.ipynb")
+    for name, cells in _attacks_01(good).items():
+        nb = _notebook(cells)
+        nb["metadata"]["otter"]["assignment_name"] = "01_lstm_gru"
+        (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+    lines = []
+    start = time.monotonic()
+    grade_folder(
+        Bundle.load(ag / "autograder"),
+        folder,
+        grades,
+        timeout=60,
+        jobs=2,
+        log=lines.append,
+        sandboxes=sandboxes,
+    )
+    with open(grades / "gradebook.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    feedback = {s: (grades / r["feedback"]).read_text() for s, r in rows.items()}
+    return {
+        "rows": rows,
+        "feedback": feedback,
+        "lines": lines,
+        "seconds": time.monotonic() - start,
+        "leftovers": _leftovers(sandboxes),
+    }
+
+
+def _scores01(batch01, student):
+    return [float(batch01["rows"][student][q]) for q in ("q1", "q2", "q3", "q4")]
+
+
+@pytest.mark.slow
+def test_empty_answers_and_forbidden_shortcuts_score_nothing(batch01):
+    assert _scores01(batch01, "good01") == [3, 3, 2, 2], batch01["rows"]["good01"]["notes"]
+    assert _scores01(batch01, "empty01") == [0, 0, 2, 2]
+    assert "wrong type, shape or dtype" in batch01["feedback"]["empty01"]
+    assert _scores01(batch01, "shortcut01") == [0, 0, 2, 2], "calling the cell, or a batch_first twin"
+
+
+@pytest.mark.slow
+def test_magics_run_as_in_jupyter(batch01):
+    assert _scores01(batch01, "magics01") == [3, 3, 2, 2] and batch01["rows"]["magics01"]["notes"] == ""
+
+
+@pytest.mark.slow
+def test_huge_answers_and_stalled_calls_cost_only_their_question(batch01):
+    assert _scores01(batch01, "huge01") == [3, 0, 2, 2]
+    assert (
+        "returned 1000000 numbers" in batch01["feedback"]["huge01"]
+        or "raised ValueError" in batch01["feedback"]["huge01"]
+    )
+    assert _scores01(batch01, "stall01") == [0, 3, 2, 2], "the stalled calls are killed; the notebook goes on"
+    assert "TimeoutError" in batch01["feedback"]["stall01"]
+
+
+@pytest.mark.slow
+def test_forged_frames_and_leaked_inputs_never_write_the_notes(batch01):
+    rows, fb = batch01["rows"], batch01["feedback"]
+    assert _scores01(batch01, "forged01") == [3, 3, 2, 2]
+    notes = rows["forged01"]["notes"]
+    assert "out of order" in notes and "GRADER NOTICE" not in notes.replace(
+        "message from the notebook: `GRADER NOTICE", ""
+    )
+    assert "LEAK01" not in fb["leak01"] and "its message is not shown" in rows["leak01"]["notes"]
+    assert all("LEAK01" not in r["notes"] for r in rows.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_SANDBOX is not None, reason=f"the sandbox's budget needs bubblewrap: {NO_SANDBOX}")
+def test_one_memory_and_process_budget_per_sandbox(batch01, sandboxes):
+    notes = batch01["rows"]["probe01"]["notes"]
+    assert "/tmp/fill=full" in notes and "/dev/shm/fill=full" in notes, notes
+    assert "/fill=refused" in notes and "/dev/fill=refused" in notes, "a read-only root and /dev"
+    assert _scores01(batch01, "probe01") == [3, 3, 2, 2], "an honest notebook keeps its points"
+    assert f"sandbox: {sandboxes.budget}" in batch01["lines"]
+    if sandboxes.cgroups.parents:
+        processes = int(re.search(r"processes=(\d+)", notes).group(1))
+        assert processes < 64 and "hogs=3" not in notes, notes  # 3 x 1.6 GiB > 4 GiB: one is killed
+    else:
+        assert "no cgroup" in sandboxes.budget
+
+
+@pytest.mark.slow
+def test_the_second_batch_leaves_nothing_and_stays_within_budget(batch01):
+    assert batch01["leftovers"] == {"temps": [], "processes": [], "cgroups": []}, batch01["leftovers"]
+    line = next(line for line in batch01["lines"] if line.startswith("good01 "))
+    assert float(re.search(r"\((\d+\.\d) s", line).group(1)) < 10, line
+
+
 @pytest.mark.slow
 def test_workspace_never_overwrites_learner_work(dist, tmp_path):
     dest = build_notebooks.workspace(tmp_path / "ws", dist, log=lambda *a: None)
@@ -867,5 +1080,18 @@ def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
     weak["tests"]["suites"][0]["cases"][1]["code"] = ">>> assert isinstance(vol_2011, float)\n"
     bundle.questions[0] = weak
     scores = check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
-    assert scores["q1"] == {"vol_2011": 2.0}, "a type-only hidden test lets a wrong value keep the marks"
+    assert scores["q1"]["vol_2011"] == 2.0, "a type-only hidden test lets a wrong value keep the marks"
     assert all(s == 0 for q in ("q2", "q3", "q4") for s in scores[q].values()), scores
+    assert {a for q in scores.values() for a in q} >= {"minmax_fixed/empty", "vol_2011/extra_axis"}
+    bundle.questions[2] = json.loads(json.dumps(bundle.questions[2]))  # the shape hole: allclose broadcasts
+    case = bundle.questions[2]["tests"]["suites"][0]["cases"][1]
+    case["code"] = (
+        ">>> _v = np.random.default_rng(1).normal(size=(100, 3))\n>>> _low, _high = _v[:60].min(axis=0), _v[:60].max(axis=0)\n>>> assert np.allclose(minmax_fixed(_v, 60), (_v - _low) / (_high - _low))\n"
+    )
+    scores = check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
+    assert scores["q3"] == {  # each wrong shape broadcasts against the right one and passes allclose
+        "minmax_fixed": 0,
+        "minmax_fixed/empty": 3.0,
+        "minmax_fixed/extra_axis": 3.0,
+        "minmax_fixed/broadcast": 3.0,
+    }
