@@ -113,21 +113,25 @@ class TestHost:
         }
         if channel is not None:
             request["received"] = channel.received
+        mine = {req_r, req_w, res_r, res_w}  # closed exactly once: another thread may reuse a number at once
+
+        def close(fd: int) -> None:
+            mine.discard(fd)
+            os.close(fd)
+
         try:
             with self.lock:
                 socket.send_fds(self.sock, [b"x"], fds)
-            os.close(req_r)
-            os.close(res_w)
+            close(req_r)
+            close(res_w)
             data = json.dumps(request).encode()
             while data:
                 data = data[os.write(req_w, data) :]
-            os.close(req_w)
+            close(req_w)
             raw, ended = _read_until(res_r, time.monotonic() + SCORE_SECONDS + 5)
         finally:
-            for fd in (req_r, req_w, res_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            os.close(res_r)
+            for fd in list(mine):
+                close(fd)
         pid = int(raw[:12]) if raw[:12].isdigit() else None
         if pid is not None:  # a finished child has exited already: this only stops one past its deadline
             with contextlib.suppress(OSError):
