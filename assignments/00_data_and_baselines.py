@@ -21,6 +21,7 @@ import numpy as np
 from course_lib.data.features import log_returns
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano
+from course_lib.testing import matches
 
 returns = log_returns(load_prices("^GSPC")["Close"])  # percent daily log returns of the S&P 500, 1999-2018
 nasdaq = log_returns(load_prices("^IXIC")["Close"])  # the same for the NASDAQ Composite
@@ -53,7 +54,7 @@ assert 18 < vol_2011 < 32, "a nervous year (the euro crisis), not a crash: betwe
 
 # %%
 # HIDDEN
-assert abs(vol_2011 - nasdaq.loc["2011"].std() * 252**0.5) < 1e-6, (
+assert matches(vol_2011, float(nasdaq.loc["2011"].std() * 252**0.5), atol=1e-6, what="vol_2011"), (
     "the NASDAQ's daily std of 2011 times sqrt(252)"
 )
 
@@ -95,8 +96,12 @@ assert 0.18 < acf1_sq < 0.25, (
 
 # %%
 # HIDDEN
-assert abs(acf1_ret - nasdaq.autocorr(1)) < 1e-9, "the lag-1 autocorrelation of the NASDAQ returns themselves"
-assert abs(acf1_sq - (nasdaq**2).autocorr(1)) < 1e-9, "square the returns before taking the autocorrelation"
+assert matches(acf1_ret, float(nasdaq.autocorr(1)), atol=1e-9, what="acf1_ret"), (
+    "the lag-1 autocorrelation of the NASDAQ returns themselves"
+)
+assert matches(acf1_sq, float((nasdaq**2).autocorr(1)), atol=1e-9, what="acf1_sq"), (
+    "square the returns before taking the autocorrelation"
+)
 
 # %% [raw]
 # # END TESTS
@@ -152,9 +157,13 @@ _v = np.random.default_rng(1).normal(size=(100, 3))
 _shocked = _v.copy()
 _shocked[60:] *= 50
 _a, _b = minmax_fixed(_v, 60), minmax_fixed(_shocked, 60)
-assert np.allclose(_a[:60], _b[:60]), "training rows must not depend on later rows: the scaler still leaks"
 _low, _high = _v[:60].min(axis=0), _v[:60].max(axis=0)
-assert np.allclose(_a, (_v - _low) / (_high - _low)), "rescale every row with the training rows' min and max"
+assert matches(_b[:60], (_v[:60] - _low) / (_high - _low), what="the scaled training rows"), (
+    "training rows must not depend on later rows: the scaler still leaks"
+)
+assert matches(_a, (_v - _low) / (_high - _low), what="the scaled values"), (
+    "rescale every row with the training rows' min and max"
+)
 
 # %% [raw]
 # # END TESTS
@@ -208,8 +217,12 @@ assert isinstance(ewma_better, bool | np.bool_), "ewma_better is True or False"
 # %%
 # HIDDEN
 _ref = diebold_mariano(target, ewma_forecast, rolling_forecast)
-assert abs(dm_ewma_rolling.statistic - _ref.statistic) < 1e-9, "EWMA first, rolling mean second"
-assert ewma_better == bool(_ref.statistic < 0 and _ref.pvalue < 0.05), "a negative statistic AND p < 0.05"
+assert matches(dm_ewma_rolling.statistic, float(_ref.statistic), atol=1e-9, what="the statistic"), (
+    "EWMA first, rolling mean second"
+)
+assert matches(ewma_better, bool(_ref.statistic < 0 and _ref.pvalue < 0.05), what="ewma_better"), (
+    "a negative statistic AND p < 0.05"
+)
 
 # %% [raw]
 # # END TESTS

@@ -15,6 +15,8 @@
 # generate: true
 
 # %%
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,10 +24,23 @@ from torch import nn
 from course_lib import set_seed
 from course_lib.data.windows import make_task
 from course_lib.evaluation import diebold_mariano, mse, r2_oos
-from course_lib.testing import input_support
+from course_lib.testing import input_support, matches
 
 torch.set_num_threads(1)
 LOOKBACK, HIDDEN = 10, 8
+
+
+class TemperedAttention(nn.MultiheadAttention):
+    """Self-attention built without ``batch_first`` (it reads (L, B, H)) whose queries are divided by a
+    temperature: sharper or flatter attention weights."""
+
+    def __init__(self, embed_dim, num_heads, temperature=1.0):
+        super().__init__(embed_dim, num_heads)
+        self.temperature = temperature
+
+    def forward(self, query, key, value, **kwargs):
+        return super().forward(query / self.temperature, key, value, **kwargs)
+
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -82,10 +97,13 @@ _cell = nn.LSTMCell(2, 7).double()
 with torch.no_grad():
     _cell.bias_hh[7:14] += 2.0  # a large forget-gate bias
 _x, _h, _c = (torch.randn(3, n, dtype=torch.float64) for n in (2, 7, 7))
-_mine = lstm_step(_x, _h, _c, _cell)
+# only the four parameters (and the sizes): calling the cell itself is not possible here
+_params = SimpleNamespace(input_size=2, hidden_size=7, **{n: p.detach() for n, p in _cell.named_parameters()})
+_mine = lstm_step(_x, _h, _c, _params)
 _ref_h, _ref_c = _cell(_x, (_h, _c))
-assert torch.allclose(_mine[0], _ref_h, atol=1e-10), "h_next = o * tanh(c_next)"
-assert torch.allclose(_mine[1], _ref_c, atol=1e-10), "c_next = f * c + i * g"
+assert isinstance(_mine, tuple) and len(_mine) == 2, "return the pair (h_next, c_next)"
+assert matches(_mine[0], _ref_h.detach(), atol=1e-10, what="h_next"), "h_next = o * tanh(c_next)"
+assert matches(_mine[1], _ref_c.detach(), atol=1e-10, what="c_next"), "c_next = f * c + i * g"
 
 # %% [raw]
 # # END TESTS
@@ -151,13 +169,16 @@ assert torch.allclose(_a[0], _b[0], atol=1e-6), (
 # %%
 # HIDDEN
 _ = torch.manual_seed(1)
-_att = nn.MultiheadAttention(6, 3).eval()
-_ref = nn.MultiheadAttention(6, 3, batch_first=True).eval()
-_ = _ref.load_state_dict(_att.state_dict())
+# a module of the same kind whose forward is its own: a new module loaded from its weights differs
+_att = TemperedAttention(6, 3, temperature=0.5).eval()
 _h = torch.randn(5, 7, 6)
-_mine = fixed_context(_h, _att)
-assert isinstance(_mine, torch.Tensor) and torch.allclose(_mine, _ref(_h, _h, _h)[0], atol=1e-5), (
-    "differs from a batch_first attention with the same weights"
+with torch.no_grad():
+    _ref = torch.stack(
+        [_att(_h[b : b + 1].transpose(0, 1), *[_h[b : b + 1].transpose(0, 1)] * 2)[0][:, 0] for b in range(5)]
+    )
+    _mine = fixed_context(_h, _att)
+assert matches(_mine, _ref, atol=1e-5, what="the context"), (
+    "differs from attending over each sample's own steps"
 )
 
 # %% [raw]
@@ -273,9 +294,11 @@ assert isinstance(best_r2, float) and isinstance(beats_hist_mean, bool), "a numb
 _means = {n: p.mean(axis=0) for n, p in predictions.items()}
 _best = min(_means, key=lambda n: mse(y_test, _means[n]))
 assert best_return_model == _best, "average over seeds first, then pick the lowest test MSE"
-assert abs(best_r2 - r2_oos(y_test, _means[_best], hist_mean)) < 1e-9, "r2_oos(y, forecast, historical mean)"
+assert matches(best_r2, float(r2_oos(y_test, _means[_best], hist_mean)), atol=1e-9, what="best_r2"), (
+    "r2_oos(y, forecast, historical mean)"
+)
 _p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
-assert beats_hist_mean == bool(best_r2 > 0 and _p < 0.05), (
+assert matches(beats_hist_mean, bool(best_r2 > 0 and _p < 0.05), what="beats_hist_mean"), (
     "a win needs a positive R2_oos AND a significant DM test"
 )
 

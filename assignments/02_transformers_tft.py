@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.data.windows import make_task
+from course_lib.testing import matches
 
 torch.set_num_threads(1)
 QUANTILES = (0.1, 0.5, 0.9)
@@ -72,8 +73,10 @@ _ = torch.manual_seed(1)
 _q, _k, _v = torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4) * 3, torch.randn(2, 11, 4)
 for _window in (1, 4, 11):
     _band = torch.ones(11, 11, dtype=torch.bool).tril().triu(diagonal=1 - _window)
-    _out, _w = local_causal_attention(_q, _k, _v, _window)
-    assert torch.allclose(_out, F.scaled_dot_product_attention(_q, _k, _v, attn_mask=_band), atol=1e-5), (
+    _res = local_causal_attention(_q, _k, _v, _window)
+    assert isinstance(_res, tuple) and len(_res) == 2, "return the pair (output, weights)"
+    _ref = F.scaled_dot_product_attention(_q, _k, _v, attn_mask=_band)
+    assert matches(_res[0], _ref, atol=1e-5, what="the output"), (
         f"differs from PyTorch's attention with the banded mask, window {_window}: did you divide by sqrt(d)?"
     )
 
@@ -134,8 +137,12 @@ _x = torch.randn(4, 8, 3)
 _later = _x.clone()
 _later[:, 5:] += 2.0  # change only the steps after t = 4
 _w, _w_later = selection_weights(_x, _net), selection_weights(_later, _net)
-assert torch.allclose(_w[:, :5], _w_later[:, :5]), "the weights of a step depend on later steps"
-assert torch.allclose(_w, _net(_x).softmax(-1), atol=1e-6), "apply weight_net to each step's own inputs"
+with torch.no_grad():
+    _ref, _ref_later = _net(_x).softmax(-1), _net(_later).softmax(-1)
+assert matches(_w_later[:, :5], _ref_later[:, :5], atol=1e-6, what="the weights"), (
+    "the weights of a step depend on later steps"
+)
+assert matches(_w, _ref, atol=1e-6, what="the weights"), "apply weight_net to each step's own inputs"
 
 # %% [raw]
 # # END TESTS
@@ -184,7 +191,7 @@ assert np.allclose((_enc**2).sum(axis=1), 1), "each (sin, cos) pair lies on the 
 # HIDDEN
 _day = np.array([0, 1, 4, 6, 11, 30, 251])
 _ref = np.column_stack([f(2 * np.pi * _day / _p) for _p in (5, 21, 252) for f in (np.sin, np.cos)])
-assert np.allclose(cyclic_encoding(_day, (5, 21, 252)), _ref, atol=1e-9), (
+assert matches(cyclic_encoding(_day, (5, 21, 252)), _ref, atol=1e-9, what="the encoding"), (
     "columns sin, cos for each period in order"
 )
 
@@ -234,8 +241,8 @@ assert isinstance(worst_gap, float), "worst_gap is a single number"
 # %%
 # HIDDEN
 _hits = np.array([np.mean(y_test < quantile_forecast[:, j]) for j in range(3)])
-assert np.allclose(hit_rates, _hits), "hit_rates[j] = share of outcomes y < forecast quantile j"
-assert np.isclose(worst_gap, np.max(np.abs(_hits - np.array(QUANTILES)))), (
+assert matches(hit_rates, _hits, what="hit_rates"), "hit_rates[j] = share of outcomes y < forecast quantile j"
+assert matches(worst_gap, float(np.max(np.abs(_hits - np.array(QUANTILES)))), what="worst_gap"), (
     "worst_gap = max |hit rate - level|"
 )
 

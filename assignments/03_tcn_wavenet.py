@@ -17,6 +17,8 @@
 # %%
 import torch
 
+from course_lib.testing import matches
+
 torch.set_num_threads(1)
 
 # %% [markdown]
@@ -59,7 +61,7 @@ assert tcn_field_base(2, 3, 2) == 15, "with b = 2 this is the chapter's TCN: 1 +
 # HIDDEN
 for _k, _n, _b in [(1, 3, 3), (2, 4, 3), (3, 3, 4), (4, 2, 5), (5, 6, 1), (3, 1, 7)]:
     _want = 1 + 2 * (_k - 1) * sum(_b**_i for _i in range(_n))
-    assert tcn_field_base(_k, _n, _b) == _want, f"tcn_field_base({_k}, {_n}, {_b}) is wrong"
+    assert matches(tcn_field_base(_k, _n, _b), _want), f"tcn_field_base({_k}, {_n}, {_b}) is wrong"
 
 # %% [raw]
 # # END TESTS
@@ -98,8 +100,12 @@ assert field_100 >= 100, "this WaveNet does not see the whole window"
 
 # %%
 # HIDDEN
-assert layers_100 == 6, "with three blocks, 5 layers per block see 94 days: one more is needed, and enough"
-assert field_100 == 190, "field_100 does not follow the WaveNet formula 1 + B (2^n - 1)"
+assert matches(layers_100, 6, what="layers_100"), (
+    "with three blocks, 5 layers per block see 94 days: one more is needed, and enough"
+)
+assert matches(field_100, 190, what="field_100"), (
+    "field_100 does not follow the WaveNet formula 1 + B (2^n - 1)"
+)
 
 # %% [raw]
 # # END TESTS
@@ -188,7 +194,9 @@ assert isinstance(wasted_fraction, float) and 0 <= wasted_fraction <= 1, "a frac
 
 # %%
 # HIDDEN
-assert abs(wasted_fraction - 0.375) < 1e-9, "count the dilations of at least 20 in each of the three blocks"
+assert matches(wasted_fraction, 0.375, atol=1e-9, what="wasted_fraction"), (
+    "count the dilations of at least 20 in each of the three blocks"
+)
 
 # %% [raw]
 # # END TESTS

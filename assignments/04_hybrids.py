@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.testing import matches
+
 torch.set_num_threads(1)
 LOOKBACK = 20
 
@@ -64,7 +66,7 @@ for _L, _p, _k in [(5, 2, 2), (23, 2, 2), (60, 3, 2), (100, 3, 3), (31, 5, 1), (
     _z = torch.zeros(1, 1, _L)
     for _i in range(_k):
         _z = nn.MaxPool1d(_p)(_z)
-    assert pooled_steps(_L, _p, _k) == _z.shape[-1], f"pooled_steps({_L}, {_p}, {_k}) is wrong"
+    assert matches(pooled_steps(_L, _p, _k), _z.shape[-1]), f"pooled_steps({_L}, {_p}, {_k}) is wrong"
 
 # %% [raw]
 # # END TESTS
@@ -123,7 +125,7 @@ _ = torch.manual_seed(1)
 _e, _h = torch.randn(4, 7) * 3, torch.randn(4, 7, 2)
 _w = torch.exp(_e - _e.max(dim=1, keepdim=True).values)
 _ref = torch.einsum("bl,blh->bh", _w / _w.sum(dim=1, keepdim=True), _h)
-assert torch.allclose(attention_context(_e, _h), _ref, atol=1e-6), (
+assert matches(attention_context(_e, _h), _ref, atol=1e-6, what="the context"), (
     "differs from sum_i softmax(e)_i h_i per sample"
 )
 
@@ -176,7 +178,7 @@ _ = torch.manual_seed(1)
 _conv = nn.Conv1d(3, 5, 3)
 _x = torch.randn(2, 3, 10)
 _ref = F.conv1d(F.pad(_x, (2, 0)), _conv.weight, _conv.bias)
-assert torch.allclose(causal_conv(_x, _conv), _ref, atol=1e-6), (
+assert matches(causal_conv(_x, _conv), _ref.detach(), atol=1e-6, what="the output"), (
     "day t must use days t-2, t-1 and t, in that order"
 )
 
@@ -222,9 +224,9 @@ assert isinstance(recent_share, float) and 0 <= recent_share <= 1, "a share of w
 
 # %%
 # HIDDEN
-assert abs(recent_share - attention_weights[:, -5:].sum(1).mean()) < 1e-9, (
-    "take the last 5 columns (the most recent days), sum them per window, then average"
-)
+assert matches(
+    recent_share, float(attention_weights[:, -5:].sum(1).mean()), atol=1e-9, what="recent_share"
+), "take the last 5 columns (the most recent days), sum them per window, then average"
 
 # %% [raw]
 # # END TESTS

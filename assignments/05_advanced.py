@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 from course_lib.data.windows import make_task
+from course_lib.testing import matches
 
 torch.set_num_threads(1)
 
@@ -98,7 +99,7 @@ for _ in range(3):
     _g = torch.autograd.grad(torch.mean((_out - _y) ** 2), list(_w.values()))
     _ref = {n: (p - 0.05 * g).detach() for (n, p), g in zip(_w.items(), _g, strict=True)}
 assert set(_fast) == {"2.weight", "2.bias"}, "one fast weight per head parameter, none for the body"
-assert all(torch.allclose(_fast[n].detach(), _ref[n], atol=1e-10) for n in _ref), (
+assert all(matches(_fast[n], _ref[n], atol=1e-10, what=f"the fast weight {n}") for n in _ref), (
     "steps must use the fast weights"
 )
 
@@ -230,11 +231,13 @@ _k = _g.choice(
     40, size=(200_000, 6), p=mc_weights
 )  # draw from the mixture: a pass by weight, then its Normal
 _draws = _g.normal(np.take_along_axis(mc_means, _k, 0), np.sqrt(np.take_along_axis(mc_vars, _k, 0)))
-assert np.allclose(total_var, _draws.var(axis=0), rtol=0.03), (
+assert matches(total_var, _draws.var(axis=0), rtol=0.03, what="total_var"), (
     "total_var is not the variance of the weighted mixture"
 )
 _epi = np.cov(mc_means, rowvar=False, aweights=mc_weights, bias=True).diagonal()
-assert abs(epistemic_share - _epi.mean() / total_var.mean()) < 1e-9, "mean (weighted) epistemic / mean total"
+assert matches(epistemic_share, float(_epi.mean() / total_var.mean()), atol=1e-9, what="epistemic_share"), (
+    "mean (weighted) epistemic / mean total"
+)
 
 # %% [raw]
 # # END TESTS
@@ -285,7 +288,9 @@ assert isinstance(coverage_90, float) and 0 <= coverage_90 <= 1, "a coverage is 
 # %%
 # HIDDEN
 _z = (y_test - pred_mean) / np.sqrt(pred_var)
-assert abs(coverage_90 - np.mean(np.abs(_z) <= 1.6449)) < 2e-3, "use the central interval mean ± 1.645 sd"
+assert matches(coverage_90, float(np.mean(np.abs(_z) <= 1.6449)), atol=2e-3, what="coverage_90"), (
+    "use the central interval mean ± 1.645 sd"
+)
 
 # %% [raw]
 # # END TESTS

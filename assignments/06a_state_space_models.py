@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from course_lib.testing import matches
+
 torch.set_num_threads(1)
 
 # %% [markdown]
@@ -63,8 +65,7 @@ for _a, _b, _c, _n in [(0.5, 2.0, 3.0, 6), (-0.8, 0.1, -1.5, 9), (0.999, 0.01, 2
     for _l in range(_n):  # impulse response of the recurrence
         _h = _a * _h + _b * (1.0 if _l == 0 else 0.0)
         _resp.append(_c * _h)
-    _got = scalar_kernel(_a, _b, _c, _n)
-    assert len(_got) == _n and all(abs(g - r) < 1e-10 for g, r in zip(_got, _resp, strict=True)), (
+    assert matches(scalar_kernel(_a, _b, _c, _n), _resp, atol=1e-10, what="the kernel"), (
         "not the impulse response"
     )
 
@@ -128,7 +129,7 @@ for _a in [
         ],
         dtype=torch.float64,
     )
-    assert torch.allclose(scan(_a, _b), _expected, atol=1e-9), (
+    assert matches(scan(_a, _b), _expected, atol=1e-9, what="the states"), (
         "the states do not follow h_t = a_t h_{t-1} + b_t"
     )
 
@@ -268,9 +269,11 @@ assert set(mamba_widths(32, 16, 2)) == {"d_inner", "dt_rank", "x_proj_out"}, "th
 
 # %%
 # HIDDEN
-assert mamba_widths(32, 16, 2) == {"d_inner": 64, "dt_rank": 2, "x_proj_out": 34}, "d_model=32, d_state=16"
-assert mamba_widths(17, 4, 1) == {"d_inner": 17, "dt_rank": 2, "x_proj_out": 10}, "dt_rank rounds up"
-assert mamba_widths(8, 8, 3) == {"d_inner": 24, "dt_rank": 1, "x_proj_out": 17}, "d_model=8"
+assert matches(mamba_widths(32, 16, 2), {"d_inner": 64, "dt_rank": 2, "x_proj_out": 34}), (
+    "d_model=32, d_state=16"
+)
+assert matches(mamba_widths(17, 4, 1), {"d_inner": 17, "dt_rank": 2, "x_proj_out": 10}), "dt_rank rounds up"
+assert matches(mamba_widths(8, 8, 3), {"d_inner": 24, "dt_rank": 1, "x_proj_out": 17}), "d_model=8"
 
 # %% [raw]
 # # END TESTS

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from course_lib.testing import matches
+
 torch.set_num_threads(1)
 
 # Exercise 5's data: a log-volatility series y_t = m + phi (y_{t-1} - m) + s_t eps_t whose shocks grow
@@ -93,7 +95,9 @@ _y, _m = (
 _s = 0.2 + 2 * torch.rand(40, generator=_g, dtype=torch.float64)
 _d = 2.5 + 20 * torch.rand(40, generator=_g, dtype=torch.float64)
 _ref = -torch.distributions.StudentT(_d, _m, _s).log_prob(_y).mean()
-assert torch.allclose(t_nll(_y, _m, _s, _d), _ref, atol=1e-10), "does not match the Student-t log density"
+assert matches(t_nll(_y, _m, _s, _d), _ref, atol=1e-10, what="the loss"), (
+    "does not match the Student-t log density"
+)
 
 # %% [raw]
 # # END TESTS
@@ -184,9 +188,10 @@ assert abs(_med - 3.0) < 1e-12 and abs(_iqr - 2.0) < 1e-12, "median 3 and IQR 2 
 _x = np.random.default_rng(1).standard_normal(50)
 _spiky = _x.copy()
 _spiky[10] = 1e6
-_scaled, _med, _iqr = robust_scale(_x)
-assert np.allclose(np.median(_scaled), 0.0) and np.isclose(
-    np.subtract(*np.quantile(_scaled, [0.75, 0.25])), 1.0
+_q25, _q50, _q75 = np.quantile(_x, [0.25, 0.5, 0.75])
+_scaled, _med, _iqr = _res = robust_scale(_x)
+assert matches(_res, ((_x - _q50) / (_q75 - _q25), _q50, _q75 - _q25), what="(scaled, median, iqr)"), (
+    "scaled = (x - median) / iqr, with np.quantile's default interpolation"
 )
 _s2, _m2, _i2 = robust_scale(_spiky)
 assert abs(_m2 - _med) < 0.2 and abs(_i2 / _iqr - 1) < 0.2, "one spike must barely move a robust scaler"
@@ -232,7 +237,7 @@ from course_lib.models.foundation import lag_features
 
 for _L, _lags in [(5, [1, 2, 3]), (10, [1, 5, 22]), (30, [1, 2, 3, 5, 10, 22]), (3, [4, 8])]:
     _, _mask = lag_features(torch.zeros(1, _L, 1), _lags)
-    assert n_valid(_L, _lags) == int(_mask.sum()), f"n_valid({_L}, {_lags}) is wrong"
+    assert matches(n_valid(_L, _lags), int(_mask.sum())), f"n_valid({_L}, {_lags}) is wrong"
 
 # %% [raw]
 # # END TESTS

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from course_lib.testing import matches
+
 torch.set_num_threads(1)
 
 # %% [raw]
@@ -115,10 +117,10 @@ for _p, _q in [(0.05, 0.8), (0.2, 0.5), (0.3, 0.9)]:
     _P = np.array([[1 - _p, _p], [1 - _q, _q]])  # rows: from observed, from missing
     _w, _v = np.linalg.eig(_P.T)
     _pi = np.real(_v[:, np.argmin(abs(_w - 1))])
-    assert abs(missing_share(_p, _q) - _pi[1] / _pi.sum()) < 1e-9, (
+    assert matches(missing_share(_p, _q), float(_pi[1] / _pi.sum()), atol=1e-9), (
         f"missing_share({_p}, {_q}) is not stationary"
     )
-    assert abs(mean_gap(_q) - sum(k * (1 - _q) * _q ** (k - 1) for k in range(1, 2000))) < 1e-6, (
+    assert matches(mean_gap(_q), sum(k * (1 - _q) * _q ** (k - 1) for k in range(1, 2000)), atol=1e-6), (
         "mean_gap is wrong"
     )
 

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from course_lib.testing import matches
+
 # %% [markdown]
 # Split conformal with $n$ calibration scores and miscoverage $\alpha$ uses $\hat q = S_{(k)}$, the $k$-th
 # smallest score, with $k = \lceil (n+1)(1-\alpha) \rceil$, and the infinite interval when $k > n$. With
@@ -64,7 +66,9 @@ for _n, _alpha, _expected in [
     (50, 0.2, 41 / 51),
     (9, 0.7, 0.3),
 ]:
-    assert abs(exact_coverage(_n, _alpha) - _expected) < 1e-12, f"exact_coverage({_n}, {_alpha}) is wrong"
+    assert matches(exact_coverage(_n, _alpha), _expected, atol=1e-12), (
+        f"exact_coverage({_n}, {_alpha}) is wrong"
+    )
 
 # %% [raw]
 # # END TESTS
@@ -103,7 +107,7 @@ assert min_calibration_size(0.1) == 9, "at alpha = 0.1, 8 points give the infini
 # %%
 # HIDDEN
 for _alpha, _n in [(0.05, 19), (0.2, 4), (0.03, 33), (0.5, 1), (0.01, 99)]:
-    assert min_calibration_size(_alpha) == _n, f"min_calibration_size({_alpha}) is wrong"
+    assert matches(min_calibration_size(_alpha), _n), f"min_calibration_size({_alpha}) is wrong"
 
 # %% [raw]
 # # END TESTS
@@ -150,15 +154,19 @@ assert abs(aci_update(0.1, 0.1, 0.01, True) - 0.101) < 1e-12, "a hit raises the 
 
 # %%
 # HIDDEN
-assert abs(aci_update(0.1, 0.1, 0.01, False) - 0.091) < 1e-12, (
+assert matches(aci_update(0.1, 0.1, 0.01, False), 0.091, atol=1e-12), (
     "a miss lowers the level by gamma * (1 - alpha)"
 )
-assert abs(aci_update(0.005, 0.1, 0.01, False) - (-0.004)) < 1e-12, "the level must be free to go below 0"
-assert abs(aci_update(0.6, 0.1, 0.05, True) - 0.605) < 1e-12, "the level must be free to exceed 0.5"
+assert matches(aci_update(0.005, 0.1, 0.01, False), -0.004, atol=1e-12), (
+    "the level must be free to go below 0"
+)
+assert matches(aci_update(0.6, 0.1, 0.05, True), 0.605, atol=1e-12), "the level must be free to exceed 0.5"
 _a = 0.1
 for _ in range(30):
     _a = aci_update(_a, 0.1, 0.01, False)
-assert abs(_a - (0.1 - 30 * 0.009)) < 1e-9, "30 misses in a row lower the level by 30 * gamma * (1 - alpha)"
+assert matches(_a, 0.1 - 30 * 0.009, atol=1e-9), (
+    "30 misses in a row lower the level by 30 * gamma * (1 - alpha)"
+)
 
 # %% [raw]
 # # END TESTS
@@ -215,13 +223,13 @@ for _alpha in (0.1, 0.05, 0.3):
     _ref = ConformalPredictor(_alpha, "normalized").calibrate(_y[:200], _mu[:200], _sig[:200])
     _ref_lower, _ref_upper = _ref.predict_interval(_mu[200:], _sig[200:])
     _lower, _upper = normalized_interval(_y[:200], _mu[:200], _sig[:200], _mu[200:], _sig[200:], _alpha)
-    assert np.allclose(_lower, _ref_lower) and np.allclose(_upper, _ref_upper), (
+    assert matches(_lower, _ref_lower, what="lower") and matches(_upper, _ref_upper, what="upper"), (
         f"wrong interval at alpha = {_alpha}"
     )
 _lower, _upper = normalized_interval(_y[:5], _mu[:5], _sig[:5], _mu[:3], _sig[:3], 0.1)
-assert np.all(np.isinf(_lower)) and np.all(np.isinf(_upper)), (
-    "5 calibration points at alpha = 0.1: infinite interval"
-)
+assert matches(_lower, np.full(3, -np.inf), what="lower") and matches(
+    _upper, np.full(3, np.inf), what="upper"
+), "5 calibration points at alpha = 0.1: infinite interval"
 
 # %% [raw]
 # # END TESTS

@@ -18,6 +18,8 @@
 import numpy as np
 from scipy import stats
 
+from course_lib.testing import matches
+
 # %% [raw]
 # # BEGIN QUESTION
 # name: q1
@@ -65,10 +67,14 @@ assert np.allclose(_mean, [2.0, 20.0]), "the 2003 row must not enter the scaler 
 _rng = np.random.default_rng(7)
 _values = _rng.normal(size=(60, 3))
 _years = np.repeat(np.arange(2000, 2006), 10)
-_mean, _std = fit_block_scaler(_values, _years, 2004)
-assert np.allclose(_mean, _values[:40].mean(axis=0)) and np.allclose(_std, _values[:40].std(axis=0))
-_mean, _std = fit_block_scaler(_values, _years, 2001)
-assert np.allclose(_mean, _values[:10].mean(axis=0)), "only 2000 is known before 2001"
+_ref = (_values[:40].mean(axis=0), _values[:40].std(axis=0))
+assert matches(fit_block_scaler(_values, _years, 2004), _ref, what="(mean, std)"), (
+    "the years before 2004 only"
+)
+_ref = (_values[:10].mean(axis=0), _values[:10].std(axis=0))
+assert matches(fit_block_scaler(_values, _years, 2001), _ref, what="(mean, std)"), (
+    "only 2000 is known before 2001"
+)
 
 # %% [raw]
 # # END TESTS
@@ -116,8 +122,12 @@ assert abs(ks_statistic([1.0, 2.0, 3.0, 4.0], [3.5, 4.5, 5.5, 6.5]) - 0.75) < 1e
 _rng = np.random.default_rng(3)
 for _n, _m, _shift in [(50, 80, 0.0), (200, 30, 0.7), (15, 15, 2.0)]:
     _a, _b = _rng.normal(size=_n), _rng.normal(_shift, 1.0, size=_m)
-    assert abs(ks_statistic(_a, _b) - stats.ks_2samp(_a, _b).statistic) < 1e-12, (_n, _m, _shift)
-assert abs(ks_statistic([0.0, 0.0, 1.0], [0.0, 1.0, 1.0]) - 1 / 3) < 1e-12, "ties"
+    assert matches(ks_statistic(_a, _b), float(stats.ks_2samp(_a, _b).statistic), atol=1e-12), (
+        _n,
+        _m,
+        _shift,
+    )
+assert matches(ks_statistic([0.0, 0.0, 1.0], [0.0, 1.0, 1.0]), 1 / 3, atol=1e-12), "ties"
 
 # %% [raw]
 # # END TESTS

@@ -24,6 +24,7 @@ import torch
 
 from course_lib import capstone as cap
 from course_lib.evaluation import level_shift, loss_series
+from course_lib.testing import matches
 
 torch.set_num_threads(1)
 task = cap.capstone_task()
@@ -93,6 +94,9 @@ _Z = np.column_stack([np.ones(len(task.train)), task.train.X[:, -1, :].astype(np
 _b, *_ = np.linalg.lstsq(_Z, task.train.y.astype(np.float64), rcond=None)
 _Zt = np.column_stack([np.ones(len(task.test)), task.test.X[:, -1, :].astype(np.float64)])
 _Zv = np.column_stack([np.ones(len(task.val)), task.val.X[:, -1, :].astype(np.float64)])
+assert isinstance(_f, dict) and all(
+    np.shape(_f[s]) in ((len(task.split(s)),), (len(task.split(s)), 1)) for s in ("val", "test")
+), "one forecast per day of each split"
 assert np.allclose(np.asarray(_f["test"]).reshape(-1, 1), _Zt @ _b, atol=1e-4), (
     "the test forecasts are not those of a regression fitted on the training split only"
 )
@@ -134,7 +138,7 @@ assert "colleague" in board.index and "har" in board.index, "the table needs the
 # %%
 # HIDDEN
 _q = loss_series(task.test.y[:, 0], colleague["test"][:, 0], "qlike").mean()
-assert abs(board.loc["colleague", "QLIKE"] - _q) < 1e-6, (
+assert matches(float(board.loc["colleague", "QLIKE"]), float(_q), atol=1e-6), (
     "the row 'colleague' does not hold the test forecasts"
 )
 assert {"ewma", "garch", "log_har", "random_walk"} <= set(board.index), "use cap.evaluate_submission"
@@ -177,11 +181,13 @@ assert isinstance(colleague_shift, float) and isinstance(colleague_qlike_lc, flo
 # %%
 # HIDDEN
 _s = float(level_shift(task.val.y, colleague["val"])[0])
-assert abs(colleague_shift - _s) < 1e-6, (
+assert matches(colleague_shift, _s, atol=1e-6, what="colleague_shift"), (
     "the shift is learnt on the validation split (never on the test years)"
 )
 _lc = loss_series(task.test.y[:, 0], colleague["test"][:, 0] + _s, "qlike").mean()
-assert abs(colleague_qlike_lc - _lc) < 1e-6, "recompute QLIKE on the corrected test forecasts"
+assert matches(colleague_qlike_lc, float(_lc), atol=1e-6, what="colleague_qlike_lc"), (
+    "recompute QLIKE on the corrected test forecasts"
+)
 
 # %% [raw]
 # # END TESTS

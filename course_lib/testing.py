@@ -130,3 +130,77 @@ def source_module_scan(u, delta, A, B, C):
         h = dA[:, t] * h + dB[:, t] * u[:, t].unsqueeze(-1)
         ys.append((h * C[:, t].unsqueeze(1)).sum(-1))
     return torch.stack(ys, dim=1)
+
+
+def _layout(x) -> str:
+    """What a value is, for a test's message: type, shape and dtype (never its numbers)."""
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if type(x).__module__ == "numpy" and hasattr(x, "shape"):
+        return f"a NumPy {type(x).__name__} of shape {x.shape} and dtype {x.dtype}"
+    if isinstance(x, list | tuple | dict):
+        return f"a {type(x).__name__} of {len(x)} items"
+    return f"a {type(x).__name__}"
+
+
+def matches(mine, ref, *, atol: float = 1e-8, rtol: float = 1e-5, what: str = "the answer") -> bool:
+    """Whether ``mine`` equals ``ref`` within ``|mine - ref| <= atol + rtol |ref|`` (NumPy's ``allclose``
+    and its default tolerances; integers, bools and strings exactly), checked in this order:
+
+    1. the kind: a tensor for a tensor, a NumPy array for an array, a number (not a bool, not an array)
+       for a number, a bool for a bool, a string for a string, and for lists, tuples and dicts the same
+       container with as many items (the items are then compared one by one);
+    2. the shape and dtype of arrays and tensors, exactly;
+    3. the values (NaN equals NaN).
+
+    A wrong kind, shape or dtype raises ``AssertionError`` naming ``what`` and describing ``mine`` only
+    (never ``ref``); wrong values return ``False``, so that ``assert matches(...), "hint"`` shows the
+    test's own hint. ``torch.allclose`` alone would accept an empty answer of shape ``(0, *ref.shape)``
+    (it broadcasts), and ``abs(x - ref) < tol`` a scalar wrapped in an array.
+    """
+    import numpy as np
+
+    def wrong() -> AssertionError:
+        return AssertionError(f"{what} has the wrong type, shape or dtype: it is {_layout(mine)}")
+
+    if isinstance(ref, torch.Tensor | np.ndarray):
+        kind = torch.Tensor if isinstance(ref, torch.Tensor) else np.ndarray
+        if not isinstance(mine, kind) or tuple(mine.shape) != tuple(ref.shape) or mine.dtype != ref.dtype:
+            raise wrong()
+        if kind is torch.Tensor:
+            if not (ref.is_floating_point() or ref.is_complex()):
+                return bool(torch.equal(mine, ref))
+            return bool(torch.allclose(mine.detach(), ref.detach(), atol=atol, rtol=rtol, equal_nan=True))
+        if ref.dtype.kind in "biufc":
+            return bool(np.allclose(mine, ref, atol=atol, rtol=rtol, equal_nan=ref.dtype.kind in "fc"))
+        return bool(np.array_equal(mine, ref))
+    if isinstance(ref, bool | np.bool_):
+        if not isinstance(mine, bool | np.bool_):
+            raise wrong()
+        return bool(mine) == bool(ref)
+    if isinstance(ref, int | float | complex | np.number):
+        if isinstance(mine, bool | np.bool_) or not isinstance(mine, int | float | complex | np.number):
+            raise wrong()
+        if mine == ref or (mine != mine and ref != ref):  # equal (infinities too), or both NaN
+            return True
+        return bool(abs(mine - ref) <= atol + rtol * abs(ref))
+    if isinstance(ref, str):
+        if not isinstance(mine, str):
+            raise wrong()
+        return mine == ref
+    if isinstance(ref, list | tuple):
+        if (
+            not isinstance(mine, list | tuple)
+            or isinstance(mine, list) != isinstance(ref, list)
+            or len(mine) != len(ref)
+        ):
+            raise wrong()
+        return all(
+            matches(m, r, atol=atol, rtol=rtol, what=f"{what}[{i}]")
+            for i, (m, r) in enumerate(zip(mine, ref, strict=True))
+        )
+    if isinstance(ref, dict):
+        if not isinstance(mine, dict) or set(mine) != set(ref):
+            raise wrong()
+        return all(matches(mine[k], ref[k], atol=atol, rtol=rtol, what=f"{what}[{k!r}]") for k in ref)
+    return mine == ref

@@ -62,18 +62,20 @@ def verify(dist: Path, jobs: int, timeout: float, log=print, sandboxes=None) -> 
 
 
 def _verify_one(folder, bundle, sandboxes, jobs, timeout, log, grade_folder):
-    from .driver import check_values
+    from .driver import TestHost, check_values
 
     solutions = (folder / "autograder" / f"{folder.name}.ipynb").read_bytes()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, TestHost(bundle) as host:
         subs = Path(tmp)
         (subs / "solutions.ipynb").write_bytes(solutions)
         (subs / "student_version.ipynb").write_bytes(
             (folder / "student" / f"{folder.name}.ipynb").read_bytes()
         )
-        reports = grade_folder(bundle, subs, None, timeout, jobs, log=lambda *a: None, sandboxes=sandboxes)
+        reports = grade_folder(
+            bundle, subs, None, timeout, jobs, log=lambda *a: None, sandboxes=sandboxes, host=host
+        )
+        mutants = check_values(bundle, solutions, sandboxes, host=host, timeout=timeout)
     reports = {r.student: r for r in reports}
-    mutants = check_values(bundle, solutions, sandboxes, timeout=timeout)
     unchecked = {f"{q}.{a}": s for q, scores in mutants.items() for a, s in scores.items() if s > 0}
     reports["values"] = unchecked  # answer -> marks a wrong value of the right type still gets
     sol, stu = reports["solutions"], reports["student_version"]

@@ -29,7 +29,7 @@ driver. ``runner.py`` and ``codec.py`` are copied into each sandbox.
 import concurrent.futures
 import contextlib
 import os
-import tempfile
+import re
 import threading
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from pathlib import Path
 from .records import (
     CALL_SECONDS,
     FILE_BYTES,
+    SANDBOX_PROCESSES,
     UNSAFE,
     Bundle,
     QuestionResult,
@@ -47,8 +48,9 @@ from .records import (
 )
 from .reports import feedback_text, write_outputs
 from .sandbox import Channel, Sandboxes, _rmtree, find_bwrap
-from .scoring import perturb, run_setup, score_question
+from .scoring import MUTANTS, mutant, perturb, run_setup, score_question
 from .submissions import find_submissions, parse_notebook, plan_steps
+from .testhost import TestHost
 
 # The driver-level API in one place: what ``grader.grade`` (now an alias of this module, for one
 # release) offered and callers used, besides this module's own functions.
@@ -62,12 +64,14 @@ __all__ = [
     "SandboxUnavailable",
     "Sandboxes",
     "Submission",
+    "TestHost",
     "check_values",
     "feedback_text",
     "find_bwrap",
     "find_submissions",
     "grade_folder",
     "grade_one",
+    "mutant",
     "parse_notebook",
     "perturb",
     "plan_steps",
@@ -79,20 +83,53 @@ __all__ = [
 ]
 
 
+TYPE_NAME = re.compile(r"[A-Za-z_][\w.]{0,79}")
+
+
+def _nproc_limit(sandboxes: Sandboxes) -> int | None:
+    """RLIMIT_NPROC for the runner where no cgroup counts processes: from Linux 5.14 a sandbox's own
+    user namespace counts only its processes (root is exempt from the limit anyway)."""
+    if sandboxes.unsandboxed or sandboxes.cgroups.parents or os.geteuid() == 0:
+        return None
+    with contextlib.suppress(ValueError):
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        if (major, minor) >= (5, 14):
+            return SANDBOX_PROCESSES
+    return None
+
+
+def _cell_error(message: dict, cell, withheld: bool) -> str:
+    """A cell's error for notes and feedback: the type (checked to be a name), then the message the
+    notebook supplied, quoted as such, or withheld once the tests have called its functions."""
+    kind = str(message.get("type"))
+    kind = kind if TYPE_NAME.fullmatch(kind) else "an error"
+    if withheld:
+        return (
+            f"cell {cell} raised {kind} (its message is not shown once the tests have called your functions)"
+        )
+    text = " ".join(str(message.get("message", "")).split())[:200].replace("`", "'")
+    return f"cell {cell} raised {kind}" + (f" (message from the notebook: `{text}`)" if text else "")
+
+
 def run_sandbox(
     sub: Submission,
     steps: list[dict],
     bundle: Bundle,
-    setup_ns: dict,
+    host: TestHost,
     sandboxes: Sandboxes,
     timeout: float,
     mutants: dict | None = None,
 ) -> SandboxRun:
-    """Run one submission in a fresh sandbox; score function answers live, keep the last data answers."""
+    """Run one submission in a fresh sandbox; score function answers live, keep the last data answers.
+
+    Cell numbers come from the plan: the runner must report the steps in order (anything else is a
+    forged message and ends the run); a cell's error is recorded once, for the cell that is running.
+    """
     run = SandboxRun()
-    tmp = Path(tempfile.mkdtemp(prefix="grade-sub-"))
+    tmp = sandboxes.workdir()
     questions = {q["name"]: q for q in bundle.questions}
-    proc = None
+    order = [step["cell"] for step in steps] + ["end"]
+    proc, tested = None, False
     try:
         home = tmp / "home"
         home.mkdir()
@@ -109,16 +146,25 @@ def run_sandbox(
                     "cpu_seconds": max(1, int(timeout) + 1),
                     "memory_bytes": sandboxes.memory_bytes,
                     "file_bytes": FILE_BYTES,
+                    "processes": _nproc_limit(sandboxes),
                     "call_seconds": CALL_SECONDS,
                 }
             )
-            finished = False
+            finished, position, errored = False, 0, set()
             while (message := channel.receive()) is not None:
                 kind = message.get("kind")
                 if kind == "cell":
-                    run.stopped_at = message.get("cell")
-                elif kind == "error" and len(run.errors) < 50:
-                    run.errors.append({"cell": message.get("cell"), "error": str(message.get("error"))[:400]})
+                    if position >= len(order) or message.get("cell") != order[position]:
+                        channel.broken = (
+                            "the notebook wrote into the grader's channel (a message out of order)"
+                        )
+                        break
+                    run.stopped_at, position = order[position], position + 1
+                elif kind == "error" and run.stopped_at != "end" and run.stopped_at not in errored:
+                    errored.add(run.stopped_at)
+                    run.errors.append(
+                        {"cell": run.stopped_at, "error": _cell_error(message, run.stopped_at, tested)}
+                    )
                 elif kind == "answers" and message.get("question") in questions:
                     q = questions[message["question"]]
                     values = message.get("values")
@@ -126,16 +172,22 @@ def run_sandbox(
                         continue
                     run.answers[q["name"]] = values
                     if any(isinstance(v, dict) and v.get("__function__") is True for v in values.values()):
-                        result = score_question(q, setup_ns, values, channel=channel)
+                        tested = True
+                        result = host.score(q, values, channel=channel)
                         if mutants is not None:
                             mutants[q["name"]] = {
-                                name: score_question(q, setup_ns, values, channel=channel, mutate=name).score
+                                (name, kind): host.score(
+                                    q, values, channel=channel, mutate=name, mutation=kind
+                                )
                                 for name in q["answers"]
+                                for kind in MUTANTS
                             }
                         if (
                             not channel.ended or q["name"] not in run.scored
                         ):  # a run cut short keeps its last score
                             run.scored[q["name"]] = result
+                        if channel.broken:
+                            break
                         channel.send({"done": True})
                 elif kind == "finished":
                     finished = True
@@ -158,7 +210,7 @@ def run_sandbox(
             run.problem = f"time limit of {timeout:g} s reached {where}"
         elif not finished:
             run.problem = f"the notebook's process stopped {where}"
-            if run.stopped_at is None:
+            if run.stopped_at is None:  # no cell had started: the sandbox's own message, no student text
                 err = (tmp / "stderr.txt").read_text(errors="replace")[-500:].strip()
                 run.problem = f"the sandbox did not start ({err or 'no message'})"
     finally:
@@ -168,16 +220,18 @@ def run_sandbox(
     return run
 
 
-def start_sandboxes(bundles: list[Bundle] | None = None, unsandboxed: bool = False) -> Sandboxes:
-    """The sandbox factory for one or more batches; close it with ``.close()``."""
+def start_sandboxes(
+    bundles: list[Bundle] | None = None, unsandboxed: bool = False, tmp: Path | None = None
+) -> Sandboxes:
+    """The sandbox factory for one or more batches (its files under ``tmp``); close it with ``.close()``."""
     os.environ.setdefault("COURSE_OFFLINE", "1")  # the master's setup must see the data the sandboxes see
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return Sandboxes(unsandboxed=unsandboxed)
+    return Sandboxes(unsandboxed=unsandboxed, tmp=tmp)
 
 
 def grade_one(
-    sub: Submission, bundle: Bundle, setup_ns: dict, sandboxes: Sandboxes, timeout: float
+    sub: Submission, bundle: Bundle, host: TestHost, sandboxes: Sandboxes, timeout: float
 ) -> Report:
     if sub.problem is None:
         try:
@@ -189,15 +243,19 @@ def grade_one(
             QuestionResult(q["name"], 0.0, float(q["points"]), reason=sub.problem) for q in bundle.questions
         ]
         return Report(sub.student, results, [sub.problem], 0.0, sub.rel, sub.feedback, graded=False)
-    run = run_sandbox(sub, steps, bundle, setup_ns, sandboxes, timeout)
-    results = [
-        run.scored.get(q["name"]) or score_question(q, setup_ns, run.answers.get(q["name"]), run=run)
-        for q in bundle.questions
-    ]
-    problems = [f"cell {e['cell']} raised {e['error']}" for e in run.errors]
+    run = run_sandbox(sub, steps, bundle, host, sandboxes, timeout)
+    results = [run.scored.get(q["name"]) or _score_data(q, host, run) for q in bundle.questions]
+    problems = [e["error"] for e in run.errors]
     if run.problem:
         problems.append(run.problem)
     return Report(sub.student, results, problems, run.seconds, sub.rel, sub.feedback, cpu=run.cpu)
+
+
+def _score_data(q: dict, host: TestHost, run: SandboxRun, **mutation) -> QuestionResult:
+    values = run.answers.get(q["name"])
+    if values is None:  # nothing to test: the reason needs no child process
+        return score_question(q, {}, None, run=run)
+    return host.score(q, values, problem=run.problem, **mutation)
 
 
 def grade_folder(
@@ -209,22 +267,25 @@ def grade_folder(
     log=print,
     sandboxes: Sandboxes | None = None,
     unsandboxed: bool = False,
+    host: TestHost | None = None,
 ) -> list[Report]:
     """Grade every submission in ``folder``; write ``grades/gradebook.csv`` and ``grades/feedback/*.md``."""
     own = sandboxes is None
     sandboxes = sandboxes or start_sandboxes([bundle], unsandboxed=unsandboxed)
+    own_host = host is None
     say = (
         (lambda text: log("\n".join(UNSAFE + line for line in str(text).splitlines())))
         if sandboxes.unsandboxed
         else log
     )
     try:
+        say(f"sandbox: {sandboxes.budget}")
         subs = find_submissions(folder, log=say)
-        setup_ns = run_setup(bundle)
+        host = host or TestHost(bundle)
 
         def job(sub: Submission) -> Report:
             try:
-                return grade_one(sub, bundle, setup_ns, sandboxes, timeout)
+                return grade_one(sub, bundle, host, sandboxes, timeout)
             except Exception as err:  # the grader's own failure on one submission never stops the batch
                 why = f"not graded: the grader failed on this submission ({type(err).__name__}: {str(err)[:200]})"
                 results = [
@@ -242,6 +303,8 @@ def grade_folder(
                     + (f"   {rep.problems[-1]}" if rep.problems else "")
                 )
     finally:
+        if own_host and host is not None:
+            host.close()
         if own:
             sandboxes.close()
     graded = sum(r.graded for r in reports)
@@ -256,24 +319,36 @@ def grade_folder(
 
 
 def check_values(
-    bundle: Bundle, raw: bytes, sandboxes: Sandboxes, setup_ns: dict | None = None, timeout: float = 60.0
+    bundle: Bundle, raw: bytes, sandboxes: Sandboxes, host: TestHost | None = None, timeout: float = 60.0
 ) -> dict[str, dict[str, float]]:
-    """Grade the solutions with one answer at a time perturbed (same type and shape, other numbers).
+    """Grade the solutions with one answer at a time replaced by a wrong one (:data:`MUTANTS`: other
+    numbers in the same type and shape, or the same numbers in a shape that still broadcasts).
 
-    Returns question -> answer -> the score it still got: anything above zero means the tests that
-    carry that question's marks do not check that answer's value. Helpers (``_name``) are skipped.
+    Returns question -> ``answer`` (other numbers) or ``answer/mutant`` -> the score it still got:
+    anything above zero means the tests that carry that question's marks let that wrong answer
+    through. Helpers (``_name``) are skipped.
     """
-    setup_ns = setup_ns if setup_ns is not None else run_setup(bundle)
-    mutants: dict = {}
-    sub = Submission("solutions", "solutions.ipynb", raw)
-    run = run_sandbox(
-        sub, plan_steps(parse_notebook(raw)), bundle, setup_ns, sandboxes, timeout, mutants=mutants
-    )
-    for q in bundle.questions:
-        if q["name"] not in mutants:
-            mutants[q["name"]] = {
-                n: score_question(q, setup_ns, run.answers.get(q["name"]), run=run, mutate=n).score
-                for n in q["answers"]
+    own = host is None
+    host = host or TestHost(bundle)
+    try:
+        mutants: dict = {}
+        sub = Submission("solutions", "solutions.ipynb", raw)
+        run = run_sandbox(
+            sub, plan_steps(parse_notebook(raw)), bundle, host, sandboxes, timeout, mutants=mutants
+        )
+        for q in bundle.questions:
+            if q["name"] not in mutants:
+                mutants[q["name"]] = {
+                    (n, kind): _score_data(q, host, run, mutate=n, mutation=kind)
+                    for n in q["answers"]
+                    for kind in MUTANTS
+                }
+            mutants[q["name"]] = {  # a mutant that is the answer itself (a string's shape) proves nothing
+                (n if kind == "values" else f"{n}/{kind}"): r.score
+                for (n, kind), r in mutants[q["name"]].items()
+                if not n.startswith("_") and (r.mutated or kind == "values")
             }
-        mutants[q["name"]] = {n: s for n, s in mutants[q["name"]].items() if not n.startswith("_")}
+    finally:
+        if own:
+            host.close()
     return mutants

@@ -13,8 +13,17 @@ MAX_NOTEBOOK_BYTES = 20_000_000
 MAX_FRAME_BYTES = 32_000_000  # one message from a sandbox
 MAX_TOTAL_BYTES = 200_000_000  # everything one sandbox may send
 MEMORY_BYTES = 4 << 30  # address space of each process in a sandbox
+SANDBOX_MEMORY_BYTES = 4 << 30  # all of one sandbox's memory, its /tmp and /dev/shm included (cgroup)
+SANDBOX_PROCESSES = 64  # processes (and threads) of one sandbox (cgroup, or RLIMIT_NPROC without one)
+TMP_BYTES = 512 << 20  # the sandbox's /tmp, in memory
+SHM_BYTES = 64 << 20  # its /dev/shm
 FILE_BYTES = 256 << 20  # largest file a sandbox may write
-CALL_SECONDS = 10.0  # one call of a submitted function while its tests run
+CALL_SECONDS = 10.0  # one call of a submitted function while its tests run (killed in the sandbox)
+CALL_GRACE = 5.0  # the grader's own deadline for a call is CALL_SECONDS + this, whatever the sandbox does
+SCORE_SECONDS = 60.0  # the tests of one question on one answer, in their child process (calls included)
+SCORE_MEMORY_BYTES = 2 << 30  # what that child may add to the address space of the setup it forks from
+RESULT_FACTOR = 64  # a submitted function may return at most this many times the elements it was given
+RESULT_SLACK = 4096  # ... plus this many (a scalar argument may ask for a small table)
 HEADER = 12
 UNSAFE = "UNSAFE (no sandbox): "
 SETUP_MODULE = "grading_setup_"  # the runner knows this prefix
@@ -67,6 +76,7 @@ class QuestionResult:
     possible: float
     cases: list = field(default_factory=list)  # (hidden, passed, message)
     reason: str | None = None
+    mutated: bool = False  # (value check only) the wrong answer asked for differed from the answer
 
 
 @dataclass

@@ -50,6 +50,12 @@ def _real_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def cell(text: str) -> str:
+    """A gradebook cell that a spreadsheet shows as text: a leading ``=``, ``+``, ``-``, ``@`` (or tab,
+    carriage return) would start a formula, so such a cell gets a leading apostrophe (OWASP's advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_outputs(bundle: Bundle, reports: list[Report], grades: Path) -> Path:
     _real_dir(grades)
     feedback = grades / "feedback"
@@ -62,12 +68,12 @@ def write_outputs(bundle: Bundle, reports: list[Report], grades: Path) -> Path:
         scores = {r.name: r.score for r in rep.results}
         w.writerow(
             [
-                rep.student,
+                cell(rep.student),
                 *[f"{scores[n]:g}" for n in names],
                 f"{rep.total:g}",
                 f"{bundle.possible:g}",
-                "; ".join(rep.problems),
-                rep.rel,
+                cell("; ".join(rep.problems)),
+                cell(rep.rel),
                 f"feedback/{rep.feedback}",
             ]
         )

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
 import site
@@ -18,9 +19,20 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
-from .records import HEADER, MAX_FRAME_BYTES, MAX_TOTAL_BYTES, MEMORY_BYTES, SandboxUnavailable
+from .records import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    MAX_TOTAL_BYTES,
+    MEMORY_BYTES,
+    SANDBOX_MEMORY_BYTES,
+    SANDBOX_PROCESSES,
+    SHM_BYTES,
+    TMP_BYTES,
+    SandboxUnavailable,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -59,7 +71,8 @@ def _copy_runtime(dest: Path) -> None:
             shutil.copy(fonts[-1], dest / "mpl" / fonts[-1].name)  # no font-cache rebuild per student
 
 
-def _bwrap_command(bwrap: str, runtime: Path, home: Path) -> list[str]:
+def _bwrap_command(bwrap: str, runtime: Path) -> list[str]:
+    """Read-only everywhere but a sized ``/tmp`` and ``/dev/shm`` (both in memory, so bounded)."""
     cmd = [
         bwrap,
         "--unshare-all",
@@ -78,6 +91,10 @@ def _bwrap_command(bwrap: str, runtime: Path, home: Path) -> list[str]:
         "/proc",
         "--dev",
         "/dev",
+        "--size",
+        str(SHM_BYTES),
+        "--tmpfs",
+        "/dev/shm",
         "--ro-bind",
         "/usr",
         "/usr",
@@ -92,11 +109,95 @@ def _bwrap_command(bwrap: str, runtime: Path, home: Path) -> list[str]:
         if (Path("/etc") / name).exists():
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     # the private /tmp first: a runtime that lives under /tmp (a clone in /tmp/...) is bound on top of it
-    cmd += ["--bind", str(home), "/tmp"]
+    cmd += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    for font in sorted((runtime / "mpl").glob("*.json")):  # matplotlib's font list, no rebuild per student
+        cmd += ["--ro-bind", str(font), f"/tmp/.matplotlib/{font.name}"]
     for p in _runtime_paths():
         cmd += ["--ro-bind", p, p]
-    cmd += ["--ro-bind", str(runtime), "/course", "--chdir", "/tmp"]
+    cmd += [
+        "--ro-bind",
+        str(runtime),
+        "/course",
+        "--chdir",
+        "/tmp",
+        "--remount-ro",
+        "/dev",
+        "--remount-ro",
+        "/",
+    ]
     return cmd
+
+
+class Cgroups:
+    """One memory and process budget per sandbox: a child cgroup of this process's own, where it may
+    write one (cgroup v1 ``memory`` and ``pids`` hierarchies, or a v2 group that already delegates both
+    controllers). Elsewhere :attr:`why_not` says why, and only the per-process limits apply."""
+
+    def __init__(self):
+        self.parents: dict[str, Path] = {}
+        self.why_not = None
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for c in set(controllers.split(",")) & {"memory", "pids"}:
+                self.parents[c] = Path("/sys/fs/cgroup") / c / path.lstrip("/")
+            if controllers == "" and not self.parents:
+                here = Path("/sys/fs/cgroup") / path.lstrip("/")
+                with contextlib.suppress(OSError):
+                    if {"memory", "pids"} <= set((here / "cgroup.subtree_control").read_text().split()):
+                        self.parents["v2"] = here
+        if not (set(self.parents) == {"memory", "pids"} or set(self.parents) == {"v2"}):
+            self.parents, self.why_not = (
+                {},
+                "no cgroup with the memory and pids controllers delegated to this user",
+            )
+        elif not all(os.access(d, os.W_OK) for d in self.parents.values()):
+            self.parents, self.why_not = {}, "this user may not create cgroups (run as root, or delegate one)"
+
+    def create(self, name: str) -> list[Path]:
+        """The new group's folders (limits written); the sandbox's first process joins them."""
+        made = []
+        try:
+            for kind, parent in sorted(self.parents.items()):
+                d = parent / name
+                d.mkdir()
+                made.append(d)
+                if kind == "memory":
+                    (d / "memory.limit_in_bytes").write_text(str(SANDBOX_MEMORY_BYTES))
+                    with contextlib.suppress(OSError):  # no swap either, where swap is accounted
+                        (d / "memory.memsw.limit_in_bytes").write_text(str(SANDBOX_MEMORY_BYTES))
+                elif kind == "pids":
+                    (d / "pids.max").write_text(str(SANDBOX_PROCESSES))
+                else:
+                    (d / "memory.max").write_text(str(SANDBOX_MEMORY_BYTES))
+                    (d / "pids.max").write_text(str(SANDBOX_PROCESSES))
+                    with contextlib.suppress(OSError):
+                        (d / "memory.swap.max").write_text("0")
+        except OSError:
+            self.remove(made)
+            raise
+        return made
+
+    @staticmethod
+    def remove(groups: list[Path]) -> None:
+        """Kill what is left in the groups, then remove them (retrying while the dead are reaped)."""
+        for d in groups:
+            with contextlib.suppress(OSError):
+                for pid in (d / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+        for d in groups:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
 
 
 SANDBOX_ENV = {
@@ -164,6 +265,7 @@ class Channel:
     def __init__(self, send_fd: int, recv_fd: int):
         self.send_fd, self.recv_fd, self.received, self.broken = send_fd, recv_fd, 0, None
         self.ended = False  # the sandbox closed its end (it finished, died or was stopped)
+        self.waiting_for = ""  # why a receive with a deadline stopped waiting
 
     def send(self, message) -> None:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -171,9 +273,13 @@ class Channel:
         while data:
             data = data[os.write(self.send_fd, data) :]
 
-    def _read(self, n: int) -> bytes | None:
+    def _read(self, n: int, deadline: float | None) -> bytes | None:
         chunks = []
         while n:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.recv_fd], [], [], left)[0]:
+                    raise TimeoutError(self.waiting_for)
             chunk = os.read(self.recv_fd, min(n, 1 << 20))
             if not chunk:
                 return None
@@ -181,12 +287,16 @@ class Channel:
             n -= len(chunk)
         return b"".join(chunks)
 
-    def receive(self):
-        """The next message as a dict, or ``None`` at the end (or once the sandbox broke the protocol)."""
+    def receive(self, deadline: float | None = None, waiting_for: str = ""):
+        """The next message as a dict, or ``None`` at the end (or once the sandbox broke the protocol).
+
+        ``deadline`` (``time.monotonic()``): past it the channel is broken, its reason ``waiting_for``.
+        """
         if self.broken:
             return None
+        self.waiting_for = waiting_for or "the notebook did not answer in time"
         try:
-            head = self._read(HEADER)
+            head = self._read(HEADER, deadline)
             if head is None:
                 self.ended = True
                 return None
@@ -199,7 +309,7 @@ class Channel:
                     f"{MAX_TOTAL_BYTES // 1_000_000} MB in all"
                 )
             self.received += size + HEADER
-            payload = self._read(size)
+            payload = self._read(size, deadline)
             if payload is None:
                 self.ended = True
                 return None
@@ -207,30 +317,68 @@ class Channel:
             if not isinstance(message, dict):
                 raise ValueError("a message that is not an object")
             return message
+        except TimeoutError as err:
+            self.broken = str(err)
+            return None
         except Exception as err:  # RecursionError from deep nesting included
             self.broken = f"the notebook sent the grader {type(err).__name__}: {str(err)[:200]}"
             return None
 
 
 class Sandboxes:
-    """Starts one sandbox per submission: bubblewrap, or (only when asked) a bare process."""
+    """Starts one sandbox per submission: bubblewrap, or (only when asked) a bare process.
 
-    def __init__(self, unsandboxed: bool = False, memory_bytes: int = MEMORY_BYTES):
+    Everything it writes on this machine lives in one temporary folder, ``tmp`` (the system's by
+    default): the runtime copy and one working folder per submission, all removed by :meth:`close`.
+    """
+
+    def __init__(self, unsandboxed: bool = False, memory_bytes: int = MEMORY_BYTES, tmp: Path | None = None):
         self.unsandboxed, self.memory_bytes = unsandboxed, memory_bytes
         self.bwrap = None if unsandboxed else find_bwrap()
-        self.runtime = Path(tempfile.mkdtemp(prefix="grade-runtime-"))
+        self.cgroups = None if unsandboxed else Cgroups()
+        self.root = Path(tempfile.mkdtemp(prefix="grade-", dir=tmp))
+        self.runtime = self.root / "runtime"
         try:
             _copy_runtime(self.runtime)
         except BaseException:
-            _rmtree(self.runtime)
+            _rmtree(self.root)
             raise
+        os.chmod(self.root, 0o755)
         os.chmod(self.runtime, 0o755)
         self.live: set = set()
         self.lock = threading.Lock()
+        self.count = 0
+
+    @property
+    def budget(self) -> str:
+        """What bounds one sandbox's memory and processes here (the grader prints it)."""
+        if self.unsandboxed:
+            return (
+                "no sandbox: each submission is limited per process only (CPU time, address space, file size)"
+            )
+        common = (
+            f"/tmp {TMP_BYTES >> 20} MiB and /dev/shm {SHM_BYTES >> 20} MiB in memory, the rest read-only"
+        )
+        if self.cgroups.parents:
+            return (
+                f"one budget per sandbox (cgroup): {SANDBOX_MEMORY_BYTES >> 30} GiB of memory, its files in "
+                f"memory included, and {SANDBOX_PROCESSES} processes; {common}"
+            )
+        return (
+            f"no cgroup ({self.cgroups.why_not}): memory is limited per process only "
+            f"({self.memory_bytes >> 30} GiB of address space each, at most {SANDBOX_PROCESSES} processes where "
+            f"the kernel counts them per sandbox); {common} (see docs/instructors.md)"
+        )
+
+    def workdir(self) -> Path:
+        """A new, private working folder for one submission, inside this batch's temporary folder."""
+        return Path(tempfile.mkdtemp(prefix="sub-", dir=self.root))
 
     def start(self, home: Path) -> tuple[subprocess.Popen, Channel]:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        groups = []
+        args = [str(to_child_r), str(from_child_w), self.root.name]  # the last: names this batch's processes
         try:
             if self.unsandboxed:
                 runner = str(self.runtime / "runner" / "runner.py")
@@ -244,16 +392,24 @@ class Sandboxes:
                     "IPYTHONDIR": str(home / ".ipython"),
                     "MPLCONFIGDIR": str(home / ".matplotlib"),
                 }
-                cmd, cwd = [sys.executable, runner, str(to_child_r), str(from_child_w)], home
+                cmd, cwd = [sys.executable, runner, *args], home
+                (home / ".matplotlib").mkdir()
+                for font in (self.runtime / "mpl").glob("*.json"):
+                    shutil.copy(font, home / ".matplotlib" / font.name)
             else:
-                cmd = _bwrap_command(self.bwrap, self.runtime, home)
+                cmd = _bwrap_command(self.bwrap, self.runtime)
                 for key, value in SANDBOX_ENV.items():
                     cmd += ["--setenv", key, value]
-                cmd += [sys.executable, "/course/runner/runner.py", str(to_child_r), str(from_child_w)]
+                cmd += [sys.executable, "/course/runner/runner.py", *args]
                 env, cwd = {"PATH": "/usr/bin:/bin"}, home
-            (home / ".matplotlib").mkdir()
-            for font in (self.runtime / "mpl").glob("*.json"):
-                shutil.copy(font, home / ".matplotlib" / font.name)
+                if self.cgroups.parents:
+                    with self.lock:
+                        self.count += 1
+                        name = f"{self.root.name}-{self.count}"
+                    groups = self.cgroups.create(name)
+                    # the shell joins the groups, then becomes bubblewrap: every process of the sandbox is in them
+                    join = " && ".join(f'echo $$ > "{g}/cgroup.procs"' for g in groups)
+                    cmd = ["/bin/sh", "-c", f'{join} && exec "$@"', "sh", *cmd]
             with open(home.parent / "stderr.txt", "wb") as err:
                 proc = subprocess.Popen(
                     cmd,
@@ -265,9 +421,11 @@ class Sandboxes:
                     pass_fds=(to_child_r, from_child_w),
                     start_new_session=True,
                 )
+            proc.groups = groups
         except BaseException:
             os.close(to_child_w)
             os.close(from_child_r)
+            Cgroups.remove(groups)
             raise
         finally:
             os.close(to_child_r)
@@ -283,13 +441,14 @@ class Sandboxes:
         with contextlib.suppress(ProcessLookupError, OSError):
             proc.kill()
         proc.wait()
+        Cgroups.remove(getattr(proc, "groups", []))
         with self.lock:
             self.live.discard(proc)
 
     def close(self) -> None:
         for proc in list(self.live):
             self.stop(proc)
-        _rmtree(self.runtime)
+        _rmtree(self.root)
 
 
 def _rmtree(path: Path) -> None:

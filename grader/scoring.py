@@ -8,33 +8,89 @@ import pickle
 import re
 import sys
 import tempfile
+import time
 import types
 
 from . import codec
-from .records import SETUP_MODULE, Bundle, QuestionResult, SandboxRun
+from .records import (
+    CALL_GRACE,
+    CALL_SECONDS,
+    RESULT_FACTOR,
+    RESULT_SLACK,
+    SETUP_MODULE,
+    Bundle,
+    QuestionResult,
+    SandboxRun,
+)
 from .sandbox import Channel
 
 
 class Remote:
-    """Stands for a submitted function: each call runs it in the submission's waiting sandbox."""
+    """Stands for a submitted function: each call runs it in the submission's waiting sandbox.
 
-    def __init__(self, name: str, channel: Channel, mutate: bool = False):
-        self.name, self.channel, self.mutate = name, channel, mutate
+    The grader waits at most ``CALL_SECONDS + CALL_GRACE`` for a reply (then the channel is broken and
+    the run ends), matches replies to calls by number, and refuses a result with more than
+    ``RESULT_FACTOR`` times the elements of the arguments (plus ``RESULT_SLACK``) before a test sees it.
+    """
+
+    calls = 0  # numbers the calls of this process (one scoring child, or the grader)
+
+    def __init__(self, name: str, channel: Channel, mutate: str | None = None):
+        self.name, self.channel, self.mutate, self.mutated = name, channel, mutate, False
 
     def __call__(self, *args, **kwargs):
+        Remote.calls += 1
+        ident = Remote.calls
         try:
-            self.channel.send({"call": self.name, "args": args, "kwargs": kwargs})
+            self.channel.send({"call": self.name, "id": ident, "args": args, "kwargs": kwargs})
         except (pickle.PicklingError, TypeError, AttributeError) as err:
             raise TypeError(f"the grader cannot send these arguments to {self.name} ({err})") from None
         except OSError:
             raise RuntimeError(f"your notebook stopped before {self.name} could be called") from None
-        reply = self.channel.receive()
-        if not isinstance(reply, dict) or reply.get("kind") not in ("return", "raise"):
+        limit = CALL_SECONDS + CALL_GRACE
+        reply = self.channel.receive(
+            deadline=time.monotonic() + limit,
+            waiting_for=f"a call of {self.name} did not return within {limit:g} s (the grader's limit)",
+        )
+        if (
+            not isinstance(reply, dict)
+            or reply.get("kind") not in ("return", "raise")
+            or reply.get("id") != ident
+        ):
+            self.channel.broken = (
+                self.channel.broken or f"the notebook answered a call of {self.name} out of turn"
+            )
             raise RuntimeError(f"your notebook stopped while the tests called {self.name}")
         if reply["kind"] == "raise":
             raise SubmittedError(str(reply.get("type"))[:80], str(reply.get("message"))[:300])
         value = codec.decode(reply.get("value"))
-        return perturb(value) if self.mutate else value
+        if self.mutate:
+            wrong = mutant(value, self.mutate)
+            self.mutated = self.mutated or wrong is not value
+            value = wrong
+        allowed = RESULT_FACTOR * elements((args, kwargs)) + RESULT_SLACK
+        if elements(value) > allowed:
+            raise SubmittedError(
+                "ValueError", f"{self.name} returned {elements(value)} numbers, far more than it was given"
+            )
+        return value
+
+
+def elements(x, _depth: int = 0) -> int:
+    """How many numbers (or items) ``x`` holds: arrays and tensors by size, modules by parameters."""
+    if _depth > 30 or isinstance(x, codec.Unsupported):
+        return 1
+    if hasattr(x, "numel") and callable(x.numel):
+        return int(x.numel())
+    if hasattr(x, "size") and isinstance(getattr(x, "size", None), int):  # NumPy arrays, pandas objects
+        return int(x.size)
+    if hasattr(x, "parameters") and callable(x.parameters):  # a torch module given as an argument
+        return sum(int(p.numel()) for p in x.parameters())
+    if isinstance(x, dict):
+        return len(x) + sum(elements(v, _depth + 1) for v in x.values())
+    if isinstance(x, list | tuple | set | frozenset):
+        return len(x) + sum(elements(v, _depth + 1) for v in x)
+    return 1
 
 
 class SubmittedError(Exception):
@@ -43,6 +99,40 @@ class SubmittedError(Exception):
     def __init__(self, type_name: str, message: str):
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
+
+
+MUTANTS = ("values", "empty", "extra_axis", "broadcast")  # what the value check tries on each answer
+
+
+def mutant(value, kind: str = "values"):
+    """A wrong answer of kind ``kind``: other numbers of the same type and shape (``values``), or the
+    same numbers in another shape that NumPy and PyTorch still broadcast against the right one:
+    ``empty`` (no elements: ``allclose`` of an empty array is True), ``extra_axis`` (a leading axis of
+    one) or ``broadcast`` (two copies along a new leading axis). Tests that carry marks must fail all four."""
+    if kind == "values":
+        return perturb(value)
+    import numpy as np
+
+    if isinstance(value, list | tuple | dict):  # the container itself when no item changes (strings, bools)
+        items = list(value.values() if isinstance(value, dict) else value)
+        wrong = [mutant(v, kind) for v in items]
+        if all(w is v for w, v in zip(wrong, items, strict=True)):
+            return value
+        if isinstance(value, dict):
+            return dict(zip(value, wrong, strict=True))
+        return type(value)(*wrong) if hasattr(value, "_fields") else type(value)(wrong)
+    if codec._is(value, "torch", "Tensor"):
+        import torch
+
+        shapes = {"empty": lambda t: t.new_empty((0, *t.shape)), "extra_axis": lambda t: t.unsqueeze(0)}
+        return shapes.get(kind, lambda t: torch.stack([t, t]))(value)
+    if isinstance(value, np.ndarray | np.generic) or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    ):
+        a = np.asarray(value)
+        shapes = {"empty": lambda a: np.empty((0, *a.shape), a.dtype), "extra_axis": lambda a: a[None]}
+        return shapes.get(kind, lambda a: np.stack([a, a]))(a)
+    return value
 
 
 def perturb(value):
@@ -126,8 +216,10 @@ def score_question(
     channel: Channel | None = None,
     run: SandboxRun | None = None,
     mutate: str | None = None,
+    mutation: str = "values",
 ) -> QuestionResult:
-    """Run the question's tests here on the decoded answers (``mutate``: perturb that answer first)."""
+    """Run the question's tests here on the decoded answers (``mutate``: that answer is replaced by its
+    :func:`mutant` of kind ``mutation`` first)."""
     cases = q["tests"]["suites"][0]["cases"]
     result = QuestionResult(q["name"], 0.0, float(q["points"]))
     if values is None:
@@ -148,10 +240,11 @@ def score_question(
                     raise ValueError(
                         f"{name} is a function but the notebook stopped before it could be tested"
                     )
-                ns[name] = Remote(name, channel, mutate=mutate == name)
+                ns[name] = Remote(name, channel, mutate=mutation if mutate == name else None)
             else:
                 decoded = codec.decode(value)
-                ns[name] = perturb(decoded) if mutate == name else decoded
+                ns[name] = mutant(decoded, mutation) if mutate == name else decoded
+                result.mutated = result.mutated or ns[name] is not decoded
     except Exception as err:
         result.reason = f"the answer could not be read back ({type(err).__name__}: {str(err)[:200]})"
         return result
@@ -166,6 +259,8 @@ def score_question(
         result.cases.append((hidden, passed, message))
         result.score += points if passed else 0.0
     result.score = round(result.score, 6)
+    remote = ns.get(mutate) if mutate else None
+    result.mutated = result.mutated or (isinstance(remote, Remote) and remote.mutated)
     return result
 
 

@@ -2,6 +2,7 @@
 answers, and a folder of hostile submissions still produces a complete gradebook."""
 
 import ast
+import contextlib
 import csv
 import importlib
 import json
@@ -10,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import namedtuple
 from dataclasses import dataclass
@@ -20,14 +22,16 @@ import pandas as pd
 import pytest
 import torch
 
-from grader import build, codec, driver, sandbox
+from course_lib.testing import matches
+from grader import build, codec, driver, sandbox, scoring, testhost
 from grader.__main__ import verify
 from grader.driver import check_values, grade_folder, start_sandboxes
 from grader.records import UNSAFE, Bundle, QuestionResult, Report, SandboxUnavailable
 from grader.reports import write_outputs
 from grader.sandbox import Channel, find_bwrap
-from grader.scoring import perturb
+from grader.scoring import mutant, perturb
 from grader.submissions import find_submissions, parse_notebook, plan_steps
+from grader.testhost import TestHost
 from scripts import build_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,6 +272,130 @@ def test_perturb_changes_values_not_types():
         assert type(other) is type(value) and codec.encode(other) != codec.encode(value), value
 
 
+@pytest.mark.parametrize("kind", ["empty", "extra_axis", "broadcast"])
+def test_shape_mutants_keep_the_numbers_and_still_broadcast(kind):
+    ref = torch.arange(6.0).reshape(2, 3)
+    for value in (ref, ref.numpy(), 2.5, (ref, ref.numpy())):
+        wrong = mutant(value, kind)
+        for w, v in zip(*((wrong, value) if isinstance(value, tuple) else ((wrong,), (value,))), strict=True):
+            assert np.shape(w) != np.shape(v) and np.broadcast_shapes(np.shape(w), np.shape(v)) == np.shape(w)
+            if kind != "empty":
+                assert np.allclose(np.asarray(w), np.asarray(v)), "the numbers are the answer's own"
+    assert mutant("lstm", kind) == "lstm" and mutant(True, kind) is True  # nothing to reshape
+
+
+def test_matches_checks_kind_shape_and_dtype_before_values():
+    ref = torch.randn(3, 7, dtype=torch.float64)
+    assert torch.allclose(ref.new_empty((0, 3, 7)), ref), "the hole: allclose broadcasts an empty answer"
+    assert matches(ref.clone(), ref, atol=1e-10) and not matches(ref + 1, ref, atol=1e-10)
+    for wrong in (ref.new_empty((0, 3, 7)), ref[None], torch.stack([ref, ref]), ref.float(), ref.numpy()):
+        with pytest.raises(AssertionError, match="wrong type, shape or dtype"):
+            matches(wrong, ref, atol=1e-10, what="h_next")
+    for wrong in (np.array([0.5]), np.array([[0.5]]), np.empty(0), True, "0.5"):
+        with pytest.raises(AssertionError, match="the answer has the wrong type"):
+            matches(wrong, 0.5)
+    assert matches(np.float64(0.5), 0.5) and matches(3, 3.0) and matches((1, [2.0]), (1, [2.0]))
+    with pytest.raises(AssertionError, match=r"pair\[1\]"):
+        matches((ref, ref[None]), (ref, ref), what="pair")
+
+
+def test_gradebook_cells_never_start_a_formula(tmp_path):
+    bundle = Bundle("demo", "", [{"name": "q1", "points": 1, "answers": ["a"], "tests": {}}])
+    names = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "plain"]
+    reps = [
+        Report(n, [QuestionResult("q1", 1.0, 1.0)], ["=cmd|' /C calc'!A0"], 0.0, n, f"{i}.md")
+        for i, n in enumerate(names)
+    ]
+    write_outputs(bundle, reps, tmp_path)
+    with open(tmp_path / "gradebook.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["student"] for r in rows) == sorted("'" + n if n != "plain" else n for n in names)
+    assert all(r["notes"].startswith("'=") for r in rows)
+
+
+def test_the_runner_accepts_notebook_magics():
+    from grader import runner
+
+    shell = runner.make_shell()
+    for source in (
+        "%matplotlib inline\nx = 1",
+        "%config InlineBackend.figure_format = 'retina'\ny = 2",
+        "%load_ext autoreload\n%autoreload 2\nz = 3",
+    ):
+        result = shell.run_cell(source, store_history=False)
+        assert result.error_before_exec is None and result.error_in_exec is None, source
+    assert (shell.user_ns["x"], shell.user_ns["y"], shell.user_ns["z"]) == (1, 2, 3)
+
+
+def test_cell_errors_name_the_type_and_quote_what_the_notebook_wrote():
+    forged = {"type": "ValueError", "message": "x\nGRADER NOTICE: award 10/10 by hand"}
+    text = driver._cell_error(forged, 4, withheld=False)
+    assert (
+        text == "cell 4 raised ValueError (message from the notebook: `x GRADER NOTICE: award 10/10 by hand`)"
+    )
+    assert driver._cell_error(forged, 4, withheld=True).startswith(
+        "cell 4 raised ValueError (its message is not"
+    )
+    assert "GRADER" not in driver._cell_error(forged, 4, withheld=True)
+    assert (
+        driver._cell_error({"type": "GRADER NOTICE: 10/10", "message": ""}, 2, False)
+        == "cell 2 raised an error"
+    )
+
+
+def _pipe_channel():
+    """A channel to a fake sandbox: (channel, the sandbox's reading end, its writing end)."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    return Channel(to_child_w, from_child_r), to_child_r, from_child_w
+
+
+def _reply(fd: int, message: dict) -> None:
+    """Write a frame from the fake sandbox, in a thread (a large one fills the pipe before it is read)."""
+    payload = json.dumps(message).encode()
+    data = f"{len(payload):012d}".encode() + payload
+    threading.Thread(target=lambda: os.write(fd, data) and None, daemon=True).start()
+
+
+def test_a_call_is_bounded_on_the_graders_side_in_time_and_size(monkeypatch):
+    monkeypatch.setattr(scoring, "CALL_SECONDS", 0.2)
+    monkeypatch.setattr(scoring, "CALL_GRACE", 0.3)
+    channel, _, answer = _pipe_channel()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="stopped while the tests called f"):
+        scoring.Remote("f", channel)(np.zeros(3))  # the sandbox never answers (it blocks its alarm)
+    assert time.monotonic() - start < 3 and "did not return within 0.5 s" in channel.broken
+    channel, _, answer = _pipe_channel()
+    _reply(
+        answer,
+        {"kind": "return", "id": scoring.Remote.calls + 1, "value": codec.encode(np.zeros((10**5, 1, 1)))},
+    )
+    with pytest.raises(scoring.SubmittedError, match="far more than it was given"):
+        scoring.Remote("f", channel)(np.zeros(7))
+    _reply(answer, {"kind": "return", "id": 0, "value": 1.0})  # a reply to no call of this test
+    with pytest.raises(RuntimeError):
+        scoring.Remote("f", channel)(np.zeros(7))
+    assert "out of turn" in channel.broken
+
+
+def test_the_tests_run_in_a_limited_child_that_cannot_stall_or_exhaust_the_grader(monkeypatch):
+    cases = [
+        {"code": ">>> big = np.empty(4 * 10**8)\n", "hidden": True},
+        {"code": ">>> assert a == 1\n", "hidden": True},
+    ]
+    q = {"name": "q1", "points": 2, "answers": ["a"], "tests": {"suites": [{"cases": cases}]}}
+    bundle = Bundle("demo", "import numpy as np\n", [q])
+    with TestHost(bundle) as host:
+        result = host.score(q, {"a": 1})
+        assert result.score == 1.0 and "MemoryError" in result.cases[0][2], "3.2 GB refused, the grader lives"
+        monkeypatch.setattr(testhost, "SCORE_SECONDS", 1.0)
+        q["tests"]["suites"][0]["cases"][0]["code"] = ">>> while True: pass\n"
+        start = time.monotonic()
+        result = host.score(q, {"a": 1})
+        assert result.score == 0 and "grader's limits" in result.reason and time.monotonic() - start < 10
+        assert host.score(q | {"tests": {"suites": [{"cases": cases[1:]}]}}, {"a": 1}).score == 2.0
+
+
 def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(SandboxUnavailable, match="install it"):
@@ -387,10 +515,34 @@ NO_SANDBOX = _sandbox_or_reason()
 
 
 @pytest.fixture(scope="module")
-def sandboxes(dist):
-    boxes = start_sandboxes(unsandboxed=NO_SANDBOX is not None)
+def sandboxes(dist, tmp_path_factory):
+    """The tests' own sandboxes, everything under their own temporary folder (others may grade here too)."""
+    boxes = start_sandboxes(unsandboxed=NO_SANDBOX is not None, tmp=tmp_path_factory.mktemp("sandboxes"))
     yield boxes
     boxes.close()
+
+
+def _leftovers(sandboxes) -> dict:
+    """What a finished batch may not leave: files of submissions in the sandboxes' folder, processes
+    of this batch (named by that folder), tests' processes of this pytest, cgroups of this batch."""
+    groups = []
+    if sandboxes.cgroups is not None:
+        for parent in sandboxes.cgroups.parents.values():
+            groups += [str(g) for g in parent.glob(f"{sandboxes.root.name}-*")]
+    hosts = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if (
+                int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
+                and "grader.testhost" in Path(f"/proc/{pid}/cmdline").read_text()
+            ):
+                hosts.append(pid)
+    return {
+        "temps": sorted(p.name for p in sandboxes.root.iterdir() if p.name != "runtime"),
+        "processes": _processes_with(sandboxes.root.name) + hosts,
+        "cgroups": groups,
+    }
 
 
 @pytest.mark.slow
@@ -567,7 +719,7 @@ def batch(dist, sandboxes, tmp_path_factory):
     (grades / "feedback" / "leaker.md").symlink_to(tmp / "outside.txt")
 
     watched = (folder, dist, ROOT / "grader", ROOT / "assignments", ROOT / "course_lib", ROOT / "data")
-    before, temps = _tree_state(*watched), set(os.listdir(tempfile.gettempdir()))
+    before = _tree_state(*watched)
     lines = []
     start = time.monotonic()
     grade_folder(
@@ -594,12 +746,8 @@ def batch(dist, sandboxes, tmp_path_factory):
             for k in before.keys() | _tree_state(*watched).keys()
             if before.get(k) != _tree_state(*watched).get(k)
         },
-        "new_temps": {
-            t
-            for t in set(os.listdir(tempfile.gettempdir())) - temps
-            if t.startswith(("grade-sub-", "grade-runtime-"))
-        },
-        "left": _processes_with(MARKER) + _processes_with("/course/runner/runner.py"),
+        "leftovers": _leftovers(sandboxes),
+        "left": _processes_with(MARKER),
     }
 
 
@@ -699,7 +847,7 @@ def test_feedback_never_shows_hidden_tests_solutions_or_leaked_text(batch):
 @pytest.mark.slow
 def test_nothing_outside_the_temp_dirs_changes_and_no_process_is_left(batch):
     assert batch["changed"] == set(), f"files changed outside the sandboxes: {sorted(batch['changed'])[:5]}"
-    assert batch["new_temps"] == set(), f"temporary folders left behind: {batch['new_temps']}"
+    assert batch["leftovers"] == {"temps": [], "processes": [], "cgroups": []}, batch["leftovers"]
     assert batch["left"] == [], f"processes outlived the batch: {batch['left']}"
 
 
@@ -722,6 +870,198 @@ def test_a_correct_submission_is_graded_within_budget(batch):
     assert float(re.search(r"\((\d+\.\d) s", report_seconds[0]).group(1)) < 10, report_seconds[0]
 
 
+# A second batch, of assignment 01 (the one the third audit used), for the attacks on the tests
+# themselves: empty answers, the forbidden shortcuts, huge answers, stalled calls, forged frames,
+# hidden inputs sent back through later errors, magics, and memory spread over processes and files.
+PROBE = """import os, subprocess, sys
+found = []
+for path, size in (("/tmp/fill", 600), ("/dev/shm/fill", 100)):
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size):
+                f.write(b"x" * (1 << 20))
+        found.append(f"{path}=written")
+    except OSError:
+        found.append(f"{path}=full")
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+for path in ("/fill", "/dev/fill"):
+    try:
+        open(path, "wb").close()
+        found.append(f"{path}=written")
+    except OSError:
+        found.append(f"{path}=refused")
+children = []
+for _ in range(80):
+    try:
+        children.append(subprocess.Popen(["/usr/bin/sleep", "30"]))
+    except OSError:
+        break
+found.append(f"processes={len(children)}")
+for c in children:
+    c.kill()
+    c.wait()
+hog = "import sys\\nb = bytearray(int(1.6 * 2**30))\\nfor i in range(0, len(b), 4096):\\n    b[i] = 1\\nprint('done', flush=True)"
+hogs = [subprocess.Popen([sys.executable, "-c", hog], stdout=subprocess.PIPE) for _ in range(3)]
+found.append(f"hogs={sum(h.communicate()[0] == b'done' + bytes([10]) for h in hogs)}")
+raise RuntimeError("PROBE " + " ".join(found))"""
+
+
+def _attacks_01(good: list[str]) -> dict[str, list[str]]:
+    def replace(name: str, body: str) -> list[str]:
+        i = next(i for i, c in enumerate(good) if f"def {name}(" in c)
+        head = good[i].split(f"def {name}(")[0]
+        return [*good[:i], head + body, *good[i + 1 :]]
+
+    empty = replace(
+        "lstm_step",
+        "def lstm_step(x_t, h, c, cell):\n    return torch.empty((0, *h.shape)), torch.empty((0, *h.shape))\n",
+    )
+    i = next(i for i, c in enumerate(empty) if "def fixed_context(" in c)
+    empty[i] = "def fixed_context(h, attention):\n    return torch.empty((0, *h.shape))\n"
+    shortcut = replace("lstm_step", "def lstm_step(x_t, h, c, cell):\n    return cell(x_t, (h, c))\n")
+    i = next(i for i, c in enumerate(shortcut) if "def fixed_context(" in c)
+    shortcut[i] = (
+        "def fixed_context(h, attention):\n"
+        "    twin = nn.MultiheadAttention(attention.embed_dim, attention.num_heads, batch_first=True).eval()\n"
+        "    twin.load_state_dict(attention.state_dict())\n"
+        "    return twin(h, h, h)[0]\n"
+    )
+    frame = "p = json.dumps({msg}).encode()\nos.write(int(sys.argv[2]), f'{{len(p):012d}}'.encode() + p)\n"
+    notice = (
+        '{"kind": "error", "cell": 1, "type": "ValueError", "message": "GRADER NOTICE: award 10/10 by hand"}'
+    )
+    return {
+        "good01": good,
+        "magics01": [
+            good[0],
+            "%matplotlib inline\n%config InlineBackend.figure_format = 'retina'\n" + good[1],
+            *good[2:],
+        ],
+        "empty01": empty,
+        "shortcut01": shortcut,
+        "huge01": replace(
+            "fixed_context", "def fixed_context(h, attention):\n    return torch.zeros(10**6, 1, 1)\n"
+        ),
+        "stall01": replace(
+            "lstm_step",
+            "import signal\n\n\ndef lstm_step(x_t, h, c, cell):\n    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n    while True:\n        pass\n",
+        ),
+        "forged01": [
+            *good,
+            "import json, os, sys\n"
+            + frame.format(msg=notice)
+            + frame.format(msg='{"kind": "cell", "cell": 99}'),
+        ],
+        "leak01": [
+            *replace(
+                "lstm_step",
+                "def lstm_step(x_t, h, c, cell):\n    open('/tmp/seen', 'a').write('LEAK01 ' + repr(x_t.tolist()))\n"
+                "    raise ValueError('no')\n",
+            ),
+            "raise ValueError(open('/tmp/seen').read())",
+        ],
+        **({"probe01": [good[0], PROBE, *good[1:]]} if NO_SANDBOX is None else {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def batch01(dist, sandboxes, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("batch01")
+    folder, grades = tmp / "submissions", tmp / "graded"
+    folder.mkdir()
+    ag = dist / "assignments" / "01_lstm_gru"
+    good = _code_cells(ag / "autograder" / "01_lstm_gru.ipynb")
+    for name, cells in _attacks_01(good).items():
+        nb = _notebook(cells)
+        nb["metadata"]["otter"]["assignment_name"] = "01_lstm_gru"
+        (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+    lines = []
+    start = time.monotonic()
+    grade_folder(
+        Bundle.load(ag / "autograder"),
+        folder,
+        grades,
+        timeout=60,
+        jobs=2,
+        log=lines.append,
+        sandboxes=sandboxes,
+    )
+    with open(grades / "gradebook.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    feedback = {s: (grades / r["feedback"]).read_text() for s, r in rows.items()}
+    return {
+        "rows": rows,
+        "feedback": feedback,
+        "lines": lines,
+        "seconds": time.monotonic() - start,
+        "leftovers": _leftovers(sandboxes),
+    }
+
+
+def _scores01(batch01, student):
+    return [float(batch01["rows"][student][q]) for q in ("q1", "q2", "q3", "q4")]
+
+
+@pytest.mark.slow
+def test_empty_answers_and_forbidden_shortcuts_score_nothing(batch01):
+    assert _scores01(batch01, "good01") == [3, 3, 2, 2], batch01["rows"]["good01"]["notes"]
+    assert _scores01(batch01, "empty01") == [0, 0, 2, 2]
+    assert "wrong type, shape or dtype" in batch01["feedback"]["empty01"]
+    assert _scores01(batch01, "shortcut01") == [0, 0, 2, 2], "calling the cell, or a batch_first twin"
+
+
+@pytest.mark.slow
+def test_magics_run_as_in_jupyter(batch01):
+    assert _scores01(batch01, "magics01") == [3, 3, 2, 2] and batch01["rows"]["magics01"]["notes"] == ""
+
+
+@pytest.mark.slow
+def test_huge_answers_and_stalled_calls_cost_only_their_question(batch01):
+    assert _scores01(batch01, "huge01") == [3, 0, 2, 2]
+    assert (
+        "returned 1000000 numbers" in batch01["feedback"]["huge01"]
+        or "raised ValueError" in batch01["feedback"]["huge01"]
+    )
+    assert _scores01(batch01, "stall01") == [0, 3, 2, 2], "the stalled calls are killed; the notebook goes on"
+    assert "TimeoutError" in batch01["feedback"]["stall01"]
+
+
+@pytest.mark.slow
+def test_forged_frames_and_leaked_inputs_never_write_the_notes(batch01):
+    rows, fb = batch01["rows"], batch01["feedback"]
+    assert _scores01(batch01, "forged01") == [3, 3, 2, 2]
+    notes = rows["forged01"]["notes"]
+    assert "out of order" in notes and "GRADER NOTICE" not in notes.replace(
+        "message from the notebook: `GRADER NOTICE", ""
+    )
+    assert "LEAK01" not in fb["leak01"] and "its message is not shown" in rows["leak01"]["notes"]
+    assert all("LEAK01" not in r["notes"] for r in rows.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NO_SANDBOX is not None, reason=f"the sandbox's budget needs bubblewrap: {NO_SANDBOX}")
+def test_one_memory_and_process_budget_per_sandbox(batch01, sandboxes):
+    notes = batch01["rows"]["probe01"]["notes"]
+    assert "/tmp/fill=full" in notes and "/dev/shm/fill=full" in notes, notes
+    assert "/fill=refused" in notes and "/dev/fill=refused" in notes, "a read-only root and /dev"
+    assert _scores01(batch01, "probe01") == [3, 3, 2, 2], "an honest notebook keeps its points"
+    assert f"sandbox: {sandboxes.budget}" in batch01["lines"]
+    if sandboxes.cgroups.parents:
+        processes = int(re.search(r"processes=(\d+)", notes).group(1))
+        assert processes < 64 and "hogs=3" not in notes, notes  # 3 x 1.6 GiB > 4 GiB: one is killed
+    else:
+        assert "no cgroup" in sandboxes.budget
+
+
+@pytest.mark.slow
+def test_the_second_batch_leaves_nothing_and_stays_within_budget(batch01):
+    assert batch01["leftovers"] == {"temps": [], "processes": [], "cgroups": []}, batch01["leftovers"]
+    line = next(line for line in batch01["lines"] if line.startswith("good01 "))
+    assert float(re.search(r"\((\d+\.\d) s", line).group(1)) < 10, line
+
+
 @pytest.mark.slow
 def test_workspace_never_overwrites_learner_work(dist, tmp_path):
     dest = build_notebooks.workspace(tmp_path / "ws", dist, log=lambda *a: None)
@@ -740,5 +1080,18 @@ def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
     weak["tests"]["suites"][0]["cases"][1]["code"] = ">>> assert isinstance(vol_2011, float)\n"
     bundle.questions[0] = weak
     scores = check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
-    assert scores["q1"] == {"vol_2011": 2.0}, "a type-only hidden test lets a wrong value keep the marks"
+    assert scores["q1"]["vol_2011"] == 2.0, "a type-only hidden test lets a wrong value keep the marks"
     assert all(s == 0 for q in ("q2", "q3", "q4") for s in scores[q].values()), scores
+    assert {a for q in scores.values() for a in q} >= {"minmax_fixed/empty", "vol_2011/extra_axis"}
+    bundle.questions[2] = json.loads(json.dumps(bundle.questions[2]))  # the shape hole: allclose broadcasts
+    case = bundle.questions[2]["tests"]["suites"][0]["cases"][1]
+    case["code"] = (
+        ">>> _v = np.random.default_rng(1).normal(size=(100, 3))\n>>> _low, _high = _v[:60].min(axis=0), _v[:60].max(axis=0)\n>>> assert np.allclose(minmax_fixed(_v, 60), (_v - _low) / (_high - _low))\n"
+    )
+    scores = check_values(bundle, (ag / "00_data_and_baselines.ipynb").read_bytes(), sandboxes)
+    assert scores["q3"] == {  # each wrong shape broadcasts against the right one and passes allclose
+        "minmax_fixed": 0,
+        "minmax_fixed/empty": 3.0,
+        "minmax_fixed/extra_axis": 3.0,
+        "minmax_fixed/broadcast": 3.0,
+    }
