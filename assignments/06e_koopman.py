@@ -18,6 +18,8 @@
 # %%
 import numpy as np
 
+from course_lib.testing import matches
+
 # %% [raw]
 # # BEGIN QUESTION
 # name: q1
@@ -60,7 +62,9 @@ for _mu, _lam, _dt in [(-0.05, -1.0, 0.1), (-0.3, -0.2, 0.5), (-1.0, -2.5, 0.02)
         _x[_t, :2] = [_a * _x1, _b * (_x2 - _c * _x1**2) + _c * _a**2 * _x1**2]
     _x[:, 2] = _x[:, 0] ** 2
     _K = np.linalg.lstsq(_x[:-1], _x[1:], rcond=None)[0].T
-    assert np.allclose(lusch_eigenvalues(_mu, _lam, _dt), np.sort(np.linalg.eigvals(_K).real), atol=1e-6)
+    assert matches(lusch_eigenvalues(_mu, _lam, _dt), np.sort(np.linalg.eigvals(_K).real), atol=1e-6), (
+        "not the eigenvalues of the fitted Koopman matrix"
+    )
 
 # %% [raw]
 # # END TESTS
@@ -100,9 +104,11 @@ assert np.isclose(period_days(0.9 * np.exp(2j * np.pi / 10)), 10.0), "this mode 
 
 # %%
 # HIDDEN
-assert np.isclose(period_days(0.5 * np.exp(-2j * np.pi / 21)), 21.0), "the conjugate has the same period"
-assert period_days(0.95) == np.inf and period_days(0.95 + 0j) == np.inf, "a real eigenvalue never oscillates"
-assert np.isclose(period_days(-0.8), 2.0), "a negative eigenvalue flips sign every day: period 2"
+assert matches(period_days(0.5 * np.exp(-2j * np.pi / 21)), 21.0), "the conjugate has the same period"
+assert matches(period_days(0.95), np.inf) and matches(period_days(0.95 + 0j), np.inf), (
+    "a real eigenvalue never oscillates"
+)
+assert matches(period_days(-0.8), 2.0), "a negative eigenvalue flips sign every day: period 2"
 
 # %% [raw]
 # # END TESTS
@@ -206,7 +212,9 @@ for _d, _q in [(2, 1), (3, 2)]:
     for _t in range(199):
         _x[_t + 1] = _A0 @ _x[_t] + _B0 @ _u[_t]
     _A, _B = dmdc(_x, _u)
-    assert np.allclose(_A, _A0, atol=1e-6) and np.allclose(_B, _B0, atol=1e-6), "A and B of a known system"
+    assert matches(_A, _A0, atol=1e-6, what="A") and matches(_B, _B0, atol=1e-6, what="B"), (
+        "A and B of a known system"
+    )
 
 # %% [raw]
 # # END TESTS
