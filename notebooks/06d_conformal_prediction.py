@@ -67,10 +67,12 @@ from scipy import stats
 from course_lib import get_device, set_seed
 from course_lib.data.windows import make_task
 from course_lib.evaluation import model_confidence_set, volatility_baselines
+from course_lib.evaluation.backtests import christoffersen_test
 from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
     ConformalPredictor,
+    MondrianConformalPredictor,
     conformal_quantile,
     conformal_rank,
     coverage,
@@ -275,8 +277,14 @@ print(
 
 
 def split_inputs(task):
-    """The three evaluation pieces: the early-stopping year, the calibration years and the test years."""
-    return {"stop": task.train.X[-STOP_DAYS:], "cal": task.val.X, "test": task.test.X}
+    """The evaluation pieces: the gradient years and the early-stopping year (only to fix the sigma bins
+    of Mondrian conformal), the calibration years and the test years."""
+    return {
+        "train": task.train.X[:-STOP_DAYS],
+        "stop": task.train.X[-STOP_DAYS:],
+        "cal": task.val.X,
+        "test": task.test.X,
+    }
 
 
 def train(task, model, loss, seed, epochs=EPOCHS):
@@ -389,6 +397,11 @@ garch["volatility"] = {
 #   BayesianLSTM, seeded with the 2007-2008 scores and then run online through 2009-2018;
 #   **ACI (CQR scores, quantile net)**: ACI on the CQR scores of the quantile network; for returns also
 #   **ACI (GARCH scale)**: ACI on normalised scores with the GARCH mean and $\sigma$.
+# * **Mondrian |y-mu|/sigma (sigma bins)**: split conformal on normalised scores *within each fifth* of
+#   the network's $\sigma$ (`MondrianConformalPredictor`), one $\hat q$ per bin. The bin edges are the
+#   quintiles of $\sigma$ on 1999-2006, fixed before the calibration years are looked at. On exchangeable
+#   data it covers $1-\alpha$ in every bin, not only on average. **Mondrian ACI (sigma bins)**: the same
+#   bins, with one ACI per bin, so each bin learns its own level online from its own misses.
 
 
 # %%
@@ -401,6 +414,23 @@ def band_index(level):
 def run_aci(a, gamma, cal, test, y_cal, y_test):
     aci = AdaptiveConformalPredictor(a, gamma, score="normalized").calibrate(y_cal, cal["mu"], cal["sigma"])
     return aci.run(y_test, test["mu"], test["sigma"])
+
+
+def mondrian_aci(a, edges, cal, test, y_cal, y_test):
+    """ACI run separately within each sigma bin: each bin learns its own level online from its own misses."""
+    b_cal, b_test = (
+        np.searchsorted(edges, cal["sigma"], "right"),
+        np.searchsorted(edges, test["sigma"], "right"),
+    )
+    lower, upper = np.empty(len(y_test)), np.empty(len(y_test))
+    for j in np.unique(b_test):
+        c, t = b_cal == j, b_test == j
+        res = AdaptiveConformalPredictor(a, GAMMA, score="normalized").calibrate(
+            y_cal[c], cal["mu"][c], cal["sigma"][c]
+        )
+        res = res.run(y_test[t], test["mu"][t], test["sigma"][t])
+        lower[t], upper[t] = res.lower, res.upper
+    return lower, upper
 
 
 def intervals(kind, seed, level):
@@ -429,6 +459,13 @@ def intervals(kind, seed, level):
         .calibrate(y["cal"], cal["mu"] - z * cal["sigma"], cal["mu"] + z * cal["sigma"])
         .predict_interval(test["mu"] - z * test["sigma"], test["mu"] + z * test["sigma"]),
     }
+    edges = sigma_edges[kind, seed]
+    out["Mondrian |y-mu|/sigma (sigma bins)"] = (
+        MondrianConformalPredictor(edges, a, "normalized")
+        .calibrate(y["cal"], cal["mu"], cal["sigma"], by=cal["sigma"])
+        .predict_interval(test["mu"], test["sigma"], by=test["sigma"])
+    )
+    out["Mondrian ACI (sigma bins)"] = mondrian_aci(a, edges, cal, test, y["cal"], y["test"])
     for name, gamma in [("ACI", GAMMA), ("DtACI", AdaptiveConformalPredictor.DTACI_GAMMAS)]:
         res = run_aci(a, gamma, cal, test, y["cal"], y["test"])
         out[name] = (res.lower, res.upper)
@@ -443,6 +480,11 @@ def intervals(kind, seed, level):
     return out
 
 
+# Mondrian bins: the quintiles of the network's sigma on 1999-2006, fixed before calibration and test
+sigma_edges = {
+    key: np.quantile(np.concatenate([f["train"]["sigma"], f["stop"]["sigma"]]), [0.2, 0.4, 0.6, 0.8])
+    for key, f in forecasts.items()
+}
 bands = {
     (kind, seed, level): intervals(kind, seed, level) for kind in tasks for seed in SEEDS for level in LEVELS
 }
@@ -488,28 +530,39 @@ for kind, table in tables.items():
         )
         print("    coverage minus nominal: " + ", ".join(f"{name} {gap:+.3f}" for name, gap in off.items()))
 
+# %%
+for kind, table in tables.items():
+    t = table.loc["90%", "coverage"] - 0.9
+    plain, scaled = t["split |y-mu|"], t["split |y-mu|/sigma"]
+    more = "the normalised one" if scaled > plain else "the plain one"
+    print(
+        f"{kind} 90%: split |y-mu| over-covers by {plain:+.3f}, split |y-mu|/sigma by {scaled:+.3f}: "
+        f"{more} over-covers more"
+    )
+
 # %% [markdown]
 # Are the differences in interval score more than noise? Daily interval scores are autocorrelated (so are
 # the misses), so we use the model confidence set of Hansen, Lunde & Nason (2011) with a block bootstrap
 # (`course_lib.evaluation.model_confidence_set`): the methods at 90% that cannot be told apart from the
-# best at the 10% level. (Methods with an infinite interval on some day have an infinite score and are
-# left out.)
+# best at the 10% level, for each training seed. (Methods with an infinite interval on some day have an
+# infinite score and are left out.)
 
 # %%
 for kind in tasks:
-    y_test = targets[kind]["test"]
-    losses = pd.DataFrame(
-        {
-            name: interval_scores(y_test, lo_, hi_, 0.1)
-            for name, (lo_, hi_) in bands[kind, SEEDS[0], 0.9].items()
-        }
-    )
-    losses = losses.loc[:, np.isfinite(losses).all()]
-    mcs = model_confidence_set(losses, size=0.1)
-    print(
-        f"{kind}, 90%: in the model confidence set: {', '.join(mcs.index[mcs['in_MCS']])}; "
-        f"out: {', '.join(mcs.index[~mcs['in_MCS']]) or 'none'}"
-    )
+    y_test, in_mcs = targets[kind]["test"], {}
+    for seed in SEEDS:
+        losses = pd.DataFrame(
+            {
+                name: interval_scores(y_test, lo_, hi_, 0.1)
+                for name, (lo_, hi_) in bands[kind, seed, 0.9].items()
+            }
+        )
+        losses = losses.loc[:, np.isfinite(losses).all()]
+        mcs = model_confidence_set(losses, size=0.1)
+        for name in losses:
+            in_mcs[name] = in_mcs.get(name, 0) + int(mcs.loc[name, "in_MCS"])
+    print(f"{kind}, 90%, in the model confidence set for how many of {len(SEEDS)} seeds:")
+    print("    " + "; ".join(f"{name} {n}" for name, n in sorted(in_mcs.items(), key=lambda kv: -kv[1])))
 
 # %% [markdown]
 # **Reading the tables** (the verdicts above are computed from them). Split conformal keeps its promise
@@ -517,15 +570,145 @@ for kind in tasks:
 # most volatile years of the sample, and then meets the calmer test decade: where the lines above show a
 # positive gap, the calibration years made its intervals too wide, and the interval score pays for the
 # width. Normalising by the BayesianLSTM's $\sigma$ changes the *shape* (wide where $\sigma$ is high), but
-# the *level* still comes from the crisis, and here it over-covers as much or more; CQR on the quantile
+# the *level* still comes from the crisis: it over-covers too, and the last lines above say, per task,
+# whether it over-covers more or less than the plain absolute score; CQR on the quantile
 # network inherits the same level. The raw quantile bands (the quantile network and the TFT, as pinball
 # training on 1999-2005 left them) are the opposite case: the lines above show how far from nominal
 # they are; CQR moves them to the level of the calibration years, and ACI on the same CQR scores to the
 # nominal one. The model confidence set adds that the interval-score differences
 # are not all noise. ACI and
-# DtACI forget the calibration years at the rate $\gamma$, which is why their long-run coverage sits on
-# the nominal level: that part is a theorem, not luck. The Gaussian and GARCH intervals are
+# DtACI forget the calibration years at the rate $\gamma$, which is why their long-run coverage moves
+# towards the nominal level. What the theorem *proves* is weaker than what we *observe*: it bounds the
+# miss rate over $T$ days within $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$ of $\alpha$, which at
+# $\gamma = 0.005$ over the test decade is a wide band (printed with each seed below); that ACI lands far
+# inside it is an empirical finding about these data, not a guarantee. The Gaussian and GARCH intervals are
 # uncalibrated beliefs: right when their Normal tails happen to fit, off otherwise.
+
+# %% [markdown]
+# ## Coverage where it matters: by forecast sigma, by regime, and in runs
+#
+# A 90% coverage over ten years can hide 99% on calm days and 75% on wild ones, and a risk desk lives on
+# the wild ones. Three checks of *conditional* coverage, all at 90% on the test years:
+#
+# * coverage and mean width within each fifth of the days ranked by the network's forecast $\sigma$;
+# * coverage in three volatility regimes, the terciles of the past 22 days' realised volatility of the
+#   return (known on the day the interval is issued);
+# * Christoffersen's (1998) independence test on each method's miss sequence
+#   (`course_lib.evaluation.backtests`): misses as a two-state Markov chain, is
+#   $P(\text{miss} \mid \text{miss yesterday})$ equal to $P(\text{miss} \mid \text{hit yesterday})$? A small
+#   p-value says the misses come in runs, which is what a band that is slow to widen produces.
+#
+# ACI controls the long-run average only; the Mondrian variant calibrates each $\sigma$ bin separately.
+
+
+# %%
+def binned(kind, seed, by, edges, labels):
+    """Coverage and mean width of every 90% band within the bins of ``by`` (test years)."""
+    y, b = targets[kind]["test"], np.searchsorted(edges, by, side="right")
+    rows = {}
+    for name, (lo_, hi_) in bands[kind, seed, 0.9].items():
+        hit, width = (lo_ <= y) & (y <= hi_), hi_ - lo_
+        rows[name] = {f"cov {lab}": hit[b == j].mean() for j, lab in enumerate(labels)}
+        rows[name] |= {f"width {lab}": width[b == j].mean() for j, lab in enumerate(labels)}
+    return pd.DataFrame(rows).T
+
+
+quintiles = ("Q1 calm", "Q2", "Q3", "Q4", "Q5 wild")
+by_sigma = {}
+for kind in tasks:
+    sig = forecasts[kind, SEEDS[0]]["test"]["sigma"]
+    by_sigma[kind] = binned(kind, SEEDS[0], sig, np.quantile(sig, [0.2, 0.4, 0.6, 0.8]), quintiles)
+by_sigma["returns"].round(3)
+
+# %%
+by_sigma["volatility"].round(3)
+
+# %%
+for kind, table in by_sigma.items():
+    cov = table[[f"cov {q}" for q in quintiles]]
+    worst_bin = (cov - 0.9).abs().max(axis=1)
+    best = worst_bin.idxmin()
+    print(
+        f"{kind}: largest distance of a sigma-quintile's coverage from 0.90 -- smallest for {best} "
+        f"({worst_bin[best]:.3f}); ACI {worst_bin['ACI']:.3f}; Mondrian ACI "
+        f"{worst_bin['Mondrian ACI (sigma bins)']:.3f}; split |y-mu|/sigma {worst_bin['split |y-mu|/sigma']:.3f}; "
+        f"Mondrian split {worst_bin['Mondrian |y-mu|/sigma (sigma bins)']:.3f}"
+    )
+    for plain, per_bin in [
+        ("split |y-mu|/sigma", "Mondrian |y-mu|/sigma (sigma bins)"),
+        ("ACI", "Mondrian ACI (sigma bins)"),
+    ]:
+        better = worst_bin[per_bin] < worst_bin[plain]
+        print(
+            f"    calibrating per sigma bin {'brings' if better else 'does not bring'} the worst quintile of {plain} closer to 0.90"
+        )
+    print(
+        "    coverage in the wildest fifth (Q5): "
+        + ", ".join(f"{name} {c:.3f}" for name, c in cov["cov Q5 wild"].items())
+    )
+
+# %%
+ret_task = tasks["returns"]
+ret_series = ret_task.frame["ret"].to_numpy()
+np.testing.assert_allclose(
+    ret_series[ret_task.test.rows + 1], targets["returns"]["test"], rtol=1e-5, atol=1e-6
+)
+realised = pd.Series(ret_series).rolling(22).std().to_numpy()[ret_task.test.rows]  # known on the day
+regimes = ("calm", "normal", "turbulent")
+by_regime = binned("returns", SEEDS[0], realised, np.quantile(realised, [1 / 3, 2 / 3]), regimes)
+by_regime.round(3)
+
+# %%
+reg_cov = by_regime[[f"cov {r}" for r in regimes]]
+gap = reg_cov["cov calm"] - reg_cov["cov turbulent"]
+print(
+    "returns, calm minus turbulent coverage: "
+    + ", ".join(f"{name} {g:+.3f}" for name, g in gap.sort_values().items())
+)
+print(
+    f"the smallest gap between the calm and the turbulent third: {gap.abs().idxmin()} ({gap[gap.abs().idxmin()]:+.3f})"
+)
+
+# %%
+runs = []
+for kind in tasks:
+    y = targets[kind]["test"]
+    for name, (lo_, hi_) in bands[kind, SEEDS[0], 0.9].items():
+        miss = ~((lo_ <= y) & (y <= hi_))
+        ch = christoffersen_test(miss, 0.1)
+        runs.append(
+            {
+                "task": kind,
+                "method": name,
+                "miss rate": miss.mean(),
+                "P(miss | hit before)": miss[1:][~miss[:-1]].mean(),
+                "P(miss | miss before)": miss[1:][miss[:-1]].mean(),
+                "p independence": ch["p_ind"],
+            }
+        )
+runs = pd.DataFrame(runs).set_index(["task", "method"])
+runs.round(3)
+
+# %%
+for kind in tasks:
+    r = runs.loc[kind]
+    clustered = r.index[r["p independence"] < 0.05]
+    print(
+        f"{kind}: misses come in runs (independence rejected at 5%) for {len(clustered)} of {len(r)} methods: "
+        f"{', '.join(clustered) or 'none'}"
+    )
+
+# %% [markdown]
+# **Reading conditional coverage.** The sigma-quintile tables show where each band spends its misses, and
+# the lines under them name, per task, the method whose worst quintile is closest to 0.90 and whether
+# calibrating per bin helped. The Mondrian guarantee is a statement about exchangeable data; calibrated on
+# 2007-2008, the Mondrian split sets each bin's level from the crisis years' days in that bin, not from
+# the test decade's, so it can miss the nominal level in a bin as the marginal split misses it overall. Its online version, one ACI per bin, at least learns
+# each bin's level from its own misses, at the price of fewer days per bin (so a looser bound per bin).
+# Binning by the network's own $\sigma$ helps only as far as $\sigma$ ranks the days by risk; the regime
+# table, binned by a variable the network does not control, is the harder test. The independence test says whether misses arrive in
+# clusters; ACI's long-run guarantee says nothing about that, and the table shows whether its misses
+# cluster all the same.
 
 # %% [markdown]
 # ## Coverage over time, with the stress periods
@@ -623,11 +806,22 @@ for name, (lo_, hi_) in {
         f"15 Sep - 31 Dec 2008, {name}: coverage {coverage(online_y[in_2008], lo_[in_2008], hi_[in_2008]):.3f}"
     )
 print(f"lowest alpha_t in 2008: {aci_2007.alpha_t[in_2008].min():.3f}")
+crash_cov = {
+    name: coverage(online_y[in_2008], lo_[in_2008], hi_[in_2008])
+    for name, (lo_, hi_) in {"ACI": (aci_2007.lower, aci_2007.upper), "GARCH": (garch_lo, garch_hi)}.items()
+}
+print(
+    f"through the crash (15 Sep - 31 Dec 2008, {int(in_2008.sum())} days) "
+    f"{max(crash_cov, key=crash_cov.get)} covered more: GARCH {crash_cov['GARCH']:.3f}, ACI {crash_cov['ACI']:.3f}"
+)
 
 # %% [markdown]
 # As misses accumulate in the autumn of 2008, $\alpha_t$ falls and the ACI band widens beyond what the
 # network's own $\sigma$ implies; in the calm of 2009 it climbs back. This is the mechanism behind its
-# coverage in the tables: not a better model, but a level that learns from its own misses.
+# long-run coverage in the tables: not a better model, but a level that learns from its own misses. It
+# is a slow mechanism: through the crash itself the lines above compare it with GARCH, whose variance
+# reacts to yesterday's squared return within a day, while $\alpha_t$ moves by $\gamma$ per miss. A
+# level that learns from misses does not replace a scale that follows the market.
 #
 # > **Pitfall (erratum: AdaptiveConformalPredictor, the clamp).** The source clamped
 # > $\alpha_t$ to $[0.01, 0.5]$ after each update. The guarantee rests on $\alpha_t$ being free to go below
@@ -744,13 +938,29 @@ print(
 )
 
 # %%
+aci_bound = (max(0.1, 0.9) + GAMMA) / (GAMMA * T_test)  # ACI's proved bound on |miss rate - alpha|
+print(
+    f"proved for ACI (gamma = {GAMMA}, T = {T_test} days): coverage in 0.90 +- {aci_bound:.3f}, "
+    f"i.e. {0.9 - aci_bound:.3f}-{0.9 + aci_bound:.3f}; the +-0.01 target is an empirical one"
+)
+
+
+def worst_year_verdict(worst):
+    """The chapter's rule: at or above 0.86 met; a point or two short, weak evidence; more, strong."""
+    if worst >= 0.86:
+        return "met"
+    return "weak evidence against" if worst >= 0.84 else "strong evidence against"
+
+
 aci_rows = by_seed[(by_seed.task == "returns") & by_seed.method.isin(["ACI", "DtACI", "ACI (GARCH scale)"])]
 for name, rows in aci_rows.groupby("method", sort=False):
     for _, r in rows.iterrows():
-        cov_ok, worst_ok = abs(r["coverage"] - 0.9) <= 0.01, r[f"worst {WINDOW}d"] >= 0.86
+        cov_ok, worst = abs(r["coverage"] - 0.9) <= 0.01, r[f"worst {WINDOW}d"]
         print(
-            f"{name}, seed {r['seed']}: coverage {r['coverage']:.3f} (0.90 +- 0.01: {'met' if cov_ok else 'NOT met'}), "
-            f"worst {WINDOW}-day coverage {r[f'worst {WINDOW}d']:.3f} (>= 0.86: {'met' if worst_ok else 'NOT met'})"
+            f"{name}, seed {r['seed']}: coverage {r['coverage']:.3f} (proved: within {aci_bound:.3f} of 0.90; "
+            f"observed within 0.01: {'yes' if cov_ok else 'no'}), worst {WINDOW}-day coverage {worst:.3f} "
+            f"({worst_year_verdict(worst)}; an ideal forecaster is this low or lower in "
+            f"{np.mean(ideal_worst <= worst):.0%} of decades)"
         )
 
 # %%
@@ -766,8 +976,11 @@ print(
 print(f"An ideal 90% forecaster reaches >= 0.86 in {np.mean(ideal_worst >= 0.86):.0%} of simulated decades.")
 
 # %% [markdown]
-# **The targets, plainly.** The long-run target (coverage within $0.90 \pm 0.01$) is what ACI guarantees,
-# up to $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$, and the lines above show it met. The worst-year
+# **The targets, plainly.** ACI *guarantees* coverage within $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$
+# of 0.90, the wide band printed above; the tighter target $0.90 \pm 0.01$ is an *empirical* one, and
+# the lines above say, seed by seed, whether it was met. The worst-year verdict of each seed applies the
+# rule stated at the end of this paragraph (0.84 to 0.86: weak evidence; below 0.84: strong), with the
+# share of ideal decades that do as badly. The worst-year
 # target is harder, for two reasons the chapter has measured. First, the bar sits at the noise floor:
 # an *ideal* 90% forecaster reaches a worst year of 0.86 only about as often as the simulation says.
 # Second, with $\gamma = 0.005$ a miss moves $\alpha_t$ by only 0.0045, so after a shock that the
