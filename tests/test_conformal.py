@@ -24,6 +24,7 @@ from course_lib.evaluation.conformal import (
     interval_scores,
     mean_width,
     rolling_coverage,
+    weighted_conformal_quantile,
 )
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.training import PinballLoss, Trainer
@@ -167,6 +168,36 @@ def test_mondrian_with_no_edges_is_split_conformal_and_refuses_empty_bins():
         MondrianConformalPredictor([2.0, 1.0])
     with pytest.raises(RuntimeError, match="calibrate"):
         MondrianConformalPredictor([1.0]).predict_interval(mu, by=sigma)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.05, 0.3, 0.7])
+def test_weighted_conformal_with_equal_weights_is_split_conformal(alpha):
+    rng = np.random.default_rng(4)
+    for n in (1, 5, 8, 9, 19, 20, 57, 200):
+        s = rng.exponential(size=n)
+        for w in (1.0, 3.5):
+            assert weighted_conformal_quantile(s, np.full(n, w), alpha, test_weight=w) == conformal_quantile(
+                s, alpha
+            )
+
+
+def test_weighted_conformal_with_decaying_weights_tracks_a_drifting_scale():
+    """Scores whose scale doubles over the window: equal weights under-cover the next point; weights
+    rho^age cover more the faster they decay, and rho = 0.97 (about 33 effective days) lands near
+    1 - alpha (Barber et al. 2023, section 5)."""
+    rng = np.random.default_rng(8)
+    n, reps = 400, 3000
+    scale = np.exp(np.linspace(0.0, np.log(2.0), n + 1))
+    draws = np.abs(rng.standard_normal((reps, n + 1))) * scale
+    cover = {}
+    for rho in (1.0, 0.99, 0.97):
+        decay = rho ** np.arange(n, 0, -1)  # the newest calibration point has weight rho
+        cover[rho] = np.mean([d[n] <= weighted_conformal_quantile(d[:n], decay, 0.1) for d in draws])
+    tol = 4 * np.sqrt(0.09 / reps)
+    assert cover[1.0] < 0.9 - 2 * tol and cover[1.0] < cover[0.99] < cover[0.97], cover
+    assert abs(cover[0.97] - 0.9) < tol, cover
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        weighted_conformal_quantile([1.0, 2.0], [1.0, -1.0], 0.1)
 
 
 def test_normalized_intervals_are_invariant_to_a_constant_mis_scaling_of_sigma():

@@ -45,6 +45,9 @@ the uniform weights (sigma) so that the weights can move when the regime changes
 advance (the forecast sigma), one q-hat per bin, so that coverage >= 1 - alpha holds in every bin
 (:class:`MondrianConformalPredictor`), not only on average.
 
+**Weighted conformal** (Barber et al. 2023): weights on the calibration scores, decaying with age, for
+data that drift (:func:`weighted_conformal_quantile`).
+
 Metrics: coverage, the worst coverage over rolling windows (250 days: a year), mean width, and the
 interval score of Gneiting & Raftery (2007),
 IS = (u - l) + (2 / alpha)(l - y) 1{y < l} + (2 / alpha)(y - u) 1{y > u}, a proper score (lower is
@@ -72,6 +75,7 @@ __all__ = [
     "interval_scores",
     "mean_width",
     "rolling_coverage",
+    "weighted_conformal_quantile",
 ]
 
 # The product (n + 1)(1 - alpha) picks up float round-off: (9 + 1)(1 - 0.7) = 3.0000000000000004, whose
@@ -188,6 +192,30 @@ def conformal_quantile(scores, alpha: float) -> float:
     alpha = _check_alpha(alpha)
     scores = _as_1d("scores", scores)
     return _order_statistic(scores, conformal_rank(len(scores), alpha))
+
+
+def weighted_conformal_quantile(scores, weights, alpha: float, test_weight: float = 1.0) -> float:
+    """q-hat of nonexchangeable (weighted) conformal prediction (Barber, Candes, Ramdas & Tibshirani 2023).
+
+    With fixed weights w_i >= 0 on the calibration scores S_i and w_{n+1} = ``test_weight`` on the new
+    point, normalised to w~_i = w_i / (w_1 + ... + w_n + w_{n+1}),
+
+        q-hat = the (1 - alpha) quantile of  sum_i w~_i delta_{S_i} + w~_{n+1} delta_{+inf}
+
+    i.e. the smallest S_(j) whose cumulative weight (scores sorted) reaches 1 - alpha, +inf if none.
+    Coverage >= 1 - alpha - sum_i w~_i d_TV(Z, Z^i) (the cost of swapping point i with the new one):
+    weights that decay with age (w_i = rho^(n + 1 - i)) trade a little of the exchangeable guarantee for
+    robustness to drift. Equal weights give split conformal's S_(k), k = ceil((n+1)(1-alpha)), exactly.
+    """
+    alpha = _check_alpha(alpha)
+    scores, weights = _as_1d("scores", scores), _as_1d("weights", weights)
+    _same_length(scores=scores, weights=weights)
+    if np.any(weights < 0) or not test_weight > 0:
+        raise ValueError("weights must be >= 0 and test_weight > 0 (the new point always carries weight)")
+    order = np.argsort(scores, kind="stable")
+    cum = np.cumsum(weights[order]) / (weights.sum() + test_weight)
+    j = int(np.searchsorted(cum, 1.0 - alpha - _ROUND_OFF, side="left"))
+    return float(scores[order][j]) if j < len(scores) else math.inf
 
 
 def _order_statistic(scores: np.ndarray, k: int) -> float:
