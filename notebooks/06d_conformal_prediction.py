@@ -17,10 +17,13 @@
 # 3. explain why volatility clustering breaks exchangeability, and run adaptive conformal inference
 #    (ACI) online, without look-ahead, with its deterministic long-run coverage bound;
 # 4. evaluate interval forecasts as a risk desk would: coverage at 80/90/95%, the worst rolling
-#    one-year coverage, mean width and the interval score, against Gaussian and GARCH intervals;
-# 5. recognise the defects of the source module: a quantile level above 1 that crashes for $n \le 8$,
+#    one-year coverage, mean width and the interval score, against Gaussian and GARCH intervals, and
+#    separate what a theorem guarantees from what the data happened to show;
+# 5. check conditional coverage (by forecast $\sigma$, by regime, runs of misses with Christoffersen's
+#    test) and calibrate per bin (Mondrian conformal) or by recency weights (weighted conformal);
+# 6. recognise the defects of the source module: a quantile level above 1 that crashes for $n \le 8$,
 #    an $(N, N)$ score matrix, a clamp that voids ACI's guarantee, a Normal band that is not conformal,
-#    and quantile keys that round.
+#    quantile heads that cross, quantile keys that round and a pinball loss that broadcasts.
 
 # %% [markdown]
 # ## Parameters
