@@ -1,8 +1,9 @@
 # %% [markdown]
 # # Graded exercises, chapter 06d: conformal prediction
 #
-# Four exercises from chapter 06d (10 points) on the finite-sample quantile, the size of a calibration
-# set, the ACI update and normalised scores; nothing is trained and NumPy is enough. Write your answer
+# Five exercises from chapter 06d (12 points) on the finite-sample quantile, the size of a calibration
+# set, the step size ACI's guarantee needs, normalised scores, and one experiment on conditional
+# coverage; nothing is trained and NumPy is enough. Write your answer
 # where you see `...`, then run the `grader.check(...)` cell below it: it runs the *public* tests. Your
 # notebook is graded with further hidden tests. Keep the names of the answer functions and variables.
 
@@ -121,26 +122,20 @@ for _alpha, _n in [(0.05, 19), (0.2, 4), (0.03, 33), (0.5, 1), (0.01, 99)]:
 # points: 3
 
 # %% [markdown]
-# ### Exercise 3 (3 points): spot the bug in the ACI update
-# The source module updates the level of adaptive conformal inference like this:
-#
-# ```python
-# def update(alpha_t, alpha, gamma, covered):
-#     err = 0.0 if covered else 1.0
-#     alpha_t = alpha_t + gamma * (alpha - err)
-#     return min(max(alpha_t, 0.01), 0.5)
-# ```
-#
-# One line of it destroys the long-run coverage guarantee of Gibbs & Candes (2021). Write
-# `aci_update(alpha_t, alpha, gamma, covered)` that returns the correct next level (a float).
+# ### Exercise 3 (3 points): the step size a guarantee needs
+# ACI's proved bound says that over $T$ days, started at $\alpha_1 = \alpha$,
+# $$ \Big| \frac1T \sum_t \mathrm{err}_t - \alpha \Big| \le \frac{\max(\alpha, 1-\alpha) + \gamma}{\gamma T}. $$
+# Write `min_gamma(alpha, T, eps)`: the smallest step size $\gamma > 0$ for which this bound is at most
+# `eps`, as a float, or `math.inf` when no step size achieves it.
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 
 # %%
-def aci_update(alpha_t, alpha, gamma, covered):
-    return alpha_t + gamma * (alpha - (0.0 if covered else 1.0))  # SOLUTION
+def min_gamma(alpha, T, eps):
+    m = max(alpha, 1 - alpha)  # SOLUTION
+    return m / (eps * T - 1) if eps * T > 1 else math.inf  # SOLUTION
 
 
 # %% [raw]
@@ -150,22 +145,27 @@ def aci_update(alpha_t, alpha, gamma, covered):
 # # BEGIN TESTS
 
 # %%
-assert abs(aci_update(0.1, 0.1, 0.01, True) - 0.101) < 1e-12, "a hit raises the level by gamma * alpha"
+assert abs(min_gamma(0.1, 1000, 0.01) - 0.1) < 1e-12, "0.9 / (0.01 * 1000 - 1) = 0.1"
+
 
 # %%
 # HIDDEN
-assert matches(aci_update(0.1, 0.1, 0.01, False), 0.091, atol=1e-12), (
-    "a miss lowers the level by gamma * (1 - alpha)"
+def _bound(alpha, gamma, T):
+    return (max(alpha, 1 - alpha) + gamma) / (gamma * T)
+
+
+for _alpha, _T, _eps in [(0.1, 2515, 0.01), (0.05, 5000, 0.005), (0.7, 800, 0.02), (0.5, 250, 0.05)]:
+    _g = min_gamma(_alpha, _T, _eps)
+    _expected = max(_alpha, 1 - _alpha) / (_eps * _T - 1)
+    assert matches(_g, _expected, atol=0, rtol=1e-9, what="min_gamma"), (
+        f"at min_gamma the bound must equal eps ({_alpha}, {_T})"
+    )
+    assert _bound(_alpha, 0.99 * _g, _T) > _eps, "a smaller gamma must break the bound: not the smallest"
+assert matches(min_gamma(0.1, 100, 0.01), math.inf, what="min_gamma"), (
+    "eps * T = 1: no step size bounds the miss rate that tightly"
 )
-assert matches(aci_update(0.005, 0.1, 0.01, False), -0.004, atol=1e-12), (
-    "the level must be free to go below 0"
-)
-assert matches(aci_update(0.6, 0.1, 0.05, True), 0.605, atol=1e-12), "the level must be free to exceed 0.5"
-_a = 0.1
-for _ in range(30):
-    _a = aci_update(_a, 0.1, 0.01, False)
-assert matches(_a, 0.1 - 30 * 0.009, atol=1e-9), (
-    "30 misses in a row lower the level by 30 * gamma * (1 - alpha)"
+assert matches(min_gamma(0.7, 1000, 0.01), 0.7 / 9, atol=0, rtol=1e-12, what="min_gamma"), (
+    "the bound uses max(alpha, 1 - alpha)"
 )
 
 # %% [raw]
@@ -230,6 +230,67 @@ _lower, _upper = normalized_interval(_y[:5], _mu[:5], _sig[:5], _mu[:3], _sig[:3
 assert matches(_lower, np.full(3, -np.inf), what="lower") and matches(
     _upper, np.full(3, np.inf), what="upper"
 ), "5 calibration points at alpha = 0.1: infinite interval"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 2
+
+# %% [markdown]
+# ### Exercise 5 (2 points): an experiment on the wildest days
+# Marginal coverage can be right on average and wrong where it matters. Simulate with
+# `rng = np.random.default_rng(0)`: 2,000 calibration days and 20,000 test days, each with a scale
+# $\sigma$ uniform on $[0.5, 2.5]$ and $y = \sigma \varepsilon$, $\varepsilon$ standard normal, and the
+# forecast $\mu = 0$. Calibrate split conformal with the absolute score $|y - \mu|$ at $\alpha = 0.1$ (the
+# forecaster does not tell the interval about $\sigma$). Set `top_fifth_coverage` to the coverage on the
+# test days with $\sigma \ge 2.1$ and `bottom_fifth_coverage` to the coverage on those with
+# $\sigma < 0.9$ (floats). Then interpret: set `per_bin_needed` to `True` if the wildest fifth is covered
+# more than 0.05 below the nominal 0.90, so that a per-bin (Mondrian) calibration is worth its cost, and
+# `False` otherwise. Graded on the numbers, with a tolerance of 0.02.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_sim_gen = np.random.default_rng(0)  # SOLUTION
+_sim_sig = _sim_gen.uniform(0.5, 2.5, 22000)  # SOLUTION
+_sim_y = _sim_sig * _sim_gen.standard_normal(22000)  # SOLUTION
+_sim_scores = np.sort(np.abs(_sim_y[:2000]))  # SOLUTION
+_sim_q_hat = _sim_scores[math.ceil(2001 * 0.9 - 1e-9) - 1]  # SOLUTION
+_sim_covered, _sim_sig_test = np.abs(_sim_y[2000:]) <= _sim_q_hat, _sim_sig[2000:]  # SOLUTION
+top_fifth_coverage = float(_sim_covered[_sim_sig_test >= 2.1].mean())  # SOLUTION
+bottom_fifth_coverage = float(_sim_covered[_sim_sig_test < 0.9].mean())  # SOLUTION
+per_bin_needed = top_fifth_coverage < 0.85  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert 0 < top_fifth_coverage < bottom_fifth_coverage <= 1, (
+    "the wild days are covered less than the calm ones"
+)
+assert isinstance(per_bin_needed, bool | np.bool_), "per_bin_needed is True or False"
+
+# %%
+# HIDDEN
+_g = np.random.default_rng(123)
+_sig = _g.uniform(0.5, 2.5, 400000)
+_y = _sig * _g.standard_normal(400000)
+_q = np.quantile(np.abs(_y[:200000]), 0.9)
+_cov, _st = np.abs(_y[200000:]) <= _q, _sig[200000:]
+_top, _bottom = _cov[_st >= 2.1].mean(), _cov[_st < 0.9].mean()
+assert abs(top_fifth_coverage - _top) < 0.02, f"top-fifth coverage should be near {_top:.3f}"
+assert abs(bottom_fifth_coverage - _bottom) < 0.02, f"bottom-fifth coverage should be near {_bottom:.3f}"
+assert bool(per_bin_needed) == bool(_top < 0.85), "compare the wildest fifth with 0.90 - 0.05"
 
 # %% [raw]
 # # END TESTS

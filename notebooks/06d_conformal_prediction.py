@@ -17,10 +17,13 @@
 # 3. explain why volatility clustering breaks exchangeability, and run adaptive conformal inference
 #    (ACI) online, without look-ahead, with its deterministic long-run coverage bound;
 # 4. evaluate interval forecasts as a risk desk would: coverage at 80/90/95%, the worst rolling
-#    one-year coverage, mean width and the interval score, against Gaussian and GARCH intervals;
-# 5. recognise the defects of the source module: a quantile level above 1 that crashes for $n \le 8$,
+#    one-year coverage, mean width and the interval score, against Gaussian and GARCH intervals, and
+#    separate what a theorem guarantees from what the data happened to show;
+# 5. check conditional coverage (by forecast $\sigma$, by regime, runs of misses with Christoffersen's
+#    test) and calibrate per bin (Mondrian conformal) or by recency weights (weighted conformal);
+# 6. recognise the defects of the source module: a quantile level above 1 that crashes for $n \le 8$,
 #    an $(N, N)$ score matrix, a clamp that voids ACI's guarantee, a Normal band that is not conformal,
-#    and quantile keys that round.
+#    quantile heads that cross, quantile keys that round and a pinball loss that broadcasts.
 
 # %% [markdown]
 # ## Parameters
@@ -67,10 +70,12 @@ from scipy import stats
 from course_lib import get_device, set_seed
 from course_lib.data.windows import make_task
 from course_lib.evaluation import model_confidence_set, volatility_baselines
+from course_lib.evaluation.backtests import christoffersen_test
 from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
     ConformalPredictor,
+    MondrianConformalPredictor,
     conformal_quantile,
     conformal_rank,
     coverage,
@@ -78,6 +83,7 @@ from course_lib.evaluation.conformal import (
     interval_score,
     interval_scores,
     rolling_coverage,
+    weighted_conformal_quantile,
 )
 from course_lib.losses import GaussianNLLLoss, PinballLoss
 from course_lib.models.bayesian import BayesianLSTM, gaussian_interval
@@ -275,8 +281,14 @@ print(
 
 
 def split_inputs(task):
-    """The three evaluation pieces: the early-stopping year, the calibration years and the test years."""
-    return {"stop": task.train.X[-STOP_DAYS:], "cal": task.val.X, "test": task.test.X}
+    """The evaluation pieces: the gradient years and the early-stopping year (only to fix the sigma bins
+    of Mondrian conformal), the calibration years and the test years."""
+    return {
+        "train": task.train.X[:-STOP_DAYS],
+        "stop": task.train.X[-STOP_DAYS:],
+        "cal": task.val.X,
+        "test": task.test.X,
+    }
 
 
 def train(task, model, loss, seed, epochs=EPOCHS):
@@ -297,6 +309,7 @@ def train(task, model, loss, seed, epochs=EPOCHS):
 
 
 forecasts = {}  # (kind, seed) -> {piece: {"mu", "sigma", "q"}} as 1-D / (N, Q) float arrays
+quant_epochs = {}  # (kind, seed) -> epochs the quantile network trained before early stopping
 for kind, task in tasks.items():
     for seed in SEEDS:
         set_seed(seed)
@@ -310,6 +323,7 @@ for kind, task in tasks.items():
             PinballLoss(QUANTILES),
             seed,
         )
+        quant_epochs[kind, seed] = len(quant.history["train_loss"])
         set_seed(seed)
         tft = TemporalFusionTransformer(
             n_features,
@@ -337,6 +351,57 @@ targets = {kind: {p: v.astype(float) for p, v in d.items()} for kind, d in targe
 q_test = forecasts["returns", 0]["test"]["q"]
 print("quantiles cross anywhere on the test years:", bool((np.diff(q_test, axis=1) < 0).any()))
 print("keys of the quantile outputs:", [quantile_key(q) for q in QUANTILES])
+
+# %% [markdown]
+# > **Pitfall (errata: QuantileRegressionEnsemble, three of them).** The source model had three defects,
+# > each run below on the course's data.
+# >
+# > 1. *Crossing quantiles.* It trained one independent head per level, so nothing keeps the 5% forecast
+# >    below the 10% one. Seven independent linear quantile regressions (on the last five days' features,
+# >    300 Adam steps each) against the course model, whose levels are cumulative softplus increments.
+# > 2. *Keys that round.* It named outputs `f"q{int(q * 100)}"`, and `0.29 * 100` is `28.999999999999996`:
+# >    the 29% quantile is stored as `q28`. `quantile_key` keeps the float's own digits.
+# > 3. *A loss that broadcasts.* Its pinball loss subtracted a (B, 1) prediction from a (B,) target, which
+# >    NumPy and torch broadcast to (B, B): every target against every prediction, a number that trains
+# >    something, silently. `PinballLoss` takes (B, H, Q) against (B, H) and refuses anything else.
+
+
+# %%
+def independent_heads_crossing(task, levels, steps=300, lr=0.05):
+    """Share of test days on which independently fitted linear quantile regressions cross."""
+    X = torch.as_tensor(task.train.X[:, -5:, :].reshape(len(task.train.X), -1), dtype=torch.float32)
+    X_test = torch.as_tensor(task.test.X[:, -5:, :].reshape(len(task.test.X), -1), dtype=torch.float32)
+    y = torch.as_tensor(task.train.y[:, 0], dtype=torch.float32)
+    preds = []
+    for q in levels:
+        head = torch.nn.Linear(X.shape[1], 1)
+        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        for _ in range(steps):
+            e = y - head(X)[:, 0]
+            loss = torch.mean(torch.maximum(q * e, (q - 1) * e))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            preds.append(head(X_test)[:, 0])
+    return float((torch.stack(preds, 1).diff(dim=1) < 0).any(dim=1).float().mean())
+
+
+torch.manual_seed(0)
+crossing = independent_heads_crossing(tasks["returns"], QUANTILES)
+course_crossing = float(np.mean((np.diff(q_test, axis=1) < 0).any(axis=1)))
+print(
+    f"1. quantiles cross on {crossing:.1%} of test days with independent heads, {course_crossing:.1%} with the course model"
+)
+print(f"2. source key for 0.29: q{int(0.29 * 100)}; quantile_key(0.29): {quantile_key(0.29)}")
+y_b, pred_b1 = torch.randn(256), torch.randn(256, 1)
+e_b = y_b - pred_b1  # the source's subtraction
+print(f"3. source pinball residual for a batch of 256: shape {tuple(e_b.shape)}")
+try:
+    PinballLoss(QUANTILES)(torch.randn(256, 1), y_b)
+except ValueError as err:
+    print("   PinballLoss:", err)
+assert crossing > 0 and course_crossing == 0
 
 # %% [markdown]
 # **GARCH intervals.** Returns: a GARCH(1,1) with a constant mean estimated on the training years and
@@ -389,6 +454,11 @@ garch["volatility"] = {
 #   BayesianLSTM, seeded with the 2007-2008 scores and then run online through 2009-2018;
 #   **ACI (CQR scores, quantile net)**: ACI on the CQR scores of the quantile network; for returns also
 #   **ACI (GARCH scale)**: ACI on normalised scores with the GARCH mean and $\sigma$.
+# * **Mondrian |y-mu|/sigma (sigma bins)**: split conformal on normalised scores *within each fifth* of
+#   the network's $\sigma$ (`MondrianConformalPredictor`), one $\hat q$ per bin. The bin edges are the
+#   quintiles of $\sigma$ on 1999-2006, fixed before the calibration years are looked at. On exchangeable
+#   data it covers $1-\alpha$ in every bin, not only on average. **Mondrian ACI (sigma bins)**: the same
+#   bins, with one ACI per bin, so each bin learns its own level online from its own misses.
 
 
 # %%
@@ -401,6 +471,23 @@ def band_index(level):
 def run_aci(a, gamma, cal, test, y_cal, y_test):
     aci = AdaptiveConformalPredictor(a, gamma, score="normalized").calibrate(y_cal, cal["mu"], cal["sigma"])
     return aci.run(y_test, test["mu"], test["sigma"])
+
+
+def mondrian_aci(a, edges, cal, test, y_cal, y_test):
+    """ACI run separately within each sigma bin: each bin learns its own level online from its own misses."""
+    b_cal, b_test = (
+        np.searchsorted(edges, cal["sigma"], "right"),
+        np.searchsorted(edges, test["sigma"], "right"),
+    )
+    lower, upper = np.empty(len(y_test)), np.empty(len(y_test))
+    for j in np.unique(b_test):
+        c, t = b_cal == j, b_test == j
+        res = AdaptiveConformalPredictor(a, GAMMA, score="normalized").calibrate(
+            y_cal[c], cal["mu"][c], cal["sigma"][c]
+        )
+        res = res.run(y_test[t], test["mu"][t], test["sigma"][t])
+        lower[t], upper[t] = res.lower, res.upper
+    return lower, upper
 
 
 def intervals(kind, seed, level):
@@ -429,6 +516,13 @@ def intervals(kind, seed, level):
         .calibrate(y["cal"], cal["mu"] - z * cal["sigma"], cal["mu"] + z * cal["sigma"])
         .predict_interval(test["mu"] - z * test["sigma"], test["mu"] + z * test["sigma"]),
     }
+    edges = sigma_edges[kind, seed]
+    out["Mondrian |y-mu|/sigma (sigma bins)"] = (
+        MondrianConformalPredictor(edges, a, "normalized")
+        .calibrate(y["cal"], cal["mu"], cal["sigma"], by=cal["sigma"])
+        .predict_interval(test["mu"], test["sigma"], by=test["sigma"])
+    )
+    out["Mondrian ACI (sigma bins)"] = mondrian_aci(a, edges, cal, test, y["cal"], y["test"])
     for name, gamma in [("ACI", GAMMA), ("DtACI", AdaptiveConformalPredictor.DTACI_GAMMAS)]:
         res = run_aci(a, gamma, cal, test, y["cal"], y["test"])
         out[name] = (res.lower, res.upper)
@@ -443,6 +537,11 @@ def intervals(kind, seed, level):
     return out
 
 
+# Mondrian bins: the quintiles of the network's sigma on 1999-2006, fixed before calibration and test
+sigma_edges = {
+    key: np.quantile(np.concatenate([f["train"]["sigma"], f["stop"]["sigma"]]), [0.2, 0.4, 0.6, 0.8])
+    for key, f in forecasts.items()
+}
 bands = {
     (kind, seed, level): intervals(kind, seed, level) for kind in tasks for seed in SEEDS for level in LEVELS
 }
@@ -488,28 +587,53 @@ for kind, table in tables.items():
         )
         print("    coverage minus nominal: " + ", ".join(f"{name} {gap:+.3f}" for name, gap in off.items()))
 
+# %%
+raw80 = [
+    coverage(targets[k]["test"], *bands[k, sd, 0.8]["quantile net (raw)"]) for k in tasks for sd in SEEDS
+]
+cqr80 = [
+    coverage(targets[k]["test"], *bands[k, sd, 0.8]["CQR (quantile net)"]) for k in tasks for sd in SEEDS
+]
+epochs_run = list(quant_epochs.values())
+print(
+    f"the raw quantile nets cover {min(raw80):.3f}-{max(raw80):.3f} at 80% over both tasks and {len(SEEDS)} seeds, "
+    f"after {min(epochs_run)}-{max(epochs_run)} epochs of a {HIDDEN}-unit LSTM (at most {EPOCHS}); "
+    f"CQR on them covers {min(cqr80):.3f}-{max(cqr80):.3f}"
+)
+
+# %%
+for kind, table in tables.items():
+    t = table.loc["90%", "coverage"] - 0.9
+    plain, scaled = t["split |y-mu|"], t["split |y-mu|/sigma"]
+    more = "the normalised one" if scaled > plain else "the plain one"
+    print(
+        f"{kind} 90%: split |y-mu| over-covers by {plain:+.3f}, split |y-mu|/sigma by {scaled:+.3f}: "
+        f"{more} over-covers more"
+    )
+
 # %% [markdown]
 # Are the differences in interval score more than noise? Daily interval scores are autocorrelated (so are
 # the misses), so we use the model confidence set of Hansen, Lunde & Nason (2011) with a block bootstrap
 # (`course_lib.evaluation.model_confidence_set`): the methods at 90% that cannot be told apart from the
-# best at the 10% level. (Methods with an infinite interval on some day have an infinite score and are
-# left out.)
+# best at the 10% level, for each training seed. (Methods with an infinite interval on some day have an
+# infinite score and are left out.)
 
 # %%
 for kind in tasks:
-    y_test = targets[kind]["test"]
-    losses = pd.DataFrame(
-        {
-            name: interval_scores(y_test, lo_, hi_, 0.1)
-            for name, (lo_, hi_) in bands[kind, SEEDS[0], 0.9].items()
-        }
-    )
-    losses = losses.loc[:, np.isfinite(losses).all()]
-    mcs = model_confidence_set(losses, size=0.1)
-    print(
-        f"{kind}, 90%: in the model confidence set: {', '.join(mcs.index[mcs['in_MCS']])}; "
-        f"out: {', '.join(mcs.index[~mcs['in_MCS']]) or 'none'}"
-    )
+    y_test, in_mcs = targets[kind]["test"], {}
+    for seed in SEEDS:
+        losses = pd.DataFrame(
+            {
+                name: interval_scores(y_test, lo_, hi_, 0.1)
+                for name, (lo_, hi_) in bands[kind, seed, 0.9].items()
+            }
+        )
+        losses = losses.loc[:, np.isfinite(losses).all()]
+        mcs = model_confidence_set(losses, size=0.1)
+        for name in losses:
+            in_mcs[name] = in_mcs.get(name, 0) + int(mcs.loc[name, "in_MCS"])
+    print(f"{kind}, 90%, in the model confidence set for how many of {len(SEEDS)} seeds:")
+    print("    " + "; ".join(f"{name} {n}" for name, n in sorted(in_mcs.items(), key=lambda kv: -kv[1])))
 
 # %% [markdown]
 # **Reading the tables** (the verdicts above are computed from them). Split conformal keeps its promise
@@ -517,15 +641,256 @@ for kind in tasks:
 # most volatile years of the sample, and then meets the calmer test decade: where the lines above show a
 # positive gap, the calibration years made its intervals too wide, and the interval score pays for the
 # width. Normalising by the BayesianLSTM's $\sigma$ changes the *shape* (wide where $\sigma$ is high), but
-# the *level* still comes from the crisis, and here it over-covers as much or more; CQR on the quantile
+# the *level* still comes from the crisis: it over-covers too, and the last lines above say, per task,
+# whether it over-covers more or less than the plain absolute score; CQR on the quantile
 # network inherits the same level. The raw quantile bands (the quantile network and the TFT, as pinball
 # training on 1999-2005 left them) are the opposite case: the lines above show how far from nominal
 # they are; CQR moves them to the level of the calibration years, and ACI on the same CQR scores to the
-# nominal one. The model confidence set adds that the interval-score differences
+# nominal one. Read "CQR repairs them" with the line printed above the model confidence set: these are
+# small networks trained for a few epochs, so much of what CQR repairs here is under-training, not a flaw
+# of quantile regression; a better-trained quantile network would leave CQR less to do. The model confidence set adds that the interval-score differences
 # are not all noise. ACI and
-# DtACI forget the calibration years at the rate $\gamma$, which is why their long-run coverage sits on
-# the nominal level: that part is a theorem, not luck. The Gaussian and GARCH intervals are
+# DtACI forget the calibration years at the rate $\gamma$, which is why their long-run coverage moves
+# towards the nominal level. What the theorem *proves* is weaker than what we *observe*: it bounds the
+# miss rate over $T$ days within $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$ of $\alpha$, which at
+# $\gamma = 0.005$ over the test decade is a wide band (printed with each seed below); that ACI lands far
+# inside it is an empirical finding about these data, not a guarantee. The Gaussian and GARCH intervals are
 # uncalibrated beliefs: right when their Normal tails happen to fit, off otherwise.
+
+# %% [markdown]
+# ## Coverage where it matters: by forecast sigma, by regime, and in runs
+#
+# A 90% coverage over ten years can hide 99% on calm days and 75% on wild ones, and a risk desk lives on
+# the wild ones. Three checks of *conditional* coverage, all at 90% on the test years:
+#
+# * coverage and mean width within each fifth of the days ranked by the network's forecast $\sigma$;
+# * coverage in three volatility regimes, the terciles of the past 22 days' realised volatility of the
+#   return (known on the day the interval is issued);
+# * Christoffersen's (1998) independence test on each method's miss sequence
+#   (`course_lib.evaluation.backtests`): misses as a two-state Markov chain, is
+#   $P(\text{miss} \mid \text{miss yesterday})$ equal to $P(\text{miss} \mid \text{hit yesterday})$? A small
+#   p-value says the misses come in runs, which is what a band that is slow to widen produces.
+#
+# ACI controls the long-run average only; the Mondrian variant calibrates each $\sigma$ bin separately.
+
+
+# %%
+def binned(kind, seed, by, edges, labels):
+    """Coverage and mean width of every 90% band within the bins of ``by`` (test years)."""
+    y, b = targets[kind]["test"], np.searchsorted(edges, by, side="right")
+    rows = {}
+    for name, (lo_, hi_) in bands[kind, seed, 0.9].items():
+        hit, width = (lo_ <= y) & (y <= hi_), hi_ - lo_
+        rows[name] = {f"cov {lab}": hit[b == j].mean() for j, lab in enumerate(labels)}
+        rows[name] |= {f"width {lab}": width[b == j].mean() for j, lab in enumerate(labels)}
+    return pd.DataFrame(rows).T
+
+
+quintiles = ("Q1 calm", "Q2", "Q3", "Q4", "Q5 wild")
+by_sigma = {}
+for kind in tasks:
+    sig = forecasts[kind, SEEDS[0]]["test"]["sigma"]
+    by_sigma[kind] = binned(kind, SEEDS[0], sig, np.quantile(sig, [0.2, 0.4, 0.6, 0.8]), quintiles)
+by_sigma["returns"].round(3)
+
+# %%
+by_sigma["volatility"].round(3)
+
+# %%
+for kind, table in by_sigma.items():
+    cov = table[[f"cov {q}" for q in quintiles]]
+    worst_bin = (cov - 0.9).abs().max(axis=1)
+    best = worst_bin.idxmin()
+    print(
+        f"{kind}: largest distance of a sigma-quintile's coverage from 0.90 -- smallest for {best} "
+        f"({worst_bin[best]:.3f}); ACI {worst_bin['ACI']:.3f}; Mondrian ACI "
+        f"{worst_bin['Mondrian ACI (sigma bins)']:.3f}; split |y-mu|/sigma {worst_bin['split |y-mu|/sigma']:.3f}; "
+        f"Mondrian split {worst_bin['Mondrian |y-mu|/sigma (sigma bins)']:.3f}"
+    )
+    for plain, per_bin in [
+        ("split |y-mu|/sigma", "Mondrian |y-mu|/sigma (sigma bins)"),
+        ("ACI", "Mondrian ACI (sigma bins)"),
+    ]:
+        better = worst_bin[per_bin] < worst_bin[plain]
+        print(
+            f"    calibrating per sigma bin {'brings' if better else 'does not bring'} the worst quintile of {plain} closer to 0.90"
+        )
+    print(
+        "    coverage in the wildest fifth (Q5): "
+        + ", ".join(f"{name} {c:.3f}" for name, c in cov["cov Q5 wild"].items())
+    )
+
+# %%
+ret_task = tasks["returns"]
+ret_series = ret_task.frame["ret"].to_numpy()
+np.testing.assert_allclose(
+    ret_series[ret_task.test.rows + 1], targets["returns"]["test"], rtol=1e-5, atol=1e-6
+)
+realised = pd.Series(ret_series).rolling(22).std().to_numpy()[ret_task.test.rows]  # known on the day
+regimes = ("calm", "normal", "turbulent")
+by_regime = binned("returns", SEEDS[0], realised, np.quantile(realised, [1 / 3, 2 / 3]), regimes)
+by_regime.round(3)
+
+# %%
+reg_cov = by_regime[[f"cov {r}" for r in regimes]]
+gap = reg_cov["cov calm"] - reg_cov["cov turbulent"]
+print(
+    "returns, calm minus turbulent coverage: "
+    + ", ".join(f"{name} {g:+.3f}" for name, g in gap.sort_values().items())
+)
+print(
+    f"the smallest gap between the calm and the turbulent third: {gap.abs().idxmin()} ({gap[gap.abs().idxmin()]:+.3f})"
+)
+
+# %%
+runs = []
+for kind in tasks:
+    y = targets[kind]["test"]
+    for name, (lo_, hi_) in bands[kind, SEEDS[0], 0.9].items():
+        miss = ~((lo_ <= y) & (y <= hi_))
+        ch = christoffersen_test(miss, 0.1)
+        runs.append(
+            {
+                "task": kind,
+                "method": name,
+                "miss rate": miss.mean(),
+                "P(miss | hit before)": miss[1:][~miss[:-1]].mean(),
+                "P(miss | miss before)": miss[1:][miss[:-1]].mean(),
+                "p independence": ch["p_ind"],
+            }
+        )
+runs = pd.DataFrame(runs).set_index(["task", "method"])
+runs.round(3)
+
+# %%
+for kind in tasks:
+    r = runs.loc[kind]
+    clustered = r.index[r["p independence"] < 0.05]
+    print(
+        f"{kind}: misses come in runs (independence rejected at 5%) for {len(clustered)} of {len(r)} methods: "
+        f"{', '.join(clustered) or 'none'}"
+    )
+
+# %% [markdown]
+# **Reading conditional coverage.** The sigma-quintile tables show where each band spends its misses, and
+# the lines under them name, per task, the method whose worst quintile is closest to 0.90 and whether
+# calibrating per bin helped. The Mondrian guarantee is a statement about exchangeable data; calibrated on
+# 2007-2008, the Mondrian split sets each bin's level from the crisis years' days in that bin, not from
+# the test decade's, so it can miss the nominal level in a bin as the marginal split misses it overall. Its online version, one ACI per bin, at least learns
+# each bin's level from its own misses, at the price of fewer days per bin (so a looser bound per bin).
+# Binning by the network's own $\sigma$ helps only as far as $\sigma$ ranks the days by risk; the regime
+# table, binned by a variable the network does not control, is the harder test. The independence test says whether misses arrive in
+# clusters; ACI's long-run guarantee says nothing about that, and the table shows whether its misses
+# cluster all the same.
+
+# %% [markdown]
+# ## Weighted conformal: forgetting by weights instead of by level
+#
+# ACI keeps every past score and moves the *level*. Nonexchangeable conformal prediction (Barber, Candes,
+# Ramdas & Tibshirani 2023) keeps the level at $1-\alpha$ and moves the *weights*: the score of a day
+# $a$ days ago gets weight $\rho^a$, the new day weight 1 placed at $+\infty$, and $\hat q_t$ is the
+# $(1-\alpha)$ quantile of that weighted distribution (`weighted_conformal_quantile`). Its guarantee is
+# $1-\alpha$ minus a drift term: the more the recent past resembles tomorrow, the smaller the loss. Below,
+# online on the normalised scores of the BayesianLSTM (the 2007-2008 scores first, then each test day's
+# score once it is known), with $\rho = 0.99$ (a memory of about 100 days), at 90%, against ACI.
+
+
+# %%
+def weighted_online(y_cal, cal, y_test, test, alpha, rho):
+    """Online weighted conformal on normalised scores: q_t from past scores weighted rho^age."""
+    history = list(np.abs(y_cal - cal["mu"]) / cal["sigma"])
+    q = np.empty(len(y_test))
+    for t in range(len(y_test)):
+        past = np.array(history)
+        q[t] = weighted_conformal_quantile(past, rho ** np.arange(len(past), 0, -1), alpha)
+        history.append(abs(y_test[t] - test["mu"][t]) / test["sigma"][t])
+    return test["mu"] - q * test["sigma"], test["mu"] + q * test["sigma"]
+
+
+RHO = 0.99
+for kind in tasks:
+    f, y = forecasts[kind, SEEDS[0]], targets[kind]
+    weighted_band = weighted_online(y["cal"], f["cal"], y["test"], f["test"], 0.1, RHO)
+    rows = {"weighted (rho = 0.99)": weighted_band, "ACI": bands[kind, SEEDS[0], 0.9]["ACI"]}
+    m = {name: interval_metrics(y["test"], *band, 0.1, window=WINDOW) for name, band in rows.items()}
+    p_ind = {
+        name: christoffersen_test(~((band[0] <= y["test"]) & (y["test"] <= band[1])), 0.1)["p_ind"]
+        for name, band in rows.items()
+    }
+    for name in rows:
+        print(
+            f"{kind}, {name}: coverage {m[name]['coverage']:.3f}, worst {WINDOW}-day {m[name][f'worst {WINDOW}d']:.3f}, "
+            f"interval score {m[name]['interval score']:.3f}, independence p {p_ind[name]:.3f}"
+        )
+    lower_is = min(m, key=lambda n: m[n]["interval score"])
+    higher_worst = max(m, key=lambda n: m[n][f"worst {WINDOW}d"])
+    print(
+        f"    lower interval score on {kind}: {lower_is}; higher worst {WINDOW}-day coverage: {higher_worst}"
+    )
+
+# %% [markdown]
+# The lines above compare the two ways of forgetting on the same scores, and say on each task which one
+# wins on the interval score and which on the worst year (they need not agree). Neither is a free lunch: the
+# weighted quantile's bound has a drift term we cannot compute, and ACI's bound is loose over a decade;
+# both are judged here on what they did.
+
+# %% [markdown]
+# ## Several horizons: 1, 5 and 22 days ahead
+#
+# A desk that sizes positions for a month needs the interval for the volatility in 22 days, not
+# tomorrow's. The target at horizon $h$ is the log volatility over the next $h$ days (`make_task`
+# aggregates days $t+1, \dots, t+h$), an average, so it is smoother than one day's value and need not be
+# harder to forecast. What surely changes: the outcome of a forecast issued today is known only $h$ days
+# later, so an online method must wait:
+# ACI updates $\alpha_t$ with the miss of the forecast issued $h$ days ago, and adds that score to its
+# history only then. The forecaster here is deliberately simple: one least-squares regression per horizon
+# on the last five days' inputs, fitted on the training years (`make_task` with `horizons=(1, 5, 22)`);
+# split conformal on absolute scores is calibrated on 2007-2008 and ACI ($\gamma$ = `GAMMA`) runs online
+# with the delay.
+
+# %%
+HORIZONS = (1, 5, 22)
+multi = make_task("volatility", ticker="^GSPC", lookback=LOOKBACK, horizons=HORIZONS)
+
+
+def last_days(X):
+    return np.column_stack([X[:, -5:, :].reshape(len(X), -1), np.ones(len(X))])
+
+
+coef = np.linalg.lstsq(last_days(multi.train.X), multi.train.y, rcond=None)[0]  # one column per horizon
+
+
+def aci_delayed(cal_scores, scores, alpha, gamma, h):
+    """ACI whose feedback arrives h days late: day t uses the misses and scores of days up to t - h."""
+    history, a = list(cal_scores), alpha
+    q, err = np.empty(len(scores)), np.empty(len(scores))
+    for t in range(len(scores)):
+        if t >= h:
+            a += gamma * (alpha - err[t - h])
+            history.append(scores[t - h])
+        k, past = conformal_rank(len(history), a), np.sort(history)
+        q[t] = np.inf if k > len(past) else (-np.inf if k < 1 else past[k - 1])
+        err[t] = float(scores[t] > q[t])
+    return q, err
+
+
+for j, h in enumerate(HORIZONS):
+    s_cal = np.abs(multi.val.y[:, j] - last_days(multi.val.X) @ coef[:, j])
+    s_test = np.abs(multi.test.y[:, j] - last_days(multi.test.X) @ coef[:, j])
+    q_split = conformal_quantile(s_cal, 0.1)
+    q_aci, err = aci_delayed(s_cal, s_test, 0.1, GAMMA, h)
+    print(
+        f"h = {h:>2}: 90% split conformal covers {np.mean(s_test <= q_split):.3f} (half-width {q_split:.3f}); "
+        f"ACI with a {h}-day delay covers {1 - err.mean():.3f} (median half-width {np.median(q_aci):.3f}); "
+        f"misses independent? p = {christoffersen_test(err.astype(bool), 0.1)['p_ind']:.3g}"
+    )
+
+# %% [markdown]
+# Read the lines above for what the horizon costs. The half-width need not grow with $h$ (the target is
+# an average); the misses are the real change: forecasts issued on neighbouring days share $h-1$ of their
+# $h$ future days, so at $h > 1$ a miss is rarely alone, and the independence test measures how far that
+# goes. Delayed feedback also slows ACI: its bound still holds, but each correction arrives $h$ days
+# late, and the split interval keeps whatever level the calibration years gave it.
 
 # %% [markdown]
 # ## Coverage over time, with the stress periods
@@ -623,11 +988,22 @@ for name, (lo_, hi_) in {
         f"15 Sep - 31 Dec 2008, {name}: coverage {coverage(online_y[in_2008], lo_[in_2008], hi_[in_2008]):.3f}"
     )
 print(f"lowest alpha_t in 2008: {aci_2007.alpha_t[in_2008].min():.3f}")
+crash_cov = {
+    name: coverage(online_y[in_2008], lo_[in_2008], hi_[in_2008])
+    for name, (lo_, hi_) in {"ACI": (aci_2007.lower, aci_2007.upper), "GARCH": (garch_lo, garch_hi)}.items()
+}
+print(
+    f"through the crash (15 Sep - 31 Dec 2008, {int(in_2008.sum())} days) "
+    f"{max(crash_cov, key=crash_cov.get)} covered more: GARCH {crash_cov['GARCH']:.3f}, ACI {crash_cov['ACI']:.3f}"
+)
 
 # %% [markdown]
 # As misses accumulate in the autumn of 2008, $\alpha_t$ falls and the ACI band widens beyond what the
 # network's own $\sigma$ implies; in the calm of 2009 it climbs back. This is the mechanism behind its
-# coverage in the tables: not a better model, but a level that learns from its own misses.
+# long-run coverage in the tables: not a better model, but a level that learns from its own misses. It
+# is a slow mechanism: through the crash itself the lines above compare it with GARCH, whose variance
+# reacts to yesterday's squared return within a day, while $\alpha_t$ moves by $\gamma$ per miss. A
+# level that learns from misses does not replace a scale that follows the market.
 #
 # > **Pitfall (erratum: AdaptiveConformalPredictor, the clamp).** The source clamped
 # > $\alpha_t$ to $[0.01, 0.5]$ after each update. The guarantee rests on $\alpha_t$ being free to go below
@@ -744,13 +1120,29 @@ print(
 )
 
 # %%
+aci_bound = (max(0.1, 0.9) + GAMMA) / (GAMMA * T_test)  # ACI's proved bound on |miss rate - alpha|
+print(
+    f"proved for ACI (gamma = {GAMMA}, T = {T_test} days): coverage in 0.90 +- {aci_bound:.3f}, "
+    f"i.e. {0.9 - aci_bound:.3f}-{0.9 + aci_bound:.3f}; the +-0.01 target is an empirical one"
+)
+
+
+def worst_year_verdict(worst):
+    """The chapter's rule: at or above 0.86 met; a point or two short, weak evidence; more, strong."""
+    if worst >= 0.86:
+        return "met"
+    return "weak evidence against" if worst >= 0.84 else "strong evidence against"
+
+
 aci_rows = by_seed[(by_seed.task == "returns") & by_seed.method.isin(["ACI", "DtACI", "ACI (GARCH scale)"])]
 for name, rows in aci_rows.groupby("method", sort=False):
     for _, r in rows.iterrows():
-        cov_ok, worst_ok = abs(r["coverage"] - 0.9) <= 0.01, r[f"worst {WINDOW}d"] >= 0.86
+        cov_ok, worst = abs(r["coverage"] - 0.9) <= 0.01, r[f"worst {WINDOW}d"]
         print(
-            f"{name}, seed {r['seed']}: coverage {r['coverage']:.3f} (0.90 +- 0.01: {'met' if cov_ok else 'NOT met'}), "
-            f"worst {WINDOW}-day coverage {r[f'worst {WINDOW}d']:.3f} (>= 0.86: {'met' if worst_ok else 'NOT met'})"
+            f"{name}, seed {r['seed']}: coverage {r['coverage']:.3f} (proved: within {aci_bound:.3f} of 0.90; "
+            f"observed within 0.01: {'yes' if cov_ok else 'no'}), worst {WINDOW}-day coverage {worst:.3f} "
+            f"({worst_year_verdict(worst)}; an ideal forecaster is this low or lower in "
+            f"{int(np.sum(ideal_worst <= worst))} of {REPS} simulated decades)"
         )
 
 # %%
@@ -766,8 +1158,11 @@ print(
 print(f"An ideal 90% forecaster reaches >= 0.86 in {np.mean(ideal_worst >= 0.86):.0%} of simulated decades.")
 
 # %% [markdown]
-# **The targets, plainly.** The long-run target (coverage within $0.90 \pm 0.01$) is what ACI guarantees,
-# up to $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$, and the lines above show it met. The worst-year
+# **The targets, plainly.** ACI *guarantees* coverage within $(\max(\alpha, 1-\alpha) + \gamma)/(\gamma T)$
+# of 0.90, the wide band printed above; the tighter target $0.90 \pm 0.01$ is an *empirical* one, and
+# the lines above say, seed by seed, whether it was met. The worst-year verdict of each seed applies the
+# rule stated at the end of this paragraph (0.84 to 0.86: weak evidence; below 0.84: strong), with the
+# share of ideal decades that do as badly. The worst-year
 # target is harder, for two reasons the chapter has measured. First, the bar sits at the noise floor:
 # an *ideal* 90% forecaster reaches a worst year of 0.86 only about as often as the simulation says.
 # Second, with $\gamma = 0.005$ a miss moves $\alpha_t$ by only 0.0045, so after a shock that the
@@ -901,11 +1296,34 @@ print(f"Exercise 4 passed: q-hat = {cqr_q:+.3f} ({'widens' if cqr_q > 0 else 'sh
 #   statistic $S_{(k)}$, $k = \lceil (n+1)(1-\alpha) \rceil$, and $+\infty$ when $k > n$: no interpolation, no
 #   crash for small $n$, one horizon at a time as 1-D arrays.
 # * The score decides the shape: absolute residuals give constant widths, normalised residuals follow the
-#   model's $\sigma$ (and ignore its scale errors), CQR repairs a quantile network's band.
+#   model's $\sigma$ (and ignore its scale errors), CQR moves a quantile network's band to the
+#   calibration years' level (here mostly making up for a network trained for only a few epochs).
 # * Markets are not exchangeable: calibrated on 2007-2008, split conformal and CQR over-cover the calmer
 #   test decade. ACI learns the level online, $\alpha_{t+1} = \alpha_t + \gamma(\alpha - \mathrm{err}_t)$,
 #   unclamped, with a long-run coverage bound that holds for every sequence; DtACI spares you the
-#   choice of $\gamma$.
+#   choice of $\gamma$. The bound is loose over ten years at $\gamma = 0.005$: coverage near 0.90 is
+#   observed, not proved; and a level learnt from misses moves slowly (through the autumn of 2008 GARCH
+#   covered more than ACI, as printed above).
+# * Long-run coverage is not conditional coverage: check coverage by forecast $\sigma$ and by regime, and
+#   whether misses come in runs (Christoffersen's test), before a risk desk relies on a band.
 # * Measure intervals the way they are used: coverage at several levels, the worst rolling year, width
 #   and the interval score, beside Gaussian and GARCH intervals. A perfect forecaster's worst year is a
 #   few points below nominal; judge a method against that floor, not against the nominal level.
+
+# %% [markdown]
+# ## What this chapter proved, what it observed, and what it left out
+#
+# * **Proved**: split conformal's $[1-\alpha, 1-\alpha+1/(n+1)]$ on exchangeable data (the off-by-one
+#   experiment); Mondrian conformal's coverage in every bin (stated with `MondrianConformalPredictor`); ACI's long-run bound, which over
+#   the test decade at $\gamma = 0.005$ is the wide band printed with the seeds.
+# * **Observed, on these data and seeds**: ACI's coverage within 0.01 of 0.90; each seed's worst year,
+#   judged by the rule (0.84 to 0.86 weak evidence, lower strong); GARCH covering more than ACI through
+#   the autumn of 2008; which split score over-covers more on each task; how each method covers by
+#   $\sigma$ quintile and by regime, and whose misses come in runs; which methods stay in the model
+#   confidence set across seeds; that the raw quantile networks are under-trained, so part of what CQR
+#   repairs is their training; how weighted conformal compares with ACI; how coverage and runs of misses
+#   behave at 5 and 22 days.
+# * **Left out**, for further reading: EnbPI (Xu & Xie 2021; in MAPIE as a time-series regressor), conformal
+#   PID control (Angelopoulos, Candes & Tibshirani 2023), aggregated ACI (AgACI; Zaffran et al. 2022),
+#   and joint intervals that cover several horizons at once (the section on horizons treats each $h$
+#   on its own).

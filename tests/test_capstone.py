@@ -213,6 +213,22 @@ def test_christoffersen_matches_the_markov_likelihood_and_catches_clusters():
     assert rejections < 0.12
 
 
+def test_the_backtests_live_in_evaluation_and_the_capstone_re_exports_them():
+    """Chapter 06d tests interval misses without importing the capstone: the tests live in
+    course_lib.evaluation.backtests, and the capstone's names are the same functions."""
+    import ast
+    import inspect
+
+    from course_lib.evaluation import backtests
+
+    assert cap.kupiec_test is backtests.kupiec_test
+    assert cap.christoffersen_test is backtests.christoffersen_test
+    tree = ast.parse(inspect.getsource(backtests))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"numpy", "scipy"}, f"backtests imports {sorted(imported)}: numpy and scipy only"
+
+
 def test_economic_readings_are_scale_free_and_react_to_a_bad_forecast(task):
     base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
     a = cap.vol_targeting(task, base_t["har"], base_v["har"])

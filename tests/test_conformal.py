@@ -15,6 +15,7 @@ from course_lib.evaluation.conformal import (
     AdaptiveConformalPredictor,
     ConformalizedQuantileRegressor,
     ConformalPredictor,
+    MondrianConformalPredictor,
     conformal_quantile,
     conformal_rank,
     coverage,
@@ -23,6 +24,7 @@ from course_lib.evaluation.conformal import (
     interval_scores,
     mean_width,
     rolling_coverage,
+    weighted_conformal_quantile,
 )
 from course_lib.models.quantile import QuantileRegressionEnsemble, quantile_key
 from course_lib.training import PinballLoss, Trainer
@@ -105,6 +107,97 @@ def test_split_conformal_coverage_lies_in_the_theoretical_band(n, alpha, score):
         tol,
     )
     assert 1 / (n + 1) > 3 * tol
+
+
+EDGES = (0.8, 1.4, 2.0, 2.6)  # fixed in advance: five bins of the forecast sigma
+
+
+def _heteroscedastic(rng, n):
+    sigma = rng.uniform(0.2, 3.2, n)
+    return sigma * rng.standard_normal(n), np.zeros(n), sigma
+
+
+def _per_bin_coverage(make, reps=600, n_cal=150, n_test=150):
+    """Coverage in each sigma bin over repetitions, and the exact k_b / (n_b + 1) the theorem predicts."""
+    rng = np.random.default_rng(11)
+    hits, counts, exact = np.zeros(len(EDGES) + 1), np.zeros(len(EDGES) + 1), []
+    for _ in range(reps):
+        y, mu, sigma = _heteroscedastic(rng, n_cal + n_test)
+        lower, upper = make(y[:n_cal], mu[:n_cal], sigma[:n_cal], mu[n_cal:], sigma[n_cal:])
+        bins = np.searchsorted(EDGES, sigma[n_cal:], side="right")
+        covered = (lower <= y[n_cal:]) & (y[n_cal:] <= upper)
+        hits += np.bincount(bins, weights=covered, minlength=len(EDGES) + 1)
+        counts += np.bincount(bins, minlength=len(EDGES) + 1)
+        n_b = np.bincount(np.searchsorted(EDGES, sigma[:n_cal], side="right"), minlength=len(EDGES) + 1)
+        exact.append([min(conformal_rank(n, 0.1), n + 1) / (n + 1) for n in n_b])
+    return hits / counts, np.mean(exact, axis=0), counts
+
+
+def test_mondrian_conformal_covers_in_every_bin_where_marginal_conformal_does_not():
+    def mondrian(y, mu, sigma, mu_new, sigma_new):
+        cp = MondrianConformalPredictor(EDGES, 0.1).calibrate(y, mu, by=sigma)
+        return cp.predict_interval(mu_new, by=sigma_new)
+
+    def marginal(y, mu, sigma, mu_new, sigma_new):
+        return ConformalPredictor(0.1).calibrate(y, mu).predict_interval(mu_new)
+
+    per_bin, exact, counts = _per_bin_coverage(mondrian)
+    tol = 4 * np.sqrt(0.09 / counts)  # CLT tolerance per bin (points within a repetition share q_b)
+    assert np.all(per_bin >= 0.9 - tol), per_bin
+    # finite-sample exactness: coverage in bin b is E[k_b / (n_b + 1)], not just >= 0.9
+    np.testing.assert_allclose(per_bin, exact, atol=float(tol.max()))
+    marg, _, _ = _per_bin_coverage(marginal)
+    assert marg[0] > 0.99 and marg[-1] < 0.8, marg  # the same data: marginal conformal fails per bin
+
+
+def test_mondrian_with_no_edges_is_split_conformal_and_refuses_empty_bins():
+    rng = np.random.default_rng(3)
+    y, mu, sigma = _heteroscedastic(rng, 400)
+    one = MondrianConformalPredictor([], 0.1, "normalized").calibrate(
+        y[:200], mu[:200], sigma[:200], by=sigma[:200]
+    )
+    split = ConformalPredictor(0.1, "normalized").calibrate(y[:200], mu[:200], sigma[:200])
+    np.testing.assert_array_equal(one.q_hat, [split.q_hat])
+    np.testing.assert_allclose(
+        one.predict_interval(mu[200:], sigma[200:], by=sigma[200:]),
+        split.predict_interval(mu[200:], sigma[200:]),
+    )
+    with pytest.raises(ValueError, match="bin 4 of 4"):
+        MondrianConformalPredictor([1.0, 2.0, 50.0], 0.1).calibrate(y, mu, by=sigma)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        MondrianConformalPredictor([2.0, 1.0])
+    with pytest.raises(RuntimeError, match="calibrate"):
+        MondrianConformalPredictor([1.0]).predict_interval(mu, by=sigma)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.05, 0.3, 0.7])
+def test_weighted_conformal_with_equal_weights_is_split_conformal(alpha):
+    rng = np.random.default_rng(4)
+    for n in (1, 5, 8, 9, 19, 20, 57, 200):
+        s = rng.exponential(size=n)
+        for w in (1.0, 3.5):
+            assert weighted_conformal_quantile(s, np.full(n, w), alpha, test_weight=w) == conformal_quantile(
+                s, alpha
+            )
+
+
+def test_weighted_conformal_with_decaying_weights_tracks_a_drifting_scale():
+    """Scores whose scale doubles over the window: equal weights under-cover the next point; weights
+    rho^age cover more the faster they decay, and rho = 0.97 (about 33 effective days) lands near
+    1 - alpha (Barber et al. 2023, section 5)."""
+    rng = np.random.default_rng(8)
+    n, reps = 400, 3000
+    scale = np.exp(np.linspace(0.0, np.log(2.0), n + 1))
+    draws = np.abs(rng.standard_normal((reps, n + 1))) * scale
+    cover = {}
+    for rho in (1.0, 0.99, 0.97):
+        decay = rho ** np.arange(n, 0, -1)  # the newest calibration point has weight rho
+        cover[rho] = np.mean([d[n] <= weighted_conformal_quantile(d[:n], decay, 0.1) for d in draws])
+    tol = 4 * np.sqrt(0.09 / reps)
+    assert cover[1.0] < 0.9 - 2 * tol and cover[1.0] < cover[0.99] < cover[0.97], cover
+    assert abs(cover[0.97] - 0.9) < tol, cover
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        weighted_conformal_quantile([1.0, 2.0], [1.0, -1.0], 0.1)
 
 
 def test_normalized_intervals_are_invariant_to_a_constant_mis_scaling_of_sigma():

@@ -8,7 +8,8 @@ validation (Parkinson ignores the overnight move, so it runs below the return's 
     VaR_{t+1} = -z_alpha k sigma_hat_{t+1}                              (:func:`var_backtest`)
 
 The violations of the VaR are tested with Kupiec's (1995) proportion of failures and Christoffersen's
-(1998) independence and conditional coverage (:func:`kupiec_test`, :func:`christoffersen_test`).
+(1998) independence and conditional coverage (:func:`kupiec_test`, :func:`christoffersen_test`, which
+live in :mod:`course_lib.evaluation.backtests` and are re-exported here).
 """
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from ..data.windows import Task
+from ..evaluation.backtests import christoffersen_test, kupiec_test
 from ..evaluation.baselines import standard_baselines
 from .entries import Entry
 from .task import random_walk
@@ -50,52 +52,6 @@ def vol_targeting(
         "ratio": realised / target,
         "rolling RMSE": float(np.sqrt(np.mean((rolling - target) ** 2))),
         "turnover": float(np.mean(np.abs(np.diff(w)))),
-    }
-
-
-def kupiec_test(hits, alpha: float) -> tuple[float, float]:
-    """Kupiec's (1995) proportion-of-failures LR test: is the violation rate ``alpha``? (LR, p), chi2(1)."""
-    hits = np.asarray(hits, dtype=bool)
-    n, x = len(hits), int(hits.sum())
-    if n == 0:
-        raise ValueError("no observations to test")
-    pi = x / n
-
-    def loglik(p):
-        return (
-            (n - x) * np.log1p(-p) + (x * np.log(p) if x else 0.0) if p < 1 else (0.0 if x == n else -np.inf)
-        )
-
-    lr = -2.0 * (loglik(alpha) - loglik(pi))
-    return float(lr), float(stats.chi2.sf(lr, 1))
-
-
-def christoffersen_test(hits, alpha: float) -> dict:
-    """Christoffersen's (1998) tests of VaR violations: independence (a first-order Markov chain
-    against independence) and conditional coverage (Kupiec + independence), chi2(1) and chi2(2).
-    """
-    hits = np.asarray(hits, dtype=int)
-    prev, cur = hits[:-1], hits[1:]
-    n00, n01 = int(np.sum((prev == 0) & (cur == 0))), int(np.sum((prev == 0) & (cur == 1)))
-    n10, n11 = int(np.sum((prev == 1) & (cur == 0))), int(np.sum((prev == 1) & (cur == 1)))
-
-    def xlogy(a, b):
-        return a * np.log(b) if a > 0 else 0.0
-
-    pi01 = n01 / max(n00 + n01, 1)
-    pi11 = n11 / max(n10 + n11, 1)
-    pi = (n01 + n11) / max(n00 + n01 + n10 + n11, 1)
-    l_markov = xlogy(n00, 1 - pi01) + xlogy(n01, pi01) + xlogy(n10, 1 - pi11) + xlogy(n11, pi11)
-    l_iid = xlogy(n00 + n10, 1 - pi) + xlogy(n01 + n11, pi)
-    lr_ind = float(-2.0 * (l_iid - l_markov))
-    lr_pof, _ = kupiec_test(hits, alpha)
-    lr_cc = lr_pof + lr_ind
-    return {
-        "LR_ind": lr_ind,
-        "p_ind": float(stats.chi2.sf(lr_ind, 1)),
-        "LR_cc": lr_cc,
-        "p_cc": float(stats.chi2.sf(lr_cc, 2)),
-        "n11": n11,
     }
 
 

@@ -9,15 +9,18 @@
   under the ``"frozen"`` or ``"walk_forward"`` protocol
 * :mod:`.tables`: :func:`results_table`, :func:`seed_summary` and :func:`verdicts`
 * :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
+* :mod:`.backtests`: Kupiec's proportion of failures and Christoffersen's independence test on a
+  sequence of misses (VaR violations, interval misses; chapters 06d and 08)
 * :mod:`.conformal`: conformal intervals and their coverage metrics (chapter 06d; numpy and scipy only)
 * :mod:`.probabilistic`: proper scoring rules, CRPS (closed forms, samples, quantiles) and the weighted
   quantile loss (chapter 06b; numpy and scipy only)
 
 ``from course_lib.evaluation import results_table`` (the path before v3) still works: the API of the
-first five submodules is re-exported here; :mod:`.walkforward`, :mod:`.conformal` and
+first five submodules and :mod:`.backtests` is re-exported here; :mod:`.walkforward`, :mod:`.conformal` and
 :mod:`.probabilistic` (which need torch, or are used alone) are imported from their own paths.
 """
 
+from .backtests import christoffersen_test, kupiec_test
 from .baselines import (
     BENCHMARKS,
     HAR_WARMUP,
@@ -41,9 +44,11 @@ __all__ = [
     "PROTOCOLS",
     "VOLATILITY_BASELINES",
     "DMResult",
+    "christoffersen_test",
     "clark_west",
     "diebold_mariano",
     "directional_accuracy",
+    "kupiec_test",
     "level_correct",
     "level_shift",
     "log_har_forecasts",

@@ -41,6 +41,13 @@ one ACI expert per gamma, exponentially weighted by the pinball loss
 l(beta_t, a) = alpha (beta_t - a) - min(0, beta_t - a) of beta_t = sup{a : y_t in C_t(a)}, mixed with
 the uniform weights (sigma) so that the weights can move when the regime changes.
 
+**Mondrian conformal** (Vovk et al. 2005): split conformal within each bin of a variable known in
+advance (the forecast sigma), one q-hat per bin, so that coverage >= 1 - alpha holds in every bin
+(:class:`MondrianConformalPredictor`), not only on average.
+
+**Weighted conformal** (Barber et al. 2023): weights on the calibration scores, decaying with age, for
+data that drift (:func:`weighted_conformal_quantile`).
+
 Metrics: coverage, the worst coverage over rolling windows (250 days: a year), mean width, and the
 interval score of Gneiting & Raftery (2007),
 IS = (u - l) + (2 / alpha)(l - y) 1{y < l} + (2 / alpha)(y - u) 1{y > u}, a proper score (lower is
@@ -59,6 +66,7 @@ __all__ = [
     "AdaptiveResult",
     "ConformalPredictor",
     "ConformalizedQuantileRegressor",
+    "MondrianConformalPredictor",
     "conformal_quantile",
     "conformal_rank",
     "coverage",
@@ -67,6 +75,7 @@ __all__ = [
     "interval_scores",
     "mean_width",
     "rolling_coverage",
+    "weighted_conformal_quantile",
 ]
 
 # The product (n + 1)(1 - alpha) picks up float round-off: (9 + 1)(1 - 0.7) = 3.0000000000000004, whose
@@ -185,6 +194,30 @@ def conformal_quantile(scores, alpha: float) -> float:
     return _order_statistic(scores, conformal_rank(len(scores), alpha))
 
 
+def weighted_conformal_quantile(scores, weights, alpha: float, test_weight: float = 1.0) -> float:
+    """q-hat of nonexchangeable (weighted) conformal prediction (Barber, Candes, Ramdas & Tibshirani 2023).
+
+    With fixed weights w_i >= 0 on the calibration scores S_i and w_{n+1} = ``test_weight`` on the new
+    point, normalised to w~_i = w_i / (w_1 + ... + w_n + w_{n+1}),
+
+        q-hat = the (1 - alpha) quantile of  sum_i w~_i delta_{S_i} + w~_{n+1} delta_{+inf}
+
+    i.e. the smallest S_(j) whose cumulative weight (scores sorted) reaches 1 - alpha, +inf if none.
+    Coverage >= 1 - alpha - sum_i w~_i d_TV(Z, Z^i) (the cost of swapping point i with the new one):
+    weights that decay with age (w_i = rho^(n + 1 - i)) trade a little of the exchangeable guarantee for
+    robustness to drift. Equal weights give split conformal's S_(k), k = ceil((n+1)(1-alpha)), exactly.
+    """
+    alpha = _check_alpha(alpha)
+    scores, weights = _as_1d("scores", scores), _as_1d("weights", weights)
+    _same_length(scores=scores, weights=weights)
+    if np.any(weights < 0) or not test_weight > 0:
+        raise ValueError("weights must be >= 0 and test_weight > 0 (the new point always carries weight)")
+    order = np.argsort(scores, kind="stable")
+    cum = np.cumsum(weights[order]) / (weights.sum() + test_weight)
+    j = int(np.searchsorted(cum, 1.0 - alpha - _ROUND_OFF, side="left"))
+    return float(scores[order][j]) if j < len(scores) else math.inf
+
+
 def _order_statistic(scores: np.ndarray, k: int) -> float:
     """The k-th smallest score (1-based), +inf for k > n and -inf for k < 1 (ACI's alpha_t >= 1)."""
     if 1 <= k <= len(scores):
@@ -252,6 +285,74 @@ class ConformalizedQuantileRegressor(ConformalPredictor):
 
     def __init__(self, alpha: float = 0.1, allow_infinite: bool = False):
         super().__init__(alpha, score="cqr", allow_infinite=allow_infinite)
+
+
+class MondrianConformalPredictor:
+    """Mondrian (group-conditional) split conformal (Vovk, Gammerman & Shafer 2005, ch. 4.5): one q-hat
+    per bin of a variable ``by`` known before y is seen (the forecast sigma, a volatility regime).
+
+    ``edges`` (increasing, fixed in advance) cut ``by`` into ``len(edges) + 1`` bins, bin b holding
+    edges[b-1] <= by < edges[b]. In bin b, with n_b calibration points,
+
+        q_b = S_(k_b),   k_b = ceil((n_b + 1)(1 - alpha))
+
+    so a new point exchangeable with the calibration points of its own bin is covered with
+    P(Y in C(X) | bin b) >= 1 - alpha for *every* bin, not only on average over bins (marginal split
+    conformal can over-cover calm days and under-cover wild ones and still average 1 - alpha). The
+    price: each bin has only n_b points, so q_b is noisier and k_b > n_b comes sooner. Learn the edges
+    on other data (quantiles of sigma on a year before calibration, say), never on the calibration set.
+    With no edges this is :class:`ConformalPredictor`.
+    """
+
+    def __init__(self, edges, alpha: float = 0.1, score: str = "absolute", allow_infinite: bool = False):
+        edges = np.asarray(edges, dtype=np.float64).reshape(-1)
+        if not np.isfinite(edges).all() or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"edges must be finite and strictly increasing, got {edges.tolist()}")
+        self.edges = edges
+        self.alpha = _check_alpha(alpha)
+        self.score_name, self.allow_infinite = score, allow_infinite
+        self.bins: list[ConformalPredictor] = []
+
+    def bin_of(self, by) -> np.ndarray:
+        """The bin index (0 .. len(edges)) of every value of ``by``."""
+        return np.searchsorted(self.edges, _as_1d("by", by), side="right")
+
+    def calibrate(self, y, *forecast, by) -> "MondrianConformalPredictor":
+        y = _as_1d("y", y)
+        b = self.bin_of(by)
+        _same_length(y=y, by=b)
+        forecast = [np.asarray(f) for f in forecast]
+        self.bins = []
+        for j in range(len(self.edges) + 1):
+            mask = b == j
+            if not mask.any():
+                raise ValueError(
+                    f"bin {j + 1} of {len(self.edges) + 1} (by in [{self._edge(j - 1)}, {self._edge(j)})) has no "
+                    "calibration point; use fewer or wider bins"
+                )
+            cp = ConformalPredictor(self.alpha, self.score_name, self.allow_infinite)
+            self.bins.append(cp.calibrate(y[mask], *[f[mask] for f in forecast]))
+        return self
+
+    @property
+    def q_hat(self) -> np.ndarray:
+        """q_b of every bin, shape (len(edges) + 1,)."""
+        return np.array([cp.q_hat for cp in self.bins])
+
+    def predict_interval(self, *forecast, by) -> tuple[np.ndarray, np.ndarray]:
+        if not self.bins:
+            raise RuntimeError("call calibrate(y_cal, *forecast_cal, by=...) before predict_interval")
+        b = self.bin_of(by)
+        arrays = _forecast_arrays(self.bins[0].score, forecast, len(b))
+        lower, upper = np.empty(len(b)), np.empty(len(b))
+        for j, cp in enumerate(self.bins):
+            mask = b == j
+            if mask.any():
+                lower[mask], upper[mask] = cp.predict_interval(*[a[mask] for a in arrays])
+        return lower, upper
+
+    def _edge(self, j: int) -> float:
+        return -math.inf if j < 0 else (math.inf if j >= len(self.edges) else float(self.edges[j]))
 
 
 # ---------------------------------------------------------------------------------------------
