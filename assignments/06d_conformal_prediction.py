@@ -288,8 +288,12 @@ _y = _sig * _g.standard_normal(400000)
 _q = np.quantile(np.abs(_y[:200000]), 0.9)
 _cov, _st = np.abs(_y[200000:]) <= _q, _sig[200000:]
 _top, _bottom = _cov[_st >= 2.1].mean(), _cov[_st < 0.9].mean()
-assert abs(top_fifth_coverage - _top) < 0.02, f"top-fifth coverage should be near {_top:.3f}"
-assert abs(bottom_fifth_coverage - _bottom) < 0.02, f"bottom-fifth coverage should be near {_bottom:.3f}"
+assert matches(top_fifth_coverage, float(_top), atol=0.02, rtol=0, what="top_fifth_coverage"), (
+    f"top-fifth coverage should be near {_top:.3f}"
+)
+assert matches(bottom_fifth_coverage, float(_bottom), atol=0.02, rtol=0, what="bottom_fifth_coverage"), (
+    f"bottom-fifth coverage should be near {_bottom:.3f}"
+)
 assert bool(per_bin_needed) == bool(_top < 0.85), "compare the wildest fifth with 0.90 - 0.05"
 
 # %% [raw]
