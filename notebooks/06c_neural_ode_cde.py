@@ -232,7 +232,8 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# One test window with 60% of its days removed: the observed log Garman-Klass volatility (scaled), the
+# One test window with 60% of its days removed: the observed values of the feature the target is built
+# from (the log Parkinson volatility, scaled; the title names the channel from the task), the
 # forward-filled channel, and the Hermite spline the CDE is driven by. At every slot the spline equals
 # the data exactly (the assert).
 
@@ -245,19 +246,21 @@ X, _ = cde.control(path)
 s_fine = torch.linspace(0, LOOKBACK - 1, 400, dtype=torch.float64)
 curve = torch.stack([X.evaluate(s) for s in s_fine], dim=1)[0]  # (400, 6)
 assert torch.allclose(torch.stack([X.evaluate(s) for s in X.grid_points], dim=1), path, atol=1e-12)
+shown = task.feature_names.index("log_vol_parkinson")  # the target's own proxy: feature `shown`
+assert task.target_column == "var_parkinson", task.target_column
 
 fig, ax = plt.subplots(figsize=(9, 3.2))
 observed = mask[0] == 1
-ax.plot(s_fine.numpy(), curve[:, 2].numpy(), label="Hermite spline X(s), log-vol channel")
-ax.step(
-    np.arange(LOOKBACK), path[0, :, 2].numpy(), where="post", ls=":", color="grey", label="forward-filled"
-)
-ax.scatter(
-    np.flatnonzero(observed), values[0, observed, 1].numpy(), color="C1", zorder=3, label="observed days"
-)
-ax.set(xlabel="slot s (trading day in the window)", ylabel="scaled log volatility",
+channel = 1 + shown  # path channel 0 is time, then the features in task order, then the count
+ax.plot(s_fine.numpy(), curve[:, channel].numpy(), label=f"Hermite spline X(s), channel {task.feature_names[shown]}")
+ax.step(np.arange(LOOKBACK), path[0, :, channel].numpy(), where="post", ls=":", color="grey",
+        label="forward-filled")  # fmt: skip
+ax.scatter(np.flatnonzero(observed), values[0, observed, shown].numpy(), color="C1", zorder=3,
+           label="observed days")  # fmt: skip
+ax.set(xlabel="slot s (trading day in the window)", ylabel=f"scaled {task.feature_names[shown]}",
        title=f"one window, {int((~observed).sum())} of {LOOKBACK} days removed; "
              f"it spans {times[0, -1] - times[0, 0]:.0f} calendar days")  # fmt: skip
+print(f"plotted channel: {task.feature_names[shown]}; the target is built from {task.target_column}")
 ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
