@@ -252,7 +252,11 @@ assert task.target_column == "var_parkinson", task.target_column
 fig, ax = plt.subplots(figsize=(9, 3.2))
 observed = mask[0] == 1
 channel = 1 + shown  # path channel 0 is time, then the features in task order, then the count
-ax.plot(s_fine.numpy(), curve[:, channel].numpy(), label=f"Hermite spline X(s), channel {task.feature_names[shown]}")
+ax.plot(
+    s_fine.numpy(),
+    curve[:, channel].numpy(),
+    label=f"Hermite spline X(s), channel {task.feature_names[shown]}",
+)
 ax.step(np.arange(LOOKBACK), path[0, :, channel].numpy(), where="post", ls=":", color="grey",
         label="forward-filled")  # fmt: skip
 ax.scatter(np.flatnonzero(observed), values[0, observed, shown].numpy(), color="C1", zorder=3,
