@@ -10,6 +10,7 @@ from course_lib.evaluation import volatility_baselines
 from course_lib.evaluation.irregular_baselines import (
     IRREGULAR_BASELINES,
     RISKMETRICS_RATE,
+    forward_filled_task,
     irregular_ewma,
     thinned_volatility_baselines,
 )
@@ -85,3 +86,15 @@ def test_thinned_baselines_see_only_the_kept_days(task):
         for name in IRREGULAR_BASELINES:
             assert np.allclose(after[name], before[name]) != moves, (name, moves)
     assert not np.allclose(before["har (ffill)"], volatility_baselines(task)["har"])
+    with pytest.raises(ValueError, match="'val' or 'test'"):
+        thinned_volatility_baselines(irregular, "train")
+
+
+def test_forward_filled_task_fills_removed_days_from_the_last_kept_one(task):
+    irregular = make_irregular(task, 0.5, seed=4)
+    filled = forward_filled_task(irregular).frame[task.target_column].to_numpy()
+    proxy, kept = task.frame[task.target_column].to_numpy(), irregular.observed
+    first = int(np.argmax(kept))
+    last_kept = np.maximum.accumulate(np.where(kept, np.arange(len(kept)), -1))  # index of the last kept day
+    np.testing.assert_array_equal(filled[first:], proxy[last_kept[first:]])
+    np.testing.assert_array_equal(forward_filled_task(irregular).train.y, task.train.y)  # targets untouched

@@ -20,9 +20,16 @@ import dataclasses
 import numpy as np
 
 from ..data.irregular import IrregularTask, calendar_days
+from ..data.windows import Task
 from .baselines import HAR_WARMUP, volatility_baselines
 
-__all__ = ["IRREGULAR_BASELINES", "RISKMETRICS_RATE", "irregular_ewma", "thinned_volatility_baselines"]
+__all__ = [
+    "IRREGULAR_BASELINES",
+    "RISKMETRICS_RATE",
+    "forward_filled_task",
+    "irregular_ewma",
+    "thinned_volatility_baselines",
+]
 
 IRREGULAR_BASELINES = ("har (ffill)", "log_har (ffill)", "ewma (irregular)")
 # RiskMetrics' 0.94 per trading day, spread over the calendar days a trading day spans on average
@@ -80,15 +87,28 @@ def _shifted(task, full_series: np.ndarray, split: str) -> np.ndarray:
     return (log_vol[task.split(split).rows] + shift[None, :]).astype(np.float32)
 
 
+def forward_filled_task(irregular: IrregularTask) -> Task:
+    """A copy of ``irregular.task`` whose variance proxy is forward-filled over the removed days.
+
+    Targets, splits and every other column are unchanged. Before the first kept day of the series there
+    is nothing to fill forward with; those days (at the very start of the training years, before any
+    origin a HAR can use) take the first kept value.
+    """
+    task = irregular.task
+    proxy = task.frame[task.target_column]
+    filled = proxy.where(irregular.observed).ffill().bfill()  # bfill: only days before the first kept one
+    return dataclasses.replace(task, frame=task.frame.assign(**{task.target_column: filled}), cache={})
+
+
 def thinned_volatility_baselines(
     irregular: IrregularTask, split: str = "test", rate: float = RISKMETRICS_RATE
 ) -> dict[str, np.ndarray]:
     """HAR and log-HAR on the forward-filled proxy and the calendar-time EWMA, over the kept days only.
 
     Returns ``{name: (N, n_h) float32}`` aligned with ``irregular.task.<split>.y``, names
-    :data:`IRREGULAR_BASELINES`. ``rate``: the EWMA's decay per calendar day. Before the first kept day
-    of the series there is nothing to fill forward with; those days (at the very start of the training
-    years, before any forecast origin the HAR can use) take the first kept value.
+    :data:`IRREGULAR_BASELINES`; ``split`` is ``"val"`` or ``"test"`` (the HAR has no forecast for the
+    first training origins). ``rate``: the EWMA's decay per calendar day. The HARs read
+    :func:`forward_filled_task`.
     """
     task = irregular.task
     if task.kind != "volatility":
@@ -97,12 +117,11 @@ def thinned_volatility_baselines(
         raise ValueError(
             f"the irregular EWMA forecasts one day ahead: use horizons=(1,), got {task.horizons}"
         )
-    proxy = task.frame[task.target_column]
-    kept = irregular.observed
-    filled = proxy.where(kept).ffill().bfill()  # bfill touches only the days before the first kept one
-    thinned = dataclasses.replace(task, frame=task.frame.assign(**{task.target_column: filled}), cache={})
-    har = volatility_baselines(thinned, split)
-    ewma = irregular_ewma(proxy.to_numpy(), calendar_days(task.frame.index), kept, rate)
+    if split not in ("val", "test"):
+        raise ValueError(f"thinned_volatility_baselines forecasts the 'val' or 'test' split, got {split!r}")
+    har = volatility_baselines(forward_filled_task(irregular), split)
+    proxy = task.frame[task.target_column].to_numpy()
+    ewma = irregular_ewma(proxy, calendar_days(task.frame.index), irregular.observed, rate)
     return {
         "har (ffill)": har["har"],
         "log_har (ffill)": har["log_har"],
