@@ -965,3 +965,6 @@ print("Exercise 4 passed")
 #   compare the networks with baselines fed the same thinned data (the computed lines of the
 #   experiment) and ask what the age of an observation is worth even to a linear model; on a process
 #   that forgets within days (the Ornstein-Uhlenbeck example) reading the time beats forward filling.
+# * GRU-D learns how fast a missing input and the state should decay with the gap; with the ODE-RNN,
+#   the latent ODE, neural SDEs and neural RDEs it is one answer to irregular sampling, and an adaptive
+#   solver's cost is one more thing to measure as training goes.
