@@ -18,6 +18,7 @@ from torch import nn
 from course_lib.data.irregular import calendar_days, make_irregular, removal_mask
 from course_lib.data.windows import make_task
 from course_lib.models.continuous import (
+    GRUD,
     AttentionNeuralODE,
     NeuralCDEFinance,
     NeuralODE,
@@ -33,8 +34,10 @@ MODELS = {
     "NeuralODE": lambda **kw: NeuralODE(C, 8, 2, **kw),
     "NeuralCDEFinance": lambda **kw: NeuralCDEFinance(C, 8, 2, **kw),
     "AttentionNeuralODE": lambda **kw: AttentionNeuralODE(C, 8, 2, **kw),
+    "GRUD": lambda **kw: GRUD(C, 8, 2, **kw),
 }
 IRREGULAR = [name for name in MODELS if name != "AttentionNeuralODE"]
+SOLVED = [name for name in MODELS if name != "GRUD"]  # the models with an ODE or CDE solver
 
 
 def _window(B=3, L=9, seed=0, dtype=torch.float64):
@@ -228,7 +231,7 @@ def _adjoint_gap(name, steps_per_gap, relative=False):
     return gap / max(d.abs().max().item() for d in grads[0]) if relative else gap
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SOLVED)
 def test_adjoint_gradients_equal_direct_backprop(name):
     """The adjoint solves a second ODE backwards, so it matches backprop up to the solver's error: RK4's
     error falls 4^4 = 256-fold when the step is 4 times smaller."""
@@ -396,3 +399,55 @@ def test_gap_features_are_causal_and_measure_time_since_the_last_observation():
     assert forward_fill(torch.tensor([[[math.nan], [5.0]]]).nan_to_num(), first_missing[1])[
         0, :, 0
     ].tolist() == [0.0, 5.0]
+
+
+# ---------------------------------------------------------------- GRU-D
+
+
+def _grud_reference(model: GRUD, x, times, mask):
+    """GRU-D written from Che et al. (2018), one sample and one slot at a time, with their delta recursion:
+    delta_0 = 0, delta_k = t_k - t_(k-1) + (delta_(k-1) if slot k-1 was missing else 0)."""
+    out = []
+    for b in range(x.shape[0]):
+        h = torch.zeros(model.cell.hidden_size, dtype=x.dtype)
+        delta, x_last, states = torch.zeros((), dtype=x.dtype), model.x_mean, []
+        for k in range(x.shape[1]):
+            if k > 0:
+                delta = times[b, k] - times[b, k - 1] + (delta if mask[b, k - 1] == 0 else 0.0)
+            gamma_x = torch.exp(-torch.relu(model.input_decay_weight * delta + model.input_decay_bias))
+            gamma_h = torch.exp(-torch.relu(model.state_decay(delta.reshape(1))))
+            x_k = x[b, k] if mask[b, k] == 1 else gamma_x * x_last + (1 - gamma_x) * model.x_mean
+            h = model.cell(torch.cat([x_k, mask[b, k : k + 1]])[None], (gamma_h * h)[None])[0]
+            if mask[b, k] == 1:
+                x_last = x[b, k]
+            states.append(h)
+        out.append(torch.stack(states))
+    return torch.stack(out)
+
+
+def test_grud_equals_the_papers_equations_slot_by_slot():
+    torch.manual_seed(0)
+    model = GRUD(3, 5).double()
+    with torch.no_grad():  # move every parameter off its start (x_mean = 0, equal decay weights)
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        model.input_decay_weight.abs_()  # decays that act: positive rates
+    x = torch.randn(4, 9, 3, dtype=torch.float64)
+    times = torch.cumsum(0.5 + 3 * torch.rand(4, 9, dtype=torch.float64), dim=1)
+    mask = (torch.rand(4, 9) > 0.4).double()
+    mask[0, :3] = 0  # a window that starts with missing slots: x_last is x_mean there
+    torch.testing.assert_close(model.states(x, times, mask), _grud_reference(model, x, times, mask))
+
+
+def test_grud_ignores_missing_values_and_uses_the_gaps():
+    torch.manual_seed(1)
+    model = GRUD(2, 6)
+    x, times = torch.randn(3, 8, 2), torch.cumsum(1 + torch.rand(3, 8), dim=1)
+    mask = torch.ones(3, 8)
+    mask[:, 4] = 0
+    with_nan = x.clone()
+    with_nan[:, 4] = float("nan")
+    torch.testing.assert_close(model(with_nan, times, mask), model(x, times, mask))
+    stretched = times.clone()
+    stretched[:, 5:] += 10.0  # a ten-day longer gap before slot 5, every slot still observed there
+    assert not torch.allclose(model(x, stretched, mask), model(x, times, mask))

@@ -7,6 +7,8 @@
 * :mod:`.correction`: the level shift of log-volatility forecasts learnt on validation (the Jensen gap)
 * :mod:`.baselines`: zero, mean and AR(1) for returns; EWMA, GARCH(1,1), HAR and log-HAR for volatility,
   under the ``"frozen"`` or ``"walk_forward"`` protocol
+* :mod:`.irregular_baselines`: HAR and log-HAR on a forward-filled proxy and a calendar-time EWMA, fed
+  only the days a removal mask keeps (chapter 06c; imported from its own path)
 * :mod:`.tables`: :func:`results_table`, :func:`seed_summary` and :func:`verdicts`
 * :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
 * :mod:`.backtests`: Kupiec's proportion of failures and Christoffersen's independence test on a

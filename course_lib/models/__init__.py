@@ -6,7 +6,7 @@
 * :mod:`.hybrid` (chapter 04): CNNLSTM, AttentionLSTM, BahdanauAttention
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
-* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance (and their vector fields)
+* :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance, GRUD (and the vector fields)
 * :mod:`.s4d`, :mod:`.mamba` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D
   and MambaBlock stay in their modules; the selective scan, its fused C kernel and the S4D convolution
   are numerical ops, in :mod:`.ops`)
@@ -18,7 +18,7 @@
 
 from .bayesian import BayesianLSTM
 from .causal import CausalLSTM, CounterfactualRecurrentNetwork
-from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
+from .continuous import GRUD, AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import CausalConv1d, Chomp1d, ResidualBlock, TemporalBlock, TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
@@ -34,6 +34,7 @@ from .transformer import FinancialTransformer, PositionalEncoding
 
 __all__ = [
     "CNNLSTM",
+    "GRUD",
     "MAML",
     "AttentionLSTM",
     "AttentionNeuralODE",

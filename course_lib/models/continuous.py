@@ -1,6 +1,6 @@
 """Continuous-time models (chapter 06c): neural ODEs and neural CDEs on irregularly sampled windows.
 
-All three models take ``forward(x, times=None, mask=None, per_step=False)`` with the convention of
+All four models take ``forward(x, times=None, mask=None, per_step=False)`` with the convention of
 :mod:`course_lib.data.irregular`: ``x`` (B, L, C), NaN allowed only where ``mask`` (B, L) is 0, ``times``
 (B, L) strictly increasing (default 0, 1, ..., L-1: a regular window); :class:`AttentionNeuralODE`
 takes regular windows only. They return the forecast made at the last slot (B, output_size), or
@@ -66,11 +66,11 @@ def check_irregular(
         if not torch.all((mask == 0) | (mask == 1)):
             raise ValueError(f"{model}: mask must hold only 0 (missing) and 1 (observed)")
         mask = mask.to(x.dtype)
-        bad = torch.isnan(x).any(-1) & (mask == 1)
+        bad = torch.isnan(x) & (mask == 1).unsqueeze(-1)  # (B, L, C)
         if bad.any():
-            b, k = (int(i) for i in bad.nonzero()[0])
+            b, k, c = (int(i) for i in bad.nonzero()[0])
             raise ValueError(
-                f"{model}: x is NaN at an observed entry (sample {b}, step {k}); "
+                f"{model}: x is NaN at an observed entry (sample {b}, step {k}), index ({b}, {k}, {c}); "
                 "NaN is allowed only where mask == 0: set the mask to 0 there"
             )
         if torch.isinf(x).any():
@@ -218,6 +218,60 @@ class NeuralODE(nn.Module):
                 h = evolve(self.func, h, times[:, k] - times[:, k - 1], self.adjoint, **self.solver)
             m = mask[:, k : k + 1]  # (B, 1)
             h = m * self.cell(x[:, k], h) + (1 - m) * h
+            states.append(h)
+        return torch.stack(states, dim=1)  # (B, L, H)
+
+    def forward(self, x, times=None, mask=None, per_step: bool = False) -> torch.Tensor:
+        h = self.states(x, times, mask)
+        return self.head(h) if per_step else self.head(h[:, -1])
+
+
+class GRUD(nn.Module):
+    """GRU-D (Che, Purushotham, Cho, Sontag & Liu, 2018): a GRU whose input and state decay with the gap.
+
+        delta_k = t_k - t_(last observed slot before k)                  (the gap of gap_features)
+        gamma_x = exp(-relu(w_x * delta_k + b_x))      (C,) per feature, learned
+        gamma_h = exp(-relu(W_h delta_k + b_h))        (H,) per hidden unit, learned
+        x_hat_k = m_k x_k + (1 - m_k) (gamma_x x_last + (1 - gamma_x) x_mean)
+        h_k     = GRUCell([x_hat_k, m_k], gamma_h * h_(k-1))
+
+    A missing value decays from the last observation towards a learned mean ``x_mean`` (the scaled
+    features' mean is near 0, its start), and the state decays towards 0, both faster for longer gaps.
+    "GRU + gaps" (a GRU on :func:`gap_features`) is GRU-D without the two decays. Before the first
+    observation of a window ``x_last`` is ``x_mean``. Reads slots <= k only at slot k.
+    """
+
+    @keeps_config
+    def __init__(self, input_size: int, hidden_size: int = 32, output_size: int = 1):
+        super().__init__()
+        self.input_size = input_size
+        self.input_decay_weight = nn.Parameter(torch.full((input_size,), 0.1))  # w_x >= 0 at the start
+        self.input_decay_bias = nn.Parameter(torch.zeros(input_size))
+        self.x_mean = nn.Parameter(torch.zeros(input_size))
+        self.state_decay = nn.Linear(1, hidden_size)
+        self.cell = nn.GRUCell(input_size + 1, hidden_size)  # [x_hat, mask]
+        self.head = mlp_head(hidden_size, hidden_size, output_size)
+
+    def states(self, x: torch.Tensor, times: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        """Hidden states after the update at each slot: (B, L, H)."""
+        x, times, mask = check_irregular(
+            x, times, mask, self.input_size, model=type(self).__name__, module=self
+        )
+        gap = gap_features(x, times, mask)[..., -1:]  # (B, L, 1) time since the last observation
+        seen = mask.cummax(dim=1).values  # (B, L) 1 once a slot was observed
+        before = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], dim=1).unsqueeze(-1)  # seen < k
+        filled = forward_fill(x, mask)  # (B, L, C) last observed value at or before k
+        last = torch.cat([torch.zeros_like(filled[:, :1]), filled[:, :-1]], dim=1)  # last observed before k
+        x_last = before * last + (1 - before) * self.x_mean
+        gamma_x = torch.exp(-torch.relu(self.input_decay_weight * gap + self.input_decay_bias))  # (B, L, C)
+        gamma_h = torch.exp(-torch.relu(self.state_decay(gap)))  # (B, L, H)
+        m = mask.unsqueeze(-1)  # (B, L, 1)
+        x_hat = m * x + (1 - m) * (gamma_x * x_last + (1 - gamma_x) * self.x_mean)
+        inputs = torch.cat([x_hat, m], dim=-1)  # (B, L, C + 1)
+        h = x.new_zeros(x.shape[0], self.cell.hidden_size)
+        states = []
+        for k in range(x.shape[1]):
+            h = self.cell(inputs[:, k], gamma_h[:, k] * h)
             states.append(h)
         return torch.stack(states, dim=1)  # (B, L, H)
 

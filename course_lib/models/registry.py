@@ -55,7 +55,7 @@ from torch import nn
 from .. import set_seed
 from .bayesian import BayesianLSTM
 from .causal import CausalLSTM, CounterfactualRecurrentNetwork
-from .continuous import AttentionNeuralODE, NeuralCDEFinance, NeuralODE
+from .continuous import GRUD, AttentionNeuralODE, NeuralCDEFinance, NeuralODE
 from .convolutional import TemporalConvNet, WaveNet
 from .foundation import LagLlamaFinance, TimeSeriesFoundationModel
 from .hybrid import CNNLSTM, AttentionLSTM
@@ -164,6 +164,16 @@ def _treatment_inputs(config: dict, batch: int, gen: torch.Generator) -> tuple[t
 def _irregular_times(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
     """Strictly increasing observation times (B, 16), gaps of 0.5 to 3.5 days (16: the contract's window length)."""
     return (torch.cumsum(0.5 + 3 * torch.rand(batch, 16, generator=gen), dim=1),)
+
+
+def _irregular_times_and_mask(config: dict, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """:func:`_irregular_times` and a mask (B, 16) with about a third of the slots missing.
+
+    Slot 2 is always observed: the contract's NaN probe sits at step 2 and must meet an observed entry.
+    """
+    mask = (torch.rand(batch, 16, generator=gen) >= 0.3).float()
+    mask[:, 2] = 1.0
+    return (*_irregular_times(config, batch, gen), mask)
 
 
 _TFT = dict(input_size=3, output_size=2, hidden_size=8, n_heads=2, dropout=0.1, quantiles=[0.1, 0.5, 0.9])
@@ -423,6 +433,14 @@ REGISTRY: list[ModelSpec] = [
         per_step=True,
         name="NeuralCDEFinance-irregular",
         extra_inputs=_irregular_times,
+    ),
+    ModelSpec(
+        GRUD,
+        Family.CONTINUOUS,
+        "06c",
+        {"test": dict(input_size=3, hidden_size=8, output_size=2)},
+        per_step=True,
+        extra_inputs=_irregular_times_and_mask,
     ),
     ModelSpec(
         AttentionNeuralODE,
