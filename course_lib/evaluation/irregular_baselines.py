@@ -19,6 +19,7 @@ import dataclasses
 
 import numpy as np
 
+from ..data.features import horizon_log_vol
 from ..data.irregular import IrregularTask, calendar_days
 from ..data.windows import Task
 from .baselines import HAR_WARMUP, volatility_baselines
@@ -81,7 +82,7 @@ def irregular_ewma(values: np.ndarray, times: np.ndarray, observed: np.ndarray, 
 
 def _shifted(task, full_series: np.ndarray, split: str) -> np.ndarray:
     """0.5 log of a per-day variance level read at each origin, centred on the training split."""
-    log_vol = 0.5 * np.log(np.maximum(full_series, 1e-12))[:, None]  # (T, 1)
+    log_vol = horizon_log_vol(full_series, 1)[:, None]  # (T, 1): the course's one aggregation, h = 1
     train = task.train.rows[np.isfinite(log_vol[task.train.rows, 0]) & (task.train.rows >= HAR_WARMUP)]
     shift = (task.train.y[np.isin(task.train.rows, train)] - log_vol[train]).mean(axis=0)  # (n_h,)
     return (log_vol[task.split(split).rows] + shift[None, :]).astype(np.float32)
