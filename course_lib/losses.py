@@ -59,10 +59,7 @@ def qlike_loss(output, target: torch.Tensor) -> torch.Tensor:
     Trainer does by default).
     """
     pred = prediction_of(output)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"qlike_loss: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
-        )
+    _check_target(pred, target)
     e = 2.0 * (target - pred)
     return torch.mean(torch.exp(e) - e - 1.0)
 
