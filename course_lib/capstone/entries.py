@@ -165,15 +165,15 @@ def train_entry(
         # fit_seeds' seeding before make() leaves the weights the factory drew, and the run, unchanged.
         net = factory(seed)
         params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        levels = _quantile_levels(net)
+        levels, kwargs = _quantile_levels(net), trainer_kwargs
         if levels is not None:
             if "loss" in trainer_kwargs:
                 raise ValueError(
                     f"{label} forecasts the quantiles {levels}: it trains on its pinball loss and the "
                     f"leaderboard scores its median, so leave out loss= (got {trainer_kwargs['loss']!r})"
                 )
-            trainer_kwargs = trainer_kwargs | {"loss": PinballLoss(levels)}
-        runs = fit_seeds(lambda net=net: net, task, (seed,), **trainer_kwargs)
+            kwargs = trainer_kwargs | {"loss": PinballLoss(levels)}  # this seed's: the caller's stay untouched
+        runs = fit_seeds(lambda net=net: net, task, (seed,), **kwargs)
         seconds.append(sum(runs.epoch_times))
         test.append(_point(net, runs.test[0]))
         val.append(_point(net, runs.val[0]))
