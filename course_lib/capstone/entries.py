@@ -172,7 +172,9 @@ def train_entry(
                     f"{label} forecasts the quantiles {levels}: it trains on its pinball loss and the "
                     f"leaderboard scores its median, so leave out loss= (got {trainer_kwargs['loss']!r})"
                 )
-            kwargs = trainer_kwargs | {"loss": PinballLoss(levels)}  # this seed's: the caller's stay untouched
+            kwargs = trainer_kwargs | {
+                "loss": PinballLoss(levels)
+            }  # this seed's: the caller's stay untouched
         runs = fit_seeds(lambda net=net: net, task, (seed,), **kwargs)
         seconds.append(sum(runs.epoch_times))
         test.append(_point(net, runs.test[0]))
