@@ -88,9 +88,12 @@ def test_har_is_a_restricted_ar22():
 
 
 def test_garch_persistence_recovers_a_simulated_garch():
-    from arch.univariate import GARCH, ConstantMean
+    from arch.univariate import GARCH, ConstantMean, Normal
 
-    sim = ConstantMean(None, volatility=GARCH(1, 0, 1)).simulate([0.0, 0.05, 0.08, 0.9], 4000, burn=500)
+    # seeded: an unseeded draw lands outside the tolerance about one run in twenty
+    shocks = Normal(seed=np.random.default_rng(0))
+    model = ConstantMean(None, volatility=GARCH(1, 0, 1), distribution=shocks)
+    sim = model.simulate([0.0, 0.05, 0.08, 0.9], 4000, burn=500)
     fit = garch_persistence(pd.Series(sim["data"]))
     assert abs(fit["persistence"] - 0.98) < 0.02
     assert np.isclose(fit["half-life"], np.log(0.5) / np.log(fit["persistence"]))
