@@ -167,7 +167,9 @@ def test_combination_weights_use_validation_only(task):
     val_noise_t = rng.normal(0, 0.1, base_t["har"].shape)
 
     def board(test_noise):
-        a = cap.leaderboard_entry("noisy_har", base_t["har"] + test_noise, val_a, task)
+        a = cap.leaderboard_entry(
+            "noisy_har", base_t["har"] + 0.3 * val_noise_t[::-1] + test_noise, val_a, task
+        )
         b = cap.leaderboard_entry(
             "noisy_log_har", base_t["log_har"] + 0.3 * val_noise_t, base_v["log_har"], task
         )

@@ -6,7 +6,7 @@
 * :mod:`.entries`: leaderboard entries: a learner's forecasts (:func:`leaderboard_entry`), course models
   of :data:`MODELS` trained for several seeds (:func:`train_entry`), and the two families that keep the
   protocol of their chapter (:func:`foundation_entries`, :func:`koopman_entry`)
-* :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against HAR, the
+* :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against the benchmark rule's pick, the
   model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
   :func:`evaluate_submission` and :func:`plot_leaderboard`
 * :mod:`.economics`: volatility targeting and a 1% VaR backtest (Kupiec, Christoffersen), on the
@@ -37,7 +37,6 @@ from .entries import (
 )
 from .leaderboard import combination_weights, evaluate_submission, leaderboard, plot_leaderboard
 from .task import (
-    BENCHMARK,
     FEATURES,
     LOOKBACK,
     N_TEST,
@@ -52,7 +51,6 @@ from .task import (
 )
 
 __all__ = [
-    "BENCHMARK",
     "FEATURES",
     "LOOKBACK",
     "MODELS",
