@@ -35,7 +35,15 @@ from .entries import (
     leaderboard_entry,
     train_entry,
 )
-from .leaderboard import combination_weights, evaluate_submission, leaderboard, plot_leaderboard
+from .leaderboard import (
+    combination_weights,
+    evaluate_submission,
+    leaderboard,
+    load_entries,
+    plot_leaderboard,
+    save_predictions,
+    validation_choice,
+)
 from .task import (
     FEATURES,
     LOOKBACK,
@@ -73,12 +81,15 @@ __all__ = [
     "kupiec_test",
     "leaderboard",
     "leaderboard_entry",
+    "load_entries",
     "plot_leaderboard",
     "qlike_loss",
     "random_walk",
     "return_scale",
+    "save_predictions",
     "target_dates",
     "train_entry",
+    "validation_choice",
     "var_backtest",
     "vol_targeting",
 ]

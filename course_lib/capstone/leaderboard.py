@@ -6,7 +6,10 @@ QLIKE raw and level-corrected (the causal correction, :mod:`course_lib.evaluatio
 the Diebold-Mariano test of the seed ensemble against the benchmark the rule picks (the strongest
 classical baseline on validation) on corrected QLIKE with a Newey-West variance, the seeds that beat
 it, time, parameters and the 90% model confidence set. :func:`evaluate_submission` is that in one call, and
-:func:`plot_leaderboard` draws it.
+:func:`plot_leaderboard` draws it. :func:`validation_choice` picks the board's best on validation (the
+pick a forecaster could have made). :func:`save_predictions` writes every entry's forecasts (per seed,
+validation and test) to one compressed file and :func:`load_entries` reads them back, so that every
+figure of a committed board can be re-derived in seconds.
 
 :func:`combination_weights`: weights on the simplex of a combination of log-volatility forecasts,
 
@@ -14,6 +17,9 @@ it, time, parameters and the 90% model confidence set. :func:`evaluate_submissio
 
 learnt on the validation split only.
 """
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -240,3 +246,50 @@ def plot_leaderboard(table: pd.DataFrame, ax=None, column: str = "QLIKE_lc"):
     ax.set_title(f"Capstone leaderboard, {label} ({table.attrs.get('n_seeds', '?')} seeds)")
     ax.legend(loc="best", fontsize=8)
     return ax
+
+
+def validation_choice(task: Task, entries: list[Entry]) -> tuple[str, pd.Series]:
+    """The entry a forecaster could have picked before the test years: the lowest validation QLIKE of
+    its seed ensemble at its best level (the shift learnt on validation itself, the benchmark rule's
+    criterion, :func:`course_lib.evaluation.protocol.validation_scores`). Returns the name and every
+    entry's score."""
+    if not entries:
+        raise ValueError("validation_choice needs at least one entry")
+    y = task.val.y.astype(np.float64)
+    scores = {}
+    for e in entries:
+        p = np.mean(e.val, axis=0)
+        scores[e.name] = float(loss_series(y, p + level_shift(y, p)[None, :], "qlike").mean())
+    scores = pd.Series(scores, name="validation QLIKE at its best level").sort_values()
+    return str(scores.index[0]), scores
+
+
+def save_predictions(entries: list[Entry], path) -> Path:
+    """Every entry's validation and test forecasts, per seed (float32, compressed ``.npz``), and its
+    family, parameters, seconds and protocol (JSON inside the same file)."""
+    path = Path(path)
+    arrays, meta = {}, {}
+    for e in entries:
+        arrays[f"test/{e.name}"] = np.stack(e.test).astype(np.float32)  # (seeds, N_test, 1)
+        arrays[f"val/{e.name}"] = np.stack(e.val).astype(np.float32)  # (seeds, N_val, 1)
+        meta[e.name] = dict(family=e.family, params=e.params, seconds=e.seconds, protocol=e.protocol)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_entries(path, task: Task) -> list[Entry]:
+    """The entries :func:`save_predictions` wrote, checked against ``task``'s splits, in their order."""
+    with np.load(Path(path)) as data:
+        if "meta" not in data:
+            raise ValueError(f"{path} is not a leaderboard predictions file (no 'meta' record)")
+        meta = json.loads(bytes(data["meta"]).decode())
+        entries = []
+        for name, m in meta.items():
+            e = leaderboard_entry(
+                name, list(data[f"test/{name}"]), list(data[f"val/{name}"]), task, family=m["family"],
+                seconds=float("nan") if m["seconds"] is None else m["seconds"], params=m["params"],
+            )  # fmt: skip
+            e.protocol = m["protocol"]
+            entries.append(e)
+    return entries

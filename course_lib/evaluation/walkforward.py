@@ -130,6 +130,26 @@ class WalkForwardResult:
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("year")
 
 
+def walk_forward_task(kind: str, prices: pd.DataFrame, years: Sequence[int], **task_kwargs) -> Task:
+    """The task whose test split is the union of the blocks' test years (:attr:`WalkForwardResult.task`):
+    trained (for the frozen model and the ``"frozen"`` baselines) to the end of Y0 - 1 - FROZEN_VAL_YEARS."""
+    years = [int(y) for y in years]
+    if not years or years != list(range(years[0], years[0] + len(years))):
+        raise ValueError(f"years must be consecutive, e.g. range(2009, 2019), got {years}")
+    full = make_task(
+        kind,
+        prices=prices,
+        train_end=f"{years[0] - 1 - FROZEN_VAL_YEARS}-12-31",
+        val_end=f"{years[0] - 1}-12-31",
+        **task_kwargs,
+    )
+    keep = np.asarray(full.test.dates.year <= years[-1])
+    t = full.test
+    return dataclasses.replace(
+        full, test=SplitData(X=t.X[keep], y=t.y[keep], dates=t.dates[keep], rows=t.rows[keep])
+    )
+
+
 def walk_forward(
     kind: str,
     prices: pd.DataFrame,
@@ -156,20 +176,7 @@ def walk_forward(
     stopping on the :data:`FROZEN_VAL_YEARS` years before it.
     """
     years = [int(y) for y in years]
-    if not years or years != list(range(years[0], years[0] + len(years))):
-        raise ValueError(f"years must be consecutive, e.g. range(2009, 2019), got {years}")
-    full = make_task(
-        kind,
-        prices=prices,
-        train_end=f"{years[0] - 1 - FROZEN_VAL_YEARS}-12-31",
-        val_end=f"{years[0] - 1}-12-31",
-        **task_kwargs,
-    )
-    keep = np.asarray(full.test.dates.year <= years[-1])
-    t = full.test
-    full = dataclasses.replace(
-        full, test=SplitData(X=t.X[keep], y=t.y[keep], dates=t.dates[keep], rows=t.rows[keep])
-    )
+    full = walk_forward_task(kind, prices, years, **task_kwargs)
 
     model, frozen, frozen_scaler = None, None, None
     result = WalkForwardResult(task=full, years=years, block=np.empty(0, dtype=int), predictions={})
