@@ -9,6 +9,8 @@
 * :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against the benchmark rule's pick, the
   model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
   :func:`evaluate_submission` and :func:`plot_leaderboard`
+* :mod:`.reconcile`: a family's result in its own chapter beside its board result, with the settings
+  that differ, and a sentence wherever the verdict flips (:func:`reconciliation`, :func:`flips`)
 * :mod:`.economics`: volatility targeting and a 1% VaR backtest (Kupiec, Christoffersen), on the
   return's scale learnt on validation
 
@@ -37,6 +39,7 @@ from .entries import (
 )
 from .leaderboard import (
     combination_weights,
+    committed_board,
     evaluate_submission,
     leaderboard,
     load_entries,
@@ -44,6 +47,7 @@ from .leaderboard import (
     save_predictions,
     validation_choice,
 )
+from .reconcile import board_rows, flips, reconciliation
 from .task import (
     FEATURES,
     LOOKBACK,
@@ -70,12 +74,15 @@ __all__ = [
     "TRAIN_END",
     "VAL_END",
     "Entry",
+    "board_rows",
     "build_model",
     "capstone_task",
     "christoffersen_test",
     "combination_weights",
+    "committed_board",
     "economic_table",
     "evaluate_submission",
+    "flips",
     "foundation_entries",
     "koopman_entry",
     "kupiec_test",
@@ -85,6 +92,7 @@ __all__ = [
     "plot_leaderboard",
     "qlike_loss",
     "random_walk",
+    "reconciliation",
     "return_scale",
     "save_predictions",
     "target_dates",
