@@ -60,3 +60,39 @@ def test_holdout_summary_correlates_rankings_and_names_lost_verdicts():
     assert "AAPL: Spearman rank correlation with the S&P 500 board +1.00" in text
     with pytest.raises(ValueError, match="at least one"):
         holdout.holdout_summary({}, reference)
+
+
+def test_the_pooled_training_set_holds_every_assets_training_years_and_nothing_later():
+    from course_lib.capstone import capstone_task, pooled
+
+    tasks = {"^GSPC": capstone_task(), **{a: holdout.holdout_task(a) for a in ("AAPL", "IBM")}}
+    train = pooled.pooled_training_set(tasks)
+    assert len(train.y) == sum(len(t.train) for t in tasks.values())
+    assert train.target_day.max() <= pd.Timestamp(TRAIN_END)
+    for asset, task in tasks.items():
+        held = set(task.frame.index[np.concatenate([task.val.rows, task.test.rows]) + 1])
+        mine = train.target_day[train.asset == asset]
+        assert not held & set(mine), f"{asset}: a validation or test day entered the pooled training set"
+        assert np.array_equal(train.X[train.asset == asset], task.train.X)  # its own scaler, unchanged
+    late = holdout.make_task(
+        "volatility", ticker="AAPL", lookback=60, horizons=(1,), features=list(tasks["AAPL"].feature_names),
+        train_end="2007-12-31", val_end="2008-12-31", prices=holdout.load_prices("AAPL", offline=True),
+        split_by="target",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="reaches the validation years"):
+        pooled.pooled_training_set({**tasks, "AAPL": late})
+    with pytest.raises(ValueError, match="at least two"):
+        pooled.pooled_training_set({"AAPL": tasks["AAPL"]})
+
+
+def test_pooled_entries_forecast_every_asset_from_one_model_per_seed():
+    from course_lib.capstone import pooled
+
+    tasks = {a: holdout.holdout_task(a) for a in ("AAPL", "IBM")}
+    entries = pooled.pooled_entries("GRU", tasks, seeds=(0, 1), size="small", max_epochs=1, batch_size=512)
+    assert set(entries) == set(tasks)
+    for asset, e in entries.items():
+        assert len(e.test) == 2 and e.test[0].shape == (len(tasks[asset].test), 1) and e.family == "pooled"
+    assert not np.allclose(entries["AAPL"].test[0], entries["AAPL"].test[1])  # two seeds, two models
+    with pytest.raises(ValueError, match="quantiles"):
+        pooled.pooled_entries("TFT", tasks, seeds=(0,), max_epochs=1)

@@ -9,6 +9,8 @@
 * :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against the benchmark rule's pick, the
   model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
   :func:`evaluate_submission` and :func:`plot_leaderboard`
+* :mod:`.holdout`: the sealed cross-asset hold-out (the board's recipes re-fitted on ^IXIC, AAPL, MSFT,
+  IBM); :mod:`.pooled`: one model trained on the training years of every asset at once
 * :mod:`.reconcile`: a family's result in its own chapter beside its board result, with the settings
   that differ, and a sentence wherever the verdict flips (:func:`reconciliation`, :func:`flips`)
 * :mod:`.economics`: volatility targeting and a 1% VaR backtest (Kupiec, Christoffersen), on the
