@@ -248,8 +248,9 @@ rows += cap.board_rows(
     board, "full board", {n: n for n in shared}, window=cap.LOOKBACK, features=len(cap.FEATURES),
     size="full", epochs="<= 20", seeds=5, loss="", correction="causal",
 )  # fmt: skip
-for r in rows:  # the training loss is part of the row's name: NAME (MSE) or NAME-qlike
-    r["loss"] = "qlike" if r["family"].endswith("-qlike") else "mse"
+for r in rows:  # the loss is part of the row's name: NAME (MSE), NAME-qlike, or a family's own objective
+    own = r["family"].startswith("Foundation") or r["family"] == "DeepKoopman"
+    r["loss"] = "own" if own else "qlike" if r["family"].endswith("-qlike") else "mse"
 reconciled = cap.reconciliation(rows)
 display(reconciled.round(3))
 print(cap.flips(reconciled))
