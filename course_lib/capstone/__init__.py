@@ -9,7 +9,9 @@
 * :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against HAR, the
   model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
   :func:`evaluate_submission` and :func:`plot_leaderboard`
-* :mod:`.economics`: volatility targeting and a 1% VaR backtest (Kupiec, Christoffersen), on the
+* :mod:`.economics`: volatility targeting after proportional costs (Sharpe ratio, certainty equivalent,
+  Fleming, Kirby and Ostdiek's performance fee against the benchmark, block-bootstrap intervals) and a
+  1% VaR backtest (Gaussian, Student-t, filtered historical simulation; Kupiec, Christoffersen), on the
   return's scale learnt on validation
 
 ``from course_lib import capstone as cap; cap.leaderboard(...)`` (the path before v3) still works: the
@@ -18,10 +20,22 @@ API of the four submodules is re-exported here.
 
 from ..losses import qlike_loss  # the capstone's QLIKE training loss (was defined here)
 from .economics import (
+    COSTS_BP,
+    VAR_METHODS,
+    breach_tests,
+    certainty_equivalent,
     christoffersen_test,
     economic_table,
+    economic_value,
+    fit_student_t,
     kupiec_test,
+    net_of_costs,
+    performance_fee,
+    portfolio_returns,
     return_scale,
+    sharpe_ratio,
+    shock_quantile,
+    value_at_risk,
     var_backtest,
     vol_targeting,
 )
@@ -53,6 +67,7 @@ from .task import (
 
 __all__ = [
     "BENCHMARK",
+    "COSTS_BP",
     "FEATURES",
     "LOOKBACK",
     "MODELS",
@@ -63,24 +78,35 @@ __all__ = [
     "TEST_START",
     "TRAIN_END",
     "VAL_END",
+    "VAR_METHODS",
     "Entry",
+    "breach_tests",
     "build_model",
     "capstone_task",
+    "certainty_equivalent",
     "christoffersen_test",
     "combination_weights",
     "economic_table",
+    "economic_value",
     "evaluate_submission",
+    "fit_student_t",
     "foundation_entries",
     "koopman_entry",
     "kupiec_test",
     "leaderboard",
     "leaderboard_entry",
+    "net_of_costs",
+    "performance_fee",
     "plot_leaderboard",
+    "portfolio_returns",
     "qlike_loss",
     "random_walk",
     "return_scale",
+    "sharpe_ratio",
+    "shock_quantile",
     "target_dates",
     "train_entry",
+    "value_at_risk",
     "var_backtest",
     "vol_targeting",
 ]
