@@ -158,8 +158,16 @@ def test_economic_table_has_the_three_vars_and_the_fee_at_each_cost(task):
     for prefix in ("VaR", "VaR-t", "VaR-FHS"):
         assert 0 < econ.loc["har", f"{prefix} rate"] < 0.05
     assert econ.loc["har", "VaR-t nu"] > 2
+    # z rms: 1 on validation by construction of k; the test column is that of the test years
+    z_val = cap.standardised_residuals(task, "val", base_v["har"], base_v["har"])
+    assert np.sqrt(np.mean(z_val**2)) == pytest.approx(1.0)
+    z_test = cap.standardised_residuals(task, "test", base_t["har"], base_v["har"])
+    assert econ.loc["har", "z rms"] == pytest.approx(np.sqrt(np.mean(z_test**2)))
     # the Gaussian row is var_backtest's
     g = cap.var_backtest(task, base_t["har"], base_v["har"])
     assert econ.loc["har", "VaR rate"] == pytest.approx(g["rate"])
+    summary = cap.summary_columns(econ)
+    assert {"fee 0bp", "fee 10bp hi", "VaR-FHS p_kupiec", "z rms"} <= set(summary) <= set(econ.columns)
+    assert "fee 5bp" not in summary
     with pytest.raises(ValueError, match="no forecasts"):
         cap.economic_table(task, table, [entry], models=["nope"], reps=10)

@@ -295,6 +295,14 @@ def breach_tests(r, var, alpha: float) -> dict:
     }
 
 
+def standardised_residuals(task: Task, split: str, logvol, val_logvol) -> np.ndarray:
+    """z = r / (k sigma_hat) on ``split`` (N,): the return over the forecast on its scale (k from
+    validation). Its root mean square is 1 on validation by construction of k; on the test years, above
+    1 means the forecast ran below the realised volatility, below 1 above it (a conservative forecast)."""
+    r, sigma = _return_sigma(task, split, logvol, val_logvol)
+    return r / sigma
+
+
 def var_backtest(task: Task, test_logvol, val_logvol, alpha: float = 0.01, method: str = "gaussian") -> dict:
     """An ``alpha`` VaR from a volatility forecast, backtested on the test years.
 
@@ -303,10 +311,8 @@ def var_backtest(task: Task, test_logvol, val_logvol, alpha: float = 0.01, metho
     Returns the violation count and rate, Kupiec's p-value, Christoffersen's independence and
     conditional-coverage p-values, and ``nu`` for the Student-t.
     """
-    r_val, s_val = _return_sigma(task, "val", val_logvol, val_logvol)
     r, sigma = _return_sigma(task, "test", test_logvol, val_logvol)
-    z = r_val / s_val  # (N_val,) standardised validation residuals
-    q, nu = shock_quantile(z, alpha, method)
+    q, nu = shock_quantile(standardised_residuals(task, "val", val_logvol, val_logvol), alpha, method)
     out = breach_tests(r, -q * sigma, alpha)
     if method == "student-t":
         out["nu"] = nu
@@ -336,6 +342,8 @@ def economic_table(
     * ``Sharpe {c}bp``, ``CE {c}bp`` (percent a year, risk aversion ``gamma``) and ``fee {c}bp`` (bp a
       year against the benchmark forecast's portfolio, ``table.attrs["benchmark"]``, HAR by default) at
       each cost of ``costs_bp``, with block-bootstrap intervals ``lo`` / ``hi`` (:func:`economic_value`);
+    * ``z rms``: the root mean square of the test shocks (:func:`standardised_residuals`): below 1, the
+      forecast on the return's scale ran above the realised volatility of the test years;
     * ``VaR ...``, ``VaR-t ...``, ``VaR-FHS ...``: the Gaussian, Student-t and filtered-historical
       ``alpha`` VaR backtests (:func:`var_backtest`), ``VaR-t nu`` the fitted degrees of freedom.
     """
@@ -361,6 +369,7 @@ def economic_table(
     for n in names:
         t, v = series[n]
         rows[n] = {f"vt {k}": x for k, x in vol_targeting(task, t, v, **kw).items()}
+        rows[n]["z rms"] = float(np.sqrt(np.mean(standardised_residuals(task, "test", t, v) ** 2)))
         rows[n] |= economic_value(
             portfolio_returns(task, t, v, **target),
             bench_pf,
@@ -376,3 +385,15 @@ def economic_table(
     out = pd.DataFrame(rows).T
     out.attrs.update(benchmark=bench, gamma=gamma, alpha=alpha, costs_bp=tuple(costs_bp))
     return out
+
+
+def summary_columns(econ: pd.DataFrame) -> list[str]:
+    """The columns of an :func:`economic_table` worth a printed table: realised volatility and turnover,
+    the Sharpe ratio and the fee (with its interval) at the lowest and the highest cost, ``z rms`` and
+    each VaR's breach rate and Kupiec and conditional-coverage p-values."""
+    costs = econ.attrs.get("costs_bp", COSTS_BP)
+    ends = [f"{c:g}bp" for c in dict.fromkeys((costs[0], costs[-1]))]
+    cols = ["vt realised vol", "vt turnover"]
+    cols += [f"Sharpe {c}" for c in ends] + [f"fee {c}{e}" for c in ends for e in ("", " lo", " hi")]
+    cols += ["z rms"] + [f"{p} {k}" for p in VAR_PREFIX.values() for k in ("rate", "p_kupiec", "p_cc")]
+    return [c for c in cols if c in econ.columns]
