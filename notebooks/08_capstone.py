@@ -260,11 +260,11 @@ else:
 # %% [markdown]
 # ## The economic reading
 #
-# **Volatility targeting** holds $w_t = \sigma^* / \hat\sigma_{t+1}$ of the index (capped at 3), so
+# **Volatility targeting** holds $w_t = \sigma^* / \hat\sigma_{t+1}$ of the index (with a leverage cap), so
 # that the portfolio's volatility stays near the target $\sigma^*$ (10% a year here). Parkinson
 # volatility misses the overnight move, so $\hat\sigma$ is first rescaled to the return's scale by one
 # factor $k$ learnt on validation. Trading costs are proportional to the weight traded: on day $t+1$
-# the portfolio earns $w_t R_{t+1} - c\,|w_t - w_{t-1}|$ with $c$ = 0, 5 or 10 basis points. Three
+# the portfolio earns $w_t R_{t+1} - c\,|w_t - w_{t-1}|$, with the costs $c$ of `COSTS_BP`. Three
 # readings of that return (there is no risk-free rate in the data, so returns count as excess returns):
 #
 # * the annualised **Sharpe ratio** $\sqrt{252}\,\bar r_p / s(r_p)$;
@@ -276,8 +276,8 @@ else:
 #   $\sum_t u(r_{\text{model},t} - \Delta) = \sum_t u(r_{\text{bench},t})$ for their quadratic utility
 #   $u(r) = r - \tfrac{\gamma}{2} r^2$ (a quadratic equation in $\Delta$, solved in closed form).
 #
-# Ten years of daily returns pin a Sharpe ratio down to about $\pm 0.3$ only, so every Sharpe ratio and
-# fee comes with a 95% moving-block bootstrap interval (blocks of 22 days, both portfolios resampled on
+# Ten years of daily returns pin a Sharpe ratio down only loosely, so every Sharpe ratio and fee comes
+# with a 95% moving-block bootstrap interval (blocks of a trading month, both portfolios resampled on
 # the same days).
 
 # %%
@@ -338,7 +338,8 @@ print(
 # years' shocks: **Gaussian** ($q = \Phi^{-1}(0.01) = -2.33$); **Student-t** with unit variance,
 # $q = t_\nu^{-1}(0.01)\sqrt{(\nu-2)/\nu}$, $\nu$ by maximum likelihood; **filtered historical
 # simulation** (FHS: the empirical 1% quantile of the shocks, so the forecast filters the returns and
-# history supplies the tail; 2007-2008 hold about 500 shocks, so that quantile rests on five of them).
+# history supplies the tail; the validation years are short, so that quantile rests on a handful of
+# shocks, printed below).
 # A good VaR is breached on 1% of days (Kupiec's proportion-of-failures test) and the breaches do not
 # come in runs (Christoffersen's independence test; both together: conditional coverage). `z rms` is
 # the root mean square of the test shocks: 1 on validation by construction of $k$, and below 1 when the
@@ -350,6 +351,10 @@ var_view = (
     econ[["z rms", *var_cols, "VaR-t nu"]].astype(float).join(table["QLIKE_lc"]).sort_values("QLIKE_lc")
 )
 print(var_view.round(3))
+print(
+    f"{len(task.val)} validation shocks: the FHS {VAR_LEVEL:.0%} quantile rests on the "
+    f"{int(VAR_LEVEL * len(task.val))} lowest of them."
+)
 
 # %%
 top = list(var_view.index[:3])
