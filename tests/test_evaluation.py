@@ -6,6 +6,8 @@ import statsmodels.api as sm
 from course_lib.data.prices import load_prices
 from course_lib.data.windows import make_task
 from course_lib.evaluation import (
+    apply_correction,
+    benchmark_rule,
     clark_west,
     diebold_mariano,
     directional_accuracy,
@@ -25,6 +27,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.evaluation.correction import MIN_KNOWN
 
 
 def _ar1(rng, n, phi):
@@ -304,9 +307,15 @@ def test_results_table_volatility_level_correction(vol_task):
     base = volatility_baselines(vol_task)
     val = volatility_baselines(vol_task, "val")
     too_low = {"too_low": base["log_har"] - 0.3}
-    table = results_table(vol_task, {**base, **too_low}, val_predictions={"too_low": val["log_har"] - 0.3})
+    table = results_table(
+        vol_task,
+        {**base, **too_low},
+        val_predictions={"too_low": val["log_har"] - 0.3},
+        correction="validation",
+    )
     assert {"QLIKE", "QLIKE_lc", "DM", "DM_p", "DM_QLIKE", "p_QLIKE", "in_MCS"} <= set(table.columns)
-    assert table.attrs["qlike_dm"].startswith("level-corrected") and table.attrs["benchmark"] == "log_har"
+    assert table.attrs["qlike_dm"] == "corrected (validation)"
+    assert table.attrs["benchmark"] == benchmark_rule(vol_task) == table.attrs["benchmark_rule"]
     for h in vol_task.horizons:
         # a level error is worse raw, and the correction learnt on validation removes it entirely
         assert table.loc[(h, "too_low"), "QLIKE"] > table.loc[(h, "log_har"), "QLIKE"]
@@ -322,8 +331,16 @@ def test_results_table_volatility_level_correction(vol_task):
             ).mean()
         )
     # a model without validation forecasts: no corrected QLIKE, and DM on QLIKE falls back to raw forecasts
-    raw = results_table(vol_task, {**base, **too_low})
+    raw = results_table(vol_task, {**base, **too_low}, correction="validation")
     assert np.isnan(raw.loc[(1, "too_low"), "QLIKE_lc"]) and raw.attrs["qlike_dm"] == "raw"
+    # the causal correction needs no validation forecasts: once MIN_KNOWN errors are known it removes the
+    # constant level error exactly, row by row
+    causal = results_table(vol_task, {**base, **too_low}, mcs_size=None)
+    assert causal.attrs["qlike_dm"] == "corrected (causal)" and causal["QLIKE_lc"].notna().all()
+    shifted = apply_correction("causal", {**base, **too_low}, y=vol_task.test.y, horizons=vol_task.horizons)
+    warm = MIN_KNOWN + max(vol_task.horizons)
+    assert np.allclose(shifted["too_low"][warm:], shifted["log_har"][warm:], atol=1e-5)
+    assert not np.allclose(shifted["too_low"][:MIN_KNOWN], shifted["log_har"][:MIN_KNOWN])  # raw until then
     with pytest.raises(ValueError, match="protocol"):
         results_table(vol_task, volatility_baselines(vol_task, protocol="walk_forward"))
     wf = results_table(
@@ -387,19 +404,23 @@ def test_verdicts_read_the_table(vol_task, returns_task):
     base = volatility_baselines(vol_task)
     table = results_table(vol_task, base)
     text = verdicts(table)
-    assert text.startswith("Against log_har (protocol=frozen")
+    bench = benchmark_rule(vol_task)
+    assert text.startswith(f"Against {bench} (protocol=frozen; benchmark={bench} (the rule)")
     for h in vol_task.horizons:
         t = table.loc[h]
         assert f"h = {h}: lowest MSE: {t['MSE'].idxmin()}" in text
         assert f"lowest corrected QLIKE: {t['QLIKE_lc'].idxmin()}" in text
-        p = t.loc["har", "p_QLIKE"]
-        assert f"h = {h}: har: MSE {t.loc['har', 'MSE']:.4f} vs {t.loc['log_har', 'MSE']:.4f}" in text
+        other = next(n for n in ("har", "log_har") if n != bench)
+        p = t.loc[other, "p_QLIKE"]
+        assert f"h = {h}: {other}: MSE {t.loc[other, 'MSE']:.4f} vs {t.loc[bench, 'MSE']:.4f}" in text
         assert (
-            ("WORSE" if t.loc["har", "DM_QLIKE"] > 0 else "better") in text
+            ("WORSE" if t.loc[other, "DM_QLIKE"] > 0 else "better") in text
             if p < 0.05
             else "no significant" in text
         )
-    summary = seed_summary(vol_task, {"net": [base["log_har"] + 0.15, base["log_har"] + 0.2]}, base)
+    summary = seed_summary(
+        vol_task, {"net": [base["log_har"] + 0.15, base["log_har"] + 0.2]}, base, correction="validation"
+    )
     assert "seeds better / worse on MSE: 0/2 / 2/2" in verdicts(summary, models=["net"])
     assert "raw" in summary.columns.name and "QLIKE 0." in verdicts(summary, models=["net"])
     assert "R2_oos" in verdicts(results_table(returns_task, return_baselines(returns_task)))

@@ -6,9 +6,13 @@
 * :mod:`.entries`: leaderboard entries: a learner's forecasts (:func:`leaderboard_entry`), course models
   of :data:`MODELS` trained for several seeds (:func:`train_entry`), and the two families that keep the
   protocol of their chapter (:func:`foundation_entries`, :func:`koopman_entry`)
-* :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against HAR, the
+* :mod:`.leaderboard`: :func:`leaderboard` (QLIKE raw and level-corrected over seeds, DM against the benchmark rule's pick, the
   model confidence set, a forecast combination learnt on validation, :func:`combination_weights`),
   :func:`evaluate_submission` and :func:`plot_leaderboard`
+* :mod:`.holdout`: the sealed cross-asset hold-out (the board's recipes re-fitted on ^IXIC, AAPL, MSFT,
+  IBM); :mod:`.pooled`: one model trained on the training years of every asset at once
+* :mod:`.reconcile`: a family's result in its own chapter beside its board result, with the settings
+  that differ, and a sentence wherever the verdict flips (:func:`reconciliation`, :func:`flips`)
 * :mod:`.economics`: volatility targeting after proportional costs (Sharpe ratio, certainty equivalent,
   Fleming, Kirby and Ostdiek's performance fee against the benchmark, block-bootstrap intervals) and a
   1% VaR backtest (Gaussian, Student-t, filtered historical simulation; Kupiec, Christoffersen), on the
@@ -51,9 +55,18 @@ from .entries import (
     leaderboard_entry,
     train_entry,
 )
-from .leaderboard import combination_weights, evaluate_submission, leaderboard, plot_leaderboard
+from .leaderboard import (
+    combination_weights,
+    committed_board,
+    evaluate_submission,
+    leaderboard,
+    load_entries,
+    plot_leaderboard,
+    save_predictions,
+    validation_choice,
+)
+from .reconcile import board_rows, flips, reconciliation
 from .task import (
-    BENCHMARK,
     FEATURES,
     LOOKBACK,
     N_TEST,
@@ -68,7 +81,6 @@ from .task import (
 )
 
 __all__ = [
-    "BENCHMARK",
     "COSTS_BP",
     "FEATURES",
     "LOOKBACK",
@@ -82,34 +94,41 @@ __all__ = [
     "VAL_END",
     "VAR_METHODS",
     "Entry",
+    "board_rows",
     "breach_tests",
     "build_model",
     "capstone_task",
     "certainty_equivalent",
     "christoffersen_test",
     "combination_weights",
+    "committed_board",
     "economic_table",
     "economic_value",
     "evaluate_submission",
     "fit_student_t",
+    "flips",
     "foundation_entries",
     "koopman_entry",
     "kupiec_test",
     "leaderboard",
     "leaderboard_entry",
+    "load_entries",
     "net_of_costs",
     "performance_fee",
     "plot_leaderboard",
     "portfolio_returns",
     "qlike_loss",
     "random_walk",
+    "reconciliation",
     "return_scale",
+    "save_predictions",
     "sharpe_ratio",
     "shock_quantile",
     "standardised_residuals",
     "summary_columns",
     "target_dates",
     "train_entry",
+    "validation_choice",
     "value_at_risk",
     "var_backtest",
     "vol_targeting",

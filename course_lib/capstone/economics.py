@@ -68,8 +68,9 @@ from scipy import optimize, stats
 from ..data.windows import Task
 from ..evaluation.backtests import christoffersen_test, kupiec_test
 from ..evaluation.baselines import standard_baselines
+from ..evaluation.protocol import benchmark_rule
 from .entries import Entry
-from .task import BENCHMARK, random_walk
+from .task import random_walk
 
 PERIODS = 252  # trading days a year
 VAR_METHODS = ("gaussian", "student-t", "fhs")
@@ -348,8 +349,9 @@ def economic_table(
 
     * ``vt ...``: volatility targeting (:func:`vol_targeting`; ``kw``: ``target``, ``max_leverage``);
     * ``Sharpe {c}bp``, ``CE {c}bp`` (percent a year, risk aversion ``gamma``) and ``fee {c}bp`` (bp a
-      year against the benchmark forecast's portfolio, ``table.attrs["benchmark"]``, HAR by default) at
-      each cost of ``costs_bp``, with block-bootstrap intervals ``lo`` / ``hi`` (:func:`economic_value`);
+      year against the benchmark forecast's portfolio: ``table.attrs["benchmark"]``, else the benchmark
+      rule's) at each cost of ``costs_bp``, with block-bootstrap intervals ``lo`` / ``hi``
+      (:func:`economic_value`);
     * ``z rms``: the root mean square of the test shocks (:func:`standardised_residuals`): below 1, the
       forecast on the return's scale ran above the realised volatility of the test years;
     * ``VaR ...``, ``VaR-t ...``, ``VaR-FHS ...``: the Gaussian, Student-t and filtered-historical
@@ -359,7 +361,7 @@ def economic_table(
     pool = {e.name: (np.mean(e.test, axis=0), np.mean(e.val, axis=0)) for e in entries}
     pool |= {n: (base_t[n], base_v[n]) for n in base_t}
     pool |= {"random_walk": (random_walk(task, "test"), random_walk(task, "val"))}
-    bench = table.attrs.get("benchmark", BENCHMARK)
+    bench = table.attrs.get("benchmark") or benchmark_rule(task)
     if bench not in pool:
         raise ValueError(f"the benchmark {bench!r} is neither an entry nor a baseline")
     series = {e.name: pool[e.name] for e in entries} | {n: pool[n] for n in ("har", "garch")}

@@ -1,11 +1,15 @@
 """The capstone's leaderboard (chapter 08): entries beside the baselines, a forecast combination, one table.
 
 :func:`leaderboard` scores every entry, the baselines (EWMA, GARCH, HAR, log-HAR, random walk) and a
-combination of the best entries under one protocol: QLIKE raw and level-corrected (the shift learnt on
-validation, :func:`course_lib.evaluation.correction.level_shift`), MSE, the Diebold-Mariano test of the
-seed ensemble against HAR on corrected QLIKE with a Newey-West variance, the seeds that beat HAR, time,
-parameters and the 90% model confidence set. :func:`evaluate_submission` is that in one call, and
-:func:`plot_leaderboard` draws it.
+combination of the best entries under the course's protocol (:mod:`course_lib.evaluation.protocol`):
+QLIKE raw and level-corrected (the causal correction, :mod:`course_lib.evaluation.correction`), MSE,
+the Diebold-Mariano test of the seed ensemble against the benchmark the rule picks (the strongest
+classical baseline on validation) on corrected QLIKE with a Newey-West variance, the seeds that beat
+it, time, parameters and the 90% model confidence set. :func:`evaluate_submission` is that in one call, and
+:func:`plot_leaderboard` draws it. :func:`validation_choice` picks the board's best on validation (the
+pick a forecaster could have made). :func:`save_predictions` writes every entry's forecasts (per seed,
+validation and test) to one compressed file and :func:`load_entries` reads them back, so that every
+figure of a committed board can be re-derived in seconds.
 
 :func:`combination_weights`: weights on the simplex of a combination of log-volatility forecasts,
 
@@ -14,17 +18,21 @@ parameters and the 90% model confidence set. :func:`evaluate_submission` is that
 learnt on the validation split only.
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
 from ..data.windows import Task
 from ..evaluation.baselines import standard_baselines
-from ..evaluation.correction import level_correct, level_shift
+from ..evaluation.correction import RANKING_VARIANT, apply_correction, level_shift
 from ..evaluation.metrics import loss_series
+from ..evaluation.protocol import benchmark_rule
 from ..evaluation.tables import seed_summary
 from .entries import Entry, leaderboard_entry, train_entry
-from .task import BENCHMARK, capstone_task, random_walk
+from .task import capstone_task, random_walk
 
 
 def combination_weights(val_forecasts: dict[str, np.ndarray], y_val) -> pd.Series:
@@ -63,13 +71,15 @@ def _baseline_entries(task: Task, n_seeds: int) -> dict[str, tuple[list, list]]:
     return {"random_walk": ([random_walk(task, "test")] * n_seeds, [random_walk(task, "val")] * n_seeds)}
 
 
-def _refuse_twins(corrected: dict[str, np.ndarray]) -> None:
-    """Refuse two rows whose seed ensembles are the same forecast after the level correction (a
-    copy, or a constant shift, of another row): the model confidence set cannot rank identical losses."""
-    names = list(corrected)
+def _refuse_twins(forecasts: dict[str, np.ndarray]) -> None:
+    """Refuse two rows whose seed ensembles differ by a constant (a copy, or a constant shift, of
+    another row): a level correction makes them one forecast, and the model confidence set cannot rank
+    identical losses."""
+    names = list(forecasts)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            if np.allclose(corrected[a], corrected[b], rtol=0, atol=1e-6):
+            gap = np.asarray(forecasts[a], dtype=np.float64) - forecasts[b]
+            if np.allclose(gap, gap.mean(axis=0), rtol=0, atol=1e-6):
                 raise ValueError(
                     f"{a!r} and {b!r} are the same forecast after the level correction (one is a copy or a "
                     "constant shift of the other): the model confidence set cannot tell them apart; drop one"
@@ -79,17 +89,18 @@ def _refuse_twins(corrected: dict[str, np.ndarray]) -> None:
 def leaderboard(
     task: Task,
     entries: list[Entry],
-    benchmark: str = BENCHMARK,
+    benchmark: str | None = None,
     combine: int = 3,
     mcs_size: float = 0.1,
 ) -> pd.DataFrame:
     """The capstone table: every entry beside the baselines, a forecast combination, one protocol.
 
     Columns: family, params, seconds (training per seed), QLIKE (raw, mean over seeds) and its sd,
-    QLIKE_lc (level-corrected with the shift learnt on validation) and sd, MSE and sd, ``ens QLIKE``
-    and ``ens QLIKE_lc`` (the seed ensemble), ``ens DM_QLIKE`` / ``ens p_QLIKE`` (Diebold-Mariano of
-    the seed ensemble against ``benchmark`` on the corrected QLIKE differential, Newey-West
-    variance), ``better QLIKE (p<0.05)`` (seeds that beat the benchmark significantly) and ``in_MCS``
+    QLIKE_lc (level-corrected, the causal correction of the course's protocol) and sd, MSE and sd,
+    ``ens QLIKE`` and ``ens QLIKE_lc`` (the seed ensemble), ``ens DM_QLIKE`` / ``ens p_QLIKE``
+    (Diebold-Mariano of the seed ensemble against ``benchmark``, default the one
+    :func:`~course_lib.evaluation.protocol.benchmark_rule` picks, on the corrected QLIKE differential,
+    Newey-West variance), ``better QLIKE (p<0.05)`` (seeds that beat the benchmark significantly) and ``in_MCS``
     (the 1 - ``mcs_size`` model confidence set of the seed ensembles on corrected QLIKE). Sorted by
     QLIKE_lc. ``combine``: the ``combine`` entries (models, not baselines) with the lowest *validation*
     corrected QLIKE (seed ensembles) are combined with :func:`combination_weights` into the row ``combination`` (0: none);
@@ -145,8 +156,10 @@ def leaderboard(
     # the seed ensembles, raw and level-corrected
     ens = {k: np.mean(v, axis=0) for k, v in preds.items()} | dict(base_test)
     ens_val = {k: np.mean(v, axis=0) for k, v in vals.items()} | dict(base_val)
-    corrected = level_correct(ens, ens_val, task.val.y)
-    _refuse_twins(corrected)
+    _refuse_twins(ens)
+    corrected = apply_correction(
+        RANKING_VARIANT, ens, y=task.test.y, horizons=task.horizons, val_predictions=ens_val, y_val=task.val.y
+    )
     table = seed_summary(
         task,
         preds,
@@ -225,7 +238,7 @@ def plot_leaderboard(table: pd.DataFrame, ax=None, column: str = "QLIKE_lc"):
     ax.scatter(
         t[column][~member], y[~member], facecolor="white", edgecolor="C3", zorder=3, label="outside the MCS"
     )
-    bench = table.attrs.get("benchmark", BENCHMARK)
+    bench = table.attrs.get("benchmark")
     if bench in t.index:
         ax.axvline(t.loc[bench, column], color="k", lw=0.8, ls="--", label=f"{bench}")
     ax.set_yticks(y, [f"{m} ({f})" for m, f in zip(t.index, t["family"], strict=True)])
@@ -234,3 +247,64 @@ def plot_leaderboard(table: pd.DataFrame, ax=None, column: str = "QLIKE_lc"):
     ax.set_title(f"Capstone leaderboard, {label} ({table.attrs.get('n_seeds', '?')} seeds)")
     ax.legend(loc="best", fontsize=8)
     return ax
+
+
+def validation_choice(task: Task, entries: list[Entry]) -> tuple[str, pd.Series]:
+    """The entry a forecaster could have picked before the test years: the lowest validation QLIKE of
+    its seed ensemble at its best level (the shift learnt on validation itself, the benchmark rule's
+    criterion, :func:`course_lib.evaluation.protocol.validation_scores`). Returns the name and every
+    entry's score."""
+    if not entries:
+        raise ValueError("validation_choice needs at least one entry")
+    y = task.val.y.astype(np.float64)
+    scores = {}
+    for e in entries:
+        p = np.mean(e.val, axis=0)
+        scores[e.name] = float(loss_series(y, p + level_shift(y, p)[None, :], "qlike").mean())
+    scores = pd.Series(scores, name="validation QLIKE at its best level").sort_values()
+    return str(scores.index[0]), scores
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"  # where `make leaderboard` commits the full board
+
+
+def committed_board(docs=DOCS) -> pd.DataFrame:
+    """The full board `make leaderboard` committed (``docs/leaderboard.csv``), with its benchmark in
+    ``attrs`` (the rule's pick, the same as every table of the course's)."""
+    path = Path(docs) / "leaderboard.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make leaderboard` to make the full board")
+    table = pd.read_csv(path, index_col=0)
+    table.attrs["benchmark"] = benchmark_rule(capstone_task())
+    return table
+
+
+def save_predictions(entries: list[Entry], path) -> Path:
+    """Every entry's validation and test forecasts, per seed (float32, compressed ``.npz``), and its
+    family, parameters, seconds and protocol (JSON inside the same file)."""
+    path = Path(path)
+    arrays, meta = {}, {}
+    for e in entries:
+        arrays[f"test/{e.name}"] = np.stack(e.test).astype(np.float32)  # (seeds, N_test, 1)
+        arrays[f"val/{e.name}"] = np.stack(e.val).astype(np.float32)  # (seeds, N_val, 1)
+        meta[e.name] = dict(family=e.family, params=e.params, seconds=e.seconds, protocol=e.protocol)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def load_entries(path, task: Task) -> list[Entry]:
+    """The entries :func:`save_predictions` wrote, checked against ``task``'s splits, in their order."""
+    with np.load(Path(path)) as data:
+        if "meta" not in data:
+            raise ValueError(f"{path} is not a leaderboard predictions file (no 'meta' record)")
+        meta = json.loads(bytes(data["meta"]).decode())
+        entries = []
+        for name, m in meta.items():
+            e = leaderboard_entry(
+                name, list(data[f"test/{name}"]), list(data[f"val/{name}"]), task, family=m["family"],
+                seconds=float("nan") if m["seconds"] is None else m["seconds"], params=m["params"],
+            )  # fmt: skip
+            e.protocol = m["protocol"]
+            entries.append(e)
+    return entries

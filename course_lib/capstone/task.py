@@ -21,7 +21,6 @@ LOOKBACK = 60
 # the last training target, the last validation target, the first and the last test target
 TRAIN_END, VAL_END, TEST_START, TEST_END = "2006-12-31", "2008-12-31", "2009-01-02", "2018-12-31"
 N_TEST = 2516  # targets from 2009-01-02 to 2018-12-31
-BENCHMARK = "har"
 # Numbers measured outside the course on exactly this task, with each library's defaults (darts,
 # pytorch-forecasting, neuralforecast) and the classical models: raw test QLIKE, 5 seeds.
 OUTSIDE = {

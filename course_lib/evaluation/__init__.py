@@ -4,12 +4,15 @@
   2011), per-observation losses (:func:`loss_series`, :data:`LOSSES`)
 * :mod:`.comparison`: Newey-West lags, Diebold-Mariano (with the Harvey-Leybourne-Newbold factor),
   Clark-West, the model confidence set (Hansen, Lunde & Nason, 2011) and SPA (Hansen, 2005)
-* :mod:`.correction`: the level shift of log-volatility forecasts learnt on validation (the Jensen gap)
+* :mod:`.correction`: the level shift of log-volatility forecasts (the Jensen gap), learnt three ways
+  (none, on validation, causally on past errors)
+* :mod:`.protocol`: the course's protocol written once: what "frozen" means, the benchmark rule
 * :mod:`.baselines`: zero, mean and AR(1) for returns; EWMA, GARCH(1,1), HAR and log-HAR for volatility,
   under the ``"frozen"`` or ``"walk_forward"`` protocol
 * :mod:`.irregular_baselines`: HAR and log-HAR on a forward-filled proxy and a calendar-time EWMA, fed
   only the days a removal mask keeps (chapter 06c; imported from its own path)
-* :mod:`.tables`: :func:`results_table`, :func:`seed_summary` and :func:`verdicts`
+* :mod:`.tables`: :func:`results_table`, :func:`seed_summary`, :func:`verdicts`, and the correction
+  variants side by side (:func:`correction_variants`, :func:`correction_reversals`)
 * :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
 * :mod:`.backtests`: Kupiec's proportion of failures and Christoffersen's independence test on a
   sequence of misses (VaR violations, interval misses; chapters 06d and 08)
@@ -18,14 +21,14 @@
   quantile loss (chapter 06b; numpy and scipy only)
 
 ``from course_lib.evaluation import results_table`` (the path before v3) still works: the API of the
-first five submodules and :mod:`.backtests` is re-exported here; :mod:`.walkforward`, :mod:`.conformal` and
+first six submodules and :mod:`.backtests` is re-exported here; :mod:`.walkforward`, :mod:`.conformal` and
 :mod:`.probabilistic` (which need torch, or are used alone) are imported from their own paths.
 """
 
 from .backtests import christoffersen_test, kupiec_test
 from .baselines import (
-    BENCHMARKS,
     HAR_WARMUP,
+    LONG_MEMORY_LAGS,
     PROTOCOLS,
     VOLATILITY_BASELINES,
     log_har_forecasts,
@@ -34,20 +37,36 @@ from .baselines import (
     volatility_baselines,
 )
 from .comparison import DMResult, clark_west, diebold_mariano, model_confidence_set, newey_west_lags, spa_test
-from .correction import CORRECTIONS, level_correct, level_shift
+from .correction import (
+    CORRECTIONS,
+    RANKING_VARIANT,
+    VARIANTS,
+    apply_correction,
+    causal_level_shift,
+    level_correct,
+    level_shift,
+)
 from .metrics import LOSSES, directional_accuracy, loss_series, mae, mse, qlike, r2_oos, up_rate
-from .tables import results_table, seed_summary, verdicts
+from .protocol import benchmark_rule, validation_scores
+from .tables import correction_reversals, correction_variants, results_table, seed_summary, verdicts
 
 __all__ = [
-    "BENCHMARKS",
     "CORRECTIONS",
     "HAR_WARMUP",
+    "LONG_MEMORY_LAGS",
     "LOSSES",
     "PROTOCOLS",
+    "RANKING_VARIANT",
+    "VARIANTS",
     "VOLATILITY_BASELINES",
     "DMResult",
+    "apply_correction",
+    "benchmark_rule",
+    "causal_level_shift",
     "christoffersen_test",
     "clark_west",
+    "correction_reversals",
+    "correction_variants",
     "diebold_mariano",
     "directional_accuracy",
     "kupiec_test",
@@ -67,6 +86,7 @@ __all__ = [
     "spa_test",
     "standard_baselines",
     "up_rate",
+    "validation_scores",
     "verdicts",
     "volatility_baselines",
 ]

@@ -146,23 +146,32 @@ def volatility_baselines(
     return out
 
 
+LONG_MEMORY_LAGS = (1, 5, 22, 66, 126)  # day, week, month, quarter, half-year: for long windows
+
+
 def log_har_forecasts(
-    task: Task, split: str = "test", refit_every: int = 252, protocol: str = "frozen"
+    task: Task, split: str = "test", refit_every: int = 252, protocol: str = "frozen", lags=(1, 5, 22)
 ) -> np.ndarray:
     """Direct log-HAR: ``y_{t,h} = b0 + b1 lv1_t + b2 lv5_t + b3 lv22_t`` by least squares, per horizon.
 
     ``lvk_t`` is the log volatility of the target's variance proxy averaged over days t-k+1..t.
+    ``lags``: the averages; :data:`LONG_MEMORY_LAGS` adds a quarter and a half-year, the long-memory
+    HAR that a network reading 256 days should face (Corsi 2009's cascade, extended; its first
+    ``max(lags) - 1`` origins have no forecast inputs and are left out of the fit).
     ``"frozen"``: fitted once on the training samples. ``"walk_forward"``: at each re-estimation date b,
     only samples whose targets were known by b (origin + h <= b) are used; for the training split
     itself there is no earlier data, so it is fitted in-sample on the training years.
     """
     check_protocol(protocol)
+    lags = tuple(int(k) for k in lags)
+    if min(lags) < 1:
+        raise ValueError(f"log-HAR lags must be >= 1 day, got {lags}")
     var = task.frame[task.target_column]
-    averages = [log_vol(var.rolling(k).mean().dropna()).reindex(var.index) for k in (1, 5, 22)]  # NaN warm-up
+    averages = [log_vol(var.rolling(k).mean().dropna()).reindex(var.index) for k in lags]  # NaN warm-up
     design = np.column_stack([np.ones(len(var))] + [a.to_numpy() for a in averages])
     rows = np.concatenate([task.split(n).rows for n in ("train", "val", "test")])
     ys = np.concatenate([task.split(n).y for n in ("train", "val", "test")])
-    usable_rows = rows >= HAR_WARMUP - 1
+    usable_rows = rows >= max(HAR_WARMUP, max(lags)) - 1
     train_fit = usable_rows & np.isin(rows, task.train.rows)
     H = max(task.horizons)
     s = task.split(split)
@@ -171,12 +180,9 @@ def log_har_forecasts(
         fit = train_fit if protocol == "frozen" else usable_rows & (rows + H <= block[0])
         if fit.sum() < 100:  # walk-forward over the training split: fit on it in-sample
             fit = train_fit
-        beta, *_ = np.linalg.lstsq(design[rows[fit]], ys[fit], rcond=None)  # (4, n_h)
+        beta, *_ = np.linalg.lstsq(design[rows[fit]], ys[fit], rcond=None)  # (1 + len(lags), n_h)
         out.append(design[block] @ beta)
     return np.concatenate(out).astype(np.float32)
-
-
-BENCHMARKS = {"returns": "zero", "volatility": "log_har"}  # what the chapters test every model against
 
 
 def standard_baselines(task: Task, split: str, protocol: str) -> dict[str, np.ndarray]:

@@ -2,24 +2,22 @@
 
 :func:`results_table` (one set of forecasts per model) and :func:`seed_summary` (one per training
 seed, tests of the seed ensemble, never an average of p-values) put every model beside the
-baselines of :mod:`.baselines` under one protocol; volatility tables report QLIKE raw and
-level-corrected (:mod:`.correction`), and Diebold-Mariano tests on both squared error and QLIKE
-(:mod:`.comparison`). :func:`verdicts` reads a table back as sentences.
+baselines of :mod:`.baselines` under one protocol (:mod:`.protocol`: the benchmark rule, "frozen");
+volatility tables report QLIKE raw and level-corrected (:mod:`.correction`), and Diebold-Mariano tests
+on both squared error and QLIKE (:mod:`.comparison`). :func:`verdicts` reads a table back as sentences;
+:func:`correction_variants` puts the three level corrections side by side, with each model's factor,
+and :func:`correction_reversals` says where the choice changes a verdict.
 """
 
 import numpy as np
 import pandas as pd
 
 from ..data.windows import Task
-from .baselines import (
-    BENCHMARKS,
-    VOLATILITY_BASELINES,
-    check_protocol,
-    standard_baselines,
-)
+from .baselines import VOLATILITY_BASELINES, check_protocol, standard_baselines
 from .comparison import clark_west, diebold_mariano, model_confidence_set
-from .correction import level_correct
+from .correction import RANKING_VARIANT, VARIANTS, apply_correction, level_shift
 from .metrics import directional_accuracy, loss_series, mae, mse, r2_oos, up_rate
+from .protocol import benchmark_rule
 
 
 def _check_predictions(task: Task, predictions: dict, split: str) -> dict[str, np.ndarray]:
@@ -57,10 +55,10 @@ def _standard_val_forecasts(
     return {n: val[n] for n in names}
 
 
-def _caption(protocol: str, qlike_dm: str | None) -> str:
-    text = f"protocol={protocol}"
+def _caption(protocol: str, benchmark: str, ruled: bool, qlike_dm: str | None) -> str:
+    text = f"protocol={protocol}; benchmark={benchmark} ({'the rule' if ruled else 'given'})"
     if qlike_dm is not None:
-        text += f"; QLIKE tests: {qlike_dm.split(' ')[0]}"
+        text += f"; QLIKE tests: {qlike_dm}"
     return text
 
 
@@ -72,7 +70,8 @@ def results_table(
     *,
     val_predictions: dict[str, np.ndarray] | None = None,
     protocol: str = "frozen",
-    correction: str = "variance",
+    correction: str = RANKING_VARIANT,
+    correction_method: str = "variance",
     mcs_size: float | None = 0.1,
     mcs_reps: int = 1000,
 ) -> pd.DataFrame:
@@ -81,12 +80,15 @@ def results_table(
     Returns: MSE, MAE, R2_oos (against the expanding historical mean, Campbell & Thompson),
     directional accuracy (DA) beside the up-day rate, and a Clark-West test against the benchmark
     (``CW``, ``CW_p``, one-sided: the model beats the forecast it nests). Volatility: MSE and MAE of
-    the log volatility; QLIKE of the variance, raw and level-corrected (``QLIKE_lc``, the shift learnt
-    on validation, see :func:`level_shift`; NaN for a model without ``val_predictions``; the standard
-    baselines get theirs automatically). ``DM``/``DM_p``: Diebold-Mariano on squared error (Newey-West
-    lag); ``DM_QLIKE``/``p_QLIKE``: on QLIKE, of the level-corrected forecasts when every model has
-    one. A negative DM with a small p means the model beats the benchmark (default
-    :data:`BENCHMARKS`: zero for returns, log-HAR for volatility); the benchmark's row shows NaN.
+    the log volatility; QLIKE of the variance, raw and level-corrected (``QLIKE_lc``) with the
+    ``correction`` variant of :mod:`.correction` (default: the causal one, learnt from past errors of
+    this split only; ``"validation"``: the shift learnt on validation, NaN for a model without
+    ``val_predictions``, the standard baselines get theirs automatically; ``"none"``: raw).
+    ``DM``/``DM_p``: Diebold-Mariano on squared error (Newey-West lag); ``DM_QLIKE``/``p_QLIKE``: on
+    QLIKE, of the level-corrected forecasts when every model has one. A negative DM with a small p
+    means the model beats the benchmark (default: :func:`~course_lib.evaluation.protocol.benchmark_rule`,
+    zero for returns, the strongest classical baseline on validation for volatility); the benchmark's
+    row shows NaN.
     ``in_MCS``/``MCS_p``: membership of the ``1 - mcs_size`` model confidence set on QLIKE (the
     corrected one when available) for volatility, MSE for returns: the models that cannot be told
     apart from the best, with the search over models accounted for (``mcs_size=None`` skips it).
@@ -97,7 +99,8 @@ def results_table(
     """
     check_protocol(protocol)
     s = task.split(split)
-    benchmark = benchmark or BENCHMARKS[task.kind]
+    ruled = benchmark_rule(task, protocol)
+    benchmark = benchmark or ruled
     if benchmark not in predictions:
         raise KeyError(f"benchmark {benchmark!r} is not among the predictions {list(predictions)}")
     preds = _check_predictions(task, predictions, split)
@@ -119,9 +122,17 @@ def results_table(
         if unknown:
             raise KeyError(f"val_predictions for models not in predictions: {sorted(unknown)}")
         val = _standard_val_forecasts(task, preds, split, protocol) | val
-        corrected = level_correct(preds, val, task.val.y, correction)
-        all_corrected = set(corrected) == set(preds)
-        qlike_dm = f"level-corrected ({correction})" if all_corrected else "raw"
+        corrected = apply_correction(
+            correction,
+            preds,
+            y=s.y,
+            horizons=task.horizons,
+            val_predictions=val,
+            y_val=task.val.y,
+            method=correction_method,
+        )
+        all_corrected = set(corrected) == set(preds) and correction != "none"
+        qlike_dm = f"corrected ({correction})" if all_corrected else "raw"
     rows = []
     for j, h in enumerate(task.horizons):
         y = s.y[:, j].astype(np.float64)
@@ -167,8 +178,15 @@ def results_table(
         if len(task.horizons) == 1
         else table.set_index(["horizon", "model"])
     )
-    table.columns.name = _caption(protocol, qlike_dm)
-    table.attrs.update(protocol=protocol, benchmark=benchmark, qlike_dm=qlike_dm, mcs_size=mcs_size)
+    table.columns.name = _caption(protocol, benchmark, benchmark == ruled, qlike_dm)
+    table.attrs.update(
+        protocol=protocol,
+        benchmark=benchmark,
+        benchmark_rule=ruled,
+        correction=correction if task.kind == "volatility" else None,
+        qlike_dm=qlike_dm,
+        mcs_size=mcs_size,
+    )
     return table
 
 
@@ -191,7 +209,7 @@ def seed_summary(
     *,
     val_predictions: dict[str, list[np.ndarray]] | None = None,
     protocol: str = "frozen",
-    correction: str = "variance",
+    correction: str = RANKING_VARIANT,
     mcs_size: float = 0.1,
 ) -> pd.DataFrame:
     """Results over several training seeds, without ever averaging p-values.
@@ -303,7 +321,8 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
             if vol:
                 q = "QLIKE" if table.attrs.get("qlike_dm") == "raw" else "QLIKE_lc"  # the QLIKE the test used
                 stat, p = row[prefix + "DM_QLIKE"], row[prefix + "p_QLIKE"]
-                name = f"{'mean ' if seeds else ''}{'corrected ' if q == 'QLIKE_lc' else ''}QLIKE"
+                how = f"corrected ({table.attrs.get('correction')}) " if q == "QLIKE_lc" else ""
+                name = f"{'mean ' if seeds else ''}{how}QLIKE"
                 text += f"; {name} {row[q]:.4f} vs {b[q]:.4f} ({_outcome(stat, p, alpha)})"
             else:
                 text += f"; R2_oos {100 * row['R2_oos']:.2f}%"
@@ -323,4 +342,123 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
         if "in_MCS" in t.columns:
             best += f"; model confidence set: {', '.join(t.index[t['in_MCS'].astype(bool)])}"
         lines.append(best + ".")
+    return "\n".join(lines)
+
+
+def _ensemble(p) -> np.ndarray:
+    """One forecast array: itself, or the mean over a list of per-seed arrays."""
+    return np.mean(p, axis=0) if isinstance(p, list | tuple) else np.asarray(p, dtype=np.float64)
+
+
+def correction_variants(
+    task: Task,
+    predictions: dict,
+    val_predictions: dict | None = None,
+    benchmark: str | None = None,
+    split: str = "test",
+    *,
+    protocol: str = "frozen",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """The three level corrections of :mod:`.correction` side by side, one row per model (and horizon).
+
+    ``predictions`` / ``val_predictions``: name -> forecasts, or a list of per-seed forecasts (their
+    seed ensemble is used); the standard baselines are added. Columns: each model's variance factor
+    ``c`` learnt on validation (``factor val``; NaN without validation forecasts), learnt causally by the
+    split's last origin (``factor causal``), and the one the split itself would have wanted
+    (``factor oracle``: hindsight, for reading only); test QLIKE under each variant (``QLIKE none``,
+    ``QLIKE validation``, ``QLIKE causal``) and the Diebold-Mariano outcome on QLIKE against the
+    benchmark under each (``vs <benchmark> ...``: ``better`` / ``WORSE`` at ``alpha``, else ``n.s.``).
+    ``table.attrs``: benchmark and the ranking variant. :func:`correction_reversals` reads it.
+    """
+    if task.kind != "volatility":
+        raise ValueError(f"level corrections apply to volatility tasks, got a {task.kind!r} task")
+    check_protocol(protocol)
+    s = task.split(split)
+    benchmark = benchmark or benchmark_rule(task, protocol)
+    preds = _check_predictions(task, {n: _ensemble(p) for n, p in predictions.items()}, split)
+    val = _check_predictions(task, {n: _ensemble(p) for n, p in (val_predictions or {}).items()}, "val")
+    for n, p in standard_baselines(task, split, protocol).items():
+        preds.setdefault(n, np.asarray(p, dtype=np.float64))
+        val.setdefault(n, np.asarray(standard_baselines(task, "val", protocol)[n], dtype=np.float64))
+    if benchmark not in preds:
+        raise KeyError(f"benchmark {benchmark!r} is not among the predictions {list(preds)}")
+    y = s.y.astype(np.float64)
+    kw = dict(y=y, horizons=task.horizons, val_predictions=val, y_val=task.val.y)
+    variants = {v: apply_correction(v, preds, **kw) for v in VARIANTS}
+    rows = []
+    for j, h in enumerate(task.horizons):
+        for name, p in preds.items():
+            row = {
+                "horizon": h,
+                "model": name,
+                "factor val": np.exp(2 * level_shift(task.val.y[:, j], val[name][:, j])[0])
+                if name in val
+                else np.nan,
+                "factor causal": np.exp(2 * level_shift(y[: len(y) - h, j], p[: len(y) - h, j])[0]),
+                "factor oracle": np.exp(2 * level_shift(y[:, j], p[:, j])[0]),
+            }
+            for v, corrected in variants.items():
+                if name not in corrected:
+                    row[f"QLIKE {v}"], row[f"vs {benchmark} {v}"] = np.nan, "n/a"
+                    continue
+                row[f"QLIKE {v}"] = float(loss_series(y[:, j], corrected[name][:, j], "qlike").mean())
+                if name == benchmark or benchmark not in corrected:
+                    row[f"vs {benchmark} {v}"] = "benchmark" if name == benchmark else "n/a"
+                    continue
+                stat, pv = _dm(y[:, j], corrected[name][:, j], corrected[benchmark][:, j], h, "qlike")
+                row[f"vs {benchmark} {v}"] = ("better" if stat < 0 else "WORSE") if pv < alpha else "n.s."
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table = (
+        table.drop(columns="horizon").set_index("model")
+        if len(task.horizons) == 1
+        else table.set_index(["horizon", "model"])
+    )
+    table.columns.name = f"protocol={protocol}; benchmark={benchmark}; ranking uses: {RANKING_VARIANT}"
+    table.attrs.update(benchmark=benchmark, ranking=RANKING_VARIANT, alpha=alpha, protocol=protocol)
+    return table
+
+
+def correction_reversals(table: pd.DataFrame) -> str:
+    """Sentences read off :func:`correction_variants`: which variant the ranking uses and why, the
+    lowest QLIKE under each variant, how the validation factor compares with the one the test wanted,
+    and every model whose verdict against the benchmark changes with the variant."""
+    bench, rank = table.attrs.get("benchmark"), table.attrs.get("ranking")
+    if bench is None:
+        raise ValueError(
+            "correction_reversals needs a table made by correction_variants (it reads table.attrs)"
+        )
+    lines = [
+        f"The rankings use the {rank} correction: it is learnt only from errors already known at each "
+        "origin, so it neither carries the validation years' level into the test years nor looks ahead."
+    ]
+    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
+    for h, t in groups:
+        t = t.droplevel("horizon") if h is not None else t
+        at = f"h = {h}: " if h is not None else ""
+        best = {v: t[f"QLIKE {v}"].idxmin() for v in VARIANTS if t[f"QLIKE {v}"].notna().any()}
+        lines.append(
+            at
+            + "lowest QLIKE "
+            + "; ".join(f"{v}: {m} {t.loc[m, f'QLIKE {v}']:.4f}" for v, m in best.items())
+            + "."
+        )
+        known = t.dropna(subset=["factor val"])
+        above = int((known["factor val"] > known["factor oracle"]).sum())
+        lines.append(
+            f"{at}the factor learnt on validation is above the one the test years wanted for {above} of "
+            f"{len(known)} forecasts (median {known['factor val'].median():.2f} against "
+            f"{known['factor oracle'].median():.2f}); where it is, the validation correction inflates the "
+            "variance forecast and raises QLIKE."
+        )
+        cols = [f"vs {bench} {v}" for v in VARIANTS]
+        for name, row in t[cols].iterrows():
+            outcomes = dict(zip(VARIANTS, row.to_numpy(), strict=True))
+            if name == bench or len({o for o in outcomes.values() if o != "n/a"}) < 2:
+                continue
+            said = ", ".join(f"{o} with {v}" for v, o in outcomes.items())
+            lines.append(f"{at}{name} against {bench} reverses with the correction: {said}.")
+    if not any("reverses" in line for line in lines):
+        lines.append(f"No model's verdict against {bench} depends on the correction.")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ For each test year Y (a *block*):
 training              every sample whose targets end by 31 December of Y-2 (expanding)
 validation            samples whose origins and targets lie in Y-1, the most recent year
                       before the block: early stopping (and the warm-start check) use it
+                      (the first block: Y-2 and Y-1, its training ends with Y-3)
 forecasts             samples whose origin lies in Y, from a model and a scaler fitted on
                       data up to the end of Y-1 only
 ====================  ===============================================================
@@ -15,7 +16,9 @@ forecasts             samples whose origin lies in Y, from a model and a scaler 
 The network starts each block from the previous block's weights (a *warm start*) and trains a
 few epochs; if its validation loss does not beat the warm-start weights, those are kept. The
 scaler is re-fitted on each block's training rows (:func:`course_lib.data.windows.make_task` does it).
-The frozen model is the first block's network and scaler, unchanged.
+The frozen model is the first block's network and scaler, unchanged. So that "frozen" means one thing
+across the course (:mod:`course_lib.evaluation.protocol`: trained to 2006, validated on 2007-2008 for a
+2009 start), the first block validates on the :data:`FROZEN_VAL_YEARS` years before it, not one.
 
 All blocks together cover the test split of :attr:`WalkForwardResult.task`, so the forecasts go
 straight into :func:`course_lib.evaluation.results_table` and the Diebold-Mariano tests, one
@@ -57,10 +60,20 @@ def scale_windows(windows: np.ndarray, scaler: StandardScaler) -> np.ndarray:
     return scaler.transform(windows).astype(np.float32)
 
 
-def block_task(kind: str, prices: pd.DataFrame, year: int, **task_kwargs) -> Task:
-    """The task of one walk-forward block: train to Y-2, validate on Y-1, forecast the origins in Y."""
+FROZEN_VAL_YEARS = 2  # the first block (the frozen model) validates on two years, as every chapter does
+
+
+def block_task(kind: str, prices: pd.DataFrame, year: int, val_years: int = 1, **task_kwargs) -> Task:
+    """The task of one walk-forward block: train to Y-1-val_years, validate on the ``val_years`` years
+    before Y, forecast the origins in Y."""
+    if val_years < 1:
+        raise ValueError(f"val_years must be >= 1, got {val_years}")
     task = make_task(
-        kind, prices=prices, train_end=f"{year - 2}-12-31", val_end=f"{year - 1}-12-31", **task_kwargs
+        kind,
+        prices=prices,
+        train_end=f"{year - 1 - val_years}-12-31",
+        val_end=f"{year - 1}-12-31",
+        **task_kwargs,
     )
     keep = np.asarray(task.test.dates.year == year)
     if not keep.any():
@@ -117,6 +130,26 @@ class WalkForwardResult:
         return pd.DataFrame.from_dict(rows, orient="index").rename_axis("year")
 
 
+def walk_forward_task(kind: str, prices: pd.DataFrame, years: Sequence[int], **task_kwargs) -> Task:
+    """The task whose test split is the union of the blocks' test years (:attr:`WalkForwardResult.task`):
+    trained (for the frozen model and the ``"frozen"`` baselines) to the end of Y0 - 1 - FROZEN_VAL_YEARS."""
+    years = [int(y) for y in years]
+    if not years or years != list(range(years[0], years[0] + len(years))):
+        raise ValueError(f"years must be consecutive, e.g. range(2009, 2019), got {years}")
+    full = make_task(
+        kind,
+        prices=prices,
+        train_end=f"{years[0] - 1 - FROZEN_VAL_YEARS}-12-31",
+        val_end=f"{years[0] - 1}-12-31",
+        **task_kwargs,
+    )
+    keep = np.asarray(full.test.dates.year <= years[-1])
+    t = full.test
+    return dataclasses.replace(
+        full, test=SplitData(X=t.X[keep], y=t.y[keep], dates=t.dates[keep], rows=t.rows[keep])
+    )
+
+
 def walk_forward(
     kind: str,
     prices: pd.DataFrame,
@@ -139,26 +172,18 @@ def walk_forward(
     ``years``: consecutive test years, e.g. ``range(2009, 2019)``. ``task_kwargs`` go to
     :func:`course_lib.data.windows.make_task` (``lookback``, ``horizons``, ``features``). Every block
     trains at most ``epochs`` epochs with early stopping on the year before it; the first block (a
-    fit from scratch, and the frozen model) at most ``initial_epochs`` (default: ``epochs``).
+    fit from scratch, and the frozen model) at most ``initial_epochs`` (default: ``epochs``), with early
+    stopping on the :data:`FROZEN_VAL_YEARS` years before it.
     """
     years = [int(y) for y in years]
-    if not years or years != list(range(years[0], years[0] + len(years))):
-        raise ValueError(f"years must be consecutive, e.g. range(2009, 2019), got {years}")
-    full = make_task(
-        kind, prices=prices, train_end=f"{years[0] - 2}-12-31", val_end=f"{years[0] - 1}-12-31", **task_kwargs
-    )
-    keep = np.asarray(full.test.dates.year <= years[-1])
-    t = full.test
-    full = dataclasses.replace(
-        full, test=SplitData(X=t.X[keep], y=t.y[keep], dates=t.dates[keep], rows=t.rows[keep])
-    )
+    full = walk_forward_task(kind, prices, years, **task_kwargs)
 
     model, frozen, frozen_scaler = None, None, None
     result = WalkForwardResult(task=full, years=years, block=np.empty(0, dtype=int), predictions={})
     parts: dict[str, list[np.ndarray]] = {}
     blocks = []
     for b, year in enumerate(years):
-        bt = block_task(kind, prices, year, **task_kwargs)
+        bt = block_task(kind, prices, year, FROZEN_VAL_YEARS if b == 0 else 1, **task_kwargs)
         if model is None or not warm_start:
             set_seed(seed + b)  # the initial weights do not depend on what ran before
             model = make_model()
