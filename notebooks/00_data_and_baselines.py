@@ -286,7 +286,8 @@ for h in HORIZONS:
 # **Two losses.** The squared error of a log volatility is what the networks minimise, but against a
 # noisy proxy it can rank a biased forecast first. QLIKE on variances,
 # $\frac{\sigma^2}{\hat\sigma^2} - \log\frac{\sigma^2}{\hat\sigma^2} - 1$, ranks variance forecasts
-# consistently however noisy the proxy (Patton, 2011). Every volatility table tests both: `DM` on squared
+# consistently however noisy the proxy: it belongs to Patton's (2011) class of robust losses, with MSE on
+# variances (squared error of a log volatility does not). Every volatility table tests both: `DM` on squared
 # error, `DM_QLIKE` on QLIKE, each model against the log-HAR (the course's volatility benchmark).
 #
 # **The Jensen gap.** A model fitted to log volatility forecasts $\exp(\mathbb E\log\sigma^2)$, which is
