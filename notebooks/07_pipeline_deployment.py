@@ -634,9 +634,10 @@ print(
     f"(generation-2) collection ran in {gen2[slow].mean():.0%} of the slowest 5% against {gen2.mean():.0%} of all repeats"
 )
 typical = summary.loc[list(STAGES), "p50"]
+json_ms = typical[["encode request", "parse JSON", "check types", "encode response"]].sum()
 print(
     f"in a typical repeat the JSON work (encode, parse, type check, encode the answer) takes "
-    f"{typical[['encode request', 'parse JSON', 'check types', 'encode response']].sum():.1f} ms, the array "
+    f"{json_ms:.1f} ms, the array "
     f"and range validation {typical['to array + validate']:.1f} ms, the thread-pool hop "
     f"{typical['thread-pool hop']:.2f} ms and the network {typical['scale + forward']:.1f} ms; the same "
     f"numbers as float32 bytes would be {windows[:256].astype(np.float32).nbytes / 1e3:.0f} kB against "
@@ -648,7 +649,13 @@ print(
         f"so the tail is the garbage collector: a full collection lands in '{culprit}', where the parser "
         f"allocates, and costs {summary.loc['gc ms', 'excess in tail'] / summary.loc['total', 'p50']:.1f} typical "
         f"requests; with the collector off the p99 falls "
-        f"from {ratio_on:.1f}x to {ratio_off:.1f}x the p50. The JSON text, not the model, sets the p50."
+        f"from {ratio_on:.1f}x to {ratio_off:.1f}x the p50. And the "
+        + (
+            "JSON text, not the model,"
+            if json_ms > typical["scale + forward"]
+            else "model, not the JSON text,"
+        )
+        + f" sets the p50 (the HTTP batch above: p99/p50 = {timings['batch of 256'][1] / timings['batch of 256'][0]:.1f})"
     )
     if gc_explains
     else (
@@ -659,10 +666,11 @@ print(
 )
 
 # %% [markdown]
-# A server process holds fewer objects than this notebook, so its full collections are shorter, but
-# the mechanism is the same. The usual remedies: send the batch in a compact binary format (four
-# bytes a number as float32, parsed without one object per number), call `gc.freeze()` after start-up (the model and libraries then leave the collector's
-# generations, so a full pass has far less to walk), or raise the generation-0 threshold
+# The server is another Python process, with its own heap and collector, so its pauses have another
+# length, but the mechanism is the same. The usual remedies: send the batch in a compact binary format
+# (four bytes a number as float32, parsed without one object per number), call `gc.freeze()` after
+# start-up (the model and libraries then leave the collector's generations, so a full pass has far
+# less to walk), or raise the generation-0 threshold
 # (`gc.set_threshold`). Measure again after any of them: a remedy is a hypothesis until the p99 moves.
 
 # %% [markdown]
@@ -962,11 +970,11 @@ for name in ("error trigger", "coverage trigger"):
     print(
         f"the {name}: {row['re-fits']} re-fit(s) against the yearly calendar's {yearly_row['re-fits']}; QLIKE raw "
         f"{row['QLIKE']:.4f} vs {yearly_row['QLIKE']:.4f}, level-corrected {row['QLIKE_lc']:.4f} vs "
-        f"{yearly_row['QLIKE_lc']:.4f} (DM {row['DM_QLIKE']:.2f}, p {row['p_QLIKE']:.3f}: "
+        f"{yearly_row['QLIKE_lc']:.4f} (DM {row['DM_QLIKE']:.2f}, p {row['p_QLIKE']:.2g}: "
         f"{'significantly ' if row['p_QLIKE'] < 0.05 else 'not significantly '}"
         f"{'better' if row['DM_QLIKE'] < 0 else 'worse'}); with the same budget of {matched['re-fits']} "
         f"re-fit(s) the calendar scores {matched['QLIKE_lc']:.4f}, so the trigger chose its dates "
-        f"{'better' if row['QLIKE_lc'] < matched['QLIKE_lc'] else 'worse'} than even spacing (a lower corrected QLIKE)"
+        f"{'better' if row['QLIKE_lc'] < matched['QLIKE_lc'] else 'worse'} than even spacing did"
     )
 best, in_mcs = (
     policy_table["QLIKE_lc"].idxmin(),
