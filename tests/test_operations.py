@@ -132,11 +132,10 @@ def test_triggered_policies_read_no_label_before_it_arrives(stream, policy):
     y_probe = y.copy()
     y_probe[probe:] += 3.0  # every later label changes (the fitter's own labels do not: they are the task's)
     probed = simulate_policy(policy, fitter, rows, dates, y_probe, min_gap=20)
-    arrival = probe + fitter.delay  # the first changed label is read on this day
-    np.testing.assert_array_equal(probed.forecasts[: arrival + 1], base.forecasts[: arrival + 1])
-    assert [d for d in probed.refit_dates if d <= dates[arrival]] == [
-        d for d in base.refit_dates if d <= dates[arrival]
-    ]
+    arrival = probe + fitter.delay  # the first changed label is read on this day, after its close
+    np.testing.assert_array_equal(probed.forecasts[:arrival], base.forecasts[:arrival])
+    before = [d for d in base.refit_dates if d < dates[arrival]]
+    assert [d for d in probed.refit_dates if d < dates[arrival]] == before
     assert probed.refits > base.refits  # a 3-unit error in log volatility must trigger re-fits
     gaps = np.diff([dates.get_loc(d) for d in probed.refit_dates])
     assert (gaps >= 20).all()
@@ -252,3 +251,15 @@ def test_stage_timings_cover_the_serving_path(deployment, vol_task):
     assert len(asyncio.run(inside_a_running_loop())) == 3
     with pytest.raises(ValueError, match="shape"):
         stage_timings(deployment, windows[0], vol_task.feature_names)
+
+
+@pytest.mark.parametrize("policy", ["error", "coverage"])
+def test_a_policy_stopped_on_any_day_needs_only_the_labels_arrived_by_then(stream, policy):
+    fitter, rows, dates, y = stream
+    full = simulate_policy(policy, fitter, rows, dates, y, min_gap=20)
+    for cut in (300, 700, len(y) - 1):
+        unknown = y[: cut + 1].copy()
+        unknown[cut - fitter.delay + 1 :] = np.nan  # labels that arrive after day `cut`: not known yet
+        partial = simulate_policy(policy, fitter, rows[: cut + 1], dates[: cut + 1], unknown, min_gap=20)
+        np.testing.assert_array_equal(partial.forecasts, full.forecasts[: cut + 1])
+        assert partial.refit_dates == [d for d in full.refit_dates if d <= dates[cut]]
