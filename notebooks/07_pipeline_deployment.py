@@ -50,7 +50,7 @@ EPOCHS_PER_YEAR = 2  # every later block: a warm start and at most this many epo
 PATIENCE = 2
 SEEDS = (0, 1, 2)
 TEST_YEARS = range(2009, 2019)  # one walk-forward block per year
-MONITOR_YEARS = range(2007, 2010)  # the crisis: a model trained to 2005 (validated on 2006) meets 2007-2009
+MONITOR_YEARS = range(2007, 2010)  # the crisis: the frozen model of the first block meets 2007-2009
 DRIFT_WINDOW, DRIFT_STEP = 63, 5  # PSI over the last quarter (63 trading days), every week
 ERROR_WINDOW, ERROR_ALERT = 63, 1.2  # alert when the rolling MSE is 20% above the baseline's
 CUSUM_SLACK, CUSUM_THRESHOLD = 0.5, 5.0  # Page's CUSUM: slack of half a standard deviation, alarm above 5
@@ -86,7 +86,7 @@ from torch.utils.data.distributed import DistributedSampler
 from course_lib import get_device, set_seed
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano, log_har_forecasts, loss_series, results_table, seed_summary
-from course_lib.evaluation.walkforward import block_task, raw_windows, walk_forward
+from course_lib.evaluation.walkforward import FROZEN_VAL_YEARS, block_task, raw_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
 from course_lib.production.distributed import launch
@@ -676,7 +676,8 @@ print(
 # %% [markdown]
 # ## Monitoring through 2007-2009
 #
-# A model trained on 1999-2005 and validated on 2006 meets the crisis. Two monitors watch it. The drift
+# The frozen model of a walk-forward run that starts in 2007, trained and validated on the years before,
+# meets the crisis (its periods are printed below). Two monitors watch it. The drift
 # monitor compares the last quarter of each input feature with the training distribution (PSI, alert
 # above 0.25). The error monitor compares the network's rolling MSE with that of the baseline a desk
 # would otherwise run, log-HAR re-estimated every year, and raises an alert when it is 20% worse. The
@@ -697,7 +698,12 @@ crisis = walk_forward(
     lookback=LOOKBACK,
 )
 frame = crisis.task.frame
-train_rows = frame.loc[: f"{MONITOR_YEARS[0] - 2}-12-31"]
+train_rows = frame.iloc[: crisis.task.fit_end_row + 1]  # the days the frozen model trained on
+train_period = f"{train_rows.index[0].year}-{train_rows.index[-1].year}"
+print(
+    f"frozen model: trained on {train_period}, validated on {crisis.task.val.dates[0].date()} to "
+    f"{crisis.task.val.dates[-1].date()}; monitored from {MONITOR_YEARS[0]} to {MONITOR_YEARS[-1]}"
+)
 monitor = DriftMonitor(train_rows, crisis.task.feature_names)
 recent = frame.loc[f"{MONITOR_YEARS[0]}-01-01" : f"{MONITOR_YEARS[-1]}-12-31"]
 drift = monitor.rolling(recent, window=DRIFT_WINDOW, step=DRIFT_STEP)
@@ -714,7 +720,7 @@ fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
 for feature in drift.columns:
     axes[0].plot(drift.index, drift[feature], label=feature)
 axes[0].axhline(monitor.threshold, color="k", ls="--", label=f"alert (PSI {monitor.threshold})")
-axes[0].set_ylabel("PSI vs 1999-2005")
+axes[0].set_ylabel(f"PSI vs {train_period}")
 axes[0].set_title(f"input drift: PSI of the last {DRIFT_WINDOW} days")
 axes[0].legend(ncol=3, fontsize=8)
 for name, table in errors.items():
@@ -781,11 +787,13 @@ for name, table in errors.items():
 # printed below from Siegmund's approximation for independent Gaussian scores,
 # $\mathrm{ARL}_0 \approx (e^{2kb} - 2kb - 1)/(2k^2)$ with $b = h_{\text{CUSUM}} + 1.166$. The log makes the score scale-free (a model twice as wrong shifts it by $\log 2$) and
 # keeps its right tail light. Both monitors run below on the same 2007-2009 stream and the frozen
-# network: PSI of its inputs against 1999-2005, CUSUM of its errors against 2006, its validation year.
+# network: PSI of its inputs against its training years, CUSUM of its errors against its validation years.
 
 # %%
 H = crisis.task.horizons[0]  # the label of origin t arrives on day t + H
-first_block = block_task("volatility", prices, MONITOR_YEARS[0], lookback=LOOKBACK)
+first_block = block_task(
+    "volatility", prices, MONITOR_YEARS[0], val_years=FROZEN_VAL_YEARS, lookback=LOOKBACK
+)
 frozen_net = make_tcn()
 frozen_net.load_state_dict(crisis.states[0])  # the first block's network: the frozen model
 predict_frozen = Trainer(frozen_net, device=device, progress=False).predict
@@ -812,7 +820,7 @@ covariate = drift.max(axis=1)  # the largest PSI over the features, weekly
 fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
 axes[0].plot(covariate.index, covariate, color="C0", label="largest PSI over the features")
 axes[0].axhline(monitor.threshold, color="k", ls="--", label=f"alert (PSI {monitor.threshold})")
-axes[0].set_ylabel("PSI vs 1999-2005")
+axes[0].set_ylabel(f"PSI vs {train_period}")
 axes[0].set_title("covariate drift: needs no label")
 axes[0].legend(fontsize=8)
 for (delay, table), color in zip(concept.items(), ("C1", "C2"), strict=True):
@@ -899,8 +907,9 @@ if len(error_alarms[H]) and len(error_alarms[DELAY_WHAT_IF]):
 # initial fit; a re-fit at day $b$ uses only the samples whose targets are known by $b$. And it reports
 # *how often* each policy re-fitted: a policy may win by re-fitting more, so each trigger is also
 # matched by a calendar with the same number of re-fits, evenly spaced. The table gives QLIKE raw and
-# level-corrected (one shift for every policy, learnt on the validation year from the yearly
-# log-HAR's forecasts); its DM tests and model confidence set use the corrected one. The yearly policy is
+# level-corrected (the course's causal correction: each policy's level shift learnt from its own
+# errors already known at each origin); its DM tests and model confidence set use the corrected one.
+# The yearly policy is
 # exactly `log_har_forecasts(protocol="walk_forward")`, the chapter's re-estimated log-HAR (asserted below).
 
 # %%
@@ -929,12 +938,10 @@ yearly_library = log_har_forecasts(stream_task, "test", refit_every=REFIT_EVERY,
     :, 0
 ]
 assert np.allclose(policies["yearly"].forecasts, yearly_library, atol=1e-5)
-val_forecast = log_har_forecasts(stream_task, "val", refit_every=REFIT_EVERY, protocol="walk_forward")
 policy_table = results_table(
     stream_task,
     {name: r.forecasts[:, None] for name, r in policies.items()},
     benchmark="yearly",
-    val_predictions={name: val_forecast for name in policies},
     protocol="walk_forward",
 )
 policy_table.insert(0, "re-fits", [policies[name].refits for name in policy_table.index])
