@@ -587,11 +587,12 @@ except httpx.TransportError:
 # It also records, through `gc.callbacks`, the time the garbage collector ran during each repeat.
 #
 # The maths of the tail is a mixture: if a fraction $\pi$ of requests pay an extra pause $D$ on top
-# of a typical cost $c$, the p99 is $c + D$ as soon as $\pi > 1\%$, whatever the p50. Parsing
-# $B \times L \times C$ numbers ($256 \times 20 \times 4 = 20\,480$) allocates one Python object per
-# number and per list; CPython's cyclic collector runs every 700 net allocations, and now and then a
-# *full* (generation-2) pass walks every live object of the process, here torch, pandas and the
-# chapter's results. Below, the same measurement runs with the collector on and off.
+# of a typical cost $c$, the p99 is $c + D$ as soon as $\pi > 1\%$, whatever the p50. Parsing a
+# batch of $B$ windows of $L$ days and $C$ features allocates $B L C$ Python floats and $B (L + 1)$
+# lists; CPython's cyclic collector runs after every 700 net allocations of lists and other
+# containers (`gc.get_threshold()`), and now and then a *full* (generation-2) pass walks every live
+# object of the process, here torch, pandas and the chapter's results. Below, the same measurement
+# runs with the collector on and off.
 
 # %%
 breakdown = {

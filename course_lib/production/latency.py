@@ -10,9 +10,10 @@ stage with ``time.perf_counter`` over many repeats, in-process (no socket), and 
 garbage collector's work during each repeat through :data:`gc.callbacks`.
 
 Why a tail. Parsing allocates one Python object per number and per list (about ``B L (C + 1)``), and
-CPython's cyclic collector runs a generation-0 pass every 700 net allocations, promoting survivors; now
-and then a generation-2 pass walks *every* live container object of the process (the model, torch,
-FastAPI: hundreds of thousands), which costs far more than a request. Which stage carries the tail,
+CPython's cyclic collector runs a generation-0 pass every 700 net allocations of container objects
+(the default of :func:`gc.get_threshold`), promoting survivors; now and then a generation-2 pass walks
+*every* live container object of the process (the model, torch, FastAPI and whatever else it holds),
+which can cost more than many requests. Which stage carries the tail,
 and whether a collection did, is measured, not assumed: the p99 of a stage against its p50, and the
 share of the slowest repeats that saw a generation-2 collection.
 """
