@@ -346,13 +346,22 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
 
 
 def _sorted_by_outcome(t: pd.DataFrame, names: list[str], stat: str, p: str, alpha: float) -> dict:
-    """{"better": [...], "WORSE": [...], "no significant difference": [...]} of ``names`` by one test."""
+    """{"better": [...], "WORSE": [...], "no significant difference": [...]} of ``names`` by one test.
+
+    DM is two-sided with a negative statistic for the lower loss; Clark-West (``stat == "CW"``) is
+    one-sided, positive when the model beats the forecast it nests, and cannot say "worse"."""
+    one_sided = stat == "CW"
     out = {"better": [], "WORSE": [], "no significant difference": []}
     for n in names:
         s, pv = t.loc[n, stat], t.loc[n, p]
         if not np.isfinite(pv):
             continue
-        out["no significant difference" if pv >= alpha else ("better" if s < 0 else "WORSE")].append(n)
+        if pv >= alpha:
+            out["no significant difference"].append(n)
+        elif one_sided:
+            out["better" if s > 0 else "no significant difference"].append(n)
+        else:
+            out["better" if s < 0 else "WORSE"].append(n)
     return out
 
 
