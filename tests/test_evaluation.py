@@ -419,7 +419,9 @@ def test_verdict_summary_leads_with_the_mcs_and_groups_by_outcome(vol_task, retu
     assert "Clark-West" in verdict_summary(ret) and "squared error" in verdict_summary(ret)
     fake = ret.copy()  # Clark-West is one-sided: a positive statistic with a small p is a win
     fake.loc[(1, "ar1"), ["CW", "CW_p"]] = [3.0, 0.001]
-    assert "Clark-West: every return forecast nests zero), better: ar1" in verdict_summary(fake, models=["ar1"])
+    assert "Clark-West: every return forecast nests zero), better: ar1" in verdict_summary(
+        fake, models=["ar1"]
+    )
     with pytest.raises(KeyError, match="not rows"):
         verdict_summary(table, models=["ghost"])
     with pytest.raises(ValueError, match="results_table"):
