@@ -211,29 +211,31 @@ assert matches(wasted_fraction, 0.375, atol=1e-9, what="wasted_fraction"), (
 
 # %% [markdown]
 # ### Exercise 5 (2 points): experiment, how much of its field does a TCN use?
-# Build `TemporalConvNet(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0)` right after `torch.manual_seed(0)`,
-# in float64 (`.double()`) and eval mode, and a batch `torch.randn(16, 80, 4, dtype=torch.float64)` right
-# after `torch.manual_seed(1)`. For each lag (0 = the window's last day), sum the absolute gradient of the
-# summed output over the batch and the features, and divide by the largest of these sums. The effective
-# receptive field (Luo et al., 2016) is the number of lags up to the last one whose relative gradient is
-# at least `1e-3`. Store it in `erf` (an `int`), the theoretical receptive field in `field` (an `int`) and
-# `erf_share = erf / field` (a `float`). Then say in a comment what the share means for a forecaster whose
-# window is exactly as long as its theoretical field.
+# The cell below builds an untrained TCN (kernel size 3, four levels) in float64 and eval mode, and a
+# batch of 16 random 80-day windows `x_q5` that asks for gradients. For each lag (0 = the window's last
+# day), sum the absolute gradient of the summed output over the batch and the features, and divide by the
+# largest of these sums. The effective receptive field (Luo et al., 2016) is the number of lags up to the
+# last one whose relative gradient is at least `1e-3`. Store it in `erf` (an `int`), the theoretical
+# receptive field in `field` (an `int`), and their ratio, effective over theoretical, in `erf_share`
+# (a `float`). Then say in a comment what the share means for a forecaster whose window is exactly as
+# long as its theoretical field.
+
+# %%
+from course_lib.models.convolutional import TemporalConvNet
+
+torch.manual_seed(0)
+tcn_q5 = TemporalConvNet(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0).double().eval()
+torch.manual_seed(1)
+x_q5 = torch.randn(16, 80, 4, dtype=torch.float64, requires_grad=True)
 
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-from course_lib.models.convolutional import TemporalConvNet  # SOLUTION
-
-torch.manual_seed(0)  # SOLUTION
-_tcn = TemporalConvNet(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0).double().eval()  # SOLUTION
-torch.manual_seed(1)  # SOLUTION
-_x = torch.randn(16, 80, 4, dtype=torch.float64, requires_grad=True)  # SOLUTION
-(_g,) = torch.autograd.grad(_tcn(_x).sum(), _x)  # SOLUTION
-_profile = _g.abs().sum(dim=(0, 2)).flip(0)  # SOLUTION
-_profile = _profile / _profile.max()  # SOLUTION
-erf = int((_profile >= 1e-3).nonzero().max()) + 1  # SOLUTION
+(_q5_g,) = torch.autograd.grad(tcn_q5(x_q5).sum(), x_q5)  # SOLUTION
+_q5_profile = _q5_g.abs().sum(dim=(0, 2)).flip(0)  # SOLUTION
+_q5_profile = _q5_profile / _q5_profile.max()  # SOLUTION
+erf = int((_q5_profile >= 1e-3).nonzero().max()) + 1  # SOLUTION
 field = 1 + 2 * (3 - 1) * (2**4 - 1)  # SOLUTION
 erf_share = erf / field  # SOLUTION
 
@@ -246,16 +248,16 @@ erf_share = erf / field  # SOLUTION
 # %%
 assert isinstance(erf, int) and isinstance(field, int), "erf and field are ints (numbers of days)"
 assert 1 <= erf <= field, "the effective field lies inside the theoretical one"
-assert isinstance(erf_share, float) and matches(erf_share, erf / field), "erf_share = erf / field"
+assert isinstance(erf_share, float) and matches(erf_share, erf / field), "erf_share is erf divided by field"
 
 # %%
 # HIDDEN
 from course_lib.models.convolutional import TemporalConvNet as _TCN
 from course_lib.models.convolutional import tcn_receptive_field as _field
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 _ref_net = _TCN(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0).double().eval()
-torch.manual_seed(1)
+_ = torch.manual_seed(1)
 _ref_x = torch.randn(16, 80, 4, dtype=torch.float64, requires_grad=True)
 (_ref_g,) = torch.autograd.grad(_ref_net(_ref_x).sum(), _ref_x)
 _ref_profile = _ref_g.abs().sum(dim=(0, 2)).flip(0)
@@ -263,7 +265,7 @@ _ref_profile = _ref_profile / _ref_profile.max()
 _ref_erf = int((_ref_profile >= 1e-3).nonzero().max()) + 1
 assert matches(field, _field(3, 4), what="field"), "field: the TCN formula, two convolutions per level"
 assert matches(erf, _ref_erf, what="erf"), "erf: the last lag whose relative gradient is >= 1e-3, plus one"
-assert matches(erf_share, _ref_erf / _field(3, 4), what="erf_share"), "erf_share = erf / field"
+assert matches(erf_share, _ref_erf / _field(3, 4), what="erf_share"), "erf_share is erf divided by field"
 
 # %% [raw]
 # # END TESTS

@@ -242,30 +242,30 @@ assert matches(
 # %% [markdown]
 # ### Exercise 5 (2 points): experiment, does the attention use its query?
 # Bahdanau attention *can* make its weights depend on the query; whether a given layer does is a
-# measurement. Build `BahdanauAttention(8)` (from `course_lib.models.hybrid`) right after
-# `torch.manual_seed(0)`, then `keys = torch.randn(64, LOOKBACK, 8)` right after `torch.manual_seed(1)`;
-# each window's query is its last state, `keys[:, -1]`. Compute the weights with the window's own query,
-# and with the query of the *next* window (`torch.roll(keys[:, -1], 1, dims=0)`), keeping the keys. Store
+# measurement. The cell below builds an untrained `BahdanauAttention(8)` and the states `keys_q5` of 64
+# windows; each window's query is its last state. Compute the weights with the window's own query, and
+# with the query of the *next* window (`torch.roll(keys_q5[:, -1], 1, dims=0)`), keeping the keys. Store
 # `query_effect`, the mean over windows of the total variation distance $\tfrac12\sum_i|\alpha_i-\alpha'_i|$
 # between the two (a `float`); `from_uniform`, the mean total variation distance between the own-query
 # weights and uniform weights $1/L$ (a `float`); and `query_matters`, whether `query_effect` is at least
 # half of `from_uniform` (a `bool`). In a comment, say what a small ratio would mean for reading the weights.
 
+# %%
+from course_lib.models.hybrid import BahdanauAttention
+
+torch.manual_seed(0)
+attention_q5 = BahdanauAttention(8)
+torch.manual_seed(1)
+keys_q5 = torch.randn(64, LOOKBACK, 8)
+
 # %% [raw]
 # # BEGIN SOLUTION
 
 # %%
-from course_lib.models.hybrid import BahdanauAttention  # SOLUTION
-
-torch.manual_seed(0)  # SOLUTION
-_att = BahdanauAttention(8)  # SOLUTION
-torch.manual_seed(1)  # SOLUTION
-_keys = torch.randn(64, LOOKBACK, 8)  # SOLUTION
-with torch.no_grad():  # SOLUTION
-    _own = _att(_keys, _keys[:, -1])[1]  # SOLUTION
-    _other = _att(_keys, torch.roll(_keys[:, -1], 1, dims=0))[1]  # SOLUTION
-query_effect = float(0.5 * (_own - _other).abs().sum(1).mean())  # SOLUTION
-from_uniform = float(0.5 * (_own - 1 / LOOKBACK).abs().sum(1).mean())  # SOLUTION
+_q5_own = attention_q5(keys_q5, keys_q5[:, -1])[1].detach()  # SOLUTION
+_q5_other = attention_q5(keys_q5, torch.roll(keys_q5[:, -1], 1, dims=0))[1].detach()  # SOLUTION
+query_effect = float(0.5 * (_q5_own - _q5_other).abs().sum(1).mean())  # SOLUTION
+from_uniform = float(0.5 * (_q5_own - 1 / LOOKBACK).abs().sum(1).mean())  # SOLUTION
 query_matters = query_effect >= 0.5 * from_uniform  # SOLUTION
 
 # %% [raw]
@@ -283,9 +283,9 @@ assert isinstance(query_matters, bool) and query_matters == (query_effect >= 0.5
 # HIDDEN
 from course_lib.models.hybrid import BahdanauAttention as _Attention
 
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 _ref_att = _Attention(8)
-torch.manual_seed(1)
+_ = torch.manual_seed(1)
 _ref_keys = torch.randn(64, LOOKBACK, 8)
 with torch.no_grad():
     _ref_own = _ref_att(_ref_keys, _ref_keys[:, -1])[1]

@@ -318,10 +318,10 @@ assert matches(coverage_90, float(np.mean(np.abs(_z) <= 1.6449)), atol=2e-3, wha
 # %%
 from scipy import stats  # SOLUTION
 
-_inside = np.abs(y_test - pred_mean) <= stats.norm.ppf(0.9) * np.sqrt(pred_var)  # SOLUTION
-_years = np.asarray(rtask.test.dates.year)  # SOLUTION
-coverage_by_year = np.array([_inside[_years == yr].mean() for yr in np.unique(_years)])  # SOLUTION
-worst_year = int(np.unique(_years)[np.argmax(np.abs(coverage_by_year - 0.8))])  # SOLUTION
+_q5_inside = np.abs(y_test - pred_mean) <= stats.norm.ppf(0.9) * np.sqrt(pred_var)  # SOLUTION
+_q5_years = np.asarray(rtask.test.dates.year)  # SOLUTION
+coverage_by_year = np.array([_q5_inside[_q5_years == yr].mean() for yr in np.unique(_q5_years)])  # SOLUTION
+worst_year = int(np.unique(_q5_years)[np.argmax(np.abs(coverage_by_year - 0.8))])  # SOLUTION
 spread = float(coverage_by_year.max() - coverage_by_year.min())  # SOLUTION
 
 # %% [raw]
