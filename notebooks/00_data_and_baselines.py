@@ -651,6 +651,7 @@ print(
     f"Exercise 2 passed: {acf1_sq:+.3f} in order, {acf1_sq_shuffled:+.3f} shuffled (noise band +-{_band:.3f})"
 )
 
+# %% [markdown]
 # ### Exercise 3 (3 points): spot the bug
 # The function below standardises a feature matrix for a model, given the number of training rows.
 # It leaks. Write a fixed version `standardise_fixed(values, n_train)` that returns the standardised
