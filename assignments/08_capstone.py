@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Graded exercises, chapter 08: your model on the capstone leaderboard
 #
-# Four exercises (10 points) on the capstone task of chapter 08. You build a small model of your own
+# Five exercises (13 points) on the capstone task of chapter 08. You build a small model of your own
 # (a linear regression on the last day's features, so nothing slow is trained), enter a model on the
-# leaderboard with **one call**, and read the table honestly. You are graded on honest evaluation
+# leaderboard with **one call**, read the table honestly, and run one experiment on what trading
+# costs do to a forecast's economic value. You are graded on honest evaluation
 # (which split each step uses, where the level correction is learnt, what the tests say), not on
 # beating a number. Write your answer where you see `...`, then run the `grader.check(...)` cell
 # below it: it runs the *public* tests. Your notebook is graded with further hidden tests. Keep the
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 
 from course_lib import capstone as cap
-from course_lib.evaluation import level_shift, loss_series
+from course_lib.evaluation import level_shift, loss_series, standard_baselines
 from course_lib.testing import matches
 
 torch.set_num_threads(1)
@@ -40,13 +41,17 @@ def _smoothed(split, lam=0.9):  # a colleague's model: exponential smoothing of 
 
 
 colleague = {"val": _smoothed("val"), "test": _smoothed("test")}
+har = {s: standard_baselines(task, s, "frozen")["har"] for s in ("val", "test")}  # HAR's forecasts (N, 1)
+LAMS = (0.5, 0.8, 0.9, 0.95, 0.97)  # smoothing parameters of exercise 5
+RISK_AVERSION = 10.0
 
 # %% [markdown]
 # `task.train`, `task.val` and `task.test` each hold `X` (N, 60, 3): 60 days of
 # [return, log volatility, log volume change], z-scored with training statistics, and `y` (N, 1):
 # tomorrow's log volatility. Training targets end in 2006, validation covers 2007-2008, the test
 # years 2009-2018. `colleague` holds a colleague's forecasts (`{"val": (N, 1), "test": (N, 1)}`, an
-# exponential smoothing of today's log volatility) for exercises 2 and 3.
+# exponential smoothing of today's log volatility) for exercises 2 and 3; `_smoothed(split, lam)` makes
+# that forecast for any smoothing parameter `lam`, and `har` holds HAR's forecasts in the same form.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -253,6 +258,93 @@ assert read_board(_real, "colleague") == (
     bool(_r["in_MCS"]),
     sorted(_real.index[_real["in_MCS"].astype(bool)]),
 ), "read_board disagrees with the leaderboard table"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 3
+
+# %% [markdown]
+# ### Exercise 5 (3 points): an experiment, and what it says
+# A smoother forecast moves its volatility-targeted position less, so it trades less. Measure what
+# that is worth. For each smoothing parameter in `LAMS`, take the colleague's forecast
+# `_smoothed(split, lam)` (validation and test), build its volatility-targeted portfolio with
+# `cap.portfolio_returns` (the defaults: 10% target), and compute against HAR's portfolio (the same
+# call on `har`) the performance fee `cap.performance_fee` of a mean-variance investor with
+# `RISK_AVERSION`, on returns net of costs (`cap.net_of_costs`) of 0 and 10 basis points.
+#
+# 1. The experiment: `fee_table`, a DataFrame with one row per `lam` (index: `LAMS`, in order) and the
+#    columns `"turnover"` (the mean daily turnover of the portfolio), `"fee 0bp"` and `"fee 10bp"`
+#    (bp a year).
+# 2. Its reading, as numbers: `cost_slope` (a float), the least-squares slope of
+#    `fee 10bp - fee 0bp` on the excess turnover `turnover - HAR's mean daily turnover` (a line with an
+#    intercept through the five rows: `np.polyfit(x, y, 1)[0]`), and `costs_decide` (a bool): whether
+#    the `lam` with the highest fee at 10 bp differs from the one with the highest fee before costs.
+#
+# Before you run it, predict `cost_slope` from the definition of the cost (a cost c on each unit of
+# weight traded, 252 days a year); then say in a comment under your answer whether the numbers agree
+# and what `costs_decide` means for the choice of a forecast. These are test-year numbers of an
+# ablation, read to understand the costs: a forecaster who had to *choose* `lam` would choose it on
+# validation.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_bench = cap.portfolio_returns(task, har["test"], har["val"])  # SOLUTION
+_pfs = [cap.portfolio_returns(task, _smoothed("test", x), _smoothed("val", x)) for x in LAMS]  # SOLUTION
+_net = [[(cap.net_of_costs(*p, c), cap.net_of_costs(*_bench, c)) for c in (0, 10)] for p in _pfs]  # SOLUTION
+_fees = [[cap.performance_fee(a, b, RISK_AVERSION) for a, b in pairs] for pairs in _net]  # SOLUTION
+_rows = [[float(p[1].mean()), *f] for p, f in zip(_pfs, _fees, strict=True)]  # SOLUTION
+fee_table = pd.DataFrame(_rows, index=LAMS, columns=["turnover", "fee 0bp", "fee 10bp"])  # SOLUTION
+_x = fee_table["turnover"] - _bench[1].mean()  # SOLUTION
+cost_slope = float(np.polyfit(_x, fee_table["fee 10bp"] - fee_table["fee 0bp"], 1)[0])  # SOLUTION
+costs_decide = bool(fee_table["fee 10bp"].idxmax() != fee_table["fee 0bp"].idxmax())  # SOLUTION
+# the slope is close to -252 x 10 bp x 10^4 = -2520 bp a year per unit of daily turnover: the  # SOLUTION
+# costs are paid on the extra trading almost one for one; with costs, the smoothest forecast  # SOLUTION
+# wins, without them it does not: the cost, not the forecast, decides.  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(fee_table, pd.DataFrame), "fee_table is a pandas DataFrame"
+assert list(fee_table.columns) == ["turnover", "fee 0bp", "fee 10bp"], "three columns, in this order"
+assert isinstance(cost_slope, float) and isinstance(costs_decide, bool), "a float and a bool"
+
+# %%
+# HIDDEN
+_b = cap.portfolio_returns(task, har["test"], har["val"])
+_ref = {}
+for _lam in LAMS:
+    _m = cap.portfolio_returns(task, _smoothed("test", _lam), _smoothed("val", _lam))
+    _ref[_lam] = [float(_m[1].mean())] + [
+        cap.performance_fee(cap.net_of_costs(*_m, c), cap.net_of_costs(*_b, c), RISK_AVERSION)
+        for c in (0, 10)
+    ]
+_R = np.array([_ref[_lam] for _lam in LAMS])  # (5, 3)
+assert isinstance(fee_table, pd.DataFrame) and fee_table.shape == (len(LAMS), 3), "one row per lam, 3 columns"
+assert list(fee_table.columns) == ["turnover", "fee 0bp", "fee 10bp"], "the columns are named as asked"
+assert np.allclose(np.asarray(fee_table.index, dtype=np.float64), LAMS), "the index is LAMS, in order"
+assert matches(fee_table.to_numpy(dtype=np.float64), _R, rtol=1e-4, atol=1e-3, what="fee_table"), (
+    "the turnover or the fees differ: one portfolio per lam, fees against HAR's portfolio net of the same cost"
+)
+_slope = float(np.polyfit(_R[:, 0] - _b[1].mean(), _R[:, 2] - _R[:, 1], 1)[0])
+assert matches(cost_slope, _slope, rtol=1e-3, what="cost_slope"), (
+    "cost_slope: the slope of (fee 10bp - fee 0bp) on the excess turnover (turnover - HAR's turnover)"
+)
+assert matches(costs_decide, bool(np.argmax(_R[:, 2]) != np.argmax(_R[:, 1])), what="costs_decide"), (
+    "costs_decide: does the best lam at 10 bp differ from the best lam before costs?"
+)
 
 # %% [raw]
 # # END TESTS

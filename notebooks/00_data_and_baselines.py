@@ -306,7 +306,8 @@ for h in HORIZONS:
 # **Two losses.** The squared error of a log volatility is what the networks minimise, but against a
 # noisy proxy it can rank a biased forecast first. QLIKE on variances,
 # $\frac{\sigma^2}{\hat\sigma^2} - \log\frac{\sigma^2}{\hat\sigma^2} - 1$, ranks variance forecasts
-# consistently however noisy the proxy (Patton, 2011). Every volatility table tests both: `DM` on squared
+# consistently however noisy the proxy: it belongs to Patton's (2011) class of robust losses, with MSE on
+# variances (squared error of a log volatility does not). Every volatility table tests both: `DM` on squared
 # error, `DM_QLIKE` on QLIKE, each model against one **benchmark** chosen by a rule fixed before the test
 # years are seen: the classical baseline with the lowest *validation* QLIKE at its best level
 # (`benchmark_rule`; the table's header names it).

@@ -353,3 +353,87 @@ def test_deep_koopman_trains_on_training_sequences_of_v_only(task, monkeypatch):
     broken.test.y[:5] += 1.0
     with pytest.raises(ValueError, match="not the next day"):
         cap.koopman_entry(broken, seeds=(0,), epochs=1)
+
+
+def test_stored_predictions_round_trip_and_the_choice_is_made_on_validation(task, tmp_path):
+    base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
+    rng = np.random.default_rng(4)
+    # "good_on_test" is the truth plus noise on test but poor on validation; "good_on_val" the reverse
+    good_on_test = cap.leaderboard_entry(
+        "good_on_test",
+        [task.test.y + rng.normal(0, 0.2, task.test.y.shape) for _ in range(2)],
+        [base_v["har"] + rng.normal(0, 0.6, base_v["har"].shape) for _ in range(2)],
+        task,
+        family="learner",
+        params=12,
+    )
+    good_on_val = cap.leaderboard_entry(
+        "good_on_val",
+        [base_t["har"] + rng.normal(0, 0.6, base_t["har"].shape) for _ in range(2)],
+        [task.val.y + rng.normal(0, 0.2, task.val.y.shape) for _ in range(2)],
+        task,
+    )
+    chosen, scores = cap.validation_choice(task, [good_on_test, good_on_val])
+    assert chosen == "good_on_val" and scores.index[0] == chosen and scores.is_monotonic_increasing
+    path = cap.save_predictions([good_on_test, good_on_val], tmp_path / "board.npz")
+    back = cap.load_entries(path, task)
+    assert [e.name for e in back] == ["good_on_test", "good_on_val"] and back[0].params == 12
+    for a, b in zip([good_on_test, good_on_val], back, strict=True):
+        assert len(a.test) == len(b.test) == 2 and b.family == a.family
+        assert np.allclose(np.stack(a.test), np.stack(b.test), atol=1e-6)  # float32 on disk
+    first, again = cap.leaderboard(task, [good_on_test, good_on_val]), cap.leaderboard(task, back)
+    assert np.allclose(first["ens DM_QLIKE"], again["ens DM_QLIKE"], atol=1e-3, equal_nan=True)
+    np.savez_compressed(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a leaderboard predictions file"):
+        cap.load_entries(tmp_path / "other.npz", task)
+
+
+def test_the_committed_leaderboard_is_re_derived_from_its_stored_forecasts(task):
+    """docs/leaderboard.csv holds the board, docs/leaderboard_predictions.npz its forecasts: re-scoring
+    them gives the committed DM statistics, p-values and model confidence set."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    committed = pd.read_csv(docs / "leaderboard.csv", index_col=0)
+    board = cap.leaderboard(task, cap.load_entries(docs / "leaderboard_predictions.npz", task))
+    assert set(board.index) == set(committed.index)
+    board = board.loc[committed.index]
+    for column in ("QLIKE_lc", "ens QLIKE_lc", "ens DM_QLIKE", "ens p_QLIKE"):
+        assert np.allclose(board[column], committed[column], atol=1e-4, equal_nan=True), column
+    assert (board["in_MCS"].astype(bool) == committed["in_MCS"].astype(bool)).all()
+
+
+def _row(family, where, dm, p, **settings):
+    base = dict(
+        window=60,
+        features=3,
+        size="full",
+        epochs=20,
+        seeds=5,
+        loss="mse",
+        correction="causal",
+        benchmark="har",
+    )
+    return dict(base | settings, family=family, where=where, QLIKE_lc=0.4, DM=dm, p=p, in_MCS=True)
+
+
+def test_reconciliation_names_the_settings_behind_a_flipped_verdict():
+    rows = [
+        _row("TCN", "chapter 08 notebook", 4.5, 0.001, epochs=8, seeds=2),
+        _row("TCN", "board", -9.1, 0.0001),
+        _row("GRU", "chapter 08 notebook", 0.3, 0.7, epochs=8),
+        _row("GRU", "board", -1.0, 0.3),
+    ]
+    table = cap.reconciliation(rows)
+    assert table.loc[("TCN", "board"), "verdict"] == "better"
+    assert table.loc[("TCN", "chapter 08 notebook"), "verdict"] == "WORSE"
+    assert table.loc[("GRU", "board"), "verdict"] == "n.s."
+    text = cap.flips(table)
+    assert text.count("the verdict changes") == 1 and "TCN: the verdict changes" in text
+    assert "settings that differ: epochs, seeds." in text  # and not the window, the loss...
+    assert "holds in every setting shown for: GRU" in text
+    assert cap.reconcile.verdict(np.nan, 0.01) == "n/a"
+    with pytest.raises(KeyError, match="lacks"):
+        cap.reconciliation([{"family": "x", "where": "y"}])
+    with pytest.raises(KeyError, match="not in the leaderboard"):
+        cap.board_rows(pd.DataFrame(index=["har"]), "board", {"TCN": "TCN"})

@@ -40,3 +40,26 @@ def test_the_committed_leaderboard_is_a_full_run_of_every_family():
     assert not missing, f"docs/leaderboard.md has no row for {sorted(missing)}: run `make leaderboard`"
     assert "seeds [0, 1, 2, 3, 4]" in text and "size full" in text, "the committed table is the full run"
     assert "## Walk-forward protocol" in text
+
+
+PROJECT_LANGUAGE = re.compile(r"\bissue\s*#?\d+|\(issue\b|goal of the issue|\bour team\b", re.I)
+
+
+def test_teaching_material_speaks_to_learners_not_about_the_project():
+    """No issue numbers or team goals in what learners read: chapters, assignments, docs, the library's
+    docstrings and messages, the scripts that write docs/."""
+    places = [
+        *(ROOT / "notebooks").glob("*.py"),
+        *(ROOT / "assignments").glob("*.py"),
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "course_lib").rglob("*.py"),
+        *(ROOT / "scripts").glob("*.py"),
+        ROOT / "README.md",
+    ]
+    found = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()[:80]}"
+        for path in places
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if PROJECT_LANGUAGE.search(line)
+    ]
+    assert not found, "project language in teaching material:\n" + "\n".join(found)

@@ -1095,3 +1095,62 @@ def test_the_value_check_catches_tests_that_only_check_types(dist, sandboxes):
         "minmax_fixed/extra_axis": 3.0,
         "minmax_fixed/broadcast": 3.0,
     }
+
+
+def _question_cells(master: Path, question: str) -> tuple[str, str, str]:
+    """The setup code of a master (outside every question), the solution and the hidden tests of one
+    question."""
+    from grader.build import BOUNDARY, read_py_notebook
+
+    setup, solution, hidden, block, current = [], [], [], [], None
+    for cell in read_py_notebook(master).cells:
+        first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        m = BOUNDARY.match(first) if cell.cell_type == "raw" else None
+        if m:
+            kind, what = m.group(1).lower(), m.group(2).lower()
+            if kind == "begin":
+                block.append(what)
+                if what == "question":
+                    current = re.search(r"name:\s*(\S+)", cell.source).group(1)
+            else:
+                block.pop()
+            continue
+        if cell.cell_type != "code":
+            continue
+        if not block and "ASSIGNMENT CONFIG" not in first:
+            setup.append(cell.source)
+        elif block[-1] == "solution" and current == question:
+            solution.append(cell.source)
+        elif block[-1] == "tests" and current == question and re.search(r"\bhidden\b", first, re.I):
+            hidden.append(cell.source)
+    return "\n\n".join(setup), "\n\n".join(solution), "\n\n".join(hidden)
+
+
+SHORTCUTS = {
+    ("02_transformers_tft", "q1"): """
+def local_causal_attention(q, k, v, window):
+    band = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).tril().triu(diagonal=1 - window)
+    weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).masked_fill(~band, float("-inf")).softmax(-1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=band), weights
+""",
+    ("06b_foundation_models", "q1"): """
+def t_nll(y, loc, scale, df):
+    return -torch.distributions.StudentT(df, loc, scale).log_prob(y).mean()
+""",
+}
+
+
+@pytest.mark.parametrize(("assignment", "question"), list(SHORTCUTS))
+def test_the_shortcut_an_exercise_forbids_fails_its_hidden_tests(assignment, question):
+    """The forbidden shortcut gives the right numbers, so only a test of how it was computed can stop it:
+    the hidden tests refuse it (and still pass the reference solution, run from the master itself)."""
+    master = ROOT / "assignments" / f"{assignment}.py"
+    setup, solution, hidden = _question_cells(master, question)
+    assert hidden and solution, f"{assignment} {question} has no hidden tests or no solution"
+    honest, shortcut = {}, {}
+    for namespace, answer in ((honest, solution), (shortcut, SHORTCUTS[assignment, question])):
+        exec(setup, namespace)
+        exec(answer, namespace)
+    exec(hidden, honest)
+    with pytest.raises(AssertionError, match=r"not allowed|only"):
+        exec(hidden, shortcut)

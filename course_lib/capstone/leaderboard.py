@@ -29,6 +29,7 @@ from ..data.windows import Task
 from ..evaluation.baselines import standard_baselines
 from ..evaluation.correction import RANKING_VARIANT, apply_correction, level_shift
 from ..evaluation.metrics import loss_series
+from ..evaluation.protocol import benchmark_rule
 from ..evaluation.tables import seed_summary
 from .entries import Entry, leaderboard_entry, train_entry
 from .task import capstone_task, random_walk
@@ -262,6 +263,20 @@ def validation_choice(task: Task, entries: list[Entry]) -> tuple[str, pd.Series]
         scores[e.name] = float(loss_series(y, p + level_shift(y, p)[None, :], "qlike").mean())
     scores = pd.Series(scores, name="validation QLIKE at its best level").sort_values()
     return str(scores.index[0]), scores
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"  # where `make leaderboard` commits the full board
+
+
+def committed_board(docs=DOCS) -> pd.DataFrame:
+    """The full board `make leaderboard` committed (``docs/leaderboard.csv``), with its benchmark in
+    ``attrs`` (the rule's pick, the same as every table of the course's)."""
+    path = Path(docs) / "leaderboard.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make leaderboard` to make the full board")
+    table = pd.read_csv(path, index_col=0)
+    table.attrs["benchmark"] = benchmark_rule(capstone_task())
+    return table
 
 
 def save_predictions(entries: list[Entry], path) -> Path:

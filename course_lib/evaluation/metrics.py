@@ -3,8 +3,9 @@
     MSE = mean((y - p)^2),   MAE = mean|y - p|,   R2_oos = 1 - SSE(model) / SSE(historical mean)
     QLIKE(s2, h2) = s2 / h2 - log(s2 / h2) - 1
 
-R2_oos is Campbell & Thompson's (2008). QLIKE is robust to the noise of a variance proxy (Patton,
-2011), squared error of a log volatility is not. For log-volatility forecasts ``v`` (the course's
+R2_oos is Campbell & Thompson's (2008). QLIKE is robust to the noise of a variance proxy: it is a
+member of Patton's (2011) class of robust losses (MSE on variances is another); squared error of a log
+volatility is not. For log-volatility forecasts ``v`` (the course's
 volatility target) QLIKE is taken on the variances ``exp(2 v)`` (:func:`loss_series`).
 Every metric refuses inputs of different shapes (an (N,) vs (N, 1) mix-up would broadcast to (N, N)).
 """
