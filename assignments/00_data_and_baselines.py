@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Graded exercises, chapter 00: data and baselines
 #
-# Four exercises on the ideas of chapter 00 (10 points), on other data than the chapter's worked
-# exercises. Write your answer where you see `...`, then run
+# Five exercises on the ideas of chapter 00 (13 points), the last an experiment to run and interpret, on
+# other data than the chapter's worked exercises. Write your answer where you see `...`, then run
 # the `grader.check(...)` cell below it: it runs the *public* tests. Passing them is necessary, not
 # sufficient: your notebook is graded with further hidden tests. Do not rename the answer variables.
 # Submit this notebook file (`.ipynb`) as it is; everything must run top to bottom in under a minute.
@@ -223,6 +223,69 @@ assert matches(dm_ewma_rolling.statistic, float(_ref.statistic), atol=1e-9, what
 assert matches(ewma_better, bool(_ref.statistic < 0 and _ref.pvalue < 0.05), what="ewma_better"), (
     "a negative statistic AND p < 0.05"
 )
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 3
+
+# %% [markdown]
+# ### Exercise 5 (3 points, experiment): does tuning the EWMA's decay pay?
+# RiskMetrics fixes $\lambda = 0.94$. Tune it instead: for each $\lambda$ in `LAMBDAS`, build the EWMA
+# forecast of tomorrow's squared return exactly as above (`squared.ewm(alpha=1 - lam, adjust=False)
+# .mean().shift(1)`) and score its MSE on the **validation** days 2007-2008 (`val_days`). Store the
+# scores as a NumPy float array `val_mse` of shape `(5,)`, the $\lambda$ with the lowest one as the float
+# `best_lambda`, and `test_gain`, the test MSE (on `test_days`, against `target`) of RiskMetrics' 0.94
+# minus that of `best_lambda`: positive if tuning helped on the test years. Set `tuning_helped` to
+# `True` if `test_gain > 0`. Think about why a decay tuned in a crisis may or may not carry over.
+
+# %%
+LAMBDAS = (0.80, 0.90, 0.94, 0.97, 0.99)
+val_days = returns.loc["2007":"2008"].index
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_ewma = {lam: squared.ewm(alpha=1 - lam, adjust=False).mean().shift(1) for lam in LAMBDAS}  # SOLUTION
+_errors = {lam: squared.loc[val_days] - _ewma[lam].loc[val_days] for lam in LAMBDAS}  # SOLUTION
+val_mse = np.array([float((_errors[lam] ** 2).mean()) for lam in LAMBDAS])  # SOLUTION
+best_lambda = float(LAMBDAS[int(np.argmin(val_mse))])  # SOLUTION
+_test_errors = {lam: target - _ewma[lam].loc[test_days].to_numpy() for lam in LAMBDAS}  # SOLUTION
+_test_mse = {lam: float(np.mean(_test_errors[lam] ** 2)) for lam in LAMBDAS}  # SOLUTION
+test_gain = float(_test_mse[0.94] - _test_mse[best_lambda])  # SOLUTION
+tuning_helped = bool(test_gain > 0)  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(val_mse, np.ndarray) and val_mse.shape == (len(LAMBDAS),), "one validation MSE per lambda"
+assert best_lambda in LAMBDAS, "best_lambda is one of LAMBDAS"
+assert isinstance(test_gain, float) and isinstance(tuning_helped, bool), "a number and True/False"
+assert tuning_helped == (test_gain > 0), "tuning_helped follows from test_gain"
+
+# %%
+# HIDDEN
+_f = {lam: squared.ewm(alpha=1 - lam, adjust=False).mean().shift(1) for lam in LAMBDAS}
+_v = np.array([float(((squared.loc[val_days] - _f[lam].loc[val_days]) ** 2).mean()) for lam in LAMBDAS])
+assert matches(val_mse, _v, rtol=1e-6, what="val_mse"), "the EWMA's MSE on 2007-2008, one per lambda in order"
+_best = float(LAMBDAS[int(np.argmin(_v))])
+assert matches(best_lambda, _best, what="best_lambda"), "the lambda with the lowest validation MSE"
+_t = {lam: float(np.mean((target - _f[lam].loc[test_days].to_numpy()) ** 2)) for lam in LAMBDAS}
+assert matches(test_gain, _t[0.94] - _t[_best], rtol=1e-6, what="test_gain"), (
+    "test MSE of lambda = 0.94 minus test MSE of best_lambda"
+)
+assert matches(tuning_helped, bool(_t[0.94] - _t[_best] > 0), what="tuning_helped"), "test_gain > 0"
 
 # %% [raw]
 # # END TESTS

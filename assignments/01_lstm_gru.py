@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Graded exercises, chapter 01: LSTM and GRU
 #
-# Four exercises from chapter 01 (10 points), on tiny tensors so that the whole notebook runs in
-# seconds: nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
+# Five exercises from chapter 01 (13 points, the last an experiment), on tiny tensors so that the whole
+# notebook runs in seconds: nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
 # cell below it: it runs the *public* tests. Your notebook is graded with further hidden tests.
 # Keep the names of the answer variables and functions.
 
@@ -301,6 +301,94 @@ _p = diebold_mariano(y_test, _means[_best], hist_mean).pvalue
 assert matches(beats_hist_mean, bool(best_r2 > 0 and _p < 0.05), what="beats_hist_mean"), (
     "a win needs a positive R2_oos AND a significant DM test"
 )
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise, three untrained recurrent layers of the same width and one batch of random
+# windows of 30 steps, all drawn from fixed seeds.
+
+# %%
+STEPS = 30
+torch.manual_seed(0)
+x_long = torch.randn(16, STEPS, 2)
+cells = {}
+for _name, _cls in (("rnn", nn.RNN), ("lstm", nn.LSTM), ("gru", nn.GRU)):
+    torch.manual_seed(1)
+    cells[_name] = _cls(2, HIDDEN, batch_first=True)
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 3
+
+# %% [markdown]
+# ### Exercise 5 (3 points, experiment): how far back does the gradient reach?
+# For each layer of `cells` (in the order rnn, lstm, gru), compute the gradient of the sum of its last
+# output step, `out[:, -1].sum()` with `out, _ = layer(x)`, with respect to the input `x = x_long`, take
+# its norm over the input features and average it over the batch: write this as
+# `gradient_profile(layer, x)`, which returns one value per step. Divide the value at the **oldest** step
+# (step 0) by the value at the **newest** (step `STEPS - 1`). Store the three ratios as a NumPy
+# float64 array `grad_ratio` of shape `(3,)`, the name of the layer with the largest ratio as
+# `longest_memory`, and set `vanishes_everywhere` to `True` if all three ratios are below 0.01. What do
+# the numbers say about gated cells *before* training?
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def gradient_profile(layer, x):
+    """The batch mean of the norm over features of d out[:, -1].sum() / d x, one value per step (L,)."""
+    # BEGIN SOLUTION
+    x = x.clone().requires_grad_(True)
+    out, _ = layer(x)  # (B, L, H)
+    out[:, -1].sum().backward()
+    return x.grad.norm(dim=-1).mean(0)
+    # END SOLUTION
+
+
+_profiles = [gradient_profile(layer, x_long) for layer in cells.values()]  # SOLUTION
+grad_ratio = np.array([float(g[0] / g[-1]) for g in _profiles])  # SOLUTION
+longest_memory = list(cells)[int(np.argmax(grad_ratio))]  # SOLUTION
+vanishes_everywhere = bool(np.all(grad_ratio < 0.01))  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(grad_ratio, np.ndarray) and grad_ratio.shape == (3,), "one ratio per layer, as an array"
+assert np.all(grad_ratio > 0) and np.all(np.isfinite(grad_ratio)), "ratios of two norms: positive numbers"
+assert longest_memory in cells and isinstance(vanishes_everywhere, bool), "a layer name and True/False"
+assert gradient_profile(cells["rnn"], x_long).shape == (STEPS,), "gradient_profile: one value per step"
+
+# %%
+# HIDDEN
+_ref = []
+for _layer in cells.values():
+    _xr = x_long.clone().requires_grad_(True)
+    _layer(_xr)[0][:, -1].sum().backward()
+    _gr = _xr.grad.norm(dim=-1).mean(0)
+    _ref.append(float(_gr[0] / _gr[-1]))
+_ref = np.array(_ref, dtype=np.float64)
+_probe = torch.randn(4, 7, 2, generator=torch.Generator().manual_seed(5))
+_xp = _probe.clone().requires_grad_(True)
+cells["gru"](_xp)[0][:, -1].sum().backward()
+assert matches(
+    gradient_profile(cells["gru"], _probe), _xp.grad.norm(dim=-1).mean(0), what="gradient_profile"
+), "gradient_profile: the batch mean of the feature norm of d out[:, -1].sum() / d x, one value per step"
+assert matches(grad_ratio, _ref, rtol=1e-4, atol=1e-12, what="grad_ratio"), (
+    "oldest step over newest step of the batch-mean gradient norm, in the order rnn, lstm, gru"
+)
+assert matches(longest_memory, list(cells)[int(np.argmax(_ref))], what="longest_memory"), "the largest ratio"
+assert matches(vanishes_everywhere, bool(np.all(_ref < 0.01)), what="vanishes_everywhere"), "all below 0.01"
 
 # %% [raw]
 # # END TESTS

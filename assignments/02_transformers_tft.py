@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Graded exercises, chapter 02: transformers and the TFT
 #
-# Four exercises from chapter 02 (10 points), on tiny tensors: nothing is trained. Write your answer
-# where you see `...`, then run the `grader.check(...)` cell below it: it runs the *public* tests. Your
-# notebook is graded with further hidden tests. Keep the names of the answer functions and variables.
+# Five exercises from chapter 02 (13 points, the last an experiment), on tiny tensors: nothing is
+# trained. Write your answer where you see `...`, then run the `grader.check(...)` cell below it: it
+# runs the *public* tests. Your notebook is graded with further hidden tests. Keep the names of the
+# answer functions and variables.
 
 # %% [raw]
 # # ASSIGNMENT CONFIG
@@ -260,6 +261,92 @@ assert matches(hit_rates, _hits, what="hit_rates"), "hit_rates[j] = share of out
 assert matches(worst_gap, float(np.max(np.abs(_hits - np.array(QUANTILES)))), what="worst_gap"), (
     "worst_gap = max |hit rate - level|"
 )
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise, random queries and keys of growing width, each drawn from its own fixed seed.
+
+# %%
+WIDTHS = (4, 16, 64, 256)
+
+
+def draw_qk(d):
+    """Queries and keys (64, 20, d) with independent standard normal entries, seeded by the width."""
+    g = torch.Generator().manual_seed(d)
+    return torch.randn(64, 20, d, generator=g), torch.randn(64, 20, d, generator=g)
+
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 3
+
+# %% [markdown]
+# ### Exercise 5 (3 points, experiment): why divide by $\sqrt d$?
+# For each width `d` in `WIDTHS`, take `q, k = draw_qk(d)`, compute the attention weights
+# $\mathrm{softmax}(QK^\top/\sqrt d)$ over the keys (no mask) and their largest weight per query, then
+# average over the batch and the queries: `peak_scaled`. Do the same without the division by $\sqrt d$:
+# `peak_unscaled`. Store both as NumPy float64 arrays of shape `(4,)` (one entry per width, in order),
+# and set `unscaled_saturates` to `True` if, at the largest width, the unscaled softmax puts more than 90%
+# of its weight on one key on average while the scaled one stays below 50%. What would a saturated
+# softmax do to the gradients of the queries and keys?
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+
+# %%
+def mean_peak(q, k, scale):
+    """Mean over batch and queries of the largest softmax(q k^T * scale) weight over the keys."""
+    # BEGIN SOLUTION
+    return float((q @ k.transpose(-2, -1) * scale).softmax(dim=-1).max(dim=-1).values.mean())
+    # END SOLUTION
+
+
+_draws = {d: draw_qk(d) for d in WIDTHS}  # SOLUTION
+peak_scaled = np.array([mean_peak(*_draws[d], d**-0.5) for d in WIDTHS])  # SOLUTION
+peak_unscaled = np.array([mean_peak(*_draws[d], 1.0) for d in WIDTHS])  # SOLUTION
+unscaled_saturates = bool(peak_unscaled[-1] > 0.9 and peak_scaled[-1] < 0.5)  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(peak_scaled, np.ndarray) and peak_scaled.shape == (len(WIDTHS),), "one value per width"
+assert isinstance(peak_unscaled, np.ndarray) and peak_unscaled.shape == (len(WIDTHS),), "one value per width"
+assert np.all((peak_scaled >= 1 / 20) & (peak_scaled <= 1)), "a largest weight of 20 lies in [1/20, 1]"
+assert isinstance(unscaled_saturates, bool), "True or False"
+assert isinstance(mean_peak(*draw_qk(4), 1.0), float), "mean_peak returns one float"
+
+# %%
+# HIDDEN
+_ref = {}
+for _label, _scale in (("scaled", None), ("unscaled", 1.0)):
+    _vals = []
+    for _d in WIDTHS:
+        _q, _k = draw_qk(_d)
+        _s = _q @ _k.transpose(-2, -1) * (_d**-0.5 if _scale is None else _scale)
+        _vals.append(float(torch.softmax(_s, dim=-1).amax(dim=-1).mean()))
+    _ref[_label] = np.array(_vals, dtype=np.float64)
+assert matches(peak_scaled, _ref["scaled"], rtol=1e-4, what="peak_scaled"), (
+    "softmax over the keys of q k^T / sqrt(d), largest weight per query, mean over batch and queries"
+)
+assert matches(peak_unscaled, _ref["unscaled"], rtol=1e-4, what="peak_unscaled"), "the same without / sqrt(d)"
+_q8, _k8 = draw_qk(8)
+_peak8 = float(torch.softmax(_q8 @ _k8.transpose(-2, -1) * 0.3, dim=-1).amax(dim=-1).mean())
+assert matches(mean_peak(_q8, _k8, 0.3), _peak8, rtol=1e-5, what="mean_peak"), (
+    "mean_peak: softmax over the keys of q k^T * scale, largest weight per query, mean over everything"
+)
+_sat = bool(_ref["unscaled"][-1] > 0.9 and _ref["scaled"][-1] < 0.5)
+assert matches(unscaled_saturates, _sat, what="unscaled_saturates"), "read your two arrays at d = 256"
 
 # %% [raw]
 # # END TESTS

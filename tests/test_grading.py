@@ -813,7 +813,7 @@ def test_existing_bad_fixtures_get_zero_only_where_they_fail(batch):
     if NO_SANDBOX is None:
         assert _scores(batch, "deletes_files") == [2, 2, 0, 0]
     for row in rows.values():
-        assert f"Score: {row['total']} / 10" in (batch["grades"] / row["feedback"]).read_text()
+        assert f"Score: {row['total']} / 13" in (batch["grades"] / row["feedback"]).read_text()
 
 
 @pytest.mark.slow
