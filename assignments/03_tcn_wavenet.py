@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Graded exercises, chapter 03: TCN and WaveNet
 #
-# Four exercises on the ideas of chapter 03 (10 points), dilated causal convolutions and their
+# Five exercises on the ideas of chapter 03 (12 points), dilated causal convolutions and their
 # receptive fields, with other architectures than the chapter's worked exercises; nothing is trained. Write your answer where you see `...`, then run the `grader.check(...)`
 # cell below it: it runs the *public* tests. Your notebook is graded with further hidden tests.
 # Keep the names of the answer functions and variables.
@@ -197,6 +197,75 @@ assert isinstance(wasted_fraction, float) and 0 <= wasted_fraction <= 1, "a frac
 assert matches(wasted_fraction, 0.375, atol=1e-9, what="wasted_fraction"), (
     "count the dilations of at least 20 in each of the three blocks"
 )
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 2
+
+# %% [markdown]
+# ### Exercise 5 (2 points): experiment, how much of its field does a TCN use?
+# The cell below builds an untrained TCN (kernel size 3, four levels) in float64 and eval mode, and a
+# batch of 16 random 80-day windows `x_q5` that asks for gradients. For each lag (0 = the window's last
+# day), sum the absolute gradient of the summed output over the batch and the features, and divide by the
+# largest of these sums. The effective receptive field (Luo et al., 2016) is the number of lags up to the
+# last one whose relative gradient is at least `1e-3`. Store it in `erf` (an `int`), the theoretical
+# receptive field in `field` (an `int`), and their ratio, effective over theoretical, in `erf_share`
+# (a `float`). Then say in a comment what the share means for a forecaster whose window is exactly as
+# long as its theoretical field.
+
+# %%
+from course_lib.models.convolutional import TemporalConvNet
+
+torch.manual_seed(0)
+tcn_q5 = TemporalConvNet(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0).double().eval()
+torch.manual_seed(1)
+x_q5 = torch.randn(16, 80, 4, dtype=torch.float64, requires_grad=True)
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+(_q5_g,) = torch.autograd.grad(tcn_q5(x_q5).sum(), x_q5)  # SOLUTION
+_q5_profile = _q5_g.abs().sum(dim=(0, 2)).flip(0)  # SOLUTION
+_q5_profile = _q5_profile / _q5_profile.max()  # SOLUTION
+erf = int((_q5_profile >= 1e-3).nonzero().max()) + 1  # SOLUTION
+field = 1 + 2 * (3 - 1) * (2**4 - 1)  # SOLUTION
+erf_share = erf / field  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(erf, int) and isinstance(field, int), "erf and field are ints (numbers of days)"
+assert 1 <= erf <= field, "the effective field lies inside the theoretical one"
+assert isinstance(erf_share, float) and matches(erf_share, erf / field), "erf_share is erf divided by field"
+
+# %%
+# HIDDEN
+from course_lib.models.convolutional import TemporalConvNet as _TCN
+from course_lib.models.convolutional import tcn_receptive_field as _field
+
+_ = torch.manual_seed(0)
+_ref_net = _TCN(4, (8, 8, 8, 8), kernel_size=3, dropout=0.0).double().eval()
+_ = torch.manual_seed(1)
+_ref_x = torch.randn(16, 80, 4, dtype=torch.float64, requires_grad=True)
+(_ref_g,) = torch.autograd.grad(_ref_net(_ref_x).sum(), _ref_x)
+_ref_profile = _ref_g.abs().sum(dim=(0, 2)).flip(0)
+_ref_profile = _ref_profile / _ref_profile.max()
+_ref_erf = int((_ref_profile >= 1e-3).nonzero().max()) + 1
+assert matches(field, _field(3, 4), what="field"), "field: the TCN formula, two convolutions per level"
+assert matches(erf, _ref_erf, what="erf"), "erf: the last lag whose relative gradient is >= 1e-3, plus one"
+assert matches(erf_share, _ref_erf / _field(3, 4), what="erf_share"), "erf_share is erf divided by field"
 
 # %% [raw]
 # # END TESTS

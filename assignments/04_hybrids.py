@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Graded exercises, chapter 04: hybrid models
 #
-# Four exercises from chapter 04 (10 points) on the CNN-LSTM and the attention LSTM, with tiny layers
+# Five exercises from chapter 04 (12 points) on the CNN-LSTM and the attention LSTM, with tiny layers
 # and made-up attention weights: nothing is trained. Write your answer where you see `...`, then run
 # the `grader.check(...)` cell below it: it runs the *public* tests. Your notebook is graded with
 # further hidden tests. Keep the names of the answer functions and variables.
@@ -227,6 +227,76 @@ assert isinstance(recent_share, float) and 0 <= recent_share <= 1, "a share of w
 assert matches(
     recent_share, float(attention_weights[:, -5:].sum(1).mean()), atol=1e-9, what="recent_share"
 ), "take the last 5 columns (the most recent days), sum them per window, then average"
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 2
+
+# %% [markdown]
+# ### Exercise 5 (2 points): experiment, does the attention use its query?
+# Bahdanau attention *can* make its weights depend on the query; whether a given layer does is a
+# measurement. The cell below builds an untrained `BahdanauAttention(8)` and the states `keys_q5` of 64
+# windows; each window's query is its last state. Compute the weights with the window's own query, and
+# with the query of the *next* window (`torch.roll(keys_q5[:, -1], 1, dims=0)`), keeping the keys. Store
+# `query_effect`, the mean over windows of the total variation distance $\tfrac12\sum_i|\alpha_i-\alpha'_i|$
+# between the two (a `float`); `from_uniform`, the mean total variation distance between the own-query
+# weights and uniform weights $1/L$ (a `float`); and `query_matters`, whether `query_effect` is at least
+# half of `from_uniform` (a `bool`). In a comment, say what a small ratio would mean for reading the weights.
+
+# %%
+from course_lib.models.hybrid import BahdanauAttention
+
+torch.manual_seed(0)
+attention_q5 = BahdanauAttention(8)
+torch.manual_seed(1)
+keys_q5 = torch.randn(64, LOOKBACK, 8)
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_q5_own = attention_q5(keys_q5, keys_q5[:, -1])[1].detach()  # SOLUTION
+_q5_other = attention_q5(keys_q5, torch.roll(keys_q5[:, -1], 1, dims=0))[1].detach()  # SOLUTION
+query_effect = float(0.5 * (_q5_own - _q5_other).abs().sum(1).mean())  # SOLUTION
+from_uniform = float(0.5 * (_q5_own - 1 / LOOKBACK).abs().sum(1).mean())  # SOLUTION
+query_matters = query_effect >= 0.5 * from_uniform  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(query_effect, float) and isinstance(from_uniform, float), "two floats"
+assert 0 <= query_effect <= 1 and 0 <= from_uniform <= 1, "a total variation distance lies in [0, 1]"
+assert isinstance(query_matters, bool) and query_matters == (query_effect >= 0.5 * from_uniform)
+
+# %%
+# HIDDEN
+from course_lib.models.hybrid import BahdanauAttention as _Attention
+
+_ = torch.manual_seed(0)
+_ref_att = _Attention(8)
+_ = torch.manual_seed(1)
+_ref_keys = torch.randn(64, LOOKBACK, 8)
+with torch.no_grad():
+    _ref_own = _ref_att(_ref_keys, _ref_keys[:, -1])[1]
+    _ref_other = _ref_att(_ref_keys, torch.roll(_ref_keys[:, -1], 1, dims=0))[1]
+_ref_effect = float(0.5 * (_ref_own - _ref_other).abs().sum(1).mean())
+_ref_uniform = float(0.5 * (_ref_own - 1 / LOOKBACK).abs().sum(1).mean())
+assert matches(query_effect, _ref_effect, atol=1e-6, what="query_effect"), (
+    "the mean over windows of half the summed absolute difference, own query against the next window's"
+)
+assert matches(from_uniform, _ref_uniform, atol=1e-6, what="from_uniform"), "own-query weights against 1/L"
+assert matches(query_matters, _ref_effect >= 0.5 * _ref_uniform, what="query_matters")
 
 # %% [raw]
 # # END TESTS

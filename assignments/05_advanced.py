@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Graded exercises, chapter 05: transfer learning, MAML, Bayesian uncertainty
 #
-# Four exercises from chapter 05 (10 points), on toy models and made-up forecasts: nothing is
+# Five exercises from chapter 05 (12 points), on toy models and made-up forecasts: nothing is
 # trained. Write your answer where you see `...`, then run the `grader.check(...)` cell below it: it
 # runs the *public* tests. Your notebook is graded with further hidden tests. Keep the names of the
 # answer functions and variables.
@@ -291,6 +291,64 @@ _z = (y_test - pred_mean) / np.sqrt(pred_var)
 assert matches(coverage_90, float(np.mean(np.abs(_z) <= 1.6449)), atol=2e-3, what="coverage_90"), (
     "use the central interval mean ± 1.645 sd"
 )
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 2
+
+# %% [markdown]
+# ### Exercise 5 (2 points): experiment, is the coverage the same every year?
+# An interval can cover about 80% over ten years by covering too much in calm years and too little in
+# turbulent ones. For the same EWMA forecasts, compute `coverage_by_year`: a NumPy `float64` array with the
+# coverage of the central **80%** Gaussian interval in each calendar year of `rtask.test.dates`, in
+# chronological order; `worst_year` (an `int`), the year whose coverage is farthest from 0.8; and `spread`
+# (a `float`), the largest minus the smallest yearly coverage. In a comment, say what the spread means for
+# a risk manager who checks only the overall coverage.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+from scipy import stats  # SOLUTION
+
+_q5_inside = np.abs(y_test - pred_mean) <= stats.norm.ppf(0.9) * np.sqrt(pred_var)  # SOLUTION
+_q5_years = np.asarray(rtask.test.dates.year)  # SOLUTION
+coverage_by_year = np.array([_q5_inside[_q5_years == yr].mean() for yr in np.unique(_q5_years)])  # SOLUTION
+worst_year = int(np.unique(_q5_years)[np.argmax(np.abs(coverage_by_year - 0.8))])  # SOLUTION
+spread = float(coverage_by_year.max() - coverage_by_year.min())  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert isinstance(coverage_by_year, np.ndarray) and coverage_by_year.dtype == np.float64, "a float64 array"
+assert coverage_by_year.shape == (len(set(rtask.test.dates.year)),), "one coverage per calendar year"
+assert ((coverage_by_year >= 0) & (coverage_by_year <= 1)).all(), "coverages are fractions"
+assert isinstance(worst_year, int) and worst_year in set(rtask.test.dates.year), "a year of the test dates"
+assert isinstance(spread, float) and matches(spread, float(coverage_by_year.max() - coverage_by_year.min()))
+
+# %%
+# HIDDEN
+from scipy import stats as _stats
+
+_ref_in = np.abs(y_test - pred_mean) <= _stats.norm.ppf(0.9) * np.sqrt(pred_var)
+_ref_years = np.asarray(rtask.test.dates.year)
+_ref_cov = np.array([_ref_in[_ref_years == _y].mean() for _y in np.unique(_ref_years)])
+assert matches(coverage_by_year, _ref_cov, atol=2e-3, what="coverage_by_year"), (
+    "the share of each year's returns inside mean ± z(0.9) sd, years in order"
+)
+assert matches(worst_year, int(np.unique(_ref_years)[np.argmax(np.abs(_ref_cov - 0.8))]), what="worst_year")
+assert matches(spread, float(_ref_cov.max() - _ref_cov.min()), atol=2e-3, what="spread")
 
 # %% [raw]
 # # END TESTS

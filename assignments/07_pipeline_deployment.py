@@ -1,8 +1,10 @@
 # %% [markdown]
 # # Graded exercises, chapter 07: from notebook to production
 #
-# Four exercises from chapter 07 (10 points) on walk-forward scaling, drift, data-parallel gradients
-# and alerts, with small made-up arrays: nothing is trained and no server is started. Write your
+# Five exercises from chapter 07 (13 points) on walk-forward scaling, drift, data-parallel gradients,
+# alerts and the re-fitting trigger. The first four use small made-up arrays; the last re-fits a log-HAR
+# on the S&P 500 a few dozen times (seconds). Nothing is trained by gradient descent and no server is
+# started. Write your
 # answer where you see `...`, then run the `grader.check(...)` cell below it: it runs the *public*
 # tests. Your notebook is graded with further hidden tests. Keep the names of the answer functions.
 
@@ -18,6 +20,9 @@
 import numpy as np
 from scipy import stats
 
+from course_lib.data.windows import make_task
+from course_lib.evaluation import loss_series
+from course_lib.production.retraining import LogHARFitter, simulate_policy
 from course_lib.testing import matches
 
 # %% [raw]
@@ -219,6 +224,88 @@ _r = np.array([1.3, 1.3, 1.3, 0.9, 1.4, 1.4, 1.4, 1.4])
 assert sustained_alert(_r, 1.2, 3).tolist() == [False, False, True, False, False, False, True, True]
 assert sustained_alert(_r, 1.2, 1).tolist() == (_r > 1.2).tolist()
 assert not sustained_alert(_r, 1.35, 5).any()
+
+# %% [raw]
+# # END TESTS
+
+# %% [raw]
+# # END QUESTION
+
+# %% [markdown]
+# For the last exercise: the chapter's stream. Next-day log volatility of the S&P 500, test years
+# 2009-2018; a log-HAR fitted on the data known by 2 January 2009, and the yearly calendar's forecasts.
+
+# %%
+stream_task = make_task("volatility", train_end="2007-12-31", val_end="2008-12-31")
+fitter = LogHARFitter(stream_task)
+rows, dates, y = stream_task.test.rows, stream_task.test.dates, stream_task.test.y[:, 0]
+yearly = simulate_policy("periodic", fitter, rows, dates, y, every=252)
+THRESHOLDS = (1.0, 2.0, 3.0, 5.0)  # CUSUM thresholds of the error trigger, most sensitive first
+
+# %% [raw]
+# # BEGIN QUESTION
+# name: q5
+# points: 3
+
+# %% [markdown]
+# ### Exercise 5 (3 points): how sensitive should the re-fitting trigger be?
+# The error trigger re-fits when the CUSUM of the log absolute error crosses its threshold: a low
+# threshold fires at the first hint of trouble, a high one only after a sustained rise. Run the
+# experiment. For each threshold `h` in `THRESHOLDS`, run
+# `simulate_policy("error", fitter, rows, dates, y, threshold=h)` (every other argument at its default)
+# and store
+#
+# * `refits[h]`: the number of re-fits it made (an `int`),
+# * `qlike_gap[h]`: its mean QLIKE minus the yearly calendar's (`loss_series(y, forecasts, "qlike")`
+#   averaged over the stream; negative: the trigger beats the calendar).
+#
+# Then interpret: set `verdict` to the letter of the statement your numbers support.
+#
+# * `"A"`: the more sensitive the trigger, the better: the lowest threshold has the lowest QLIKE;
+# * `"B"`: an intermediate threshold does best: a very sensitive trigger re-fits on noise, a very deaf
+#   one re-fits too late;
+# * `"C"`: no threshold beats the yearly calendar.
+
+# %% [raw]
+# # BEGIN SOLUTION
+
+# %%
+_q5_base = loss_series(y, yearly.forecasts, "qlike").mean()  # SOLUTION
+_q5_runs = {h: simulate_policy("error", fitter, rows, dates, y, threshold=h) for h in THRESHOLDS}  # SOLUTION
+refits = {h: r.refits for h, r in _q5_runs.items()}  # SOLUTION
+_q5_mean = {h: loss_series(y, r.forecasts, "qlike").mean() for h, r in _q5_runs.items()}  # SOLUTION
+qlike_gap = {h: float(m - _q5_base) for h, m in _q5_mean.items()}  # SOLUTION
+_q5_best = min(qlike_gap, key=qlike_gap.get)  # SOLUTION
+verdict = "C" if qlike_gap[_q5_best] >= 0 else ("A" if _q5_best == THRESHOLDS[0] else "B")  # SOLUTION
+
+# %% [raw]
+# # END SOLUTION
+
+# %% [raw]
+# # BEGIN TESTS
+
+# %%
+assert set(refits) == set(THRESHOLDS) and set(qlike_gap) == set(THRESHOLDS), "one entry per threshold"
+assert all(isinstance(n, int | np.integer) and n >= 0 for n in refits.values()), "refits are counts"
+assert refits[THRESHOLDS[0]] >= refits[THRESHOLDS[-1]], "a lower threshold fires at least as often here"
+assert verdict in ("A", "B", "C"), "verdict is one of the letters A, B, C"
+
+# %%
+# HIDDEN
+_y_q = loss_series(y, yearly.forecasts, "qlike").mean()
+_ref_runs = {h: simulate_policy("error", fitter, rows, dates, y, threshold=h) for h in THRESHOLDS}
+_ref_gap = {h: float(loss_series(y, r.forecasts, "qlike").mean() - _y_q) for h, r in _ref_runs.items()}
+assert matches(refits, {h: r.refits for h, r in _ref_runs.items()}, what="refits"), (
+    "count the re-fits of simulate_policy('error', ..., threshold=h), every other argument at its default"
+)
+assert matches(qlike_gap, _ref_gap, atol=1e-6, what="qlike_gap"), (
+    "the trigger's mean QLIKE minus the yearly calendar's, over the whole stream"
+)
+_ref_best = min(_ref_gap, key=_ref_gap.get)
+_ref_verdict = "C" if _ref_gap[_ref_best] >= 0 else ("A" if _ref_best == THRESHOLDS[0] else "B")
+assert matches(verdict, _ref_verdict, what="verdict"), (
+    "which threshold has the lowest gap, and is any gap below zero?"
+)
 
 # %% [raw]
 # # END TESTS

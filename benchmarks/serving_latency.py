@@ -5,7 +5,9 @@ service on a free localhost port in a subprocess, and sends requests one after a
 client (keep-alive), bounded both in count and in seconds. Prints p50 and p99 in milliseconds, with
 the same forecasts computed in-process by ModelDeployment for comparison (the HTTP and JSON cost is
 the difference: for a batch of 256 windows, about 430 kB of JSON text, encoding and parsing dominate).
-Run with `make bench`.
+Then times the serving path of the batch stage by stage in this process
+(:func:`course_lib.production.latency.stage_timings`), with the garbage collector on and off, and says
+which stage makes the slowest repeats slow. Run with `make bench`.
 """
 
 import argparse
@@ -22,6 +24,7 @@ from course_lib.data.windows import make_task
 from course_lib.evaluation.walkforward import raw_windows
 from course_lib.models import FinancialGRU
 from course_lib.production.bundle import ModelDeployment, save_bundle
+from course_lib.production.latency import STAGES, stage_timings, tail_summary
 from course_lib.production.serving import serve_in_subprocess
 
 
@@ -74,9 +77,26 @@ def main() -> None:
             results["HTTP /predict_batch, 256"] = timed(
                 lambda: post("/predict_batch", batch), args.requests, args.seconds
             )
+        breakdown = {
+            collect: stage_timings(
+                deployment, windows[:256], features, repeats=args.requests, collect=collect
+            )
+            for collect in (True, False)
+        }
     print(f"{'case':<28} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, ms in results.items():
         print(f"{name:<28} {len(ms):>8} {np.percentile(ms, 50):>8.2f} {np.percentile(ms, 99):>8.2f}")
+    summary = tail_summary(breakdown[True])
+    print(f"\nthe batch of 256, stage by stage in-process ({args.requests} repeats, collector on), ms:")
+    print(summary.round(2).to_string())
+    off = breakdown[False]["total"]
+    culprit = summary.loc[list(STAGES), "excess in tail"].idxmax()
+    print(
+        f"p99/p50: {summary.loc['total', 'p99'] / summary.loc['total', 'p50']:.1f} with the collector, "
+        f"{off.quantile(0.99) / off.median():.1f} without; the slowest 5% of repeats spend "
+        f"{summary.loc[culprit, 'excess in tail']:.1f} ms more than usual in '{culprit}', "
+        f"{summary.loc['gc ms', 'excess in tail']:.1f} ms of the excess inside the garbage collector"
+    )
 
 
 if __name__ == "__main__":

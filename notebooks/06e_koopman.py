@@ -39,6 +39,7 @@ from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
 from course_lib.data.windows import make_task
 from course_lib.evaluation import seed_summary, verdicts, volatility_baselines
+from course_lib.evaluation.conformal import moving_block_indices
 from course_lib.evaluation.persistence import garch_persistence, har_ar_coefficients
 from course_lib.models.koopman import (
     DeepKoopmanFinance,
@@ -77,6 +78,7 @@ BATCH_SIZE = 256
 SEEDS = (0, 1, 2)
 N_BOOT = 200  # block-bootstrap resamples for eigenvalue intervals
 BLOCK = 50  # days per bootstrap block (volatility is persistent: long blocks)
+KOOPMAN_BOOT = 4  # block-bootstrap retrainings of the deep Koopman network (each costs one training)
 ASSETS = ("^GSPC", "^IXIC", "AAPL", "MSFT", "IBM", "GOOG")  # the packaged series
 COMMON = ("2005", "2012")  # the years every packaged series covers
 
@@ -341,13 +343,16 @@ val_predictions["HankelDMD"] *= len(SEEDS)
 # %% [markdown]
 # ### Multi-step forecasts beside HAR, and the verdict
 # One protocol for every row: fitted once on the training years, frozen, scored on 2009-2018. `MSE` is on
-# the log volatility, `QLIKE_lc` on the variance after a level correction learnt on the validation
-# years; `ens DM` compares the seed ensemble with **log-HAR** (Newey-West lags for the overlapping
-# multi-day targets; a positive statistic means a larger loss than log-HAR), and `in_MCS` marks the 90%
-# model confidence set.
+# the log volatility, `QLIKE_lc` on the variance after the course's causal level correction (learnt at
+# each origin from the errors already known); `ens DM` compares the seed ensemble with the benchmark the
+# course's rule picks, the strongest classical baseline on the validation years (named in the table's
+# header; Newey-West lags for the overlapping multi-day targets; a positive statistic means a larger
+# loss than the benchmark), and `in_MCS` marks the 90% model confidence set.
 
 # %%
 results = seed_summary(task, predictions, baselines, val_predictions=val_predictions)
+bench = results.attrs["benchmark"]
+print(results.columns.name)
 results.round(4)
 
 # %%
@@ -362,7 +367,7 @@ for h in HORIZONS:
         rows[name] = {
             "in MCS": bool(table.loc[name, "in_MCS"]),
             "QLIKE_lc": table.loc[name, "QLIKE_lc"],
-            "vs log-HAR on QLIKE_lc": "worse"
+            "vs benchmark on QLIKE_lc": "worse"
             if worse
             else "better"
             if better
@@ -371,21 +376,30 @@ for h in HORIZONS:
     verdict[h] = rows
     print(
         f"h = {h:>2}: deep Koopman {'in' if rows['DeepKoopman']['in MCS'] else 'NOT in'} the MCS, "
-        f"{rows['DeepKoopman']['vs log-HAR on QLIKE_lc']} (QLIKE_lc {rows['DeepKoopman']['QLIKE_lc']:.4f}); "
+        f"{rows['DeepKoopman']['vs benchmark on QLIKE_lc']} (QLIKE_lc {rows['DeepKoopman']['QLIKE_lc']:.4f}); "
         f"Hankel DMD {'in' if rows['HankelDMD']['in MCS'] else 'NOT in'} the MCS, "
-        f"{rows['HankelDMD']['vs log-HAR on QLIKE_lc']} (QLIKE_lc {rows['HankelDMD']['QLIKE_lc']:.4f}); "
-        f"log-HAR {table.loc['log_har', 'QLIKE_lc']:.4f}; lowest QLIKE_lc: {table['QLIKE_lc'].idxmin()}"
+        f"{rows['HankelDMD']['vs benchmark on QLIKE_lc']} (QLIKE_lc {rows['HankelDMD']['QLIKE_lc']:.4f}); "
+        f"{bench} {table.loc[bench, 'QLIKE_lc']:.4f}; lowest QLIKE_lc: {table['QLIKE_lc'].idxmin()}"
     )
 deep_in_mcs = sum(verdict[h]["DeepKoopman"]["in MCS"] for h in HORIZONS)
 dmd_in_mcs = sum(verdict[h]["HankelDMD"]["in MCS"] for h in HORIZONS)
 print(f"deep Koopman in the MCS at {deep_in_mcs} of {len(HORIZONS)} horizons, Hankel DMD at {dmd_in_mcs}")
+outcomes = {}
 for name in ("DeepKoopman", "HankelDMD"):
     for outcome in ("worse", "better"):
-        where = [h for h in HORIZONS if verdict[h][name]["vs log-HAR on QLIKE_lc"] == outcome]
-        print(f"{name} significantly {outcome} than log-HAR on corrected QLIKE at h = {where or 'none'}")
-assert dmd_in_mcs >= deep_in_mcs, "the least-squares Hankel DMD should do at least as well as the network"
-assert not any(verdict[h][m]["vs log-HAR on QLIKE_lc"] == "better" for h in HORIZONS for m in verdict[h]), (
-    "neither Koopman model should beat log-HAR significantly"
+        outcomes[name, outcome] = [
+            h for h in HORIZONS if verdict[h][name]["vs benchmark on QLIKE_lc"] == outcome
+        ]
+        print(
+            f"{name} significantly {outcome} than {bench} on corrected QLIKE at h = {outcomes[name, outcome] or 'none'}"
+        )
+print(
+    f"In words: the least-squares Hankel DMD is in the model confidence set at {dmd_in_mcs} of {len(HORIZONS)} "
+    f"horizons, the deep Koopman network at {deep_in_mcs}, so the network "
+    + ("does not earn its training here" if dmd_in_mcs >= deep_in_mcs else "earns its training here")
+    + f"; against {bench}, deep Koopman is significantly better at h = {outcomes['DeepKoopman', 'better'] or 'none'} "
+    f"and worse at h = {outcomes['DeepKoopman', 'worse'] or 'none'}, Hankel DMD better at "
+    f"h = {outcomes['HankelDMD', 'better'] or 'none'} and worse at h = {outcomes['HankelDMD', 'worse'] or 'none'}."
 )
 
 # %%
@@ -406,12 +420,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **The verdict, in words.** The lines above are this run's numbers. On this data the deep Koopman network
-# does not earn its training: a least-squares Hankel DMD is in the model confidence set at least as
-# often (the assertion checks it), the network is significantly worse than log-HAR on corrected QLIKE
-# wherever the printed lines say "worse", and neither Koopman model is significantly better than
-# log-HAR at any horizon. A small QLIKE edge of Hankel DMD at the longest horizon is not significant.
-# The next section says why.
+# **The verdict** is the sentence printed above, computed from this run: how often each Koopman model is
+# in the model confidence set, and where it is significantly better or worse than the benchmark. The
+# next section says why a linear Hankel DMD and HAR are hard to beat here: both are autoregressions.
 #
 # ### Why: Hankel DMD and HAR are both autoregressions
 # The one-step map of a Hankel DMD forecasts the newest day from the last 22: a vector of AR(22)
@@ -553,6 +564,65 @@ print(
 # noise mode trades places with the oscillating pair from one resample to the next (the last column
 # counts how often a negative real eigenvalue lands in each rank), so the intervals of the faster
 # modes mix different modes, and an estimate can fall outside its own interval (the printed line).
+
+# %% [markdown]
+# ### A block bootstrap for the deep Koopman spectrum
+# The seeds show how much the *initialisation* moves the deep model's eigenvalues; a bootstrap asks how
+# much the *data* move them. Each of `KOOPMAN_BOOT` resamples of the training sequences is built from
+# blocks of `BLOCK` consecutive sequences (`moving_block_indices`, the moving-block bootstrap of the
+# conformal chapter), and the network is retrained on it with seed 0 and the same epochs, so that only
+# the data change. Each retraining costs a full training, so the resamples are few: their spread is a
+# rough range, not a precise interval.
+
+# %%
+start = time.perf_counter()
+boot_rng = np.random.default_rng(0)
+koopman_boot = []
+for _ in range(KOOPMAN_BOOT):
+    rows = moving_block_indices(len(sequences), BLOCK, boot_rng)  # (N,) sequence indices, in blocks
+    set_seed(0)
+    boot_model = DeepKoopmanFinance(1, hidden_size=HIDDEN, latent_size=LATENT, n_delays=N_DELAYS).to(device)
+    fit_koopman(
+        boot_model,
+        torch.from_numpy(sequences[rows]).to(device),
+        TRAIN_HORIZON,
+        epochs=EPOCHS,
+        lr=LR,
+        batch_size=BATCH_SIZE,
+        stability=1.0,
+        seed=0,
+    )
+    koopman_boot.append(np.sort(half_lives(boot_model.eigen()[0]))[::-1])
+koopman_boot = np.array(koopman_boot)  # (KOOPMAN_BOOT, LATENT) half-lives, slowest first
+seeds_only = seed_lives.iloc[:, : len(SEEDS)].to_numpy(dtype=float)  # (LATENT, seeds)
+deep_spread = pd.DataFrame(
+    {
+        "seed 0": seeds_only[:, 0],
+        "seeds: min": seeds_only.min(axis=1),
+        "seeds: max": seeds_only.max(axis=1),
+        "bootstrap: min": koopman_boot.min(axis=0),
+        "bootstrap: max": koopman_boot.max(axis=0),
+    },
+    index=pd.RangeIndex(1, LATENT + 1, name="mode (slowest first)"),
+)
+print(f"{KOOPMAN_BOOT} bootstrap retrainings in {time.perf_counter() - start:.1f} s")
+print(deep_spread.round(1).to_string())
+seed_width = deep_spread.loc[1, "seeds: max"] / deep_spread.loc[1, "seeds: min"]
+boot_width = deep_spread.loc[1, "bootstrap: max"] / deep_spread.loc[1, "bootstrap: min"]
+print(
+    f"slowest deep Koopman half-life: {deep_spread.loc[1, 'seeds: min']:.1f}-{deep_spread.loc[1, 'seeds: max']:.1f} "
+    f"days over {len(SEEDS)} seeds (max/min {seed_width:.1f}), {deep_spread.loc[1, 'bootstrap: min']:.1f}-"
+    f"{deep_spread.loc[1, 'bootstrap: max']:.1f} days over {KOOPMAN_BOOT} resamples of the data (max/min "
+    f"{boot_width:.1f}): the {'data move it more than the seeds do' if boot_width > seed_width else 'seeds move it at least as much as the data do'}; "
+    f"the Hankel DMD's 90% bootstrap interval is {interval.loc[1, '5%']:.1f}-{interval.loc[1, '95%']:.1f} days"
+)
+
+# %% [markdown]
+# The lines above put the deep model's slowest half-life under other seeds beside the same quantity
+# under resampled data, and say which moves it more. With so few resamples the bootstrap range is rough,
+# but it answers the question that matters: whether the half-life of one training run can be reported
+# as a property of the market. The Hankel DMD's interval, from `N_BOOT` refits that cost a fraction of
+# a second each, is the one with a stated level.
 
 # %% [markdown]
 # ### Beside GARCH and HAR
@@ -795,10 +865,11 @@ print("Exercise 5 passed")
 #   in Lusch's example), the deep Koopman network learns the dictionary with reconstruction, linearity
 #   and multi-step prediction losses.
 # * On a delay vector, Hankel DMD is a reduced-rank AR($D$) (full rank: the least-squares AR), and HAR a
-#   restricted AR(22). On S&P 500 volatility the least-squares Hankel DMD does at least as well as the
-#   deep Koopman network (the printed MCS and DM verdicts); neither clearly beats log-HAR.
+#   restricted AR(22). Whether the deep Koopman network beats the least-squares Hankel DMD and the
+#   benchmark the course's rule picks is the computed verdict above (MCS membership and DM per horizon),
+#   at this chapter's budget; `docs/reference/` holds the same comparison at a full budget.
 # * A half-life needs an interval: a block bootstrap over time gives one, the deep model's spectrum moves
-#   with the seed, negative eigenvalues are noise, and "a shock's half-life" depends on the shock (a
+#   with the seed and with the data (its block bootstrap retrains the network), negative eigenvalues are noise, and "a shock's half-life" depends on the shock (a
 #   one-day spike fades in a day, the slow mode over months; GARCH's persistence is a third answer).
 # * Across the packaged assets the slowest half-lives are not distinguishable with eight years of data.
 # * DMD with control separates the dynamics $A$ from the input's effect $B$: an interventional quantity

@@ -19,7 +19,8 @@
 #    recover a regime's effect with g-computation, an IPW marginal structural model and recurrent
 #    outcome models chained in the g-formula;
 # 4. quantify sensitivity to a hidden confounder with the E-value and Cinelli-Hazlett's robustness value;
-# 5. run a market-model event study and state its assumptions;
+# 5. run a market-model event study, a difference-in-differences and a synthetic control with placebo
+#    inference, and state their assumptions;
 # 6. run Granger tests with heteroskedasticity-robust Wald statistics and a multiplicity correction, and
 #    show how an omitted common driver creates Granger "causality";
 # 7. recognise the defects of the source module: a treatment of the wrong shape on the wrong device,
@@ -38,6 +39,7 @@ from course_lib.causal import (
     adf_table,
     aipw_effect,
     bootstrap,
+    difference_in_differences,
     e_value,
     event_study,
     fit_outcome_model,
@@ -61,6 +63,7 @@ from course_lib.causal import (
     simulate_treatment,
     simulate_var,
     stabilised_weights,
+    synthetic_control,
 )
 from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
@@ -81,6 +84,8 @@ N_BOOT = 100  # bootstrap resamples
 GRANGER_LAGS = 5
 SIZE_REPS = 100  # simulated series for the size of the Granger tests
 EVENT = ("AAPL", "^GSPC", "2007-01-09")  # asset, market, date: the iPhone's announcement
+DONORS = ("MSFT", "IBM", "GOOG", "^GSPC", "^IXIC")  # untreated units of the panel designs
+PANEL_PRE, PANEL_POST = 120, 2  # trading days before the event, and event days 0 and 1 after it
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models: extra threads only add synchronisation on a busy CPU
@@ -578,10 +583,136 @@ plt.show()
 assert study.car > 0 and study.placebo_p < 0.05, "the announcement came with a significant abnormal return"
 
 # %% [markdown]
+# ## Panel designs: difference-in-differences and synthetic control
+#
 # A single-firm event study is a case study: with one event, any other news that day is confounded with
-# it. Papers aggregate many events (firms, dates) so that such noise averages out, and compare treated
-# with untreated firms over time (**difference-in-differences**, whose key assumption is parallel
-# trends) or build a weighted control from untreated units (**synthetic control**).
+# it. Papers aggregate many events, and compare the treated with untreated units over time. Two designs
+# do that, run here on the same event with a panel of daily log returns (percent): Apple treated, and
+# as untreated units (`DONORS`) Microsoft, IBM, Google and the two indices, over `PANEL_PRE` days
+# before the announcement and the two event days after it (the event study's window).
+#
+# **Difference-in-differences** (`difference_in_differences`) fits the two-way fixed effects regression
+# $$ y_{it} = a_i + \lambda_t + \tau D_{it} + e_{it}, \qquad D_{it} = 1\{i \text{ treated}, t \ge \text{event}\}, $$
+# whose $\hat\tau$ is the treated unit's change in mean return minus the controls' change. Its
+# assumption is **parallel trends**: without the event, Apple's mean return would have changed as the
+# controls' did. With one treated unit and a short event window, no standard error is trustworthy:
+# clustering by unit estimates the treated cluster's variance from one unit (Conley & Taber 2011), and
+# Driscoll & Kraay's HAC over time, robust to common shocks, needs many post-event days where we have
+# two. Both are printed; the test to trust is the **placebo in time**: rerun the design at every date
+# of the second half of the pre-event window, where nothing happened, and count how often a placebo
+# $|\hat\tau|$ is as large, $p = (1 + \#\{|\hat\tau_k| \ge |\hat\tau|\})/(1 + K)$ over $K$ placebos.
+#
+# **Synthetic control** (`synthetic_control`; Abadie, Diamond & Hainmueller 2010) builds a synthetic
+# Apple: simplex weights $w_j \ge 0$, $\sum_j w_j = 1$, on the donors, chosen to minimise the
+# pre-event squared gap $\sum_{t<T_0} (y_{1t} - \sum_j w_j y_{jt})^2$ (on returns, a long-only tracking
+# portfolio). The effect is the post-event gap. Inference is by **placebos in space**: each donor in
+# turn plays the treated unit, and Apple's ratio of post- to pre-event RMSPE is ranked among all
+# $J+1$ ratios, so $p = \text{rank}/(J+1)$, never below $1/(J+1)$.
+#
+# **Assumptions, and why to doubt them here**: the donors are untouched by the event (the indices
+# contain Apple, with a small weight, and the iPhone was news for Apple's rivals too); nothing else
+# happened to the units in the window; Apple's returns would have tracked the donors' (one firm, one
+# event: any news on the day is confounded with the announcement). This is a worked example of the
+# mechanics, not a credible estimate of the iPhone's effect.
+
+# %%
+units = (asset, *DONORS)
+panel_all = pd.concat(
+    {t: returns[t] if t in returns else feature_frame(load_prices(t))["ret"] for t in units},
+    axis=1,
+    join="inner",
+).dropna()
+event_pos = int(panel_all.index.searchsorted(pd.Timestamp(event_day)))
+panel = panel_all.iloc[event_pos - PANEL_PRE : event_pos + PANEL_POST]
+did = difference_in_differences(panel, [asset], event_day, cov="driscoll-kraay")
+did_cluster = difference_in_differences(panel, [asset], event_day, cov="cluster")
+print(
+    f"panel: {panel.shape[1]} units x {panel.shape[0]} days ({panel.index[0].date()} to {panel.index[-1].date()}), "
+    f"{did.n_pre} before the event"
+)
+print(
+    f"DiD (two-way fixed effects): tau = {did.effect:+.2f} % a day on event days 0-1, Driscoll-Kraay se {did.se:.2f} "
+    f"(p = {did.p:.2g}, 95% CI {did.ci[0]:+.2f} to {did.ci[1]:+.2f}); clustered by unit: se {did_cluster.se:.2f}"
+)
+pre_panel = panel.iloc[:PANEL_PRE]
+placebo_tau = np.array(
+    [
+        difference_in_differences(
+            pre_panel.iloc[: k + PANEL_POST], [asset], pre_panel.index[k], cov="driscoll-kraay"
+        ).effect
+        for k in range(PANEL_PRE // 2, PANEL_PRE - PANEL_POST + 1)
+    ]
+)
+as_large = int(np.sum(np.abs(placebo_tau) >= abs(did.effect)))
+did_placebo_p = (1 + as_large) / (1 + len(placebo_tau))
+print(
+    f"placebo in time: {len(placebo_tau)} fake event dates in the pre-event window, {as_large} with |tau| at least "
+    f"{abs(did.effect):.2f} (largest placebo |tau| {np.abs(placebo_tau).max():.2f}): p = {did_placebo_p:.3f}"
+)
+sc = synthetic_control(panel, asset, event_day)
+print("synthetic Apple's weights: " + ", ".join(f"{d} {w:.2f}" for d, w in sc.weights.items()))
+print(
+    f"synthetic control: mean gap on event days 0-1 {sc.effect:+.2f} % a day ({sc.gap.iloc[PANEL_PRE:].sum():+.2f} % "
+    f"over the two days); pre-event RMSPE {sc.pre_rmspe:.2f}, post-event {sc.post_rmspe:.2f}, ratio {sc.ratio:.2f}"
+)
+sc.placebos.round(2)
+
+# %%
+n_units = len(sc.placebos)
+rank = int((sc.placebos["ratio"] >= sc.ratio).sum())
+print(
+    f"placebo in space: Apple's post/pre RMSPE ratio ranks {rank} of {n_units}, p = {sc.p:.3f}; with "
+    f"{n_units - 1} donors the smallest possible p is 1/{n_units} = {1 / n_units:.3f}, so this test "
+    f"{'cannot' if 1 / n_units > 0.05 else 'can'} reach the 5% level whatever happened"
+)
+print(
+    f"verdict: the DiD estimate {did.effect:+.2f} % a day is {'significant' if did_placebo_p < 0.05 else 'not significant'} "
+    f"at 5% by its placebo in time (p = {did_placebo_p:.3f}, the smallest possible with {len(placebo_tau)} "
+    f"placebos being {1 / (1 + len(placebo_tau)):.3f}); its standard errors disagree by a factor "
+    f"{max(did.se, did_cluster.se) / min(did.se, did_cluster.se):.1f} (Driscoll-Kraay {did.se:.2f}, by unit "
+    f"{did_cluster.se:.2f}), and neither is reliable with one treated unit and {PANEL_POST} event days. The "
+    f"synthetic control's gap ({sc.effect:+.2f} % a day) "
+    f"{'agrees in sign' if np.sign(sc.effect) == np.sign(did.effect) else 'disagrees in sign'} with the DiD; over "
+    f"the two days the DiD gives {2 * did.effect:+.2f} %, the synthetic control {sc.gap.iloc[PANEL_PRE:].sum():+.2f} % "
+    f"and the event study's CAR(0, 1) {study.car:+.2f} %; the synthetic control's placebos rank it {rank} of {n_units}"
+)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+window = panel.index[-30:]
+axes[0].plot(window, panel.loc[window, asset].cumsum(), label=f"{asset}", color="C3")
+axes[0].plot(window, sc.synthetic.loc[window].cumsum(), label="synthetic " + asset, color="C0", ls="--")
+axes[0].axvline(panel.index[PANEL_PRE], color="k", lw=1, label="event day 0")
+axes[0].set(
+    xlabel="date",
+    ylabel="cumulative log return over the last 30 days (%)",
+    title=f"{asset} and its synthetic control around {event_day}",
+)
+axes[0].tick_params(axis="x", rotation=30)
+axes[0].legend()
+days = np.arange(-PANEL_PRE, PANEL_POST)
+for unit in DONORS:
+    axes[1].plot(days, sc.placebo_gaps[unit].to_numpy(), color="grey", lw=0.7, alpha=0.7)
+axes[1].plot(days, sc.gap.to_numpy(), color="C3", lw=1.5, label=f"{asset} minus synthetic")
+axes[1].plot([], [], color="grey", lw=0.7, label="placebos: each donor minus its synthetic")
+axes[1].axvline(0, color="k", lw=1)
+axes[1].set(
+    xlabel="trading days from the announcement",
+    ylabel="gap in daily log return (%)",
+    title="placebos in space: the treated gap among the donors' gaps",
+)
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+assert sc.p >= 1 / n_units and abs(did.effect - did_cluster.effect) < 1e-12
+
+# %% [markdown]
+# **Reading the panel designs.** The lines above give each estimate with its tests, and the verdict
+# line compares the two designs with the event study. All three rest on the same doubtful assumption,
+# that nothing else moved Apple on those two days. The placebo tests keep the reading honest: synthetic
+# control with $J$ donors cannot produce a p-value below $1/(J+1)$ however large the gap, and the DiD's
+# placebo in time says how often a quiet day of the pre-event window looks as extreme. A credible study would pool many events and many untreated firms, check parallel trends
+# on the pre-event path, and choose donors the event cannot reach.
 #
 # ## Granger causality
 #
@@ -806,7 +937,10 @@ print("Exercise 4 passed")
 # * A hidden confounder leaves the effect unidentified; the E-value and the robustness value say how
 #   strong it must be to matter, and instruments, negative controls, difference-in-differences and
 #   bounds trade the assumption for others.
-# * An event study measures a firm's abnormal return around a dated event under explicit assumptions.
+# * An event study measures a firm's abnormal return around a dated event under explicit assumptions;
+#   difference-in-differences (parallel trends, a HAC standard error when few units are treated) and
+#   synthetic control (a weighted donor pool, placebos in space whose p-value cannot fall below
+#   1/(J+1)) compare the treated with untreated units.
 # * Granger causality tests predictability: use heteroskedasticity-robust tests, correct for multiple
 #   arrows, and remember that an omitted common driver makes arrows appear.
 # * Source defects: a (B, L) treatment on the CPU crashes; `y1 - y0` is an effect only when the effect

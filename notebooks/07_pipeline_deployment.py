@@ -20,10 +20,14 @@
 # 4. serve the bundle over **HTTP** with FastAPI, reject malformed requests with a 4xx, and measure
 #    p50/p99 latency;
 # 5. **monitor** input drift (PSI, KS) and the rolling error against a baseline, with alerts, through
-#    2007-2009;
-# 6. train with **DistributedDataParallel** under `torchrun` and show it equals one process on the
+#    2007-2009, and tell **covariate drift** (the inputs move) from **concept drift** (the errors move),
+#    with the labels arriving only after the horizon (label delay);
+# 6. choose **when to re-fit** by evidence (an error or a conformal-coverage monitor) against a fixed
+#    yearly calendar, and promote a challenger after a **shadow deployment** by a pre-registered test;
+# 7. explain a serving **latency tail** from a stage-by-stage measurement;
+# 8. train with **DistributedDataParallel** under `torchrun` and show it equals one process on the
 #    full batch; avoid the `DistributedSampler` padding and `set_epoch` pitfalls;
-# 7. recognise three defects of the source module: a checkpoint written into the working directory,
+# 9. recognise three defects of the source module: a checkpoint written into the working directory,
 #    a stale checkpoint restored after a NaN loss, and `torch.load` of a pickle that runs code.
 
 # %% [markdown]
@@ -46,9 +50,15 @@ EPOCHS_PER_YEAR = 2  # every later block: a warm start and at most this many epo
 PATIENCE = 2
 SEEDS = (0, 1, 2)
 TEST_YEARS = range(2009, 2019)  # one walk-forward block per year
-MONITOR_YEARS = range(2007, 2010)  # the crisis: a model trained to 2005 (validated on 2006) meets 2007-2009
+MONITOR_YEARS = range(2007, 2010)  # the crisis: the frozen model of the first block meets 2007-2009
 DRIFT_WINDOW, DRIFT_STEP = 63, 5  # PSI over the last quarter (63 trading days), every week
 ERROR_WINDOW, ERROR_ALERT = 63, 1.2  # alert when the rolling MSE is 20% above the baseline's
+CUSUM_SLACK, CUSUM_THRESHOLD = 0.5, 5.0  # Page's CUSUM: slack of half a standard deviation, alarm above 5
+DELAY_WHAT_IF = 22  # the label delay of a monthly target (22 trading days), beside the chapter's 1 day
+REFIT_EVERY, REFIT_MIN_GAP = 252, 63  # the calendar: yearly; a trigger waits a quarter after a re-fit
+COVERAGE_ALPHA, COVERAGE_WINDOW = 0.1, 63  # the conformal trigger: 90% intervals, coverage over a quarter
+SHADOW_DAYS, SHADOW_ALPHA = 250, 0.05  # pre-registered: a year of labelled shadow days, one-sided 5%
+LATENCY_REPEATS = 100  # repeats of the stage-by-stage latency measurement
 N_REQUESTS = 60  # per latency case (bounded in count and in seconds)
 LATENCY_SECONDS = 10.0
 DDP_SAMPLES, DDP_BATCH = 512, 128  # DDP check: per-rank batch; two ranks make a global batch of 256
@@ -75,13 +85,21 @@ from torch.utils.data.distributed import DistributedSampler
 
 from course_lib import get_device, set_seed
 from course_lib.data.prices import load_prices
-from course_lib.evaluation import diebold_mariano, seed_summary
-from course_lib.evaluation.walkforward import block_task, raw_windows, walk_forward
+from course_lib.evaluation import diebold_mariano, log_har_forecasts, loss_series, results_table, seed_summary
+from course_lib.evaluation.walkforward import FROZEN_VAL_YEARS, block_task, raw_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
 from course_lib.production.distributed import launch
-from course_lib.production.monitoring import DriftMonitor, rolling_error
+from course_lib.production.latency import STAGES, stage_timings, tail_summary
+from course_lib.production.monitoring import (
+    DriftMonitor,
+    delayed_error_monitor,
+    monitor_losses,
+    rolling_error,
+)
+from course_lib.production.retraining import LogHARFitter, equal_budget_every, simulate_policy
 from course_lib.production.serving import serve_in_subprocess
+from course_lib.production.shadow import PromotionTest, ShadowLog
 from course_lib.training import Trainer
 
 device = get_device()
@@ -558,9 +576,109 @@ except httpx.TransportError:
     print("the server is stopped")
 
 # %% [markdown]
+# ### Where the batch latency goes, and why its tail is long
+#
+# The p99 of the batch above is several times its p50. To explain a tail, time each stage of the
+# service's path separately, many times, and look at what makes the slowest requests slow.
+# `course_lib.production.latency.stage_timings` runs the server's own code in this process, stage by
+# stage, around `time.perf_counter`: the client encodes the body, the server parses the JSON text,
+# checks that every leaf is a number, turns the lists into a float64 array and validates it, hops to a
+# worker thread of the pool (`run_in_threadpool`), scales and runs the network, and encodes the answer.
+# It also records, through `gc.callbacks`, the time the garbage collector ran during each repeat.
+#
+# The maths of the tail is a mixture: if a fraction $\pi$ of requests pay an extra pause $D$ on top
+# of a typical cost $c$, the p99 is $c + D$ as soon as $\pi > 1\%$, whatever the p50. Parsing a
+# batch of $B$ windows of $L$ days and $C$ features allocates $B L C$ Python floats and $B (L + 1)$
+# lists; CPython's cyclic collector runs after every 700 net allocations of lists and other
+# containers (`gc.get_threshold()`), and now and then a *full* (generation-2) pass walks every live
+# object of the process, here torch, pandas and the chapter's results. Below, the same measurement
+# runs with the collector on and off.
+
+# %%
+breakdown = {
+    collect: stage_timings(deployment, windows[:256], features, repeats=LATENCY_REPEATS, collect=collect)
+    for collect in (True, False)
+}
+summary = tail_summary(breakdown[True])
+summary.round(2)
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 3.5))
+for collect, style in ((True, "-"), (False, "--")):
+    table = breakdown[collect]
+    ax.plot(np.sort(table["total"].to_numpy()), style, label=f"collector {'on' if collect else 'off'}")
+slow = breakdown[True]["total"] >= breakdown[True]["total"].quantile(0.95)
+ax.set_yscale("log")
+ax.set_xlabel("repeat, sorted by total time")
+ax.set_ylabel("ms for a batch of 256 (in-process)")
+ax.set_title("the serving path of one batch: the slowest repeats are the ones the collector interrupted")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %%
+culprit = summary.loc[list(STAGES), "excess in tail"].idxmax()
+excess_total = summary.loc["total", "excess in tail"]
+gen2 = breakdown[True]["gc generation"] == 2
+ratio_on = summary.loc["total", "p99"] / summary.loc["total", "p50"]
+off = breakdown[False]["total"]
+ratio_off = off.quantile(0.99) / off.median()
+print(
+    f"in-process, {LATENCY_REPEATS} repeats: p50 {summary.loc['total', 'p50']:.1f} ms, p99 "
+    f"{summary.loc['total', 'p99']:.1f} ms (p99/p50 = {ratio_on:.1f}); with the collector off: p50 "
+    f"{off.median():.1f} ms, p99 {off.quantile(0.99):.1f} ms (p99/p50 = {ratio_off:.1f})"
+)
+print(
+    f"the slowest 5% of repeats are {excess_total:.1f} ms above the p50 on average, "
+    f"{summary.loc[culprit, 'excess in tail']:.1f} ms of it in '{culprit}', and "
+    f"{summary.loc['gc ms', 'excess in tail']:.1f} ms of it inside the garbage collector; a full "
+    f"(generation-2) collection ran in {gen2[slow].mean():.0%} of the slowest 5% against {gen2.mean():.0%} of all repeats"
+)
+typical = summary.loc[list(STAGES), "p50"]
+json_ms = typical[["encode request", "parse JSON", "check types", "encode response"]].sum()
+print(
+    f"in a typical repeat the JSON work (encode, parse, type check, encode the answer) takes "
+    f"{json_ms:.1f} ms, the array "
+    f"and range validation {typical['to array + validate']:.1f} ms, the thread-pool hop "
+    f"{typical['thread-pool hop']:.2f} ms and the network {typical['scale + forward']:.1f} ms; the same "
+    f"numbers as float32 bytes would be {windows[:256].astype(np.float32).nbytes / 1e3:.0f} kB against "
+    f"{body_kb:.0f} kB of JSON text"
+)
+gc_explains = summary.loc["gc ms", "excess in tail"] > 0.5 * excess_total and ratio_off < ratio_on
+print(
+    (
+        f"so the tail is the garbage collector: a full collection lands in '{culprit}', where the parser "
+        f"allocates, and costs {summary.loc['gc ms', 'excess in tail'] / summary.loc['total', 'p50']:.1f} typical "
+        f"requests; with the collector off the p99 falls "
+        f"from {ratio_on:.1f}x to {ratio_off:.1f}x the p50. And the "
+        + (
+            "JSON text, not the model,"
+            if json_ms > typical["scale + forward"]
+            else "model, not the JSON text,"
+        )
+        + f" sets the p50 (the HTTP batch above: p99/p50 = {timings['batch of 256'][1] / timings['batch of 256'][0]:.1f})"
+    )
+    if gc_explains
+    else (
+        f"the collector does not explain the tail here (its share of the excess: "
+        f"{summary.loc['gc ms', 'excess in tail'] / excess_total:.0%}); the slow repeats are slow in "
+        f"'{culprit}', which points at contention for the CPU (other processes on a shared machine)"
+    )
+)
+
+# %% [markdown]
+# The server is another Python process, with its own heap and collector, so its pauses have another
+# length, but the mechanism is the same. The usual remedies: send the batch in a compact binary format
+# (four bytes a number as float32, parsed without one object per number), call `gc.freeze()` after
+# start-up (the model and libraries then leave the collector's generations, so a full pass has far
+# less to walk), or raise the generation-0 threshold
+# (`gc.set_threshold`). Measure again after any of them: a remedy is a hypothesis until the p99 moves.
+
+# %% [markdown]
 # ## Monitoring through 2007-2009
 #
-# A model trained on 1999-2005 and validated on 2006 meets the crisis. Two monitors watch it. The drift
+# The frozen model of a walk-forward run that starts in 2007, trained and validated on the years before,
+# meets the crisis (its periods are printed below). Two monitors watch it. The drift
 # monitor compares the last quarter of each input feature with the training distribution (PSI, alert
 # above 0.25). The error monitor compares the network's rolling MSE with that of the baseline a desk
 # would otherwise run, log-HAR re-estimated every year, and raises an alert when it is 20% worse. The
@@ -581,7 +699,12 @@ crisis = walk_forward(
     lookback=LOOKBACK,
 )
 frame = crisis.task.frame
-train_rows = frame.loc[: f"{MONITOR_YEARS[0] - 2}-12-31"]
+train_rows = frame.iloc[: crisis.task.fit_end_row + 1]  # the days the frozen model trained on
+train_period = f"{train_rows.index[0].year}-{train_rows.index[-1].year}"
+print(
+    f"frozen model: trained on {train_period}, validated on {crisis.task.val.dates[0].date()} to "
+    f"{crisis.task.val.dates[-1].date()}; monitored from {MONITOR_YEARS[0]} to {MONITOR_YEARS[-1]}"
+)
 monitor = DriftMonitor(train_rows, crisis.task.feature_names)
 recent = frame.loc[f"{MONITOR_YEARS[0]}-01-01" : f"{MONITOR_YEARS[-1]}-12-31"]
 drift = monitor.rolling(recent, window=DRIFT_WINDOW, step=DRIFT_STEP)
@@ -598,7 +721,7 @@ fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
 for feature in drift.columns:
     axes[0].plot(drift.index, drift[feature], label=feature)
 axes[0].axhline(monitor.threshold, color="k", ls="--", label=f"alert (PSI {monitor.threshold})")
-axes[0].set_ylabel("PSI vs 1999-2005")
+axes[0].set_ylabel(f"PSI vs {train_period}")
 axes[0].set_title(f"input drift: PSI of the last {DRIFT_WINDOW} days")
 axes[0].legend(ncol=3, fontsize=8)
 for name, table in errors.items():
@@ -640,10 +763,303 @@ for name, table in errors.items():
     )
 
 # %% [markdown]
-# In our run the drift monitor fired first, in spring 2007, and not because of a crisis: 2007 began
-# *calmer* than the 1999-2005 training years (PSI sees a shift either way). The error monitor fired
-# in 2008 for both networks, when volatility left the range of the training data: an alert says "look
-# here", and a re-trained model is not immune to a regime it has never seen.
+# PSI sees a shift in either direction: a market *calmer* than the training years is as much a drift
+# as a crisis. An alert says "look here"; whether the model suffers is a different question, asked next.
+#
+# ## Covariate drift or concept drift? Labels arrive late
+#
+# A forecaster learns $p(y \mid x)$ on inputs drawn from $p(x)$. Two things can change (Gama et al.
+# 2014, "A survey on concept drift adaptation"):
+#
+# * **covariate drift**: $p(x)$ moves, $p(y \mid x)$ stays. PSI sees it at once, from the inputs alone;
+#   a model that learnt $p(y \mid x)$ well may stay right, so an input alarm is not yet a reason to act;
+# * **concept drift**: $p(y \mid x)$ moves. The inputs may look familiar while the model is wrong;
+#   only its *errors* show it, and an error needs the label.
+#
+# The label of an $h$-day target made at origin $t$ exists on day $t + h$: the **label delay**. An
+# error monitor that honours it can fire at the earliest $h$ days after the first bad forecast. The
+# monitor is Page's (1954) CUSUM on the log absolute error $L_t = \log|y_t - \hat y_t|$, standardised by
+# its level on the validation year (mean $m$, standard deviation $s$):
+#
+# $$S_t = \max\big(0,\; S_{t-1} + (L_t - m)/s - k\big), \qquad \text{alarm when } S_t > h_{\text{CUSUM}},$$
+#
+# fed on day $t$ with the one label that arrived that day. The slack $k$ (`CUSUM_SLACK`) ignores
+# shifts under $k$ standard deviations; the threshold (`CUSUM_THRESHOLD`) sets the false-alarm rate,
+# printed below from Siegmund's approximation for independent Gaussian scores,
+# $\mathrm{ARL}_0 \approx (e^{2kb} - 2kb - 1)/(2k^2)$ with $b = h_{\text{CUSUM}} + 1.166$. The log makes the score scale-free (a model twice as wrong shifts it by $\log 2$) and
+# keeps its right tail light. Both monitors run below on the same 2007-2009 stream and the frozen
+# network: PSI of its inputs against its training years, CUSUM of its errors against its validation years.
+
+# %%
+H = crisis.task.horizons[0]  # the label of origin t arrives on day t + H
+first_block = block_task(
+    "volatility", prices, MONITOR_YEARS[0], val_years=FROZEN_VAL_YEARS, lookback=LOOKBACK
+)
+frozen_net = make_tcn()
+frozen_net.load_state_dict(crisis.states[0])  # the first block's network: the frozen model
+predict_frozen = Trainer(frozen_net, device=device, progress=False).predict
+assert np.allclose(
+    predict_frozen(first_block.test.X)[:, 0],
+    crisis.predictions["frozen"][crisis.block == MONITOR_YEARS[0], 0],
+    atol=1e-5,
+)
+reference_losses = monitor_losses(first_block.val.y[:, 0], predict_frozen(first_block.val.X)[:, 0])
+concept = {
+    delay: delayed_error_monitor(
+        y,
+        crisis.predictions["frozen"][:, 0],
+        dates,
+        delay,
+        reference_losses,
+        slack=CUSUM_SLACK,
+        threshold=CUSUM_THRESHOLD,
+    )
+    for delay in (H, DELAY_WHAT_IF)
+}
+covariate = drift.max(axis=1)  # the largest PSI over the features, weekly
+
+fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+axes[0].plot(covariate.index, covariate, color="C0", label="largest PSI over the features")
+axes[0].axhline(monitor.threshold, color="k", ls="--", label=f"alert (PSI {monitor.threshold})")
+axes[0].set_ylabel(f"PSI vs {train_period}")
+axes[0].set_title("covariate drift: needs no label")
+axes[0].legend(fontsize=8)
+for (delay, table), color in zip(concept.items(), ("C1", "C2"), strict=True):
+    axes[1].plot(table.index, table["cusum"], color=color, label=f"label delay {delay} day(s)")
+    axes[1].plot(table.index[table["alarm"]], table.loc[table["alarm"], "cusum"], "v", color=color)
+axes[1].axhline(CUSUM_THRESHOLD, color="k", ls="--", label=f"alarm (CUSUM {CUSUM_THRESHOLD})")
+axes[1].set_ylabel("CUSUM of the log |error|")
+axes[1].set_xlabel("monitoring day")
+axes[1].set_title(
+    "concept drift: the frozen network's errors, read when their labels arrive (triangles: alarms)"
+)
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %%
+b = CUSUM_THRESHOLD + 1.166
+arl0 = (np.exp(2 * CUSUM_SLACK * b) - 2 * CUSUM_SLACK * b - 1) / (2 * CUSUM_SLACK**2)
+print(
+    f"CUSUM (k = {CUSUM_SLACK}, h = {CUSUM_THRESHOLD}): about one false alarm per {arl0:.0f} independent days"
+)
+psi_alerts = covariate.index[covariate > monitor.threshold]
+error_alarms = {d: t.index[t["alarm"]] for d, t in concept.items()}
+first_psi = psi_alerts[0] if len(psi_alerts) else None
+first_error = error_alarms[H][0] if len(error_alarms[H]) else None
+print(
+    f"covariate drift: {len(psi_alerts)} of {len(covariate)} weeks in alert"
+    + (
+        f", the first on {first_psi.date()} ({covariate.idxmax().date()} the largest, PSI {covariate.max():.2f})"
+        if first_psi is not None
+        else ""
+    )
+)
+for delay, alarms in error_alarms.items():
+    t = concept[delay]
+    print(
+        f"concept drift, label delay {delay:>2}: {len(alarms)} alarm(s)"
+        + (
+            f", the first on {alarms[0].date()}, raised by the label of the forecast made on "
+            f"{t.loc[alarms[0], 'origin'].date()}"
+            if len(alarms)
+            else ""
+        )
+    )
+if first_psi is not None and first_error is not None:
+    lead = int(np.searchsorted(dates, first_error) - np.searchsorted(dates, first_psi))
+    print(
+        f"covariate drift came first: the inputs had left the training distribution {lead} trading days before "
+        "the frozen network's errors rose, so for those days PSI flagged a drift the model absorbed"
+        if lead > 0
+        else f"the errors rose {-lead} trading days before PSI flagged the inputs: a concept drift the inputs did not show"
+    )
+elif first_error is None:
+    print("the error monitor never fired: every input alarm was a covariate drift the model absorbed")
+else:
+    print("the error monitor fired without any input alarm: a pure concept drift")
+if len(error_alarms[H]) and len(error_alarms[DELAY_WHAT_IF]):
+    wait = int(
+        np.searchsorted(dates, error_alarms[DELAY_WHAT_IF][0]) - np.searchsorted(dates, error_alarms[H][0])
+    )
+    print(
+        f"label delay: had these labels arrived {DELAY_WHAT_IF} trading days after their origins, as a monthly "
+        f"target's do, the first alarm would have come {wait} trading days later; an error monitor is never "
+        "faster than its labels"
+    )
+
+# %% [markdown]
+# ## When to re-fit: a calendar or the evidence
+#
+# Walk-forward training re-fits every year whether or not anything changed, and can wait eleven
+# months after a break. A **triggered** policy re-fits when a monitor says the model has gone wrong:
+#
+# * **error trigger**: the CUSUM above, on the current fit's errors as their labels arrive, against the
+#   level of the fit's own residuals over its last year;
+# * **coverage trigger** (the link to Chapter 6d): a split-conformal interval
+#   (`course_lib.evaluation.conformal.ConformalPredictor`, calibrated on the fit's last year of
+#   residuals) should cover $1 - \alpha$ of the labels. Over the last $W$ arrived labels the coverage
+#   $\hat c$ of a calibrated interval has standard error $\sqrt{\alpha(1-\alpha)/W}$; the trigger fires
+#   when $\hat c < 1 - \alpha - 2.33\sqrt{\alpha(1-\alpha)/W}$ (a one-sided 1% band).
+#
+# A triggered re-fit waits `REFIT_MIN_GAP` days after the previous one, so the monitor judges the new
+# fit on its own labels. A fair comparison holds everything else fixed: the model class (log-HAR,
+# cheap enough to re-fit every day if asked), the data, the stream (the chapter's test years) and the
+# initial fit; a re-fit at day $b$ uses only the samples whose targets are known by $b$. And it reports
+# *how often* each policy re-fitted: a policy may win by re-fitting more, so each trigger is also
+# matched by a calendar with the same number of re-fits, evenly spaced. The table gives QLIKE raw and
+# level-corrected (the course's causal correction: each policy's level shift learnt from its own
+# errors already known at each origin); its DM tests and model confidence set use the corrected one.
+# The yearly policy is
+# exactly `log_har_forecasts(protocol="walk_forward")`, the chapter's re-estimated log-HAR (asserted below).
+
+# %%
+stream_task = wf.task
+fitter = LogHARFitter(stream_task)
+s_rows, s_dates, s_y = stream_task.test.rows, stream_task.test.dates, stream_task.test.y[:, 0]
+trigger_kw = dict(
+    min_gap=REFIT_MIN_GAP,
+    slack=CUSUM_SLACK,
+    threshold=CUSUM_THRESHOLD,
+    alpha=COVERAGE_ALPHA,
+    window=COVERAGE_WINDOW,
+)
+policies = {
+    "never": simulate_policy("never", fitter, s_rows, s_dates, s_y),
+    "yearly": simulate_policy("periodic", fitter, s_rows, s_dates, s_y, every=REFIT_EVERY),
+    "error trigger": simulate_policy("error", fitter, s_rows, s_dates, s_y, **trigger_kw),
+    "coverage trigger": simulate_policy("coverage", fitter, s_rows, s_dates, s_y, **trigger_kw),
+}
+for name in ("error trigger", "coverage trigger"):
+    every = equal_budget_every(len(s_rows), policies[name].refits)
+    policies[f"calendar, as often as the {name.split()[0]} trigger"] = simulate_policy(
+        "periodic", fitter, s_rows, s_dates, s_y, every=every
+    )
+yearly_library = log_har_forecasts(stream_task, "test", refit_every=REFIT_EVERY, protocol="walk_forward")[
+    :, 0
+]
+assert np.allclose(policies["yearly"].forecasts, yearly_library, atol=1e-5)
+policy_table = results_table(
+    stream_task,
+    {name: r.forecasts[:, None] for name, r in policies.items()},
+    benchmark="yearly",
+    protocol="walk_forward",
+)
+policy_table.insert(0, "re-fits", [policies[name].refits for name in policy_table.index])
+policy_table[["re-fits", "QLIKE", "QLIKE_lc", "DM_QLIKE", "p_QLIKE", "in_MCS"]].round(4)
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 3.8))
+yearly_loss = loss_series(s_y, policies["yearly"].forecasts, "qlike")
+for (name, result), color in zip(policies.items(), [f"C{i}" for i in range(len(policies))], strict=True):
+    if name == "yearly":
+        continue
+    gap = np.cumsum(loss_series(s_y, result.forecasts, "qlike") - yearly_loss)
+    ax.plot(s_dates, gap, color=color, label=f"{name} ({result.refits} re-fits)")
+    ax.plot(result.refit_dates, gap[s_dates.get_indexer(result.refit_dates)], "|", color=color, ms=12)
+ax.axhline(0, color="k", lw=0.8)
+ax.set_xlabel("forecast origin")
+ax.set_ylabel("cumulative QLIKE minus yearly's")
+ax.set_title(
+    "log-HAR under each re-fitting policy against the yearly calendar (below 0: better; ticks: re-fits)"
+)
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %%
+for name, r in policies.items():
+    shown = ", ".join(str(d.date()) for d in r.refit_dates[:6]) + (" ..." if r.refits > 6 else "")
+    print(f"{name:>40}: {r.refits:>2} re-fits{' (' + shown + ')' if r.refits else ''}")
+yearly_row = policy_table.loc["yearly"]
+for name in ("error trigger", "coverage trigger"):
+    row = policy_table.loc[name]
+    matched = policy_table.loc[f"calendar, as often as the {name.split()[0]} trigger"]
+    print(
+        f"the {name}: {row['re-fits']} re-fit(s) against the yearly calendar's {yearly_row['re-fits']}; QLIKE raw "
+        f"{row['QLIKE']:.4f} vs {yearly_row['QLIKE']:.4f}, level-corrected {row['QLIKE_lc']:.4f} vs "
+        f"{yearly_row['QLIKE_lc']:.4f} (DM {row['DM_QLIKE']:.2f}, p {row['p_QLIKE']:.2g}: "
+        f"{'significantly ' if row['p_QLIKE'] < 0.05 else 'not significantly '}"
+        f"{'better' if row['DM_QLIKE'] < 0 else 'worse'}); with the same budget of {matched['re-fits']} "
+        f"re-fit(s) the calendar scores {matched['QLIKE_lc']:.4f}, so the trigger chose its dates "
+        f"{'better' if row['QLIKE_lc'] < matched['QLIKE_lc'] else 'worse'} than even spacing did"
+    )
+best, in_mcs = (
+    policy_table["QLIKE_lc"].idxmin(),
+    list(policy_table.index[policy_table["in_MCS"].astype(bool)]),
+)
+more_wins = best == max(policies, key=lambda n: policies[n].refits)
+print(
+    f"lowest corrected QLIKE: {best} ({policies[best].refits} re-fits); the 10% model confidence set holds {in_mcs}. "
+    + (
+        "On this stream re-fitting often beats re-fitting on alarms: the monitors fire when the model gets worse "
+        "than its own reference, while the calendar's re-fits also help a model that is not getting worse, "
+        "by adding the newest data"
+        if more_wins
+        else f"On this stream {best} wins with fewer re-fits than the most frequent policy: when matters more than how often"
+    )
+)
+
+# %% [markdown]
+# ## Shadow deployment: promote a challenger by a test fixed in advance
+#
+# A re-trained network is a *challenger*; the model in service is the *champion*. Swapping on a
+# backtest risks promoting noise, so the challenger first runs **in shadow**: it forecasts every day
+# beside the champion, its forecasts are logged but never served, and the labels are logged as they
+# arrive (`course_lib.production.shadow.ShadowLog`, here in a temporary file). The decision rule is
+# written down before the first shadow day (`PromotionTest`): QLIKE, the first $n$ labelled days
+# (`SHADOW_DAYS`, a level `SHADOW_ALPHA`), Diebold-Mariano with a Newey-West variance on $d_t = L(\text{challenger})_t - L(\text{champion})_t$,
+#
+# $$H_0: \mathbb E\, d_t = 0 \quad\text{vs}\quad H_1: \mathbb E\, d_t < 0, \qquad \text{promote if } P(t_{n-1} \le \mathrm{DM}) < \alpha.$$
+#
+# One-sided, because only a better challenger is promoted; run once, because checking the p-value every
+# day and stopping at the first dip below $\alpha$ rejects a true null far more often than $\alpha$ of the time.
+# Here the champion is the frozen network (in service since 2009) and the challenger the walk-forward
+# network, whose first re-trained block starts in 2010; both are the seed-0 runs of the table above.
+
+# %%
+shadow_start = np.flatnonzero(wf.block > TEST_YEARS[0])[0]  # the first day the two networks differ
+champion, challenger = wf.predictions["frozen"][:, 0], wf.predictions["walk_forward"][:, 0]
+shadow = ShadowLog(work / "shadow.jsonl")
+test = PromotionTest(n_days=SHADOW_DAYS, alpha=SHADOW_ALPHA, loss="qlike")
+decision, t_dates, t_y = None, wf.task.test.dates, wf.task.test.y[:, 0]
+for i in range(shadow_start, len(t_dates)):
+    shadow.record(t_dates[i], champion[i], challenger[i])  # both forecasts, made at origin i
+    if i - H >= shadow_start:
+        shadow.label(t_dates[i - H], t_y[i - H])  # the label of origin i - H arrives today
+    if decision is None and shadow.frame()["y"].notna().sum() == SHADOW_DAYS:
+        decision, decided_on = test.decide(shadow), t_dates[i]
+        break
+log = shadow.frame()
+print(
+    f"shadow log: {len(log)} days of forecasts from {log.index[0].date()}, {log['y'].notna().sum()} labelled; "
+    f"the test ran on {decided_on.date()}, on the origins {decision.first.date()} to {decision.last.date()}"
+)
+print(
+    f"challenger minus champion, mean QLIKE {decision.mean_loss_diff:+.4f}; DM {decision.statistic:.2f}, "
+    f"one-sided p {decision.pvalue:.3f}: "
+    + ("promote the challenger" if decision.promote else "keep the champion")
+)
+mse_year = diebold_mariano(
+    log["y"].iloc[:SHADOW_DAYS], log["challenger"].iloc[:SHADOW_DAYS], log["champion"].iloc[:SHADOW_DAYS]
+)
+print(
+    f"for the record, not the registered test: on squared error of the log volatility the same year gives DM "
+    f"{mse_year.statistic:.2f} (two-sided p {mse_year.pvalue:.3f}); the loss written down in advance decides, "
+    "because choosing the loss after seeing both is another way to peek"
+)
+full = diebold_mariano(t_y[shadow_start:], challenger[shadow_start:], champion[shadow_start:], loss="qlike")
+agrees = (full.statistic < 0 and full.pvalue / 2 < SHADOW_ALPHA) == decision.promote
+print(
+    f"over all {len(t_y) - shadow_start} days to {t_dates[-1].date()} (hindsight the desk did not have), DM {full.statistic:.2f}, "
+    f"one-sided p {(full.pvalue / 2 if full.statistic < 0 else 1 - full.pvalue / 2):.3f}: the pre-registered year "
+    + (
+        "reached the same verdict"
+        if agrees
+        else "reached a different verdict, which one year of data could not yet see"
+    )
+)
+assert ShadowLog.load(work / "shadow.jsonl").frame().equals(log)  # the file is the log
 
 # %% [markdown]
 # ## Data-parallel training with torchrun
@@ -841,6 +1257,16 @@ print("Exercise 4 passed")
 #   message, oversized ones with a 413 and a broken model with a 503, and is always stopped.
 # * PSI/KS drift and the rolling error ratio against a baseline turn "the market changed" into an alert
 #   with a date.
+# * Covariate drift (PSI, no label needed) is not concept drift (the errors, read only when the label
+#   arrives, h days after the origin); the same stream can show the first long before the second, and
+#   an error monitor is never faster than its labels.
+# * A re-fitting policy is judged on matched terms: the same model, data and stream, the number of
+#   re-fits reported, and a calendar with the same budget beside each trigger. A monitor fires when a
+#   model gets worse; it cannot see that a re-fit would make a healthy model better.
+# * A challenger runs in shadow beside the champion and is promoted by a test fixed before the first
+#   shadow day: the loss, the number of days, one-sided, run once.
+# * A latency tail is explained by timing each stage many times: the slowest requests are the ones a
+#   rare, expensive event (here the garbage collector) interrupted, and the remedy is measured again.
 # * DDP averages gradients across ranks, so two ranks equal one process on the full batch; mind the
 #   sampler's padding and call `set_epoch`.
 # * Never write into the working directory, never restore a file you did not write in this run, never

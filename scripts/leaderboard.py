@@ -224,6 +224,10 @@ def write_board(run, entries, wf_preds, task, out: Path, rescored: str | None = 
     table = cap.leaderboard(task, entries)
     table["params"] = table["params"].astype("Int64")
     econ = cap.economic_table(task, table, entries)
+    scales = cap.scale_variants(
+        task, {e.name: (np.mean(e.test, axis=0), np.mean(e.val, axis=0)) for e in entries}
+    )
+    scales.columns = [f"{a} {b}" for a, b in scales.columns]
     wf = walk_forward_table(wf_preds) if wf_preds is not None else None
 
     import matplotlib
@@ -304,9 +308,21 @@ def write_board(run, entries, wf_preds, task, out: Path, rescored: str | None = 
         "",
         "## Economic reading (seed ensembles; scale to return volatility learnt on validation)",
         "",
-        "Volatility targeting at 10% a year (vt) and a Gaussian 1% VaR backtest (Kupiec, Christoffersen).",
+        f"Volatility targeting at 10% a year (vt): realised volatility and daily turnover; Sharpe ratio and the "
+        f"performance fee (bp a year, risk aversion {econ.attrs['gamma']:g}) a mean-variance investor would pay to "
+        f"switch from {econ.attrs['benchmark']}'s portfolio, with 90% block-bootstrap intervals, at the lowest "
+        "and highest cost per unit traded; `z rms` (below 1: a conservative forecast); Gaussian, Student-t and "
+        "filtered-historical-simulation 1% VaR backtests (Kupiec, Christoffersen). Every column: "
+        "`python scripts/leaderboard.py --from-predictions docs`.",
         "",
-        markdown(econ),
+        markdown(econ[cap.summary_columns(econ)]),
+        "",
+        "### Where the return scale is learnt",
+        "",
+        "Realised volatility of the 10% target and the Gaussian 1% VaR's breach rate with the scale k learnt not "
+        "at all, on validation (the table above), or causally from the returns already known.",
+        "",
+        markdown(scales.round(3)),
         "",
     ]
     if wf is not None:

@@ -171,3 +171,35 @@ def test_economic_table_has_the_three_vars_and_the_fee_at_each_cost(task):
     assert "fee 5bp" not in summary
     with pytest.raises(ValueError, match="no forecasts"):
         cap.economic_table(task, table, [entry], models=["nope"], reps=10)
+
+
+def test_the_return_scale_learnt_three_ways_and_the_causal_one_never_looks_ahead(task):
+    base_t, base_v = standard_baselines(task, "test", "frozen"), standard_baselines(task, "val", "frozen")
+    t, v = base_t["har"], base_v["har"]
+    r, raw = eco._return_sigma(task, "test", t, v, "none")
+    assert np.allclose(raw, np.exp(t[:, 0]))
+    _, val = eco._return_sigma(task, "test", t, v, "validation")
+    assert np.allclose(val, eco.return_scale(task, v) * raw)
+    _, causal = eco._return_sigma(task, "test", t, v, "causal")
+    day = 300  # k at origin `day`: the mean of r^2 / sigma^2 over the target days already known
+    k2 = np.mean(np.maximum(r[:day] ** 2, 1e-12) / raw[:day] ** 2)
+    assert causal[day] == pytest.approx(np.sqrt(k2) * raw[day])
+    # a probe: returns from the origin's own target day on do not move its scale
+    later = r.copy()
+    later[day:] *= 3.0
+    rows = task.test.rows[day:] + 1
+    shocked = task.frame.copy()
+    shocked.iloc[rows, shocked.columns.get_loc("ret")] = later[day:]
+    original = task.frame
+    try:
+        object.__setattr__(task, "frame", shocked)
+        _, again = eco._return_sigma(task, "test", t, v, "causal")
+    finally:
+        object.__setattr__(task, "frame", original)
+    assert np.allclose(again[: day + 1], causal[: day + 1]) and not np.allclose(again, causal)
+    table = eco.scale_variants(task, {"har": (t, v)})
+    assert table.loc["har", ("vt realised vol", "causal")] == pytest.approx(
+        eco.vol_targeting(task, t, v, scale="causal")["realised vol"]
+    )
+    with pytest.raises(ValueError, match="scale must be one of"):
+        eco.vol_targeting(task, t, v, scale="test")

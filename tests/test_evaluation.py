@@ -24,6 +24,7 @@ from course_lib.evaluation import (
     return_baselines,
     seed_summary,
     spa_test,
+    verdict_summary,
     verdicts,
     volatility_baselines,
 )
@@ -398,6 +399,33 @@ def test_seed_summary_returns(returns_task):
         "in_MCS",
     } <= set(table.columns)
     assert table.loc[(1, "net"), "better (p<0.05)"].endswith("/2")
+
+
+def test_verdict_summary_leads_with_the_mcs_and_groups_by_outcome(vol_task, returns_task):
+    base = volatility_baselines(vol_task)
+    worse = {"shifted": base["log_har"] + 0.3}
+    table = results_table(vol_task, worse | base)
+    text = verdict_summary(table, models=["shifted"])
+    bench = table.attrs["benchmark"]
+    first = text.splitlines()[0]
+    assert first.startswith("At h = 1, the 90% model confidence set on corrected QLIKE keeps")
+    kept = list(table.loc[1].index[table.loc[1, "in_MCS"].astype(bool)])
+    assert first.split("keeps ")[1].startswith(", ".join(kept))
+    assert ("shifted" not in kept) == ("none of shifted is among the best" in first)
+    t = table.loc[1]
+    outcome = "WORSE" if t.loc["shifted", "p_QLIKE"] < 0.05 else "no significant difference"
+    assert f"Against {bench} on corrected QLIKE (DM), {outcome}: shifted" in text
+    ret = results_table(returns_task, return_baselines(returns_task))
+    assert "Clark-West" in verdict_summary(ret) and "squared error" in verdict_summary(ret)
+    fake = ret.copy()  # Clark-West is one-sided: a positive statistic with a small p is a win
+    fake.loc[(1, "ar1"), ["CW", "CW_p"]] = [3.0, 0.001]
+    assert "Clark-West: every return forecast nests zero), better: ar1" in verdict_summary(
+        fake, models=["ar1"]
+    )
+    with pytest.raises(KeyError, match="not rows"):
+        verdict_summary(table, models=["ghost"])
+    with pytest.raises(ValueError, match="results_table"):
+        verdict_summary(pd.DataFrame({"MSE": [1.0]}))
 
 
 def test_verdicts_read_the_table(vol_task, returns_task):

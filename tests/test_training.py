@@ -225,5 +225,7 @@ def test_fit_seeds_repeats_a_seed_exactly_and_keeps_every_seeds_model():
     with torch.no_grad():  # the kept models hold the weights that made the forecasts
         np.testing.assert_allclose(runs.models[0].eval()(Xv[:50]).numpy(), runs.test[0], rtol=1e-6)
     assert len(runs.epoch_times) == 6 and runs.seconds_per_epoch > 0
+    assert runs.epochs_run == [3, 3] and all(1 <= b <= 3 for b in runs.best_epochs)  # the budget, per seed
+    assert runs.best_epochs[1] == again.best_epochs[0]
     with pytest.raises(ValueError, match="at least one seed"):
         fit_seeds(_Last, task, ())

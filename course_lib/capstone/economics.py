@@ -7,6 +7,11 @@ return's variance):
 
     k^2 = mean( r_{t+1}^2 / sigma_hat_{t+1}^2 )  on validation          (:func:`return_scale`)
 
+Like the level correction, k can be learnt three ways (``scale=``, :data:`SCALES`): not at all (k = 1),
+on validation (the default of every reading), or causally, at each test origin from the returns already
+known (the same expanding window as :func:`course_lib.evaluation.correction.causal_level_shift`, whose
+formula it is with ``y = log |r|``); :func:`scale_variants` puts the three side by side.
+
 **Volatility targeting** (Fleming, Kirby and Ostdiek 2001; Moreira and Muir 2017) holds
 ``w_t = target / (k sigma_hat_{t+1})`` of the index (capped at ``max_leverage``) from the close of day
 t to the close of day t+1 (:func:`vol_targeting`, :func:`portfolio_returns`). Its daily return, net of a
@@ -68,6 +73,7 @@ from scipy import optimize, stats
 from ..data.windows import Task
 from ..evaluation.backtests import christoffersen_test, kupiec_test
 from ..evaluation.baselines import standard_baselines
+from ..evaluation.correction import VARIANTS, causal_level_shift
 from ..evaluation.protocol import benchmark_rule
 from .entries import Entry
 from .task import random_walk
@@ -98,13 +104,25 @@ def return_scale(task: Task, val_logvol) -> float:
     return float(np.sqrt(np.mean(r**2 / sigma**2)))
 
 
-def _return_sigma(task: Task, split: str, logvol, val_logvol) -> tuple[np.ndarray, np.ndarray]:
+SCALES = VARIANTS  # where the return scale k is learnt: "none", "validation" or "causal"
+
+
+def _return_sigma(
+    task: Task, split: str, logvol, val_logvol, scale: str = "validation"
+) -> tuple[np.ndarray, np.ndarray]:
     """(r, k sigma_hat) on ``split``: the return (percent) and the forecast on its scale, each (N,)."""
     r = _split_returns(task, split)
     v = _flat(logvol, f"{split} forecasts")
     if len(v) != len(r):
         raise ValueError(f"{len(v)} {split} forecasts for a {split} split of {len(r)} targets")
-    return r, return_scale(task, val_logvol) * np.exp(v)
+    if scale == "validation":
+        return r, return_scale(task, val_logvol) * np.exp(v)
+    if scale == "none":
+        return r, np.exp(v)
+    if scale == "causal":  # k_t^2 = mean of r^2 / sigma_hat^2 over the days already known at origin t
+        log_abs_r = 0.5 * np.log(np.maximum(r**2, 1e-12))  # a zero return: a ratio of 1e-12, not -inf
+        return r, np.exp(v + causal_level_shift(log_abs_r, v, [1])[:, 0])
+    raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
 
 
 def _weights(sigma: np.ndarray, target: float, max_leverage: float) -> np.ndarray:
@@ -113,16 +131,21 @@ def _weights(sigma: np.ndarray, target: float, max_leverage: float) -> np.ndarra
 
 
 def vol_targeting(
-    task: Task, test_logvol, val_logvol, target: float = 10.0, max_leverage: float = 3.0
+    task: Task,
+    test_logvol,
+    val_logvol,
+    target: float = 10.0,
+    max_leverage: float = 3.0,
+    scale: str = "validation",
 ) -> dict:
     """Volatility targeting on the S&P 500 with a forecast: position w_t = target / (k sigma_hat_{t+1}).
 
     ``target``: annualised volatility in percent; k from :func:`return_scale` (validation). Returns
     the realised annualised volatility of the targeted portfolio on the test years, its ratio to the
     target, the spread of its one-year rolling volatility around the target (RMSE, percent points) and
-    the mean daily turnover ``mean |w_t - w_{t-1}|``.
+    the mean daily turnover ``mean |w_t - w_{t-1}|``. ``scale``: where k is learnt (:data:`SCALES`).
     """
-    r, sigma = _return_sigma(task, "test", test_logvol, val_logvol)
+    r, sigma = _return_sigma(task, "test", test_logvol, val_logvol, scale)
     w = _weights(sigma, target, max_leverage)
     pr = w * r
     realised = float(pr.std(ddof=1) * np.sqrt(PERIODS))
@@ -312,15 +335,23 @@ def standardised_residuals(task: Task, split: str, logvol, val_logvol) -> np.nda
     return r / sigma
 
 
-def var_backtest(task: Task, test_logvol, val_logvol, alpha: float = 0.01, method: str = "gaussian") -> dict:
+def var_backtest(
+    task: Task,
+    test_logvol,
+    val_logvol,
+    alpha: float = 0.01,
+    method: str = "gaussian",
+    scale: str = "validation",
+) -> dict:
     """An ``alpha`` VaR from a volatility forecast, backtested on the test years.
 
     VaR_{t+1} = -q_alpha k sigma_hat_{t+1} (k from :func:`return_scale`, q_alpha of ``method``:
     ``"gaussian"``, ``"student-t"`` or ``"fhs"``, fitted on the validation residuals z = r / (k sigma_hat)).
     Returns the violation count and rate, Kupiec's p-value, Christoffersen's independence and
-    conditional-coverage p-values, and ``nu`` for the Student-t.
+    conditional-coverage p-values, and ``nu`` for the Student-t. ``scale``: where k is learnt on the test
+    years (:data:`SCALES`); the shock quantile is always fitted on validation residuals.
     """
-    r, sigma = _return_sigma(task, "test", test_logvol, val_logvol)
+    r, sigma = _return_sigma(task, "test", test_logvol, val_logvol, scale)
     q, nu = shock_quantile(standardised_residuals(task, "val", val_logvol, val_logvol), alpha, method)
     out = breach_tests(r, -q * sigma, alpha)
     if method == "student-t":
@@ -407,3 +438,19 @@ def summary_columns(econ: pd.DataFrame) -> list[str]:
     cols += [f"Sharpe {c}" for c in ends] + [f"fee {c}{e}" for c in ends for e in ("", " lo", " hi")]
     cols += ["z rms"] + [f"{p} {k}" for p in VAR_PREFIX.values() for k in ("rate", "p_kupiec", "p_cc")]
     return [c for c in cols if c in econ.columns]
+
+
+def scale_variants(task: Task, forecasts: dict, target: float = 10.0, alpha: float = 0.01) -> pd.DataFrame:
+    """Volatility targeting's realised volatility and the Gaussian VaR's breach rate of each forecast
+    (name -> (test log-vol, validation log-vol)) with the return scale k learnt each way of :data:`SCALES`:
+    whether a verdict on the economic value is the forecast's or the scale's."""
+    rows = {}
+    for name, (t, v) in forecasts.items():
+        for scale in SCALES:
+            rows[name, scale] = {
+                "vt realised vol": vol_targeting(task, t, v, target=target, scale=scale)["realised vol"],
+                "VaR rate": var_backtest(task, t, v, alpha=alpha, scale=scale)["rate"],
+            }
+    out = pd.DataFrame(rows).T.unstack()
+    out.attrs.update(target=target, alpha=alpha)
+    return out

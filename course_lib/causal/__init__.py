@@ -16,7 +16,8 @@ inverse probability weighting of a marginal structural model (:func:`msm_ipw`) r
 * :mod:`.sensitivity`: the E-value and Cinelli-Hazlett's robustness value and omitted-variable bias.
 * :mod:`.granger`: ADF, classical and heteroskedasticity-robust Granger tests with a multiplicity
   correction.
-* :mod:`.designs`: the market-model event study.
+* :mod:`.designs`: the market-model event study, difference-in-differences (two-way fixed effects)
+  and synthetic control with placebos in space.
 * :func:`fit_outcome_model` trains the recurrent outcome models of :mod:`course_lib.models.causal`
   (:class:`~course_lib.models.causal.CausalLSTM`, the balanced
   :class:`~course_lib.models.causal.CounterfactualRecurrentNetwork` of Bica et al., ICLR 2020).
@@ -32,7 +33,15 @@ from .._moved import moved_names
 from ..models import causal as outcome_models
 from ..outputs import prediction_of
 from ..training import fit_minibatches
-from .designs import EventStudy, event_study
+from .designs import (
+    DifferenceInDifferences,
+    EventStudy,
+    SyntheticControl,
+    difference_in_differences,
+    event_study,
+    synthetic_control,
+    synthetic_weights,
+)
 from .estimators import (
     EffectEstimate,
     aipw_effect,
@@ -60,13 +69,16 @@ from .simulate import (
 )
 
 __all__ = [
+    "DifferenceInDifferences",
     "EffectEstimate",
     "EventStudy",
     "FeedbackData",
+    "SyntheticControl",
     "TreatmentData",
     "adf_table",
     "aipw_effect",
     "bootstrap",
+    "difference_in_differences",
     "e_value",
     "event_study",
     "fit_outcome_model",
@@ -90,6 +102,8 @@ __all__ = [
     "simulate_treatment",
     "simulate_var",
     "stabilised_weights",
+    "synthetic_control",
+    "synthetic_weights",
 ]
 
 # The models left for the models layer (course_lib.models.causal); the old names work for one release.

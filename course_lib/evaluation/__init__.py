@@ -11,7 +11,8 @@
   under the ``"frozen"`` or ``"walk_forward"`` protocol
 * :mod:`.irregular_baselines`: HAR and log-HAR on a forward-filled proxy and a calendar-time EWMA, fed
   only the days a removal mask keeps (chapter 06c; imported from its own path)
-* :mod:`.tables`: :func:`results_table`, :func:`seed_summary`, :func:`verdicts`, and the correction
+* :mod:`.tables`: :func:`results_table`, :func:`seed_summary`, :func:`verdicts` (one line per model),
+  :func:`verdict_summary` (the verdict in a few sentences, MCS first), and the correction
   variants side by side (:func:`correction_variants`, :func:`correction_reversals`)
 * :mod:`.walkforward`: networks re-trained every year on an expanding window (chapter 07)
 * :mod:`.backtests`: Kupiec's proportion of failures and Christoffersen's independence test on a
@@ -48,7 +49,14 @@ from .correction import (
 )
 from .metrics import LOSSES, directional_accuracy, loss_series, mae, mse, qlike, r2_oos, up_rate
 from .protocol import benchmark_rule, validation_scores
-from .tables import correction_reversals, correction_variants, results_table, seed_summary, verdicts
+from .tables import (
+    correction_reversals,
+    correction_variants,
+    results_table,
+    seed_summary,
+    verdict_summary,
+    verdicts,
+)
 
 __all__ = [
     "CORRECTIONS",
@@ -87,6 +95,7 @@ __all__ = [
     "standard_baselines",
     "up_rate",
     "validation_scores",
+    "verdict_summary",
     "verdicts",
     "volatility_baselines",
 ]

@@ -149,6 +149,24 @@ def volatility_baselines(
 LONG_MEMORY_LAGS = (1, 5, 22, 66, 126)  # day, week, month, quarter, half-year: for long windows
 
 
+def log_har_design(task: Task, lags=(1, 5, 22)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The log-HAR regressors of every day and the samples of every split.
+
+    Returns ``design`` (T, 1 + len(lags)): ``[1, lv{k}_t for k in lags]`` per row of ``task.frame`` (NaN
+    during the warm-up), ``rows`` (N,): the origin row of every train, validation and test sample, and
+    ``ys`` (N, n_h): their targets. A fit at date b may use the samples with ``rows + max(h) <= b`` only.
+    """
+    lags = tuple(int(k) for k in lags)
+    if min(lags) < 1:
+        raise ValueError(f"log-HAR lags must be >= 1 day, got {lags}")
+    var = task.frame[task.target_column]
+    averages = [log_vol(var.rolling(k).mean().dropna()).reindex(var.index) for k in lags]  # NaN warm-up
+    design = np.column_stack([np.ones(len(var))] + [a.to_numpy() for a in averages])  # (T, 1 + len(lags))
+    rows = np.concatenate([task.split(n).rows for n in ("train", "val", "test")])  # (N,)
+    ys = np.concatenate([task.split(n).y for n in ("train", "val", "test")])  # (N, n_h)
+    return design, rows, ys
+
+
 def log_har_forecasts(
     task: Task, split: str = "test", refit_every: int = 252, protocol: str = "frozen", lags=(1, 5, 22)
 ) -> np.ndarray:
@@ -164,13 +182,7 @@ def log_har_forecasts(
     """
     check_protocol(protocol)
     lags = tuple(int(k) for k in lags)
-    if min(lags) < 1:
-        raise ValueError(f"log-HAR lags must be >= 1 day, got {lags}")
-    var = task.frame[task.target_column]
-    averages = [log_vol(var.rolling(k).mean().dropna()).reindex(var.index) for k in lags]  # NaN warm-up
-    design = np.column_stack([np.ones(len(var))] + [a.to_numpy() for a in averages])
-    rows = np.concatenate([task.split(n).rows for n in ("train", "val", "test")])
-    ys = np.concatenate([task.split(n).y for n in ("train", "val", "test")])
+    design, rows, ys = log_har_design(task, lags)
     usable_rows = rows >= max(HAR_WARMUP, max(lags)) - 1
     train_fit = usable_rows & np.isin(rows, task.train.rows)
     H = max(task.horizons)

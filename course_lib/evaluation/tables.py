@@ -345,6 +345,80 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
     return "\n".join(lines)
 
 
+def _sorted_by_outcome(t: pd.DataFrame, names: list[str], stat: str, p: str, alpha: float) -> dict:
+    """{"better": [...], "WORSE": [...], "no significant difference": [...]} of ``names`` by one test.
+
+    DM is two-sided with a negative statistic for the lower loss; Clark-West (``stat == "CW"``) is
+    one-sided, positive when the model beats the forecast it nests, and cannot say "worse"."""
+    one_sided = stat == "CW"
+    out = {"better": [], "WORSE": [], "no significant difference": []}
+    for n in names:
+        s, pv = t.loc[n, stat], t.loc[n, p]
+        if not np.isfinite(pv):
+            continue
+        if pv >= alpha:
+            out["no significant difference"].append(n)
+        elif one_sided:
+            out["better" if s > 0 else "no significant difference"].append(n)
+        else:
+            out["better" if s < 0 else "WORSE"].append(n)
+    return out
+
+
+def verdict_summary(table: pd.DataFrame, models: list[str] | None = None, alpha: float = 0.05) -> str:
+    """The verdict of a :func:`results_table` or :func:`seed_summary` table in a few sentences, MCS first.
+
+    Per horizon: which models the model confidence set keeps (and on which loss: the test of the
+    whole table, with the search over models accounted for); then ``models`` (default: every row but
+    the benchmark) grouped by their Diebold-Mariano outcome against the benchmark at ``alpha``, on
+    squared error and, for volatility, on the QLIKE the table tests (corrected or raw); for returns
+    also by Clark-West where the table has it (every return forecast nests the zero forecast).
+    For a seed summary the tests are those of the seed ensemble.
+    """
+    bench = table.attrs.get("benchmark")
+    if bench is None:
+        raise ValueError(
+            "verdict_summary needs a table made by results_table or seed_summary (it reads table.attrs)"
+        )
+    prefix = "ens " if table.attrs.get("n_seeds") else ""
+    vol = "QLIKE" in table.columns
+    mcs_loss = (
+        ("corrected QLIKE" if table.attrs.get("qlike_dm") != "raw" else "raw QLIKE")
+        if vol
+        else "squared error"
+    )
+    level = 1 - (table.attrs.get("mcs_size") or 0.1)
+    tests = [("squared error (DM)", prefix + "DM", prefix + "DM_p")]
+    if vol:
+        tests.append((f"{mcs_loss} (DM)", prefix + "DM_QLIKE", prefix + "p_QLIKE"))
+    elif "CW" in table.columns:
+        tests.append(("squared error (Clark-West: every return forecast nests zero)", "CW", "CW_p"))
+    lines = []
+    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
+    for h, t in groups:
+        t = t.droplevel("horizon") if h is not None else t
+        at = f"At h = {h}, t" if h is not None else "T"
+        names = [n for n in (models or t.index) if n != bench]
+        unknown = [n for n in names if n not in t.index]
+        if unknown:
+            raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+        if "in_MCS" in t.columns:
+            kept = list(t.index[t["in_MCS"].astype(bool)])
+            lines.append(
+                f"{at}he {level:.0%} model confidence set on {mcs_loss} keeps {', '.join(kept)}"
+                + (
+                    f": none of {', '.join(n for n in names if n not in kept)} is among the best."
+                    if any(n not in kept for n in names)
+                    else "."
+                )
+            )
+        for loss, stat, p in tests:
+            groups_ = _sorted_by_outcome(t, names, stat, p, alpha)
+            said = "; ".join(f"{k}: {', '.join(v)}" for k, v in groups_.items() if v)
+            lines.append(f"Against {bench} on {loss}, {said or 'no model tested'}.")
+    return "\n".join(lines)
+
+
 def _ensemble(p) -> np.ndarray:
     """One forecast array: itself, or the mean over a list of per-seed arrays."""
     return np.mean(p, axis=0) if isinstance(p, list | tuple) else np.asarray(p, dtype=np.float64)

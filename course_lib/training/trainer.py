@@ -19,7 +19,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +202,8 @@ class SeedRuns:
     val: list[np.ndarray]  # forecasts of task.val.X (the level correction of QLIKE is learnt on them)
     models: list[nn.Module]  # the fitted models, holding their best weights
     epoch_times: list[float]  # seconds of every epoch of every seed
+    best_epochs: list[int] = field(default_factory=list)  # the epoch (1-based) whose weights were kept
+    epochs_run: list[int] = field(default_factory=list)  # epochs trained before early stopping or the cap
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -229,6 +231,8 @@ def fit_seeds(make: Callable[[], nn.Module], task, seeds: Sequence[int], **train
         runs.val.append(trainer.predict(task.val.X))
         runs.models.append(trainer.model)
         runs.epoch_times.extend(history["epoch_time"])
+        runs.best_epochs.append(trainer.best_epoch)
+        runs.epochs_run.append(len(history["epoch_time"]))
     return runs
 
 
