@@ -103,8 +103,8 @@ def _describe(budget: dict) -> str:
             if min(epochs) != max(epochs)
             else f"{epochs[0]} epochs"
         )
-    else:
-        epochs = f"{epochs} epochs"
+    else:  # the notebook's EPOCHS: a cap (early stopping may end sooner)
+        epochs = f"at most {epochs} epochs"
     return f"{epochs}, {n_seeds} seeds"
 
 
