@@ -12,7 +12,7 @@ SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PY
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup lab lab-instructor test test-fast lint book bench clean clean-venv assignments grade leaderboard holdout
+.PHONY: help setup lab lab-instructor test test-fast lint book bench clean clean-venv assignments grade leaderboard holdout reference
 
 # Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
 setup:
@@ -77,6 +77,13 @@ leaderboard: $(STAMP)
 holdout: $(STAMP)
 	$(PY) scripts/holdout.py
 
+# Full-budget reference results of the research chapters 06a, 06c and 06e (5 seeds, epochs to early
+# stopping) into docs/reference/, which the chapters print beside their own budget's rows (budget: 30
+# minutes per chapter on a 2-core CPU). One chapter: make reference CHAPTER=06c
+CHAPTER ?=
+reference: $(STAMP)
+	$(PY) scripts/reference_runs.py $(if $(CHAPTER),--chapter $(CHAPTER),--all)
+
 # Graded exercises (docs/instructors.md): student versions and autograder bundles into dist/,
 # checked: every solution scores full marks and every unmodified student version zero; and the learner
 # copies of the chapters into dist/chapters/ (the course's build script; no solution line may be left).
@@ -114,6 +121,7 @@ help:
 	@echo "make bench           the Trainer's overhead against a bare training loop"
 	@echo "make leaderboard     the capstone's full table (every family, 5 seeds) into docs/leaderboard.md"
 	@echo "make holdout         the capstone recipes re-fitted on ^IXIC, AAPL, MSFT, IBM into docs/holdout.md"
+	@echo "make reference       full-budget results of chapters 06a, 06c, 06e into docs/reference/ (CHAPTER=06a)"
 	@echo "make assignments     student versions and autograder bundles in dist/ (checked)"
 	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
 	@echo "make clean           remove build/ and dist/;  make clean-venv: remove .venv"

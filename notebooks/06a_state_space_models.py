@@ -967,6 +967,31 @@ print(
 )
 
 # %% [markdown]
+# ### The same comparison at a full budget
+# The verdicts above belong to this notebook's budget. The repository keeps the same comparison (the same
+# task, models and table) trained at a full budget: more seeds, each trained until its validation loss
+# stopped improving (`make reference`; the tables, the command, the machine and the date are in
+# `docs/reference/06a.md`). Below, each network's row at this budget beside its row at the full budget.
+# The verdict of a row is the Diebold-Mariano test of its seed ensemble against the benchmark on corrected
+# QLIKE at 5%, with its membership of the 90% model confidence set; where the two budgets disagree, the
+# budget, not the architecture, decided this notebook's verdict.
+
+# %%
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
+
+full_reference = load_reference("06a")  # docs/reference/06a.json of this repository, from any directory
+full_settings = full_reference["settings"]
+print(
+    f"full budget: seeds {full_settings['seeds']}, up to {full_settings['max_epochs']} epochs with patience {full_settings['patience']}; "
+    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']}, torch {full_reference['torch']})"
+)
+comparison = budget_comparison(
+    results, full_reference, models=networks, notebook_budget={"epochs": EPOCHS, "seeds": SEEDS}
+)
+display(comparison.round(4))
+print(budget_verdicts(comparison))
+
+# %% [markdown]
 # ### What the numbers say
 #
 # The sentences above are computed from this run, so they stay true when the code changes. Read them

@@ -546,6 +546,41 @@ print(
 )  # fmt: skip
 
 # %% [markdown]
+# ### The same comparison at a full budget
+# The tables above belong to this notebook's budget. The repository keeps the same comparison (the same
+# task, models and table) trained at a full budget: more seeds, each trained until its validation loss
+# stopped improving (`make reference`; the tables, the command, the machine and the date are in
+# `docs/reference/06c.md`). Below, each network's row, one removal rate at a time, at this budget beside
+# its row at the full budget. The verdict of a row is the Diebold-Mariano test of its seed ensemble
+# against the benchmark on corrected QLIKE at 5%, with its membership of the 90% model confidence set;
+# where the two budgets disagree, the budget, not the architecture, decided this notebook's verdict.
+
+# %%
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
+
+full_reference = load_reference("06c")  # docs/reference/06c.json of this repository, from any directory
+full_settings = full_reference["settings"]
+print(
+    f"full budget: seeds {full_settings['seeds']}, up to {full_settings['max_epochs']} epochs with patience {full_settings['patience']}; "
+    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']}, torch {full_reference['torch']})"
+)
+for rate in REMOVAL_RATES:
+    label = f"{rate:.0%} removed"
+    if label not in full_reference["tables"]:
+        print(f"\n{label}: no full-budget reference (it covers {', '.join(full_reference['tables'])})")
+        continue
+    comparison = budget_comparison(
+        results[rate],
+        full_reference,
+        table=label,
+        models=list(MODELS),
+        notebook_budget={"epochs": EPOCHS, "seeds": SEEDS},
+    )
+    print(f"\n{label}")
+    print(comparison.round(4).to_string())
+    print(budget_verdicts(comparison))
+
+# %% [markdown]
 # ### Why might time not help here? Two hypotheses, one test
 #
 # * **Budget.** The networks train for a few epochs on one CPU. If most runs were still improving on the

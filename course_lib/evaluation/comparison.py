@@ -103,7 +103,9 @@ def model_confidence_set(
 
     Returns, per model, the MCS p-value and whether it is in the ``1 - size`` set: the models that
     cannot be told apart from the best. Stationary bootstrap with mean block ``block_size``
-    (default: the Newey-West lag + 1), seeded, so a table is reproducible.
+    (default: the Newey-West lag + 1), seeded, so a table is reproducible. Models with identical
+    losses (e.g. a baseline fed data with nothing removed, beside the same baseline on the full data)
+    are one model to the test (their loss difference has no variance) and share its p-value.
     """
     from arch.bootstrap import MCS
 
@@ -111,10 +113,18 @@ def model_confidence_set(
         raise ValueError(f"a model confidence set needs at least two models, got {list(losses.columns)}")
     if not np.isfinite(losses.to_numpy()).all():
         raise ValueError("losses must be finite")
+    first = {}  # each column -> the first column with the same losses
+    for name in losses.columns:
+        first[name] = next((u for u in set(first.values()) if losses[u].equals(losses[name])), name)
+    unique = losses[list(dict.fromkeys(first.values()))]
+    if unique.shape[1] < 2:
+        p = pd.Series(1.0, index=losses.columns)
+        return pd.DataFrame({"MCS_p": p, "in_MCS": p > size})
     block = block_size or newey_west_lags(len(losses)) + 1
-    mcs = MCS(losses, size=size, reps=reps, block_size=block, method="R", seed=seed)
+    mcs = MCS(unique, size=size, reps=reps, block_size=block, method="R", seed=seed)
     mcs.compute()
-    p = mcs.pvalues["Pvalue"].reindex(losses.columns)
+    p = mcs.pvalues["Pvalue"].reindex([first[n] for n in losses.columns])
+    p.index = losses.columns
     return pd.DataFrame({"MCS_p": p, "in_MCS": p > size})
 
 

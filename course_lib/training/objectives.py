@@ -8,6 +8,8 @@ Lusch, Kutz & Brunton (2018), ``course_lib.models.koopman.koopman_loss``::
 (reconstruction, linearity, prediction over h = 1..H, and the weighted eigenvalue penalty R).
 """
 
+from collections.abc import Callable
+
 import torch
 
 from ..models.koopman import DeepKoopmanFinance, koopman_loss
@@ -25,8 +27,12 @@ def fit_koopman(
     batch_size: int = 256,
     stability: float = 0.0,
     seed: int = 0,
+    after_epoch: Callable[[int, float], bool] | None = None,
 ) -> list[float]:
-    """Adam on :func:`koopman_loss` over (N, T, C) training sequences; returns the mean total loss per epoch."""
+    """Adam on :func:`koopman_loss` over (N, T, C) training sequences; returns the mean total loss per epoch.
+
+    ``after_epoch(epoch, loss)``: called after each epoch, model in eval mode; True stops training (e.g.
+    early stopping on a validation loss, ``scripts/reference_runs.py``)."""
     if sequences.dim() != 3 or len(sequences) == 0:
         raise ValueError(
             f"sequences must be a non-empty (N, T, C) tensor, got shape {tuple(sequences.shape)}"
@@ -38,4 +44,6 @@ def fit_koopman(
             raise FloatingPointError("koopman_loss is not finite: lower lr or scale the inputs")
         return loss
 
-    return fit_minibatches(model, len(sequences), batch_loss, epochs, lr, batch_size, seed, sequences.device)
+    return fit_minibatches(
+        model, len(sequences), batch_loss, epochs, lr, batch_size, seed, sequences.device, after_epoch
+    )

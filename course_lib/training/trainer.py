@@ -264,19 +264,22 @@ def fit_minibatches(
     batch_size: int,
     seed: int,
     device: torch.device | str,
+    after_epoch: Callable[[int, float], bool] | None = None,
 ) -> list[float]:
     """Plain Adam over shuffled mini-batches, for fits with their own loss and no validation split.
 
     Each epoch draws a new order of ``range(n_samples)`` (from ``seed``) and takes one step per
     ``batch_size`` indices on ``batch_loss(idx)`` (``idx``: a tensor of indices on ``device``).
-    Returns the sample-weighted mean loss of each epoch, and leaves the model in eval mode. For
-    supervised (X, y) data with early stopping, use :class:`Trainer`.
+    ``after_epoch(epoch, mean_loss)``, if given, is called after each epoch (1-based) with the model in
+    eval mode; returning True stops training (an early-stopping rule of the caller's). Returns the
+    sample-weighted mean loss of each epoch, and leaves the model in eval mode. For supervised (X, y)
+    data with early stopping, use :class:`Trainer`.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = []
-    model.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        model.train()
         order = torch.randperm(n_samples, generator=gen).to(device)
         total = 0.0
         for start in range(0, n_samples, batch_size):
@@ -287,5 +290,8 @@ def fit_minibatches(
             opt.step()
             total += loss.item() * len(idx)
         history.append(total / n_samples)
+        model.eval()
+        if after_epoch is not None and after_epoch(epoch, history[-1]):
+            break
     model.eval()
     return history
