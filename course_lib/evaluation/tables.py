@@ -477,7 +477,10 @@ def correction_variants(
                     row[f"QLIKE {v}"], row[f"vs {benchmark} {v}"] = np.nan, "n/a"
                     continue
                 row[f"QLIKE {v}"] = float(loss_series(y[:, j], corrected[name][:, j], "qlike").mean())
-                if name == benchmark or benchmark not in corrected:
+                twin = benchmark in corrected and np.array_equal(
+                    corrected[name][:, j], corrected[benchmark][:, j]
+                )
+                if name == benchmark or benchmark not in corrected or twin:  # nothing to test
                     row[f"vs {benchmark} {v}"] = "benchmark" if name == benchmark else "n/a"
                     continue
                 stat, pv = _dm(y[:, j], corrected[name][:, j], corrected[benchmark][:, j], h, "qlike")
