@@ -426,13 +426,18 @@ def test_reconciliation_names_the_settings_behind_a_flipped_verdict():
     ]
     table = cap.reconciliation(rows)
     assert table.loc[("TCN", "board"), "verdict"] == "better"
-    assert table.loc[("TCN", "chapter 08 notebook"), "verdict"] == "WORSE"
-    assert table.loc[("GRU", "board"), "verdict"] == "n.s."
+    assert table.loc[("TCN", "chapter 08 notebook"), "verdict"] == "worse"
+    assert table.loc[("GRU", "board"), "verdict"] == "no significant difference"
     text = cap.flips(table)
     assert text.count("the verdict changes") == 1 and "TCN: the verdict changes" in text
     assert "settings that differ: epochs, seeds." in text  # and not the window, the loss...
     assert "holds in every setting shown for: GRU" in text
-    assert cap.reconcile.verdict(np.nan, 0.01) == "n/a"
+    rows = cap.chapter_rows("06a", {"Mamba": "Mamba"})
+    assert (
+        rows[0]["window"] == 256 and rows[0]["seeds"] >= 5 and rows[0]["where"] == "chapter 06a, full budget"
+    )
+    with pytest.raises(KeyError, match="has no rows"):
+        cap.chapter_rows("06a", {"GRU": "GRU"})
     with pytest.raises(KeyError, match="lacks"):
         cap.reconciliation([{"family": "x", "where": "y"}])
     with pytest.raises(KeyError, match="not in the leaderboard"):

@@ -53,10 +53,10 @@ def test_holdout_summary_correlates_rankings_and_names_lost_verdicts():
     )
     table, rho = holdout.holdout_summary({"AAPL": same, "IBM": flipped}, reference)
     assert rho.loc["AAPL", "rho"] == pytest.approx(1.0) and rho.loc["IBM", "rho"] < 0
-    assert table.loc["a", ("IBM", "verdict")] == "WORSE" and table.loc["a", ("^GSPC", "verdict")] == "better"
+    assert table.loc["a", ("IBM", "verdict")] == "worse" and table.loc["a", ("^GSPC", "verdict")] == "better"
     text = holdout.holdout_sentences(table, rho, {"^GSPC": "har", "AAPL": "har", "IBM": "har"})
-    assert "a: better on the S&P 500; IBM WORSE on the hold-out." in text
-    assert "b:" not in text  # n.s. everywhere: nothing to say
+    assert "a: better on the S&P 500; IBM worse on the hold-out." in text
+    assert "b:" not in text  # no significant difference anywhere: nothing to say
     assert "AAPL: Spearman rank correlation with the S&P 500 board +1.00" in text
     with pytest.raises(ValueError, match="at least one"):
         holdout.holdout_summary({}, reference)

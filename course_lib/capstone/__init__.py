@@ -66,7 +66,7 @@ from .leaderboard import (
     save_predictions,
     validation_choice,
 )
-from .reconcile import board_rows, flips, reconciliation
+from .reconcile import board_rows, chapter_rows, flips, reconciliation
 from .task import (
     FEATURES,
     LOOKBACK,
@@ -100,6 +100,7 @@ __all__ = [
     "build_model",
     "capstone_task",
     "certainty_equivalent",
+    "chapter_rows",
     "christoffersen_test",
     "combination_weights",
     "committed_board",

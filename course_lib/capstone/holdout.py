@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..data.prices import load_prices
 from ..data.windows import Task, make_task
-from .reconcile import verdict
+from ..evaluation.reference import verdict_word
 from .task import FEATURES, LOOKBACK, TEST_END, TRAIN_END, VAL_END
 
 HOLDOUT_ASSETS = ("^IXIC", "AAPL", "MSFT", "IBM")
@@ -67,7 +67,10 @@ def holdout_summary(boards: dict[str, pd.DataFrame], reference: pd.DataFrame, al
     for asset, board in {"^GSPC": reference, **boards}.items():
         columns[(asset, "QLIKE_lc")] = board["QLIKE_lc"]
         columns[(asset, "verdict")] = pd.Series(
-            [verdict(d, p, alpha) for d, p in zip(board["ens DM_QLIKE"], board["ens p_QLIKE"], strict=True)],
+            [
+                verdict_word(d, p, alpha)
+                for d, p in zip(board["ens DM_QLIKE"], board["ens p_QLIKE"], strict=True)
+            ],
             index=board.index,
         )
         columns[(asset, "in_MCS")] = board["in_MCS"].astype(bool)
@@ -90,7 +93,7 @@ def holdout_sentences(table: pd.DataFrame, correlations: pd.DataFrame, benchmark
     ]
     sp = table["^GSPC"]["verdict"]
     for name in table.index:
-        if name in benchmarks.values() or not isinstance(sp.get(name), str) or sp[name] == "n/a":
+        if name in benchmarks.values() or not isinstance(sp.get(name), str) or sp[name] == "benchmark":
             continue
         scored = [a for a in correlations.index if isinstance(table.loc[name, (a, "verdict")], str)]
         lost = [

@@ -7,21 +7,17 @@ correction. :func:`reconciliation` puts the rows side by side with those setting
 tell a contradiction from a change of protocol.
 
 A verdict is the seed ensemble's Diebold-Mariano test on corrected QLIKE against the row's benchmark
-at ``alpha``: ``better``, ``WORSE`` or ``n.s.`` (no significant difference).
+at ``alpha``, in the words of :func:`course_lib.evaluation.reference.verdict_word`: ``better``,
+``worse`` or ``no significant difference``. :func:`chapter_rows` reads a chapter's committed
+full-budget reference (``docs/reference/``).
 """
 
-import numpy as np
 import pandas as pd
+
+from ..evaluation.reference import load_reference, verdict_word
 
 SETTINGS = ("window", "features", "size", "epochs", "seeds", "loss", "correction", "benchmark")
 RESULTS = ("QLIKE_lc", "DM", "p", "in_MCS")
-
-
-def verdict(dm: float, p: float, alpha: float = 0.05) -> str:
-    """``better`` / ``WORSE`` (a significant DM statistic below / above 0 at ``alpha``) or ``n.s.``."""
-    if not (np.isfinite(dm) and np.isfinite(p)):
-        return "n/a"
-    return ("better" if dm < 0 else "WORSE") if p < alpha else "n.s."
 
 
 def board_rows(table: pd.DataFrame, where: str, families: dict[str, str], **settings) -> list[dict]:
@@ -51,7 +47,7 @@ def reconciliation(rows: list[dict], alpha: float = 0.05) -> pd.DataFrame:
             raise KeyError(f"row {i} ({r.get('family')}, {r.get('where')}) lacks {sorted(missing)}")
     table = pd.DataFrame(rows).set_index(["family", "where"])
     table = table[[*SETTINGS, *RESULTS]]
-    table["verdict"] = [verdict(d, p, alpha) for d, p in zip(table["DM"], table["p"], strict=True)]
+    table["verdict"] = [verdict_word(d, p, alpha) for d, p in zip(table["DM"], table["p"], strict=True)]
     return table
 
 
@@ -60,7 +56,7 @@ def flips(table: pd.DataFrame) -> str:
     one sentence for the families whose verdict holds everywhere."""
     lines, steady = [], []
     for family, t in table.groupby(level="family", sort=False):
-        verdicts = t["verdict"][t["verdict"] != "n/a"]
+        verdicts = t["verdict"][t["verdict"] != "benchmark"]
         if verdicts.nunique() < 2:
             steady.append(family)
             continue
@@ -76,3 +72,33 @@ def flips(table: pd.DataFrame) -> str:
     if steady:
         lines.append(f"The verdict holds in every setting shown for: {', '.join(steady)}.")
     return "\n".join(lines)
+
+
+def chapter_rows(
+    chapter: str, families: dict[str, str], table: str | None = None, horizon: int | None = None
+) -> list[dict]:
+    """Rows of :func:`reconciliation` from a chapter's committed full-budget reference: ``families`` maps
+    a family name to the chapter's row name; ``table`` picks one of the reference's tables (default:
+    its first), ``horizon`` one horizon of a multi-horizon table."""
+    ref = load_reference(chapter)
+    name = table or next(iter(ref["tables"]))
+    block, settings = ref["tables"][name], ref["settings"]
+    rows = [r for r in block["rows"] if horizon is None or r["horizon"] == horizon]
+    by_model = {r["model"]: r for r in rows}
+    missing = [m for m in families.values() if m not in by_model]
+    if missing:
+        raise KeyError(f"chapter {chapter} ({name}) has no rows {missing}; it has {sorted(by_model)}")
+    where = f"chapter {chapter}, full budget" + (f" ({name})" if len(ref["tables"]) > 1 else "")
+    epochs = f"<= {settings['max_epochs']}, early stopping"
+    out = []
+    for family, model in families.items():
+        r = by_model[model]
+        out.append(
+            dict(family=family, where=where, window=settings["window"], features=len(settings["features"]),
+                 size="chapter's", epochs=epochs, seeds=len(settings["seeds"]),
+                 loss=settings.get("loss", "mse") if family != "DeepKoopman" else "own",
+                 correction=settings.get("correction", "causal"), benchmark=block["benchmark"],
+                 QLIKE_lc=r["QLIKE_lc"], DM=r["ens DM_QLIKE"] if r["ens DM_QLIKE"] is not None else float("nan"),
+                 p=r["ens p_QLIKE"] if r["ens p_QLIKE"] is not None else float("nan"), in_MCS=r["in_MCS"])
+        )  # fmt: skip
+    return out
