@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from torch import nn
 
 from course_lib import capstone as cap
@@ -159,9 +160,27 @@ print(", ".join(f"{e.name} ({e.family}, {e.params} parameters, {e.seconds:.1f} s
 # %%
 table = cap.leaderboard(task, entries, combine=COMBINE)
 show = ["family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "ens DM_QLIKE"]
-print(table[[*show, "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3))
+view = table[[*show, "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3)
+view["params"] = view["params"].astype("Int64")  # a parameter count is a whole number
+# Cells left empty by design, and why: the table has no other empty cell (checked).
+EMPTY_BECAUSE = {
+    "params": "nothing is trained",
+    "seconds": "nothing is trained",
+    "ens DM_QLIKE": "HAR is the benchmark these tests compare with",
+    "ens p_QLIKE": "HAR is the benchmark these tests compare with",
+}
+empty = {col: list(view.index[view[col].isna()]) for col in view.columns if view[col].isna().any()}
+assert set(empty) <= set(EMPTY_BECAUSE), (
+    f"empty cells without a reason: {sorted(set(empty) - set(EMPTY_BECAUSE))}"
+)
+display(view.style.format(precision=3, na_rep=""))
+print(
+    "Empty cells: "
+    + "; ".join(f"{col} for {', '.join(rows)} ({EMPTY_BECAUSE[col]})" for col, rows in empty.items())
+    + "."
+)
 
-# %%
+# %% mystnb={"image": {"alt": "The leaderboard as two dot plots, one row per model, sorted: the mean test QLIKE over seeds with a bar of one standard deviation, members of the model confidence set filled, and a dashed line at HAR; raw QLIKE on the left, level-corrected on the right; lower is better"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 cap.plot_leaderboard(table, axes[0], "QLIKE")
 cap.plot_leaderboard(table, axes[1], "QLIKE_lc")
@@ -271,7 +290,7 @@ for n in econ.index:
         f"{r['VaR p_kupiec']:.3f}, Christoffersen cc p = {r['VaR p_cc']:.3f})."
     )
 
-# %%
+# %% mystnb={"image": {"alt": "A scatter plot with one labelled point per model: the error of volatility targeting around its 10% target against the rate of 1% VaR breaches, with a dashed line at the nominal 1%"}}
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.scatter(econ["vt rolling RMSE"], econ["VaR rate"] * 100)
 for n in econ.index:
