@@ -73,7 +73,7 @@ book: $(STAMP)
 book-check: $(STAMP)
 	@test -f build/site/index.html || { echo "no build/site/index.html: run 'make book' first"; exit 2; }
 	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e ".[browser]"
-	$(PY) -m pytest -q -p no:randomly -m browser tests/test_book_browser.py
+	$(PY) -m pytest -q -m browser tests/test_book_browser.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py

@@ -19,7 +19,12 @@ ROOT = BOOK.parent
 sys.path.insert(0, str(ROOT))  # autodoc imports course_lib from this checkout
 sys.path.insert(0, str(BOOK / "_ext"))
 os.environ.setdefault("COURSE_OFFLINE", "1")  # the packaged data: the same pages with or without a network
-os.environ.setdefault("MPLBACKEND", "agg")
+# The chapters' kernels inherit this environment: figures inline whatever MPLBACKEND the shell has (agg
+# would draw nothing), and temporary files in one known folder that the pages name "$TMPDIR".
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+BOOK_TMP = ROOT / "build" / "book-tmp"
+BOOK_TMP.mkdir(parents=True, exist_ok=True)
+os.environ["TMPDIR"] = str(BOOK_TMP)
 
 project = "Deep Learning for Financial Time Series"
 author = "the course's contributors"

@@ -3,11 +3,13 @@
 * Every chapter page (``notebooks/NN_*``) starts with "Download this chapter": the notebook as
   ``.ipynb`` (built from the py:percent source by jupytext, no outputs: run it in the course's
   environment) and the source itself; both files are written next to the page.
+* A chapter's output that names the build's temporary folder (conf.py sets ``TMPDIR``) says ``$TMPDIR``.
 * MathJax 2.7 is copied from the ``jupyter-server-mathjax`` package into ``_static/mathjax`` (conf.py's
   ``mathjax_path`` points there), so formulas render with no network.
 """
 
 import io
+import os
 import re
 import shutil
 from pathlib import Path
@@ -49,6 +51,22 @@ def add_download_line(app, doctree, docname):
         doctree.insert(0, line)
     else:
         section.insert(1, line)
+
+
+def hide_temporary_folder(app, doctree, docname):
+    """A chapter that prints where it keeps its files shows ``$TMPDIR/...``, not this machine's path."""
+    if not _chapter(docname):
+        return
+    folder = os.environ.get("TMPDIR", "")
+    if not folder:
+        return
+    for node in doctree.findall(nodes.literal_block):
+        text = node.astext()
+        if folder in text:
+            text = text.replace(folder, "$TMPDIR")
+            node.rawsource = text  # what Sphinx highlights
+            node.clear()
+            node += nodes.Text(text)
 
 
 def write_downloads(app, exception):
@@ -149,5 +167,6 @@ def plain_text_docstrings(app, what, name, obj, options, lines):
 def setup(app):
     app.connect("autodoc-process-docstring", plain_text_docstrings)
     app.connect("doctree-resolved", add_download_line)
+    app.connect("doctree-resolved", hide_temporary_folder)
     app.connect("build-finished", write_downloads)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
