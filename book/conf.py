@@ -82,6 +82,7 @@ nb_execution_raise_on_error = True  # a chapter that fails stops the build
 nb_execution_show_tb = True
 nb_output_stderr = "warn"  # stderr on a page is a build warning (make book fails on warnings)
 nb_merge_streams = True
+nb_ipywidgets_js = {}  # no require.js from a CDN: the pages are static (a closed progress bar leaves only state)
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_update_mathjax = False  # MathJax 2 (bundled) reads its own configuration below
 myst_heading_anchors = 3

@@ -64,8 +64,11 @@ class Page(HTMLParser):
                 self.nav.append(a["href"])
         if tag in ("img", "script", "link") and (a.get("src") or a.get("href")):
             self.links.append(a.get("src") or a["href"])
-        if tag == "img":
-            self.images.append((a.get("alt") or "").strip())
+        if tag == "img":  # docutils writes the file's path as alt when there is none: that is none
+            alt = (a.get("alt") or "").strip()
+            self.images.append(
+                "" if alt == a.get("src") or re.search(r"\.(png|jpe?g|svg|gif)$", alt) else alt
+            )
         if tag == "script":
             self.scripts.append(a.get("src") or "")
         if tag not in ("img", "br", "hr", "meta", "link", "input", "source", "wbr"):

@@ -98,7 +98,7 @@ def test_the_checker_finds_what_a_reader_must_not_see(tmp_path):
         '<div class="cell_output"><div class="output stderr"><pre>'
         "/tmp/tmpab12/x.py:3: DataFallbackWarning: offline</pre></div>"
         '<div class="output traceback"><pre>Traceback (most recent call last):</pre></div>'
-        '<img src="figure.png"></div>'
+        '<img src="figure.png"><img src="../_images/a.png" alt="../_images/a.png"></div>'
         f'<a href="{first}.ipynb">Download this chapter</a><a href="missing.html">x</a><a href="#nowhere">y</a>'
         '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
     )
@@ -114,8 +114,9 @@ def test_the_checker_finds_what_a_reader_must_not_see(tmp_path):
         "MathJax from the network",
         "a link to nothing: missing.html",
         "a link to nothing: figure.png",
+        "a link to nothing: ../_images/a.png",
         "a link to a missing anchor: #nowhere",
         f"chapters missing from the navigation: ['{first}']",
     ):
         assert expected in found, f"{expected!r} not reported in:\n{found}"
-    assert alt[first] == (0, 1), "a figure without alt text is counted"
+    assert alt[first] == (0, 2), "a figure without alt text (or with its path as alt) is counted"
