@@ -12,7 +12,7 @@ SETUP := bash scripts/setup_env.sh "$(PYTHON)" "$(VENV)" "$(TORCH)" "$(origin PY
 # Tests and the notebook kernels import course_lib from this checkout, whatever the venv.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup lab lab-instructor test test-fast lint book bench clean clean-venv assignments grade leaderboard holdout reference
+.PHONY: help setup lab lab-instructor test test-fast lint book book-check bench clean clean-venv assignments grade leaderboard holdout reference
 
 # Checks the interpreter, (re)builds .venv when needed, installs the chosen PyTorch build and the course.
 setup:
@@ -35,7 +35,7 @@ lab: $(STAMP)
 lab-instructor: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
 
-LINTED := course_lib tests notebooks scripts benchmarks assignments grader
+LINTED := course_lib tests notebooks scripts benchmarks assignments grader book
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
@@ -55,11 +55,25 @@ PYTEST_ARGS ?=
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests -m "not slow and not sandbox and not gpu" -n $(TEST_JOBS) --dist loadscope $(PYTEST_ARGS)
 
+# The course as a website in build/site/ (Sphinx, MyST-NB, the book theme; offline: bundled MathJax, the
+# packaged data). Chapters run once and are cached in build/book-cache/: a rebuild re-runs only a chapter
+# whose code changed (rm -r build/book-cache to run them all again, e.g. after a change to course_lib).
+# Any warning fails the build (stderr in a chapter's output is one); scripts/check_book.py then reads every
+# page for tracebacks, warnings, stderr, machine paths, figures without alt text and broken links.
+BOOK_EXECUTE ?= cache
 book: $(STAMP)
-	$(PY) scripts/build_notebooks.py --out build/book
-	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
-		--output-dir build/book build/book/*.ipynb
-	@echo "The rendered course is in build/book/*.html"
+	COURSE_OFFLINE=1 BOOK_EXECUTE=$(BOOK_EXECUTE) $(PY) -m sphinx -b html -W --keep-going -q \
+		-d build/book-doctrees book build/site
+	$(PY) scripts/check_book.py build/site
+	@echo "The course's website is in build/site/ (open build/site/index.html; any static host serves it)"
+
+# A real browser on the built site: headless Chromium (the distribution's package: apt-get install
+# chromium) driven by Playwright opens the landing page, follows the sidebar to every chapter, searches,
+# and saves screenshots in build/site-check/.
+book-check: $(STAMP)
+	@test -f build/site/index.html || { echo "no build/site/index.html: run 'make book' first"; exit 2; }
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e ".[browser]"
+	$(PY) -m pytest -q -m browser tests/test_book_browser.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py
@@ -117,7 +131,8 @@ help:
 	@echo "make test-fast       unit tests only (-m 'not slow and not sandbox and not gpu'): the inner loop"
 	@echo "make setup           (re)install the environment; TORCH=auto|cpu|cuda, PYTHON=/path/to/python3.12"
 	@echo "make lab-instructor  the sources, with solutions"
-	@echo "make book            every notebook executed, as HTML in build/book/"
+	@echo "make book            the course as a website in build/site/ (chapters run once, then cached)"
+	@echo "make book-check      headless Chromium on build/site/: every chapter, search, screenshots"
 	@echo "make bench           the Trainer's overhead against a bare training loop"
 	@echo "make leaderboard     the capstone's full table (every family, 5 seeds) into docs/leaderboard.md"
 	@echo "make holdout         the capstone recipes re-fitted on ^IXIC, AAPL, MSFT, IBM into docs/holdout.md"

@@ -75,7 +75,7 @@ prices = load_prices(TICKER)
 print(prices.attrs["source"])
 prices.tail()
 
-# %%
+# %% mystnb={"image": {"alt": "Two stacked time series sharing a date axis: the index's daily close, and its daily log returns in percent, whose swings cluster in calm and turbulent periods"}}
 returns = log_returns(prices["Close"])  # percent log returns, 100 * log(P_t / P_{t-1})
 fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
 axes[0].plot(prices["Close"])
@@ -96,7 +96,7 @@ plt.show()
 #
 # The second fact is why volatility is forecastable and returns, to a first approximation, are not.
 
-# %%
+# %% mystnb={"image": {"alt": "Left: a histogram of standardised daily returns on a log density scale against the normal curve, with far more mass in the tails. Right: autocorrelations at lags 1 to 30 for returns and for squared returns, with the 95% band under no correlation"}}
 r = returns.to_numpy()
 print(
     f"mean {r.mean():.3f}%  std {r.std():.3f}%  skew {stats.skew(r):.2f}  kurtosis {stats.kurtosis(r, fisher=False):.1f}"
@@ -138,7 +138,7 @@ plt.show()
 #
 # Garman-Klass (GK) also uses the open. That is only better if the open is a real price.
 
-# %%
+# %% mystnb={"image": {"alt": "Three daily volatility proxies from June 2008 to June 2009 (the squared return, Parkinson and Garman-Klass), in percent"}}
 proxies = pd.DataFrame(
     {
         "squared return": squared_returns(returns),
@@ -161,11 +161,12 @@ print(np.log(proxies.clip(lower=1e-4)).diff().std().round(2))
 # return instead of the squared intraday move. `stale_open_share` counts, per year, the days whose open
 # equals the previous close.
 
-# %%
+# %% mystnb={"image": {"alt": "Bars by calendar year of the percentage of days whose open equals the previous close"}}
 stale = stale_open_share(prices)
 early, late = stale.loc[1999:2005].mean(), stale.loc[2008:].mean()
 fig, ax = plt.subplots(figsize=(10, 2.8))
 ax.bar(stale.index, 100 * stale.to_numpy())
+ax.set_xticks(stale.index[::2])  # one bar per calendar year: whole years on the axis, every other one
 ax.set(xlabel="year", ylabel="days with open = previous close (%)", title=f"{TICKER}: stale opens by year")
 plt.show()
 gk_parts = pd.DataFrame({"GK / Parkinson": (garman_klass(prices) / parkinson(prices)).clip(0, 3)})
@@ -198,7 +199,7 @@ assert early > 0.9 and late < 0.1, "the prose below describes stale opens before
 # boundary are dropped (a **gap**): no target straddles two splits. The feature scaler is fitted on
 # the rows that training inputs cover and on nothing later.
 
-# %%
+# %% mystnb={"image": {"alt": "The next-day log volatility target over time, coloured by split: training, then validation, then test, with gaps between them"}}
 ret_task = make_task("returns", ticker=TICKER, lookback=LOOKBACK, horizons=HORIZONS)
 vol_task = make_task("volatility", ticker=TICKER, lookback=LOOKBACK, horizons=HORIZONS)
 print(ret_task)
@@ -389,7 +390,7 @@ assert abs(nw.statistic) < abs(no_lag.statistic), "the claim below: the Newey-We
 # > their mean, so the statistic above shrinks once the Newey-West lag is used: the zero-lag rule turns
 # > noise into "significant" wins. `diebold_mariano` uses the Newey-West lag unless told otherwise.
 
-# %%
+# %% mystnb={"image": {"alt": "Next-day log volatility in the first half of 2009: the target as grey dots and the EWMA, GARCH, HAR and log-HAR forecasts as lines"}}
 span = slice(0, 130)  # the first half of 2009: the baselines differ most after the crisis
 styles = {"ewma": ("C0", "-"), "garch": ("C1", "--"), "har": ("C2", "-."), "log_har": ("C3", ":")}
 fig, ax = plt.subplots(figsize=(10, 3.8))

@@ -18,6 +18,7 @@
 
 # %%
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -306,12 +307,15 @@ dilations = [2**i for _ in range(4) for i in range(10)]
 x_batch = torch.randn(BATCH_SIZE, LOOKBACK, 4)
 for name, model in [("source 4 x 10", oversized), (f"sized, {wavenet_layers_for(LOOKBACK)} layers", sized)]:
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model(x_batch)
     print(
         f"{name:>16}: receptive field {model.receptive_field:5d} days, "
         f"{sum(p.numel() for p in model.parameters()):6d} parameters, forward {1e3 * (time.perf_counter() - start):.1f} ms"
     )
+    for w in caught:  # course_lib's own warning about a receptive field far beyond the window
+        print(f"{'':>16}  course_lib warns: {w.message}")
 print(
     f"layers of the source WaveNet whose dilation is >= {LOOKBACK}: {sum(d >= LOOKBACK for d in dilations)} of {len(dilations)}"
 )

@@ -181,9 +181,27 @@ bench = table.attrs["benchmark"]
 print(table.columns.name)
 print(f"benchmark: {bench}, the classical baseline with the lowest validation QLIKE at its best level")
 show = ["family", "params", "seconds", "QLIKE", "QLIKE sd", "QLIKE_lc", "QLIKE_lc sd", "MSE", "ens DM_QLIKE"]
-table[[*show, "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3)
+view = table[[*show, "ens p_QLIKE", "better QLIKE (p<0.05)", "in_MCS"]].round(3)
+view["params"] = view["params"].astype("Int64")  # a parameter count is a whole number
+# Cells left empty by design, and why: the table has no other empty cell (checked).
+EMPTY_BECAUSE = {
+    "params": "nothing is trained",
+    "seconds": "nothing is trained",
+    "ens DM_QLIKE": f"{bench} is the benchmark these tests compare with",
+    "ens p_QLIKE": f"{bench} is the benchmark these tests compare with",
+}
+empty = {col: list(view.index[view[col].isna()]) for col in view.columns if view[col].isna().any()}
+assert set(empty) <= set(EMPTY_BECAUSE), (
+    f"empty cells without a reason: {sorted(set(empty) - set(EMPTY_BECAUSE))}"
+)
+display(view.style.format(precision=3, na_rep=""))
+print(
+    "Empty cells: "
+    + "; ".join(f"{col} for {', '.join(rows)} ({EMPTY_BECAUSE[col]})" for col, rows in empty.items())
+    + "."
+)
 
-# %%
+# %% mystnb={"image": {"alt": "The leaderboard as two dot plots, one row per model, sorted: the mean test QLIKE over seeds with a bar of one standard deviation, members of the model confidence set filled, and a dashed line at the benchmark; raw QLIKE on the left, level-corrected on the right; lower is better"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 cap.plot_leaderboard(table, axes[0], "QLIKE")
 cap.plot_leaderboard(table, axes[1], "QLIKE_lc")
@@ -513,7 +531,7 @@ for p, label in (("VaR-t", "Student-t"), ("VaR-FHS", "FHS")):
         )
     )
 
-# %%
+# %% mystnb={"image": {"alt": "Two panels: left, one labelled point per model and VaR model, the rate of 1% VaR breaches against the corrected QLIKE, with a dashed line at the nominal 1%; right, the performance fee against the benchmark at each trading cost"}}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 for p, marker in (("VaR", "o"), ("VaR-t", "s"), ("VaR-FHS", "^")):
     axes[0].scatter(var_view["QLIKE_lc"], 100 * var_view[f"{p} rate"], marker=marker, label=p)
@@ -686,7 +704,7 @@ print(
 #   numbers.
 # * One call puts a model on the leaderboard: `cap.evaluate_submission(model_or_forecasts)`; the
 #   table gives raw and corrected QLIKE with the seed spread, DM against the benchmark the course's
-#   rule picks on validation (HAR on this task) with a Newey-West variance, the seeds that beat it,
+#   rule picks on validation with a Newey-West variance, the seeds that beat it,
 #   and the model confidence set.
 # * The training loss matters as much as the architecture: the printed comparison above shows the
 #   same TCN trained on QLIKE against MSE, on the loss the leaderboard ranks by.

@@ -17,18 +17,66 @@ VENV=${2:-.venv}
 TORCH=${3:-auto}
 ORIGIN=${4:-default}
 TORCH_VERSION=$(sed -n 's/^ *"torch==\([^"]*\)".*/\1/p' pyproject.toml)
-CPU_INDEX=https://download.pytorch.org/whl/cpu
+CPU_INDEX=${SETUP_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}  # overridable for tests and mirrors
 SUPPORTED='(3, 11) <= sys.version_info[:2] <= (3, 13)'
 WANTED="Python 3.11, 3.12 or 3.13"
 say() { echo "setup: $*"; }
 
 version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null; }
+# The names the Makefile tries, in its order (SETUP_CANDIDATES overrides them, for tests).
+CANDIDATES=${SETUP_CANDIDATES:-python3.11 python3.12 python3.13 python3}
+INSTALL="install one (python.org, 'brew install python@3.13', 'sudo apt install python3.12-venv') or pass PYTHON=/path/to/python3.12"
 
-# 1. The interpreter.
+# Why an interpreter does not run (it cannot even print its version): the first line of its own error
+# (a pyenv shim for a version that is not selected, a broken link, a missing library, ...).
+run_error() {
+    local out err rc=0
+    err=$(mktemp)
+    out=$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>"$err") || rc=$?
+    if [[ "$out" =~ ^[0-9]+\.[0-9]+$ ]]; then rm -f "$err"; return 1; fi
+    sed -n '/[^[:space:]]/{s/^.*: line [0-9]*: //;p;q;}' "$err" | grep . || echo "exit status $rc"
+    rm -f "$err"
+}
+
+# Where pyenv is installed, its interpreters run from their own folders even when its shims do not:
+# name one (the version of $1, e.g. python3.13, first).
+pyenv_hint() {
+    local root want found="" p
+    root=$(pyenv root 2>/dev/null) || return 0
+    want=$(basename "${1:-}" | sed -n 's/^python\(3\.1[123]\)$/\1/p')
+    for p in ${want:+"$root"/versions/*/bin/python$want} "$root"/versions/*/bin/python3.1[123]; do
+        if [ -x "$p" ] && "$p" -c "import sys; sys.exit(not ($SUPPORTED))" 2>/dev/null; then found="$p"; break; fi
+    done
+    if [ -n "$found" ]; then
+        echo " (pyenv's interpreters run from their own folder: PYTHON=$found)"
+    else
+        echo " (pyenv: 'pyenv install 3.13' and 'pyenv global 3.13')"
+    fi
+}
+
+# 1. The interpreter: one that runs, and is 3.11 to 3.13. A Python that does not run is named with its own error.
+if [ -n "$PYTHON" ] && err=$(run_error "$PYTHON"); then
+    echo "setup: PYTHON=$PYTHON does not run: $err; repair it or pass another$(pyenv_hint "$PYTHON")" >&2
+    exit 1
+fi
+if [ -z "$PYTHON" ]; then  # the Makefile found none that runs and is supported: say what is on PATH
+    broken=""
+    for p in $CANDIDATES; do
+        path=$(command -v "$p" 2>/dev/null) || continue
+        if err=$(run_error "$path"); then
+            echo "setup: $p on PATH ($path) does not run: $err" >&2
+            broken=${broken:-$p}
+        fi
+    done
+    if [ -n "$broken" ]; then
+        echo "setup: no Python 3.11, 3.12 or 3.13 on PATH runs: repair $broken$(pyenv_hint "$broken")," \
+            "or $INSTALL" >&2
+        exit 1
+    fi
+fi
 if [ -z "$PYTHON" ] || ! "$PYTHON" -c "import sys; sys.exit(not ($SUPPORTED))" 2>/dev/null; then
     found=$( [ -n "$PYTHON" ] && version_of "$PYTHON" || true )
-    echo "setup: this course needs $WANTED${found:+ (found $PYTHON = Python $found)}: install one" \
-        "(python.org, 'brew install python@3.13', 'sudo apt install python3.12-venv') or pass PYTHON=/path/to/python3.12" >&2
+    echo "setup: this course needs $WANTED${found:+ (found $PYTHON = Python $found)}: $INSTALL" >&2
     exit 1
 fi
 
@@ -75,6 +123,18 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
 
+# Whether a package index answers: "unreachable (the reason)" or "reachable, but pip found no matching build".
+index_state() {
+    "$PY" - "$1" <<'PYEOF' 2>/dev/null || echo "unreachable"
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=15).close()
+    print("the index answers, but pip found no build of it for this Python and platform")
+except Exception as error:
+    print(f"the index is unreachable ({getattr(error, 'reason', error)})")
+PYEOF
+}
+
 # 4. PyTorch, only if the installed build is not the one wanted.
 installed=$("$PY" -c "import torch; print(torch.__version__.split('+')[0], 'cuda' if torch.version.cuda else 'cpu')" 2>/dev/null || true)
 want="$TORCH_VERSION $([ "$TORCH" = cuda ] && echo cuda || echo cpu)"
@@ -83,11 +143,17 @@ if [ "$installed" != "$want" ]; then
     case "$TORCH" in
         cpu)  # Linux and Windows: PyPI's torch is the CUDA build (several GB); PyTorch's CPU index has the small one
             say "installing PyTorch $TORCH_VERSION, CPU build (make setup TORCH=cuda for the CUDA build)"
-            "${PIP[@]}" --no-deps --index-url "$CPU_INDEX" "torch==$TORCH_VERSION" || {
-                echo "setup: could not install the CPU build of PyTorch from $CPU_INDEX; check the network," \
-                    "or run 'make setup TORCH=cuda' for PyPI's build (CUDA, several GB)" >&2
+            log=$(mktemp)
+            if ! "${PIP[@]}" --no-deps --index-url "$CPU_INDEX" "torch==$TORCH_VERSION" >"$log" 2>&1; then
+                # the course's diagnosis first, then pip's own (often a long resolver message)
+                echo "setup: could not install the CPU build of PyTorch $TORCH_VERSION from $CPU_INDEX:" \
+                    "$(index_state "$CPU_INDEX/torch/"); check the network (or a proxy), or run" \
+                    "'make setup TORCH=cuda' for PyPI's build (CUDA, several GB). pip said:" >&2
+                sed 's/^/    /' "$log" >&2
+                rm -f "$log"
                 exit 1
-            }
+            fi
+            cat "$log"; rm -f "$log"
             # its dependencies (typing_extensions, sympy, ...) from the usual index; the CPU build satisfies the pin
             "${PIP[@]}" "torch==$TORCH_VERSION" ;;
         cuda)

@@ -14,9 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "setup_env.sh"
 
 
-def _setup(*args, cwd=ROOT):
+def _setup(*args, cwd=ROOT, env=None, timeout=60):
     return subprocess.run(
-        ["bash", str(SCRIPT), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+        ["bash", str(SCRIPT), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -32,7 +37,9 @@ def test_an_unsupported_python_gets_one_line_saying_what_to_install(tmp_path):
     old.write_text("#!/bin/sh\nexec " + sys.executable + " -c \"import sys; print('3.10'); sys.exit(1)\"\n")
     old.chmod(0o755)
     for python in (old, ""):
-        out = _setup(python, tmp_path / "venv", "auto", "command line")
+        out = _setup(
+            python, tmp_path / "venv", "auto", "command line", env={"SETUP_CANDIDATES": "no-such-python"}
+        )
         assert out.returncode == 1
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and re.match(
@@ -40,6 +47,48 @@ def test_an_unsupported_python_gets_one_line_saying_what_to_install(tmp_path):
         )
         assert "install one" in lines[0] and "PYTHON=" in lines[0]
     assert not (tmp_path / "venv").exists(), "nothing is created before the interpreter is checked"
+
+
+def _broken_python(folder: Path, name: str) -> Path:
+    """A `name` on PATH that does not run, like a pyenv shim for a version that is not selected."""
+    folder.mkdir(exist_ok=True)
+    shim = folder / name
+    shim.write_text(f"#!/bin/sh\necho 'pyenv: {name}: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    return shim
+
+
+def test_a_python_that_does_not_run_is_named_with_its_own_error(tmp_path):
+    shim = _broken_python(tmp_path / "bin", "python3.13")
+    env = {"PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "SETUP_CANDIDATES": "python3.13"}
+    # found on PATH by the Makefile's search (which then passes no PYTHON), or named by the user
+    for python, culprit in (("", f"python3.13 on PATH ({shim})"), (shim, f"PYTHON={shim}")):
+        out = _setup(python, tmp_path / "venv", "auto", "command line", env=env)
+        assert out.returncode == 1
+        first = out.stderr.splitlines()[0]
+        assert first.startswith(f"setup: {culprit} does not run: pyenv: python3.13: command not found"), first
+        assert "this course needs" not in out.stderr, "a broken interpreter is not 'no interpreter'"
+    assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.slow
+def test_an_unreachable_pytorch_index_is_named_before_pips_own_message(tmp_path):
+    env = {
+        "SETUP_TORCH_INDEX": "http://127.0.0.1:9/whl/cpu",  # nothing listens on the discard port
+        "PIP_CONFIG_FILE": os.devnull,  # no local wheels or mirrors from this machine's pip settings
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_RETRIES": "0",
+    }
+    out = _setup(sys.executable, tmp_path / "venv", "cpu", "default", env=env, timeout=300)
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    first = next(
+        i for i, line in enumerate(lines) if line.startswith("setup: could not install the CPU build")
+    )
+    assert "the index is unreachable" in lines[first], lines[first]
+    pip_lines = [i for i, line in enumerate(lines) if "ERROR" in line or "Could not" in line]
+    assert pip_lines and min(pip_lines) > first, "the course's diagnosis comes before pip's messages"
 
 
 def test_an_unknown_torch_build_is_refused_before_anything_is_built(tmp_path):
