@@ -49,11 +49,12 @@ include_patterns = [
     "docs/errata.md",
     "docs/leaderboard.md",
     "docs/instructors.md",
+    "docs/capstone_brief.md",
     "reference/**",
 ]
 exclude_patterns = ["**/.ipynb_checkpoints"]
 templates_path = ["_templates"]
-html_static_path = ["_static"]
+html_static_path: list[str] = []  # MathJax is copied into the site's _static/ after the build
 html_title = "Deep Learning for Financial Time Series"
 html_theme = "sphinx_book_theme"
 html_theme_options = {

@@ -258,8 +258,8 @@ print(
 
 # %% [markdown]
 # ### One family, several verdicts
-# The same architecture gets a verdict in its own chapter, in this notebook's subset and on the full
-# board, each under its own settings. The table puts them side by side with the settings that differ
+# The same architecture gets a verdict in its own chapter (the research chapters' comparisons at their
+# committed full budget), in this notebook's subset and on the full board, each under its own settings. The table puts them side by side with the settings that differ
 # (window, features, model size, epochs, seeds, training loss, correction, benchmark), and the sentences under it
 # say where a verdict flips and why. The full board is read from the run `make leaderboard` committed.
 
@@ -274,10 +274,21 @@ rows += cap.board_rows(
     board, "full board", {n: n for n in shared}, window=cap.LOOKBACK, features=len(cap.FEATURES),
     size="full", epochs="<= 20", seeds=5, loss="", correction="causal",
 )  # fmt: skip
+# the research chapters' own comparisons at their committed full budget (docs/reference/), beside the board
+in_chapters = {"06a": {"S4D": "S4D", "Mamba": "Mamba", "TCN": "TCN", "LSTM": "LSTM, 20 days"}}
+in_chapters |= {"06c": {"NeuralODE": "NeuralODE"}, "06e": {"DeepKoopman": "DeepKoopman"}}
+for chapter, families in in_chapters.items():
+    table_name = "0% removed" if chapter == "06c" else None  # 06c: the complete daily series
+    rows += cap.chapter_rows(chapter, families, table=table_name, horizon=1 if chapter == "06e" else None)
+    fresh = {f: f for f in families if f not in shared}
+    rows += cap.board_rows(
+        board, "full board", fresh, window=cap.LOOKBACK, features=len(cap.FEATURES), size="full",
+        epochs="<= 20", seeds=5, loss="", correction="causal",
+    )  # fmt: skip
 for r in rows:  # the loss is part of the row's name: NAME (MSE), NAME-qlike, or a family's own objective
     own = r["family"].startswith("Foundation") or r["family"] == "DeepKoopman"
     r["loss"] = "own" if own else "qlike" if r["family"].endswith("-qlike") else "mse"
-reconciled = cap.reconciliation(rows)
+reconciled = cap.reconciliation(rows).sort_index(level="family", sort_remaining=False)
 display(reconciled.round(3))
 print(cap.flips(reconciled))
 

@@ -83,22 +83,24 @@ def chapter_rows(
     ref = load_reference(chapter)
     name = table or next(iter(ref["tables"]))
     block, settings = ref["tables"][name], ref["settings"]
-    rows = [r for r in block["rows"] if horizon is None or r["horizon"] == horizon]
-    by_model = {r["model"]: r for r in rows}
-    missing = [m for m in families.values() if m not in by_model]
+    frame = block["rows"]  # index model, or (horizon, model)
+    if frame.index.nlevels > 1:
+        frame = frame.xs(
+            horizon if horizon is not None else frame.index.get_level_values(0)[0], level="horizon"
+        )
+    missing = [m for m in families.values() if m not in frame.index]
     if missing:
-        raise KeyError(f"chapter {chapter} ({name}) has no rows {missing}; it has {sorted(by_model)}")
+        raise KeyError(f"chapter {chapter} ({name}) has no rows {missing}; it has {sorted(frame.index)}")
     where = f"chapter {chapter}, full budget" + (f" ({name})" if len(ref["tables"]) > 1 else "")
-    epochs = f"<= {settings['max_epochs']}, early stopping"
     out = []
     for family, model in families.items():
-        r = by_model[model]
+        r = frame.loc[model]
         out.append(
             dict(family=family, where=where, window=settings["window"], features=len(settings["features"]),
-                 size="chapter's", epochs=epochs, seeds=len(settings["seeds"]),
-                 loss=settings.get("loss", "mse") if family != "DeepKoopman" else "own",
+                 size="chapter's", epochs=f"<= {settings['max_epochs']}, early stopping",
+                 seeds=len(settings["seeds"]), loss=settings.get("loss", "mse"),
                  correction=settings.get("correction", "causal"), benchmark=block["benchmark"],
-                 QLIKE_lc=r["QLIKE_lc"], DM=r["ens DM_QLIKE"] if r["ens DM_QLIKE"] is not None else float("nan"),
-                 p=r["ens p_QLIKE"] if r["ens p_QLIKE"] is not None else float("nan"), in_MCS=r["in_MCS"])
+                 QLIKE_lc=float(r["QLIKE_lc"]), DM=float(r["ens DM_QLIKE"]), p=float(r["ens p_QLIKE"]),
+                 in_MCS=bool(r["in_MCS"]))
         )  # fmt: skip
     return out
