@@ -7,6 +7,7 @@ import pytest
 
 from course_lib.capstone import holdout
 from course_lib.capstone.task import TRAIN_END, VAL_END
+from course_lib.data.windows import make_task
 
 
 @pytest.mark.parametrize("ticker", holdout.HOLDOUT_ASSETS)
@@ -22,7 +23,7 @@ def test_no_test_date_of_a_holdout_asset_reaches_its_training(ticker):
     later = prices.index > pd.Timestamp(TRAIN_END)
     shocked = prices.copy()
     shocked.loc[later, "High"] *= np.exp(np.abs(np.random.default_rng(0).normal(0, 0.05, int(later.sum()))))
-    again = holdout.make_task(
+    again = make_task(
         "volatility", ticker=ticker, lookback=task.lookback, horizons=(1,), features=task.feature_names,
         train_end=TRAIN_END, val_end=VAL_END, prices=shocked, split_by="target", test_end=str(target_day["test"].max().date()),
     )  # fmt: skip
@@ -74,7 +75,7 @@ def test_the_pooled_training_set_holds_every_assets_training_years_and_nothing_l
         mine = train.target_day[train.asset == asset]
         assert not held & set(mine), f"{asset}: a validation or test day entered the pooled training set"
         assert np.array_equal(train.X[train.asset == asset], task.train.X)  # its own scaler, unchanged
-    late = holdout.make_task(
+    late = make_task(
         "volatility", ticker="AAPL", lookback=60, horizons=(1,), features=list(tasks["AAPL"].feature_names),
         train_end="2007-12-31", val_end="2008-12-31", prices=holdout.load_prices("AAPL", offline=True),
         split_by="target",

@@ -20,9 +20,9 @@ import pandas as pd
 from scipy import stats
 
 from ..data.prices import load_prices
-from ..data.windows import Task, make_task
+from ..data.windows import Task
 from ..evaluation.reference import verdict_word
-from .task import FEATURES, LOOKBACK, TEST_END, TRAIN_END, VAL_END
+from .task import TEST_END, capstone_task
 
 HOLDOUT_ASSETS = ("^IXIC", "AAPL", "MSFT", "IBM")
 
@@ -34,19 +34,7 @@ def holdout_task(ticker: str) -> Task:
         raise ValueError(f"hold-out assets are {HOLDOUT_ASSETS}, got {ticker!r}")
     prices = load_prices(ticker, offline=True)
     last = min(pd.Timestamp(TEST_END), prices.index[-1])  # the last test target
-    return make_task(
-        "volatility",
-        ticker=ticker,
-        lookback=LOOKBACK,
-        horizons=(1,),
-        features=FEATURES,
-        train_end=TRAIN_END,
-        val_end=VAL_END,
-        prices=prices,
-        proxy="parkinson",
-        split_by="target",
-        test_end=str(last.date()),
-    )
+    return capstone_task(prices, ticker=ticker, test_end=str(last.date()))
 
 
 def holdout_summary(boards: dict[str, pd.DataFrame], reference: pd.DataFrame, alpha: float = 0.05):

@@ -35,7 +35,9 @@ OUTSIDE = {
 }
 
 
-def capstone_task(prices: pd.DataFrame | None = None) -> Task:
+def capstone_task(
+    prices: pd.DataFrame | None = None, ticker: str = "^GSPC", test_end: str = TEST_END
+) -> Task:
     """The capstone's fixed task as a :class:`~course_lib.data.windows.Task` (see the module docstring).
 
     Samples are split by the date of their target (one day ahead; ``make_task(split_by="target")``):
@@ -43,11 +45,12 @@ def capstone_task(prices: pd.DataFrame | None = None) -> Task:
     targets end on ``TEST_END``. The scaler is fitted on the rows the training inputs cover (up to the
     last training origin) and nothing later. ``prices`` (an OHLCV frame) replaces the packaged S&P 500
     of ``arch`` (for tests); the default is always the packaged data, offline, so that every learner
-    has the same task.
+    has the same task. ``ticker`` and ``test_end`` put the same task on another asset's ``prices``
+    (:func:`course_lib.capstone.holdout.holdout_task`).
     """
     return make_task(
         "volatility",
-        ticker="^GSPC",
+        ticker=ticker,
         lookback=LOOKBACK,
         horizons=(1,),
         features=FEATURES,
@@ -58,7 +61,7 @@ def capstone_task(prices: pd.DataFrame | None = None) -> Task:
         offline=True,
         proxy="parkinson",
         split_by="target",
-        test_end=TEST_END,
+        test_end=test_end,
     )
 
 
