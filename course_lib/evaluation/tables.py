@@ -286,6 +286,25 @@ def _outcome(stat: float, p: float, alpha: float) -> str:
     return f"{'better' if stat < 0 else 'WORSE'}, p = {p:.3f}"
 
 
+def _by_horizon(table: pd.DataFrame):
+    """(horizon, the rows of that horizon indexed by model) for each horizon of a table; (None, table)
+    for a one-horizon table."""
+    if table.index.nlevels == 1:
+        yield None, table
+        return
+    for h, t in table.groupby(level="horizon", sort=False):
+        yield h, t.droplevel("horizon")
+
+
+def _rows(t: pd.DataFrame, models, bench: str) -> list:
+    """The rows a sentence speaks of: ``models`` (default every row) but the benchmark, each checked."""
+    names = [n for n in (models or t.index) if n != bench]
+    unknown = [n for n in names if n not in t.index]
+    if unknown:
+        raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+    return names
+
+
 def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float = 0.05) -> str:
     """Plain sentences read off a :func:`results_table` or :func:`seed_summary` table.
 
@@ -305,14 +324,9 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
     prefix = "ens " if seeds else ""
     vol = "QLIKE" in table.columns
     lines = [f"Against {bench} ({table.columns.name}):"]
-    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
-    for h, t in groups:
-        t = t.droplevel("horizon") if h is not None else t
+    for h, t in _by_horizon(table):
         at = f"h = {h}: " if h is not None else ""
-        names = [n for n in (models or t.index) if n != bench]
-        unknown = [n for n in names if n not in t.index]
-        if unknown:
-            raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+        names = _rows(t, models, bench)
         b = t.loc[bench]
         for n in names:
             row = t.loc[n]
@@ -394,14 +408,9 @@ def verdict_summary(table: pd.DataFrame, models: list[str] | None = None, alpha:
     elif "CW" in table.columns:
         tests.append(("squared error (Clark-West: every return forecast nests zero)", "CW", "CW_p"))
     lines = []
-    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
-    for h, t in groups:
-        t = t.droplevel("horizon") if h is not None else t
+    for h, t in _by_horizon(table):
         at = f"At h = {h}, t" if h is not None else "T"
-        names = [n for n in (models or t.index) if n != bench]
-        unknown = [n for n in names if n not in t.index]
-        if unknown:
-            raise KeyError(f"models {unknown} are not rows of the table {list(t.index)}")
+        names = _rows(t, models, bench)
         if "in_MCS" in t.columns:
             kept = list(t.index[t["in_MCS"].astype(bool)])
             lines.append(
@@ -510,9 +519,7 @@ def correction_reversals(table: pd.DataFrame) -> str:
         f"The rankings use the {rank} correction: it is learnt only from errors already known at each "
         "origin, so it neither carries the validation years' level into the test years nor looks ahead."
     ]
-    groups = table.groupby(level="horizon", sort=False) if table.index.nlevels > 1 else [(None, table)]
-    for h, t in groups:
-        t = t.droplevel("horizon") if h is not None else t
+    for h, t in _by_horizon(table):
         at = f"h = {h}: " if h is not None else ""
         best = {v: t[f"QLIKE {v}"].idxmin() for v in VARIANTS if t[f"QLIKE {v}"].notna().any()}
         lines.append(
