@@ -131,21 +131,24 @@ def _bwrap_command(bwrap: str, runtime: Path) -> list[str]:
 class Cgroups:
     """One memory and process budget per sandbox: a child cgroup of this process's own, where it may
     write one (cgroup v1 ``memory`` and ``pids`` hierarchies, or a v2 group that already delegates both
-    controllers). Elsewhere :attr:`why_not` says why, and only the per-process limits apply."""
+    controllers). Elsewhere :attr:`why_not` says why, and only the per-process limits apply.
 
-    def __init__(self):
+    ``proc`` and ``sysfs`` are where this process's membership and the cgroup file system are read
+    (the system's by default; the tests point them at a made-up layout)."""
+
+    def __init__(self, proc: Path = Path("/proc/self/cgroup"), sysfs: Path = Path("/sys/fs/cgroup")):
         self.parents: dict[str, Path] = {}
         self.why_not = None
         try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
+            lines = proc.read_text().splitlines()
         except OSError:
             lines = []
         for line in lines:
             _, controllers, path = line.split(":", 2)
             for c in set(controllers.split(",")) & {"memory", "pids"}:
-                self.parents[c] = Path("/sys/fs/cgroup") / c / path.lstrip("/")
+                self.parents[c] = sysfs / c / path.lstrip("/")
             if controllers == "" and not self.parents:
-                here = Path("/sys/fs/cgroup") / path.lstrip("/")
+                here = sysfs / path.lstrip("/")
                 with contextlib.suppress(OSError):
                     if {"memory", "pids"} <= set((here / "cgroup.subtree_control").read_text().split()):
                         self.parents["v2"] = here

@@ -9,7 +9,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -394,6 +396,38 @@ def test_the_tests_run_in_a_limited_child_that_cannot_stall_or_exhaust_the_grade
         result = host.score(q, {"a": 1})
         assert result.score == 0 and "grader's limits" in result.reason and time.monotonic() - start < 10
         assert host.score(q | {"tests": {"suites": [{"cases": cases[1:]}]}}, {"a": 1}).score == 2.0
+
+
+def _cgroup_layout(tmp_path, membership: str, folders: dict[str, str]) -> sandbox.Cgroups:
+    """A made-up /proc/self/cgroup and cgroup file system: ``folders`` maps a folder to the text of
+    its ``cgroup.subtree_control`` (v2) or to "" (a v1 hierarchy's folder)."""
+    tmp_path.mkdir()
+    (tmp_path / "cgroup").write_text(membership)
+    for folder, controllers in folders.items():
+        (tmp_path / "fs" / folder).mkdir(parents=True)
+        if controllers:
+            (tmp_path / "fs" / folder / "cgroup.subtree_control").write_text(controllers)
+    return sandbox.Cgroups(proc=tmp_path / "cgroup", sysfs=tmp_path / "fs")
+
+
+def test_cgroups_are_used_only_where_both_controllers_are_delegated(tmp_path, monkeypatch):
+    v1 = _cgroup_layout(
+        tmp_path / "v1",
+        "4:memory:/grading\n8:pids:/grading\n0::/\n",
+        {"memory/grading": "", "pids/grading": ""},
+    )
+    assert set(v1.parents) == {"memory", "pids"} and v1.why_not is None
+    v2 = _cgroup_layout(tmp_path / "v2", "0::/user/grading\n", {"user/grading": "cpu memory pids"})
+    assert set(v2.parents) == {"v2"} and v2.parents["v2"].name == "grading"
+    # cgroup v2 whose group does not delegate the pids controller (a systemd user slice by default)
+    bare = _cgroup_layout(tmp_path / "bare", "0::/user/grading\n", {"user/grading": "cpu memory"})
+    assert bare.parents == {} and "no cgroup with the memory and pids controllers delegated" in bare.why_not
+    half = _cgroup_layout(tmp_path / "half", "4:memory:/g\n0::/\n", {"memory/g": ""})  # v1 memory, no pids
+    assert half.parents == {} and "delegated" in half.why_not
+    assert "delegated" in sandbox.Cgroups(proc=tmp_path / "absent", sysfs=tmp_path).why_not
+    monkeypatch.setattr(sandbox.os, "access", lambda path, mode: False)  # a user who may not write them
+    locked = _cgroup_layout(tmp_path / "locked", "0::/user/grading\n", {"user/grading": "memory pids"})
+    assert locked.parents == {} and "may not create cgroups" in locked.why_not
 
 
 def test_without_bubblewrap_the_grader_refuses_unless_told_and_then_says_unsafe(tmp_path, monkeypatch):
@@ -1053,6 +1087,95 @@ def test_one_memory_and_process_budget_per_sandbox(batch01, sandboxes):
         assert processes < 64 and "hogs=3" not in notes, notes  # 3 x 1.6 GiB > 4 GiB: one is killed
     else:
         assert "no cgroup" in sandboxes.budget
+
+
+NOBODY = ["--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
+def _python_for_nobody(tmp: Path) -> str | None:
+    """An interpreter with this environment's packages that user 65534 may run, where this machine
+    lets a test become that user (root, setpriv, bubblewrap): this one where everyone may read it, else
+    a virtual environment in ``tmp`` made from the system's Python of the same version, its packages
+    hard links of this one's (no copy: the same file system)."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None or NO_SANDBOX is not None:
+        return None
+
+    def runs(python: str) -> bool:
+        code = (  # the grader starts its own children with sys.executable: they must run too
+            f"import subprocess, sys; open({str(ROOT / 'grader' / 'records.py')!r}).close(); "
+            "subprocess.run([sys.executable, '-c', 'import torch, pandas'], check=True)"
+        )
+        test = [setpriv, *NOBODY, python, "-c", code]
+        return subprocess.run(test, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+
+    if runs(sys.executable):
+        return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system, packages = Path(f"/usr/bin/python{version}"), Path(sysconfig.get_paths()["purelib"])
+    if not system.exists() or os.stat(packages).st_dev != os.stat(tmp).st_dev:
+        return None
+    venv = tmp / "venv"
+    target = venv / "lib" / f"python{version}" / "site-packages"
+    if (
+        subprocess.run([str(system), "-m", "venv", "--without-pip", str(venv)]).returncode
+        or not target.is_dir()
+    ):
+        return None
+    for entry in packages.iterdir():
+        if entry.suffix != ".pth" and entry.name != "__pycache__":
+            subprocess.run(["cp", "-al", str(entry), str(target)], check=True)
+    os.chmod(venv, 0o755)
+    python = str(venv / "bin" / "python")
+    return python if runs(python) else None
+
+
+@pytest.mark.slow
+def test_without_a_cgroup_a_non_root_grader_says_so_and_keeps_the_process_budget(dist):
+    tmp = Path(tempfile.mkdtemp(prefix="grade-nobody-"))
+    try:
+        os.chmod(tmp, 0o777)
+        python = _python_for_nobody(tmp)
+        if python is None:
+            pytest.skip(
+                "needs root (to become user 65534), setpriv, bubblewrap and a Python that user may run"
+            )
+        shutil.copytree(dist / "assignments" / "01_lstm_gru", tmp / "dist" / "assignments" / "01_lstm_gru")
+        good = _code_cells(dist / "assignments" / "01_lstm_gru" / "autograder" / "01_lstm_gru.ipynb")
+        subs = tmp / "subs"
+        subs.mkdir()
+        for name, cells in {"good01": good, "probe01": [good[0], PROBE, *good[1:]]}.items():
+            nb = _notebook(cells)
+            nb["metadata"]["otter"]["assignment_name"] = "01_lstm_gru"
+            (subs / f"{name}.ipynb").write_text(json.dumps(nb))
+        for path in [*(tmp / "dist").rglob("*"), tmp / "dist", *subs.rglob("*"), subs]:
+            os.chmod(path, 0o777 if path.is_dir() else 0o666)
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp), "TMPDIR": str(tmp), "COURSE_OFFLINE": "1"}
+        grade = [
+            "-m",
+            "grader",
+            "grade",
+            str(subs),
+            "--grades",
+            str(tmp / "graded"),
+            "--dist",
+            str(tmp / "dist"),
+        ]
+        command = [shutil.which("setpriv"), *NOBODY, python, *grade]
+        run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "sandbox: no cgroup (this user may not create cgroups" in run.stdout, run.stdout
+        assert "memory is limited per process only" in run.stdout
+        with open(tmp / "graded" / "gradebook.csv") as f:
+            rows = {r["student"]: r for r in csv.DictReader(f)}
+        assert [float(rows["good01"][q]) for q in ("q1", "q2", "q3", "q4")] == [3, 3, 2, 2]
+        notes = rows["probe01"]["notes"]
+        assert "/tmp/fill=full" in notes and "/fill=refused" in notes, notes
+        processes = int(re.search(r"processes=(\d+)", notes).group(1))
+        assert processes < 64, f"RLIMIT_NPROC counts this sandbox's processes only: {notes}"
+        assert not _processes_with(tmp.name), "a sandbox outlived the grader"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.slow
