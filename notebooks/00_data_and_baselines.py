@@ -53,6 +53,7 @@ from course_lib.evaluation import (
     results_table,
     return_baselines,
     spa_test,
+    verdict_word,
     volatility_baselines,
 )
 from course_lib.training import Trainer
@@ -445,7 +446,7 @@ lin_table
 
 # %%
 def outcome(stat, p):
-    return f"{'better' if stat < 0 else 'WORSE'} (p = {p:.3f})" if p < 0.05 else f"no different (p = {p:.2f})"
+    return f"{verdict_word(stat, p)} (p = {p:.3f})"
 
 
 linear_said = []
@@ -455,7 +456,7 @@ for h in HORIZONS:
     members = t.index[t["in_MCS"]].tolist()
     said = (
         f"h = {h}: the model confidence set on corrected QLIKE holds {members}. Against {BENCH}, the linear "
-        f"window is {outcome(row['DM'], row['DM_p'])} on MSE ({row['MSE']:.4f} vs {t.loc[BENCH, 'MSE']:.4f}) "
+        f"window's verdict is {outcome(row['DM'], row['DM_p'])} on MSE ({row['MSE']:.4f} vs {t.loc[BENCH, 'MSE']:.4f}) "
         f"and {outcome(row['DM_QLIKE'], row['p_QLIKE'])} on corrected QLIKE ({row['QLIKE_lc']:.4f} vs "
         f"{t.loc[BENCH, 'QLIKE_lc']:.4f}); the lowest corrected QLIKE of the table is {t['QLIKE_lc'].idxmin()}'s."
     )

@@ -79,7 +79,14 @@ from course_lib.data.corpus import (
     synthetic_series,
 )
 from course_lib.data.windows import make_task
-from course_lib.evaluation import diebold_mariano, loss_series, seed_summary, verdicts, volatility_baselines
+from course_lib.evaluation import (
+    diebold_mariano,
+    loss_series,
+    seed_summary,
+    verdict_word,
+    verdicts,
+    volatility_baselines,
+)
 from course_lib.evaluation.probabilistic import (
     crps_gaussian,
     crps_quantiles,
@@ -419,9 +426,7 @@ fracast_table.round(4)
 # %%
 for name in ("fracast", "zero-shot (ours)"):
     r = fracast_table.loc[name]
-    outcome = (
-        "no significant difference" if r["p"] >= 0.05 else ("better" if r["DM vs log_har"] < 0 else "WORSE")
-    )
+    outcome = verdict_word(r["DM vs log_har"], r["p"])
     print(
         f"{name}: MSE {r['MSE']:.4f} vs log-HAR {fracast_table.loc['log_har', 'MSE']:.4f} ({outcome}, p = {r['p']:.3f})"
     )

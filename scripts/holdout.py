@@ -101,7 +101,7 @@ def main(argv=None):
         "2007-2008, test from 2009 to 2018 or the asset's last day); causal correction; benchmark by the rule",
         "",
         "Corrected QLIKE of the seed ensembles, the verdict of their DM test on QLIKE against each asset's "
-        "benchmark (better / WORSE / n.s. at 5%), and membership of each asset's 90% MCS.",
+        "benchmark (better / worse / no significant difference at 5%), and membership of each asset's 90% MCS.",
         "",
         markdown(flat.round(3)),
         "",

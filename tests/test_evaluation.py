@@ -413,7 +413,7 @@ def test_verdict_summary_leads_with_the_mcs_and_groups_by_outcome(vol_task, retu
     assert first.split("keeps ")[1].startswith(", ".join(kept))
     assert ("shifted" not in kept) == ("none of shifted is among the best" in first)
     t = table.loc[1]
-    outcome = "WORSE" if t.loc["shifted", "p_QLIKE"] < 0.05 else "no significant difference"
+    outcome = "worse" if t.loc["shifted", "p_QLIKE"] < 0.05 else "no significant difference"
     assert f"Against {bench} on corrected QLIKE (DM), {outcome}: shifted" in text
     ret = results_table(returns_task, return_baselines(returns_task))
     assert "Clark-West" in verdict_summary(ret) and "squared error" in verdict_summary(ret)
@@ -442,7 +442,7 @@ def test_verdicts_read_the_table(vol_task, returns_task):
         p = t.loc[other, "p_QLIKE"]
         assert f"h = {h}: {other}: MSE {t.loc[other, 'MSE']:.4f} vs {t.loc[bench, 'MSE']:.4f}" in text
         assert (
-            ("WORSE" if t.loc[other, "DM_QLIKE"] > 0 else "better") in text
+            ("worse" if t.loc[other, "DM_QLIKE"] > 0 else "better") in text
             if p < 0.05
             else "no significant" in text
         )

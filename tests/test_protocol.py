@@ -133,7 +133,7 @@ def test_correction_variants_side_by_side(vol_task):
     # every model whose outcome differs across variants is named, and no other
     cols = [f"vs {bench} {v}" for v in VARIANTS]
     for (h, name), row in table[cols].iterrows():
-        flips = len({o for o in row if o != "n/a"}) > 1 and name != bench
+        flips = len({o for o in row if o != "no test"}) > 1 and name != bench
         assert (f"h = {h}: {name} against {bench} reverses" in text) == flips
     with pytest.raises(ValueError, match="correction_variants"):
         correction_reversals(pd.DataFrame({"a": [1]}))
@@ -178,4 +178,4 @@ def test_correction_variants_do_not_test_a_copy_of_the_benchmark(vol_task):
     base = volatility_baselines(vol_task)
     bench = benchmark_rule(vol_task)
     table = correction_variants(vol_task, {"copy": base[bench]})
-    assert (table.xs("copy", level="model")[[f"vs {bench} {v}" for v in VARIANTS]] == "n/a").all().all()
+    assert (table.xs("copy", level="model")[[f"vs {bench} {v}" for v in VARIANTS]] == "no test").all().all()

@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..data.prices import load_prices
 from ..data.windows import Task
-from ..evaluation.reference import verdict_word
+from ..evaluation.comparison import verdict_word
 from .task import TEST_END, capstone_task
 
 HOLDOUT_ASSETS = ("^IXIC", "AAPL", "MSFT", "IBM")

@@ -14,7 +14,8 @@ full-budget reference (``docs/reference/``).
 
 import pandas as pd
 
-from ..evaluation.reference import load_reference, verdict_word
+from ..evaluation.comparison import verdict_word
+from ..evaluation.reference import load_reference
 
 SETTINGS = ("window", "features", "size", "epochs", "seeds", "loss", "correction", "benchmark")
 RESULTS = ("QLIKE_lc", "DM", "p", "in_MCS")

@@ -37,7 +37,16 @@ from .baselines import (
     standard_baselines,
     volatility_baselines,
 )
-from .comparison import DMResult, clark_west, diebold_mariano, model_confidence_set, newey_west_lags, spa_test
+from .comparison import (
+    VERDICTS,
+    DMResult,
+    clark_west,
+    diebold_mariano,
+    model_confidence_set,
+    newey_west_lags,
+    spa_test,
+    verdict_word,
+)
 from .correction import (
     CORRECTIONS,
     RANKING_VARIANT,
@@ -66,6 +75,7 @@ __all__ = [
     "PROTOCOLS",
     "RANKING_VARIANT",
     "VARIANTS",
+    "VERDICTS",
     "VOLATILITY_BASELINES",
     "DMResult",
     "apply_correction",
@@ -96,6 +106,7 @@ __all__ = [
     "up_rate",
     "validation_scores",
     "verdict_summary",
+    "verdict_word",
     "verdicts",
     "volatility_baselines",
 ]

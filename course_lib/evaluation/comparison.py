@@ -45,6 +45,25 @@ def _hac_mean(d: np.ndarray, lags: int) -> tuple[float, float]:
     return float(d.mean()), float(np.sqrt(lrv / T))
 
 
+VERDICTS = ("better", "worse", "no significant difference")  # the course's words for a test's outcome
+
+
+def verdict_word(stat: float, p: float, alpha: float = 0.05, one_sided: bool = False) -> str:
+    """The outcome of a comparison against a benchmark in the course's one vocabulary (:data:`VERDICTS`).
+
+    Diebold-Mariano (two-sided; a negative ``stat`` means the lower loss): ``better`` or ``worse`` when
+    ``p < alpha``, else ``no significant difference``. Clark-West (``one_sided=True``; a positive ``stat``
+    means the model beats the forecast it nests) can only say ``better``. ``benchmark`` where there is no
+    test (a NaN statistic or p-value: the benchmark's own row)."""
+    if not (np.isfinite(stat) and np.isfinite(p)):
+        return "benchmark"
+    if p >= alpha:
+        return VERDICTS[2]
+    if one_sided:
+        return VERDICTS[0] if stat > 0 else VERDICTS[2]
+    return VERDICTS[0] if stat < 0 else VERDICTS[1]
+
+
 @dataclass
 class DMResult:
     statistic: float

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..data.windows import Task
 from .baselines import VOLATILITY_BASELINES, check_protocol, standard_baselines
-from .comparison import clark_west, diebold_mariano, model_confidence_set
+from .comparison import VERDICTS, clark_west, diebold_mariano, model_confidence_set, verdict_word
 from .correction import RANKING_VARIANT, VARIANTS, apply_correction, level_shift
 from .metrics import directional_accuracy, loss_series, mae, mse, r2_oos, up_rate
 from .protocol import benchmark_rule
@@ -279,11 +279,10 @@ def seed_summary(
 
 
 def _outcome(stat: float, p: float, alpha: float) -> str:
+    """A DM outcome in words with its p-value: ``better, p = 0.003``."""
     if not np.isfinite(p):
-        return "n/a"
-    if p >= alpha:
-        return f"no significant difference, p = {p:.2f}"
-    return f"{'better' if stat < 0 else 'WORSE'}, p = {p:.3f}"
+        return "no test"
+    return f"{verdict_word(stat, p, alpha)}, p = {p:.3f}" if p < alpha else f"{VERDICTS[2]}, p = {p:.2f}"
 
 
 def _by_horizon(table: pd.DataFrame):
@@ -360,22 +359,13 @@ def verdicts(table: pd.DataFrame, models: list[str] | None = None, alpha: float 
 
 
 def _sorted_by_outcome(t: pd.DataFrame, names: list[str], stat: str, p: str, alpha: float) -> dict:
-    """{"better": [...], "WORSE": [...], "no significant difference": [...]} of ``names`` by one test.
-
-    DM is two-sided with a negative statistic for the lower loss; Clark-West (``stat == "CW"``) is
-    one-sided, positive when the model beats the forecast it nests, and cannot say "worse"."""
-    one_sided = stat == "CW"
-    out = {"better": [], "WORSE": [], "no significant difference": []}
+    """{"better": [...], "worse": [...], "no significant difference": [...]} of ``names`` by one test
+    (:func:`~course_lib.evaluation.comparison.verdict_word`; Clark-West, ``stat == "CW"``, is one-sided)."""
+    out = {word: [] for word in VERDICTS}
     for n in names:
-        s, pv = t.loc[n, stat], t.loc[n, p]
-        if not np.isfinite(pv):
-            continue
-        if pv >= alpha:
-            out["no significant difference"].append(n)
-        elif one_sided:
-            out["better" if s > 0 else "no significant difference"].append(n)
-        else:
-            out["better" if s < 0 else "WORSE"].append(n)
+        word = verdict_word(t.loc[n, stat], t.loc[n, p], alpha, one_sided=stat == "CW")
+        if word != "benchmark":
+            out[word].append(n)
     return out
 
 
@@ -451,7 +441,7 @@ def correction_variants(
     split's last origin (``factor causal``), and the one the split itself would have wanted
     (``factor oracle``: hindsight, for reading only); test QLIKE under each variant (``QLIKE none``,
     ``QLIKE validation``, ``QLIKE causal``) and the Diebold-Mariano outcome on QLIKE against the
-    benchmark under each (``vs <benchmark> ...``: ``better`` / ``WORSE`` at ``alpha``, else ``n.s.``).
+    benchmark under each (``vs <benchmark> ...``: :func:`~course_lib.evaluation.comparison.verdict_word`).
     ``table.attrs``: benchmark and the ranking variant. :func:`correction_reversals` reads it.
     """
     if task.kind != "volatility":
@@ -483,17 +473,17 @@ def correction_variants(
             }
             for v, corrected in variants.items():
                 if name not in corrected:
-                    row[f"QLIKE {v}"], row[f"vs {benchmark} {v}"] = np.nan, "n/a"
+                    row[f"QLIKE {v}"], row[f"vs {benchmark} {v}"] = np.nan, "no test"
                     continue
                 row[f"QLIKE {v}"] = float(loss_series(y[:, j], corrected[name][:, j], "qlike").mean())
                 twin = benchmark in corrected and np.array_equal(
                     corrected[name][:, j], corrected[benchmark][:, j]
                 )
                 if name == benchmark or benchmark not in corrected or twin:  # nothing to test
-                    row[f"vs {benchmark} {v}"] = "benchmark" if name == benchmark else "n/a"
+                    row[f"vs {benchmark} {v}"] = "benchmark" if name == benchmark else "no test"
                     continue
                 stat, pv = _dm(y[:, j], corrected[name][:, j], corrected[benchmark][:, j], h, "qlike")
-                row[f"vs {benchmark} {v}"] = ("better" if stat < 0 else "WORSE") if pv < alpha else "n.s."
+                row[f"vs {benchmark} {v}"] = verdict_word(stat, pv, alpha)
             rows.append(row)
     table = pd.DataFrame(rows)
     table = (
@@ -539,7 +529,7 @@ def correction_reversals(table: pd.DataFrame) -> str:
         cols = [f"vs {bench} {v}" for v in VARIANTS]
         for name, row in t[cols].iterrows():
             outcomes = dict(zip(VARIANTS, row.to_numpy(), strict=True))
-            if name == bench or len({o for o in outcomes.values() if o != "n/a"}) < 2:
+            if name == bench or len({o for o in outcomes.values() if o != "no test"}) < 2:
                 continue
             said = ", ".join(f"{o} with {v}" for v, o in outcomes.items())
             lines.append(f"{at}{name} against {bench} reverses with the correction: {said}.")
