@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -37,6 +38,7 @@ from course_lib.evaluation import (
     verdict_summary,
     volatility_baselines,
 )
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
 from course_lib.models.convolutional import (
     CausalConv1d,
     Chomp1d,
@@ -508,6 +510,30 @@ print(
 )
 
 # %% [markdown]
+# ### The same comparison at a full budget
+# This notebook trains each network for at most `EPOCHS` epochs and `SEEDS` seeds so that it runs in a
+# minute. `make reference CHAPTER=03` trains the same models on the same task with 5 seeds and epochs to
+# early stopping, and commits the table under `docs/reference/`. Below, each model's row at this
+# notebook's budget beside its row at the full budget, and one sentence per model on whether the
+# verdict changes.
+
+# %%
+full_reference = load_reference("03")  # docs/reference/03.json of this repository, from any directory
+full = full_reference["settings"]
+print(
+    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
+    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
+)
+comparison = budget_comparison(
+    vol_table,
+    full_reference,
+    models=[*factories, "linear window"],
+    notebook_budget={"epochs": EPOCHS, "seeds": SEEDS},
+)
+display(comparison.round(4))
+print(budget_verdicts(comparison))
+
+# %% [markdown]
 # ### Training time
 
 # %%
@@ -557,7 +583,8 @@ print(
 # * **FinancialLSTM in three chapters.** The same `FinancialLSTM` appears in chapters 1, 3 and 4 with
 #   different widths and epoch caps (here `LSTM_HIDDEN` units and at most `EPOCHS` epochs); the
 #   budget table says whether this run was stopped by the cap. Its verdicts differ between chapters
-#   because its budgets do: compare its rows within a chapter, not across chapters.
+#   because its budgets do: compare its rows within a chapter, not across chapters, or compare the
+#   full-budget rows above, which chapters 1, 3 and 4 share (one task, 5 seeds, early stopping).
 
 # %% [markdown]
 # ## Exercises

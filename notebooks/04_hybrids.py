@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -37,6 +38,7 @@ from course_lib.evaluation import (
     verdict_summary,
     volatility_baselines,
 )
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
 from course_lib.models.convolutional import CausalConv1d
 from course_lib.models.hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
 from course_lib.models.recurrent import FinancialLSTM
@@ -470,6 +472,28 @@ print(
 )
 
 # %% [markdown]
+# ### The same comparison at a full budget
+# `make reference CHAPTER=04` trains the hybrids, the LSTM and the linear window on the same task with 5
+# seeds and epochs to early stopping, and commits the table under `docs/reference/`. Each model's row at
+# this notebook's budget beside its full-budget row, and whether the verdict changes:
+
+# %%
+full_reference = load_reference("04")  # docs/reference/04.json of this repository, from any directory
+full = full_reference["settings"]
+print(
+    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
+    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
+)
+comparison = budget_comparison(
+    vol_table,
+    full_reference,
+    models=[*factories, "linear window"],
+    notebook_budget={"epochs": EPOCHS, "seeds": SEEDS},
+)
+display(comparison.round(4))
+print(budget_verdicts(comparison))
+
+# %% [markdown]
 # ### Cost: is the shorter sequence what makes the CNN-LSTM fast?
 # The CNN-LSTM's LSTM runs 5 steps instead of 20. To see whether that is the reason for its speed, we
 # time one forward and backward pass of the LSTM layer alone on 5 and on 20 steps, beside the measured
@@ -522,7 +546,7 @@ print(
 # * **FinancialLSTM in three chapters.** The same `FinancialLSTM` is trained in chapters 1, 3 and 4 with
 #   different widths and epoch caps (here `HIDDEN` units, at most `EPOCHS` epochs: see the budget table).
 #   Its verdicts differ across chapters because its budgets do; compare it with the hybrids within this
-#   chapter only.
+#   chapter only, or at the full budget above, which chapters 1, 3 and 4 share (one task, 5 seeds).
 
 # %% [markdown]
 # ## Reading the attention weights

@@ -258,8 +258,8 @@ print(
 
 # %% [markdown]
 # ### One family, several verdicts
-# The same architecture gets a verdict in its own chapter (the research chapters' comparisons at their
-# committed full budget), in this notebook's subset and on the full board, each under its own settings. The table puts them side by side with the settings that differ
+# The same architecture gets a verdict in its own chapter (each chapter's comparison at its committed
+# full budget: chapters 01, 03, 04, 06a, 06c and 06e), in this notebook's subset and on the full board, each under its own settings. The table puts them side by side with the settings that differ
 # (window, features, model size, epochs, seeds, training loss, correction, benchmark), and the sentences under it
 # say where a verdict flips and why. The full board is read from the run `make leaderboard` committed.
 
@@ -274,13 +274,21 @@ rows += cap.board_rows(
     board, "full board", {n: n for n in shared}, window=cap.LOOKBACK, features=len(cap.FEATURES),
     size="full", epochs="<= 20", seeds=5, loss="", correction="causal",
 )  # fmt: skip
-# the research chapters' own comparisons at their committed full budget (docs/reference/), beside the board
-in_chapters = {"06a": {"S4D": "S4D", "Mamba": "Mamba", "TCN": "TCN", "LSTM": "LSTM, 20 days"}}
-in_chapters |= {"06c": {"NeuralODE": "NeuralODE"}, "06e": {"DeepKoopman": "DeepKoopman"}}
+# each chapter's own comparison at its committed full budget (docs/reference/), beside the board
+in_chapters = {
+    "01": {"LSTM": "FinancialLSTM", "GRU": "FinancialGRU"},
+    "03": {"TCN": "TCN", "WaveNet": "WaveNet", "LSTM": "LSTM"},
+    "04": {"CNN-LSTM": "CNN-LSTM", "AttentionLSTM": "AttentionLSTM", "LSTM": "LSTM"},
+    "06a": {"S4D": "S4D", "Mamba": "Mamba", "TCN": "TCN", "LSTM": "LSTM, 20 days"},
+    "06c": {"NeuralODE": "NeuralODE"},
+    "06e": {"DeepKoopman": "DeepKoopman"},
+}
+boarded = set(shared)  # families whose full-board row is in already
 for chapter, families in in_chapters.items():
     table_name = "0% removed" if chapter == "06c" else None  # 06c: the complete daily series
     rows += cap.chapter_rows(chapter, families, table=table_name, horizon=1 if chapter == "06e" else None)
-    fresh = {f: f for f in families if f not in shared}
+    fresh = {f: f for f in families if f not in boarded}
+    boarded |= set(fresh)
     rows += cap.board_rows(
         board, "full board", fresh, window=cap.LOOKBACK, features=len(cap.FEATURES), size="full",
         epochs="<= 20", seeds=5, loss="", correction="causal",

@@ -70,6 +70,10 @@ def test_verdict_word():
     assert verdict_word(2.5, 0.01) == "worse"
     assert verdict_word(-2.5, 0.2) == "no significant difference"
     assert verdict_word(np.nan, np.nan) == "benchmark"
+    # Clark-West is one-sided: a positive statistic beats the nested forecast, and it cannot say "worse"
+    assert verdict_word(2.5, 0.01, one_sided=True) == "better"
+    assert verdict_word(-2.5, 0.01, one_sided=True) == "no significant difference"
+    assert verdict_word(-2.5, 0.04, alpha=0.01) == "no significant difference"
 
 
 def test_loader_round_trip(tmp_path):
@@ -197,6 +201,32 @@ def test_recipe_equals_the_notebook(chapter):
         )
 
 
+@pytest.mark.parametrize(("chapter", "name"), [("01", "MODELS"), ("03", "factories"), ("04", "factories")])
+def test_foundation_model_lists_equal_the_notebooks(chapter, name):
+    """Chapters 01, 03, 04: the names and classes of the notebook's networks, and its linear window."""
+    tree = notebook_tree(chapter)
+    nets = dict_assigned(tree, name)
+    script = reference_runs.foundation_models(chapter, 4)
+    linear = reference_runs.LINEAR[chapter]
+    assert [k.value for k in nets.keys] + [linear] == list(script)
+    source = ast.parse(inspect.getsource(reference_runs.foundation_models))
+    by_chapter = next(  # the script's {chapter: {name: factory}}
+        d
+        for d in ast.walk(source)
+        if isinstance(d, ast.Dict) and any(getattr(k, "value", None) == "01" for k in d.keys)
+    )
+    chapter_dict = by_chapter.values[[k.value for k in by_chapter.keys].index(chapter)]
+    classes = {name for name in called(nets) if name[0].isupper()}
+    assert classes == {name for name in called(chapter_dict) if name[0].isupper()}
+    assert linear in {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}, (
+        f"the {chapter} notebook names its linear window otherwise"
+    )
+    import torch
+
+    model = script[linear]()
+    assert [p.shape for p in model.parameters()] == [torch.Size([1, 20 * 4]), torch.Size([1])]
+
+
 def test_model_lists_equal_the_notebooks():
     # 06a: the names and classes of `factories`
     factories = dict_assigned(notebook_tree("06a"), "factories")
@@ -276,7 +306,7 @@ def test_committed_reference_matches_the_recipe(chapter):
     )
     assert len(settings["seeds"]) >= 5 and settings["correction"] == "causal"
     assert (REFERENCE_DIR / f"{chapter}.npz").stat().st_size < 2e6
-    kwargs = {"06a": {}, "06c": {}, "06e": {"features": ["log_vol_parkinson"]}}[chapter]
+    kwargs = {"06e": {"features": ["log_vol_parkinson"]}}.get(chapter, {})
     task = make_task(
         "volatility",
         ticker="^GSPC",

@@ -21,21 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .comparison import verdict_word
+
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "docs" / "reference"  # the repository's, not the cwd's
-CHAPTERS = ("06a", "06c", "06e")
+CHAPTERS = ("01", "03", "04", "06a", "06c", "06e")
 ALPHA = 0.05  # the level of the Diebold-Mariano verdict
 RECORD = ["QLIKE", "QLIKE_lc", "MSE", "ens DM_QLIKE", "ens p_QLIKE", "in_MCS"]  # the columns kept per row
-VERDICTS = ("better", "worse", "no significant difference")
-
-
-def verdict_word(dm: float, p: float, alpha: float = ALPHA) -> str:
-    """``better`` / ``worse`` (a negative / positive DM statistic with p < alpha) or ``no significant
-    difference``; ``benchmark`` where there is no test (the benchmark's own row: NaN)."""
-    if not (np.isfinite(dm) and np.isfinite(p)):
-        return "benchmark"
-    if p >= alpha:
-        return VERDICTS[2]
-    return VERDICTS[0] if dm < 0 else VERDICTS[1]
 
 
 def table_records(table: pd.DataFrame) -> list[dict]:
@@ -54,6 +45,7 @@ def table_records(table: pd.DataFrame) -> list[dict]:
         record["verdict"] = verdict_word(
             np.nan if record["ens DM_QLIKE"] is None else record["ens DM_QLIKE"],
             np.nan if record["ens p_QLIKE"] is None else record["ens p_QLIKE"],
+            ALPHA,
         )
         records.append(record)
     return records
