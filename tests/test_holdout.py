@@ -63,6 +63,26 @@ def test_holdout_summary_correlates_rankings_and_names_lost_verdicts():
         holdout.holdout_summary({}, reference)
 
 
+def test_the_committed_holdout_is_read_back_with_its_correlations_and_benchmarks(tmp_path):
+    reference = _board(
+        [0.40, 0.42, 0.45, 0.43], [-3.0, -0.5, 4.0, np.nan], [0.001, 0.6, 0.001, np.nan], [1, 1, 0, 1]
+    )
+    other = _board(
+        [0.55, 0.52, 0.50, 0.53], [3.0, -0.5, -4.0, np.nan], [0.001, 0.6, 0.001, np.nan], [0, 1, 1, 1]
+    )
+    table, rho = holdout.holdout_summary({"IBM": other.drop(index="b")}, reference)  # b not re-fitted on IBM
+    table.to_csv(tmp_path / "holdout.csv")
+    back, rho_back, benchmarks = holdout.load_holdout(tmp_path)
+    pd.testing.assert_frame_equal(rho_back, rho)
+    assert rho.loc["IBM", "rows"] == 3 and benchmarks == {"^GSPC": "har", "IBM": "har"}
+    assert back.loc["a", ("IBM", "verdict")] == "worse" and back[("IBM", "in_MCS")].dtype == bool
+    assert holdout.holdout_sentences(back, rho_back, benchmarks) == holdout.holdout_sentences(
+        table, rho, benchmarks
+    )
+    with pytest.raises(FileNotFoundError, match="make holdout"):
+        holdout.load_holdout(tmp_path / "nowhere")
+
+
 def test_the_pooled_training_set_holds_every_assets_training_years_and_nothing_later():
     from course_lib.capstone import capstone_task, pooled
 

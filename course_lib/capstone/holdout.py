@@ -15,6 +15,8 @@ Parkinson volatility, split by target date, scaler on training rows only). It is
 S&P 500 board, over the rows both have) and whether each recipe still beats its asset's benchmark.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -22,6 +24,7 @@ from scipy import stats
 from ..data.prices import load_prices
 from ..data.windows import Task
 from ..evaluation.comparison import verdict_word
+from .leaderboard import DOCS
 from .task import TEST_END, capstone_task
 
 HOLDOUT_ASSETS = ("^IXIC", "AAPL", "MSFT", "IBM")
@@ -42,11 +45,11 @@ def holdout_summary(boards: dict[str, pd.DataFrame], reference: pd.DataFrame, al
     ``reference`` first, then each hold-out asset), and whether the asset's MCS keeps it; and, per asset,
     Spearman's rank correlation of corrected QLIKE with the reference over the rows both boards have.
 
-    Returns ``(table, correlations)``; ``correlations`` is a DataFrame (rho, p, rows) per asset.
+    Returns ``(table, correlations)``; ``correlations`` is :func:`rank_correlations` of the table.
     """
     if not boards:
         raise ValueError("holdout_summary needs at least one hold-out board")
-    columns, correlations = {}, {}
+    columns = {}
     rows = sorted(
         set().union(*(b.index for b in boards.values())) & set(reference.index),
         key=list(reference.index).index,
@@ -62,13 +65,50 @@ def holdout_summary(boards: dict[str, pd.DataFrame], reference: pd.DataFrame, al
             index=board.index,
         )
         columns[(asset, "in_MCS")] = board["in_MCS"].astype(bool)
-        if asset != "^GSPC":
-            shared = reference.index.intersection(board.index)
-            rho, p = stats.spearmanr(reference.loc[shared, "QLIKE_lc"], board.loc[shared, "QLIKE_lc"])
-            correlations[asset] = {"rho": float(rho), "p": float(p), "rows": len(shared)}
     table = pd.DataFrame(columns)
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["asset", ""])
-    return table, pd.DataFrame(correlations).T
+    return table, rank_correlations(table)
+
+
+def rank_correlations(table: pd.DataFrame) -> pd.DataFrame:
+    """Per hold-out asset of a :func:`holdout_summary` table: Spearman's rank correlation of corrected
+    QLIKE with the S&P 500 (``^GSPC``) column over the rows both scored; a DataFrame (rho, p, rows)."""
+    sp = table[("^GSPC", "QLIKE_lc")]
+    correlations = {}
+    for asset in table.columns.get_level_values("asset").unique().drop("^GSPC"):
+        both = sp.notna() & table[(asset, "QLIKE_lc")].notna()
+        rho, p = stats.spearmanr(sp[both], table.loc[both, (asset, "QLIKE_lc")])
+        correlations[asset] = {"rho": float(rho), "p": float(p), "rows": int(both.sum())}
+    return pd.DataFrame(correlations).T
+
+
+def table_benchmarks(table: pd.DataFrame) -> dict[str, str]:
+    """Each asset's benchmark in a :func:`holdout_summary` table: the row its verdict column calls
+    ``benchmark`` (the one row with no test against itself)."""
+    out = {}
+    for asset in table.columns.get_level_values("asset").unique():
+        rows = table.index[table[(asset, "verdict")] == "benchmark"]
+        if len(rows) != 1:
+            raise ValueError(f"{asset}: expected one benchmark row, found {list(rows)}")
+        out[asset] = rows[0]
+    return out
+
+
+def load_holdout(docs: str | Path = DOCS) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The committed hold-out (``make holdout``: ``docs/holdout.csv``) as ``(table, correlations,
+    benchmarks)``, ready for :func:`holdout_sentences`; the correlations and benchmarks are re-derived
+    from the table, not stored beside it."""
+    path = Path(docs) / "holdout.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no hold-out results at {path}: run `make holdout` (about an hour on 2 cores)"
+        )
+    table = pd.read_csv(path, header=[0, 1], index_col=0)
+    table.columns = table.columns.set_names(["asset", ""])
+    for asset in table.columns.get_level_values("asset").unique():
+        mcs = table[(asset, "in_MCS")]
+        table[(asset, "in_MCS")] = mcs.map({True: True, False: False, "True": True, "False": False})
+    return table, rank_correlations(table), table_benchmarks(table)
 
 
 def holdout_sentences(table: pd.DataFrame, correlations: pd.DataFrame, benchmarks: dict[str, str]) -> str:
