@@ -58,6 +58,7 @@ def test_havok_is_dmd_with_control_on_the_delay_coordinates():
     assert np.allclose(fit.A, ref.A) and np.allclose(fit.B, ref.B)
     assert fit.coordinates.shape == (len(x) - 14, 6) and fit.modes.shape == (15, 6)
     assert np.allclose(fit.forcing, fit.coordinates[:, -1])
+    assert np.allclose(fit.simulate(fit.forcing[:-1]), fit.reconstruction)
     # a chaotic signal is not exactly linear: without the forcing the one-step fit is worse
     v, u = fit.coordinates[:, :5], fit.coordinates[:-1, 5:]
     forced = np.linalg.norm(v[1:] - v[:-1] @ fit.A.T - u @ fit.B.T)

@@ -441,6 +441,12 @@ class HAVOKResult:
     singular_values: np.ndarray  # (n_delays,)
     dt: float
 
+    def simulate(self, forcing: np.ndarray) -> np.ndarray:
+        """The fitted model run from the first row of the coordinates under ``forcing`` (T' - 1,): (T', r - 1).
+        The measured forcing gives :attr:`reconstruction`; zeros give the unforced linear part alone."""
+        model = DMDcResult(A=self.A, B=self.B, eigenvalues=np.linalg.eigvals(self.A))
+        return model.simulate(self.coordinates[0, :-1], forcing)
+
     @property
     def generator(self) -> tuple[np.ndarray, np.ndarray]:
         """The continuous-time model dv/dt = A_c v + B_c v_r of Brunton et al.'s paper, read off the
