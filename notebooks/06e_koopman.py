@@ -100,11 +100,9 @@ LORENZ_SHOW = 25.0  # time units in the HAVOK figure
 HAVOK_DELAYS, HAVOK_RANK = 20, 11  # delays (a window of 0.1 time units) and rank of HAVOK on Lorenz
 BURST = 2.0  # a forcing burst: |v_r - mean| above this many standard deviations
 LEAD = 40  # Lorenz steps (0.2 time units) in which a burst counts as preceding a lobe switch
-REGIME_WINDOW, REGIME_BAND, VOL_LEAD = (
-    63,
-    0.5,
-    22,
-)  # volatility regimes: trailing mean, band (std), lead (days)
+REGIME_WINDOW = 63  # days in the trailing mean that defines a volatility regime
+REGIME_BAND = 0.5  # hysteresis band of a regime, in standard deviations of that mean
+VOL_LEAD = 22  # days in which a burst counts as preceding a regime shift
 OU_THETA, OU_SIGMA, OU_DT = 1.0, 1.0, 0.05  # Ornstein-Uhlenbeck process of the stochastic Koopman section
 OU_STEPS, OU_PATHS = 20_000, 40  # steps per simulated path, paths (the repetition interval)
 NOISE_SDS = (0.0, 0.25, 0.5, 1.0)  # observation noise standard deviations (the state's is 0.71)
@@ -939,9 +937,8 @@ plt.show()
 def volatility_regime_test(series, n_delays, rank, regime_window, lead):
     """HAVOK on a volatility series; burst_precedence of its forcing bursts before its regime shifts."""
     fit = havok(series, n_delays, rank)
-    slow = (
-        pd.Series(series).rolling(regime_window).mean().to_numpy()[n_delays - 1 :]
-    )  # newest day of a window
+    # the trailing mean on the newest day of each delay window (the day a shift is dated)
+    slow = pd.Series(series).rolling(regime_window).mean().to_numpy()[n_delays - 1 :]
     valid = ~np.isnan(slow)
     centred = slow[valid] - np.median(slow[valid])
     shifts = np.zeros(len(slow), dtype=bool)
