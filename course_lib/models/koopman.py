@@ -35,17 +35,28 @@ __all__ = [
     "DMDResult",
     "DMDcResult",
     "DeepKoopmanFinance",
+    "HAVOKResult",
     "ar_eigenvalues",
+    "attenuation",
     "bootstrap_dmd",
+    "burst_precedence",
     "dmd",
     "dmd_control",
     "edmd",
+    "eigenfunctions",
     "half_lives",
     "hankel_ar_coefficients",
+    "havok",
     "impulse_response",
     "koopman_loss",
     "logvol_path_to_targets",
+    "lorenz",
+    "monomials",
+    "ou_eigenfunctions",
+    "ou_koopman_eigenvalues",
     "response_half_life",
+    "simulate_ou",
+    "switches",
 ]
 
 
@@ -183,6 +194,23 @@ class DMDcResult:
     A: np.ndarray  # (d, d)
     B: np.ndarray  # (d, q)
     eigenvalues: np.ndarray
+
+    def simulate(self, x0: np.ndarray, controls: np.ndarray) -> np.ndarray:
+        """Run the fitted model x_{t+1} = A x_t + B u_t from x0 (d,) under the inputs ``controls``
+        (T - 1, q) or (T - 1,): the trajectory (T, d), x0 first. Errors compound: nothing is corrected
+        from the data along the way (HAVOK's reconstruction, :func:`havok`)."""
+        x0 = np.asarray(x0, dtype=float)
+        u = np.asarray(controls, dtype=float)
+        u = u[:, None] if u.ndim == 1 else u
+        if x0.shape != (self.A.shape[0],):
+            raise ValueError(f"x0 must have shape ({self.A.shape[0]},), got {x0.shape}")
+        if u.ndim != 2 or u.shape[1] != self.B.shape[1]:
+            raise ValueError(f"controls must be (T - 1, {self.B.shape[1]}) inputs, got shape {u.shape}")
+        path = np.empty((len(u) + 1, len(x0)))  # (T, d)
+        path[0] = x0
+        for t in range(len(u)):
+            path[t + 1] = self.A @ path[t] + self.B @ u[t]
+        return path
 
 
 def dmd_control(snapshots: np.ndarray, controls: np.ndarray) -> DMDcResult:
@@ -388,6 +416,253 @@ def linearity_residual(model: DeepKoopmanFinance, x: torch.Tensor) -> float:
     z = model.encode(x)
     target = z[:, 1:]
     return ((model.step(z[:, :-1]) - target).norm() / (target - target.mean((0, 1))).norm()).item()
+
+
+# --- HAVOK: chaos as an intermittently forced linear system ---------------------------------------
+
+
+@dataclass
+class HAVOKResult:
+    """A HAVOK fit (:func:`havok`): v_{t+1} = A v_t + B f_t on the eigen-time-delay coordinates.
+
+    ``coordinates`` (T', r) are the first r right singular vectors of the Hankel matrix, one row per
+    delay window (unit-norm columns, so their size is comparable, not their variance), ``forcing`` is
+    their last column v_r, ``reconstruction`` (T', r - 1) is the model run from the first row under the
+    measured forcing, never corrected by the data. ``modes`` (n_delays, r) are the delay-space shapes
+    (oldest lag first), ``singular_values`` all of them, ``dt`` the sampling step.
+    """
+
+    A: np.ndarray  # (r - 1, r - 1) discrete-time: A = exp(dt A_c)
+    B: np.ndarray  # (r - 1, 1)
+    forcing: np.ndarray  # (T',) v_r
+    coordinates: np.ndarray  # (T', r) v_1 .. v_r
+    reconstruction: np.ndarray  # (T', r - 1)
+    modes: np.ndarray  # (n_delays, r)
+    singular_values: np.ndarray  # (n_delays,)
+    dt: float
+
+    def simulate(self, forcing: np.ndarray) -> np.ndarray:
+        """The fitted model run from the first row of the coordinates under ``forcing`` (T' - 1,): (T', r - 1).
+        The measured forcing gives :attr:`reconstruction`; zeros give the unforced linear part alone."""
+        model = DMDcResult(A=self.A, B=self.B, eigenvalues=np.linalg.eigvals(self.A))
+        return model.simulate(self.coordinates[0, :-1], forcing)
+
+    @property
+    def generator(self) -> tuple[np.ndarray, np.ndarray]:
+        """The continuous-time model dv/dt = A_c v + B_c v_r of Brunton et al.'s paper, read off the
+        discrete one: A_c = log(A) / dt (matrix logarithm) and, holding v_r constant over each step
+        (zero-order hold, B = A_c^{-1} (A - I) B_c), B_c = (A - I)^{-1} A_c B."""
+        from scipy.linalg import logm
+
+        A_c = np.real_if_close(logm(self.A), tol=1e6) / self.dt  # (r - 1, r - 1)
+        B_c = np.linalg.solve(self.A - np.eye(len(self.A)), A_c @ self.B)  # (r - 1, 1)
+        return np.real(A_c), np.real(B_c)
+
+
+def havok(x: np.ndarray, n_delays: int, rank: int, dt: float = 1.0) -> HAVOKResult:
+    """HAVOK (Brunton, Brunton, Proctor, Kaiser & Kutz 2017, "Chaos as an intermittently forced linear
+    system"): a linear model on delay coordinates, driven by its last coordinate.
+
+    1. Hankel matrix of the scalar series x (T,): row t is the window (x_t .. x_{t+D-1}), D = ``n_delays``,
+       H (T - D + 1, D) (numpy's sliding_window_view, the layout of Hankel DMD in this module).
+    2. SVD H = V S U^T; the first r columns of V are the eigen-time-delay coordinates v_1 .. v_r.
+    3. Fit, in discrete time, v_{t+1} = A v_t + B v_r(t) on v = (v_1 .. v_{r-1}): that is DMD with control
+       (:func:`dmd_control`) with v_r as the input. The paper regresses dv/dt (a finite-difference
+       derivative) on v instead; the two describe one model, A = exp(dt A_c) (see
+       :attr:`HAVOKResult.generator`), and the discrete form needs no derivative of noisy data.
+    4. Reconstruction: the model run from v(0) under the measured forcing (:meth:`DMDcResult.simulate`).
+
+    On a linear system with at most r - 1 modes the delay coordinates evolve exactly linearly and the
+    forcing does nothing (B ~ 0, S_r ~ 0); on a chaotic one the first r - 1 coordinates are nearly
+    linear and v_r is quiet most of the time, with bursts where the dynamics switch (the Lorenz lobes).
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"x must be a 1-D series (T,), got shape {x.shape}; pass one column")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or inf values; drop or fill them first")
+    if not isinstance(n_delays, (int, np.integer)) or n_delays < 2:
+        raise ValueError(f"n_delays must be an integer >= 2, got {n_delays!r}")
+    if len(x) < n_delays + 3:
+        raise ValueError(f"x needs at least n_delays + 3 = {n_delays + 3} values, got {len(x)}")
+    if not isinstance(rank, (int, np.integer)) or not 2 <= rank <= n_delays:
+        raise ValueError(f"rank must be an integer in 2..n_delays = {n_delays}, got {rank!r}")
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    hankel = np.lib.stride_tricks.sliding_window_view(x, n_delays)  # (T', D): oldest ... newest
+    V, s, Ut = np.linalg.svd(hankel, full_matrices=False)  # V (T', D), s (D,), Ut (D, D)
+    v = V[:, :rank]  # (T', r)
+    fit = dmd_control(v[:, :-1], v[:-1, -1])  # v_{t+1} = A v_t + B v_r(t)
+    return HAVOKResult(
+        A=fit.A,
+        B=fit.B,
+        forcing=v[:, -1],
+        coordinates=v,
+        reconstruction=fit.simulate(v[0, :-1], v[:-1, -1]),
+        modes=Ut[:rank].T,
+        singular_values=s,
+        dt=float(dt),
+    )
+
+
+def switches(x: np.ndarray, band: float = 0.0) -> np.ndarray:
+    """Regime switches of a series (T,) -> bool (T,): True at t when the regime changes at t.
+
+    The regime is the side of zero x is on, with hysteresis: it turns positive when x > band and
+    negative when x < -band (a Schmitt trigger), so a series wandering inside the band does not
+    chatter. band = 0 gives the sign changes (the Lorenz lobe switches of x). The first regime is set
+    by the first value outside the band; no switch is counted before it.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or not np.isfinite(x).all():
+        raise ValueError(f"x must be a finite 1-D series (T,), got shape {x.shape}")
+    if band < 0:
+        raise ValueError(f"band must be >= 0, got {band}")
+    out = np.zeros(len(x), dtype=bool)
+    state = 0
+    for t, value in enumerate(x):
+        new = 1 if value > band else -1 if value < -band else state
+        out[t] = state != 0 and new != state
+        state = new
+    return out
+
+
+def burst_precedence(events: np.ndarray, bursts: np.ndarray, window: int) -> dict:
+    """How often an event is preceded by a burst, against chance.
+
+    ``events`` and ``bursts`` are bool (T,). ``hit_rate``: the share of events at t with a burst in
+    t - window .. t - 1; ``base_rate``: the same share over every t >= window (how often *any* step is so
+    preceded). ``lift`` = hit_rate / base_rate (1: no more than chance); ``p_value``: one-sided binomial
+    test of the hits against the base rate, which treats the events as independent (an approximation
+    when they cluster). An association in time, not a cause: a burst may only mark that a switch is
+    under way.
+    """
+    from scipy.stats import binomtest
+
+    events, bursts = np.asarray(events, dtype=bool), np.asarray(bursts, dtype=bool)
+    if events.shape != bursts.shape or events.ndim != 1:
+        raise ValueError(
+            f"events and bursts must be bool (T,) of one length, got {events.shape}, {bursts.shape}"
+        )
+    if not isinstance(window, (int, np.integer)) or not 1 <= window < len(events):
+        raise ValueError(f"window must be an integer in 1..{len(events) - 1}, got {window!r}")
+    counts = np.concatenate([[0], np.cumsum(bursts)])
+    preceded = (counts[window:-1] - counts[: -window - 1]) > 0  # (T - window,): a burst in t-window..t-1
+    at = events[window:]
+    hits, n = int(preceded[at].sum()), int(at.sum())
+    base = float(preceded.mean())
+    return {
+        "events": n,
+        "hits": hits,
+        "hit_rate": hits / n if n else np.nan,
+        "base_rate": base,
+        "lift": hits / n / base if n and base > 0 else np.nan,
+        "p_value": binomtest(hits, n, base, alternative="greater").pvalue if n and 0 < base < 1 else np.nan,
+    }
+
+
+def lorenz(
+    x0=(-8.0, 8.0, 27.0), t_end: float = 50.0, dt: float = 0.01, sigma=10.0, rho=28.0, beta=8.0 / 3.0
+) -> np.ndarray:
+    """The Lorenz system x' = sigma (y - x), y' = x (rho - z) - y, z' = x y - beta z sampled every dt
+    from x0 (scipy's solve_ivp, RK45 at rtol 1e-10): (round(t_end / dt) + 1, 3)."""
+    from scipy.integrate import solve_ivp
+
+    if not (t_end > 0 and dt > 0):
+        raise ValueError(f"t_end and dt must be > 0, got {t_end} and {dt}")
+
+    def rhs(_, s):
+        return [sigma * (s[1] - s[0]), s[0] * (rho - s[2]) - s[1], s[0] * s[1] - beta * s[2]]
+
+    t = np.arange(round(t_end / dt) + 1) * dt
+    sol = solve_ivp(rhs, (0.0, t[-1]), np.asarray(x0, dtype=float), t_eval=t, rtol=1e-10, atol=1e-10)
+    return sol.y.T
+
+
+# --- The stochastic Koopman operator ----------------------------------------------------------------
+
+
+def simulate_ou(
+    n: int, theta: float = 1.0, sigma: float = 1.0, dt: float = 0.1, n_paths: int = 1, seed: int = 0
+) -> np.ndarray:
+    """Exact samples of the Ornstein-Uhlenbeck process dX = -theta X dt + sigma dW every dt, started in
+    its stationary law N(0, sigma^2 / (2 theta)): (n_paths, n). An AR(1) with phi = exp(-theta dt) and
+    innovation variance sigma^2 (1 - phi^2) / (2 theta)."""
+    if not (theta > 0 and sigma > 0 and dt > 0) or n < 2 or n_paths < 1:
+        raise ValueError(
+            f"need theta, sigma, dt > 0, n >= 2 and n_paths >= 1, got {theta}, {sigma}, {dt}, {n}, {n_paths}"
+        )
+    rng = np.random.default_rng(seed)
+    phi, sd = np.exp(-theta * dt), sigma / np.sqrt(2 * theta)
+    x = np.empty((n_paths, n))
+    x[:, 0] = sd * rng.standard_normal(n_paths)
+    shocks = sd * np.sqrt(1 - phi**2) * rng.standard_normal((n_paths, n - 1))
+    for t in range(n - 1):
+        x[:, t + 1] = phi * x[:, t] + shocks[:, t]
+    return x
+
+
+def monomials(degree: int):
+    """The dictionary psi(x) = (1, x, x^2, .., x^degree) for EDMD on a scalar state: (T, 1) -> (T, degree + 1)."""
+    if not isinstance(degree, (int, np.integer)) or degree < 1:
+        raise ValueError(f"degree must be an integer >= 1, got {degree!r}")
+
+    def dictionary(x):
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != 1:
+            raise ValueError(f"monomials act on a scalar state (T, 1), got shape {x.shape}")
+        return x ** np.arange(degree + 1)  # (T, degree + 1)
+
+    return dictionary
+
+
+def ou_koopman_eigenvalues(theta: float, dt: float, degree: int) -> np.ndarray:
+    """Eigenvalues exp(-k theta dt), k = 0 .. degree, of the stochastic Koopman operator
+    K f(x) = E[f(X_{t+dt}) | X_t = x] of the OU process dX = -theta X dt + sigma dW (Mezic 2005): its
+    eigenfunctions are the Hermite polynomials He_k(x / s), s^2 = sigma^2 / (2 theta), whatever sigma.
+
+    The polynomials of degree <= n are an invariant subspace (E[X_{t+dt}^k | X_t = x] is a polynomial of
+    degree k in x), so EDMD on :func:`monomials` up to n estimates these eigenvalues without bias."""
+    if not (theta > 0 and dt > 0):
+        raise ValueError(f"theta and dt must be > 0, got {theta} and {dt}")
+    return np.exp(-np.arange(degree + 1) * theta * dt)
+
+
+def eigenfunctions(result: DMDResult) -> tuple[np.ndarray, np.ndarray]:
+    """Koopman eigenfunctions of an EDMD fit: phi_j(x) = psi(x) @ W[:, j], slowest (largest modulus) first.
+
+    psi(x_{t+1}) ~ K psi(x_t) makes phi = w^T psi an eigenfunction, phi(x_{t+1}) ~ lambda phi(x_t), when
+    w is a *left* eigenvector of K (w^T K = lambda w^T). Returns the eigenvalues (m,) and W (m, m), each
+    column scaled so that its largest entry is 1 (an eigenfunction is defined up to a factor).
+    """
+    values, W = np.linalg.eig(np.asarray(result.operator).T)  # left eigenvectors of K
+    order = np.argsort(-np.abs(values), kind="stable")
+    values, W = values[order], W[:, order]
+    W = W / W[np.abs(W).argmax(axis=0), np.arange(W.shape[1])]
+    return values, W
+
+
+def ou_eigenfunctions(theta: float, sigma: float, degree: int) -> np.ndarray:
+    """Monomial coefficients of the OU process's Koopman eigenfunctions, the Hermite polynomials
+    He_k(x / s) with s^2 = sigma^2 / (2 theta), k = 0 .. degree: (degree + 1, degree + 1), column k holds
+    the coefficients of 1, x, .., x^degree, scaled like :func:`eigenfunctions` (largest entry 1)."""
+    if not (theta > 0 and sigma > 0):
+        raise ValueError(f"theta and sigma must be > 0, got {theta} and {sigma}")
+    s = sigma / np.sqrt(2 * theta)
+    out = np.zeros((degree + 1, degree + 1))
+    for k in range(degree + 1):
+        coef = np.polynomial.hermite_e.herme2poly(np.eye(degree + 1)[k])[: k + 1]  # He_k(y) in powers of y
+        out[: k + 1, k] = coef / s ** np.arange(k + 1)
+    return out / out[np.abs(out).argmax(axis=0), np.arange(degree + 1)]
+
+
+def attenuation(state_var: float, noise_var: float) -> float:
+    """Errors-in-variables factor var(x) / (var(x) + var(noise)): least squares of y_{t+1} on y_t, with
+    y = x + noise observed and x an AR(1) with coefficient phi, estimates phi times this factor
+    (cov(y_{t+1}, y_t) = phi var(x), var(y_t) = var(x) + var(noise)): DMD's eigenvalue is pulled to 0."""
+    if state_var <= 0 or noise_var < 0:
+        raise ValueError(f"need state_var > 0 and noise_var >= 0, got {state_var} and {noise_var}")
+    return state_var / (state_var + noise_var)
 
 
 __getattr__ = moved_names(__name__, {"fit_koopman": "course_lib.training"})
