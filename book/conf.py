@@ -48,6 +48,7 @@ include_patterns = [
     "notebooks/[0-9][0-9]*_*.py",
     "docs/errata.md",
     "docs/leaderboard.md",
+    "docs/holdout.md",
     "docs/instructors.md",
     "docs/capstone_brief.md",
     "reference/**",

@@ -56,7 +56,7 @@ def test_the_site_builds_clean_with_every_chapter_in_the_navigation(site):
     nav = check_book.read_page(site / "index.html").nav
     chapters = [Path(h).stem for h in nav if h.startswith("notebooks/")]
     assert chapters == check_book.CHAPTERS, "the sidebar lists every chapter of notebooks/, in order"
-    for page in ("docs/errata", "docs/leaderboard", "docs/instructors", "reference/index"):
+    for page in ("docs/errata", "docs/leaderboard", "docs/holdout", "docs/instructors", "reference/index"):
         assert f"{page}.html" in nav, f"{page} is in the sidebar"
     for chapter in check_book.CHAPTERS:  # the download links point to real notebooks
         notebook = site / "notebooks" / f"{chapter}.ipynb"
