@@ -1177,7 +1177,7 @@ calibration = (
 )
 print(calibration.round(3))
 
-# %% mystnb={"image": {"alt": "Four PIT histograms (density over ten bins from 0 to 1, with a dashed line at 1 for a calibrated forecaster): the volatility BayesianLSTM with MC dropout, the volatility GARCH with a Normal error, the returns BayesianLSTM with MC dropout, and the returns GARCH Student-t; the volatility panels tilt, more mass below the median, the returns panels are close to flat"}}
+# %% mystnb={"image": {"alt": "Four PIT histograms (density over ten bins from 0 to 1, with a dashed line at 1 for a calibrated forecaster): the volatility BayesianLSTM with MC dropout, the volatility GARCH with a Normal error, the returns BayesianLSTM with MC dropout, and the returns GARCH Student-t; both volatility panels slope down (outcomes fall below the forecast median too often: forecasts too high), both returns panels have a mild hump in the middle and dips near the edges"}}
 keys = [
     ("volatility", "BayesianLSTM (MC dropout)"),
     ("volatility", "GARCH(1,1) + Normal error"),
@@ -1211,7 +1211,11 @@ for key, color in [
     ax.fill_between(
         dates, dist.ppf(0.1), dist.ppf(0.9), color=color, alpha=0.3, label=f"80% interval, {key[1]}"
     )
-ax.set(ylabel="percent", title=f"{SOURCE} in 2009: 80% predictive intervals for the next day's return")
+ax.set(
+    xlabel="date",
+    ylabel="percent",
+    title=f"{SOURCE} in 2009: 80% predictive intervals for the next day's return",
+)
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
 
