@@ -770,6 +770,23 @@ print(
 )
 
 # %% [markdown]
+# **Reading the results** (the sentences above are computed from this run). The spread over seeds is
+# large, so a single seed could tell a different story than the seed ensemble that the DM tests use.
+#
+# Why does the pooled model do badly on IBM? Every series is standardised with its *own* scaler, so its
+# inputs say nothing about the level of a stock's volatility; the pooled network predicts roughly the
+# average level of AAPL, MSFT and GOOG, which is higher than IBM's. One SGD step on the last 20 days
+# moves that level, from the pooled start and from MAML's by the amounts printed above; MAML's objective
+# asks for a starting point from which that step helps most. The control with the same extra steps on
+# the same episodes separates what the meta-objective buys from what more training buys, and comparing
+# MSE with raw QLIKE separates the forecast's shape from its level: QLIKE punishes a variance forecast
+# that is too low far more than one too high.
+#
+# HAR and log-HAR use seven training years of IBM; the computed sentence that starts with their errors
+# says which few-shot starts are significantly worse than log-HAR. Few-shot learning is a way to do
+# *something* with 20 days; it does not replace years of data.
+
+# %% [markdown]
 # The budgets of the few-shot runs. The pooled network is the only one with early stopping (at most
 # `POOL_EPOCHS` epochs on the three stocks' training years, stopped on their validation years); MAML and
 # the same-steps control run exactly `META_STEPS` outer steps from it, with no stopping rule, and the
@@ -802,22 +819,6 @@ print(
     + f" MAML and the control ran the fixed {META_STEPS} outer steps; no stopping rule tells whether more "
     "would help, so their verdict is one at this budget."
 )
-
-# %% [markdown]
-# **Reading the results** (the sentences above are computed from this run). The spread over seeds is
-# large, so a single seed could tell a different story than the seed ensemble that the DM tests use.
-#
-# Why does the pooled model do badly on IBM? Every series is standardised with its *own* scaler, so its
-# inputs say nothing about the level of a stock's volatility; the pooled network predicts roughly the
-# average level of AAPL, MSFT and GOOG, which is higher than IBM's. One SGD step on the last 20 days
-# moves that level, from the pooled start and from MAML's by the amounts printed above; MAML's objective
-# asks for a starting point from which that step helps most. The control with the same extra steps on
-# the same episodes separates what the meta-objective buys from what more training buys, and comparing
-# MSE with raw QLIKE separates the forecast's shape from its level: QLIKE punishes a variance forecast
-# that is too low far more than one too high.
-#
-# HAR and log-HAR use seven training years of IBM; the last printed line says which few-shot starts they
-# beat. Few-shot learning is a way to do *something* with 20 days; it does not replace years of data.
 
 # %% [markdown]
 # ### Does the second-order term change the verdict?
