@@ -75,6 +75,7 @@ from course_lib.evaluation import (
     return_baselines,
     seed_summary,
     verdict_summary,
+    verdict_word,
     volatility_baselines,
 )
 from course_lib.evaluation.probabilistic import crps_gaussian, crps_student_t
@@ -740,10 +741,8 @@ print(
 
 
 def said(res):
-    """A DM outcome of MAML against a control, in words."""
-    if res.pvalue >= 0.05:
-        return f"not distinguishable (p = {res.pvalue:.3f})"
-    return f"{'MAML better' if res.statistic < 0 else 'MAML WORSE'} (p = {res.pvalue:.3f})"
+    """A DM outcome of MAML against a control, in the course's words (verdict_word)."""
+    return f"MAML {verdict_word(res.statistic, res.pvalue)} (p = {res.pvalue:.3f})"
 
 
 for n in controls:
@@ -896,8 +895,8 @@ print(
 
 
 def direction(res) -> str:
-    """better / WORSE / n.s.: the first forecast against the second, DM at 5%."""
-    return "n.s." if res.pvalue >= 0.05 else ("better" if res.statistic < 0 else "WORSE")
+    """The first forecast against the second, DM at 5%, in the course's words (verdict_word)."""
+    return verdict_word(res.statistic, res.pvalue)
 
 
 against = {"pooled + adapt": np.mean(few_shot["pooled + adapt"], axis=0), "log-HAR": log_har_query}
