@@ -68,6 +68,7 @@ from course_lib.causal import (
 )
 from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.models.causal import CausalLSTM, CounterfactualRecurrentNetwork
 
 # %% [markdown]
@@ -492,7 +493,11 @@ print(
     f"truth {feedback.effect:.2f}; regression on the history / truth = "
     f"{regime['regression on the history'].estimate / feedback.effect:.2f}"
 )
-print(table.to_string(float_format=lambda z: f"{z:.3f}"))
+print(table.to_string(float_format=lambda z: f"{z:.3f}", na_rep=""))
+no_interval = f"a network's spread is its seed sd over {len(SEEDS)} seeds, not a standard error"
+empty_because = dict.fromkeys(["se", "95% low", "95% high", "covers truth"], no_interval)
+empty_because["seed sd"] = "a classical estimator is fitted once, without seeds: its uncertainty is its se"
+print(blank_cells(table, reasons=empty_because)[1])
 assert not regime["regression on the history"].covers(feedback.effect), "regression on the history is biased"
 assert regime["g-computation (linear)"].covers(feedback.effect) and regime["IPW-MSM"].covers(feedback.effect)
 assert all(abs(regime[n][0] - feedback.effect) < 0.2 for n in regime if isinstance(regime[n], tuple))
@@ -740,7 +745,8 @@ true_graph = pd.DataFrame(
     (np.abs(coefs).sum(0).T > 0) & ~np.eye(3, dtype=bool), index=p_toy.index, columns=p_toy.columns
 )
 print("p-values (row: cause, column: effect); true edges: x0 -> x1, x1 -> x2, x2 -> x0")
-print(p_toy.round(4))
+print(p_toy.round(4).to_string(na_rep="-"))
+print("(-: the diagonal is empty, a series is not tested as a cause of itself)")
 found = p_toy < 0.05  # the diagonal is NaN: never an edge
 print("edges found at 5%:", [f"{c} -> {e}" for c in p_toy.index for e in p_toy.columns if found.loc[c, e]])
 print("the found graph equals the true one:", bool((found == true_graph).all().all()))
