@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -37,6 +38,7 @@ from course_lib.evaluation import (
     verdict_summary,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.models.convolutional import (
     CausalConv1d,
     Chomp1d,
@@ -430,7 +432,9 @@ budget
 # p-value is averaged.
 
 # %%
-results["returns"].round(4)
+shown, note = blank_cells(results["returns"])
+display(shown)
+print(note)
 
 # %%
 print(verdict_summary(results["returns"], models=list(factories)))
@@ -445,7 +449,9 @@ print(verdict_summary(results["returns"], models=list(factories)))
 
 # %%
 vol_table = results["volatility"]
-vol_table.round(4)
+shown, note = blank_cells(vol_table)
+display(shown)
+print(note)
 
 # %% [markdown]
 # Where the level factor is learnt can decide a verdict. The next table scores every model (seed

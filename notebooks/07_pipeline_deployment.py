@@ -80,6 +80,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from matplotlib.ticker import MaxNLocator
 from safetensors.torch import load_file, save_file
 from torch.utils.data.distributed import DistributedSampler
@@ -87,6 +88,7 @@ from torch.utils.data.distributed import DistributedSampler
 from course_lib import get_device, set_seed
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano, log_har_forecasts, loss_series, results_table, seed_summary
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.walkforward import FROZEN_VAL_YEARS, block_task, raw_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
@@ -326,10 +328,14 @@ COLUMNS = [
     "worse QLIKE (p<0.05)",
     "in_MCS",
 ]
-tables["walk_forward"][COLUMNS].round(4)
+shown, note = blank_cells(tables["walk_forward"][COLUMNS])
+display(shown)
+print(note)
 
 # %%
-tables["frozen"][COLUMNS].round(4)
+shown, note = blank_cells(tables["frozen"][COLUMNS])
+display(shown)
+print(note)
 
 
 # %% mystnb={"image": {"alt": "MSE of the log volatility by test year from 2009 to 2018 for the TCN re-trained each year (walk-forward) and frozen after the first year, both the mean of 3 seeds, and for log-HAR under the same two protocols"}}
@@ -948,7 +954,9 @@ policy_table = results_table(
     protocol="walk_forward",
 )
 policy_table.insert(0, "re-fits", [policies[name].refits for name in policy_table.index])
-policy_table[["re-fits", "QLIKE", "QLIKE_lc", "DM_QLIKE", "p_QLIKE", "in_MCS"]].round(4)
+shown, note = blank_cells(policy_table[["re-fits", "QLIKE", "QLIKE_lc", "DM_QLIKE", "p_QLIKE", "in_MCS"]])
+display(shown)
+print(note)
 
 # %% mystnb={"image": {"alt": "The cumulative QLIKE of log-HAR under each re-fitting policy (never, the error trigger, the coverage trigger, and calendars as often as each trigger) minus that of the yearly calendar, against the forecast origin, with a line at 0 and tick marks at each policy's re-fits; below 0 means better than re-fitting yearly"}}
 fig, ax = plt.subplots(figsize=(10, 3.8))
