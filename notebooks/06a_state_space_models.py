@@ -50,6 +50,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
 from course_lib.models.mamba import FinancialMamba, MambaBlock
 from course_lib.models.ops.convolution import fft_causal_conv
@@ -894,7 +895,9 @@ print(f"trained {len(factories) * len(SEEDS)} models in {time.perf_counter() - s
 # confidence set cannot tell apart from the best.
 
 # %%
-results.round(4)
+shown, note = blank_cells(results)
+display(shown)
+print(note)
 
 # %% [markdown]
 # ### Does the level correction decide the verdict?
