@@ -64,6 +64,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from scipy import stats
 from torch import nn
 
@@ -80,6 +81,7 @@ from course_lib.data.corpus import (
 )
 from course_lib.data.windows import make_task
 from course_lib.evaluation import diebold_mariano, loss_series, seed_summary, verdicts, volatility_baselines
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.probabilistic import (
     crps_gaussian,
     crps_quantiles,
@@ -288,7 +290,9 @@ models = list(runs)
 table = seed_summary(
     task, {n: runs[n]["test"] for n in models}, baselines, val_predictions={n: runs[n]["val"] for n in models}
 )
-table.round(4)
+shown, note = blank_cells(table)
+display(shown)
+print(note)
 
 # %%
 print(verdicts(table, models=models))
@@ -414,7 +418,11 @@ print(
     f"its 10-90% band holds {inside:.0%} of the outcomes (nominal 80%, "
     f"{(inside - 0.8) / band_se:+.1f} standard errors from it)"
 )
-fracast_table.round(4)
+shown, note = blank_cells(
+    fracast_table, reasons=dict.fromkeys(["DM vs log_har", "p"], "the benchmark is not tested against itself")
+)
+display(shown)
+print(note)
 
 # %%
 for name in ("fracast", "zero-shot (ours)"):
@@ -650,7 +658,12 @@ print(
     f"zero-shot CRPS from its closed form {crps_rows['zero-shot'].mean():.4f}, "
     f"from 400 sampled values a day {from_samples:.4f}; first seed of each model"
 )
-crps_table.round(4)
+benchmark_itself = dict.fromkeys(
+    ["DM vs log_har (Gaussian)", "p"], "the benchmark is not tested against itself"
+)
+shown, note = blank_cells(crps_table, reasons=benchmark_itself)
+display(shown)
+print(note)
 
 # %%
 for name, r in crps_dm.items():
