@@ -33,7 +33,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.ticker import MaxNLocator
 
 from course_lib import get_device, set_seed
 from course_lib.causal import (
@@ -68,7 +67,6 @@ from course_lib.causal import (
 )
 from course_lib.data.features import feature_frame
 from course_lib.data.prices import load_prices
-from course_lib.evaluation.blanks import blank_cells
 from course_lib.models.causal import CausalLSTM, CounterfactualRecurrentNetwork
 
 # %% [markdown]
@@ -494,10 +492,12 @@ print(
     f"{regime['regression on the history'].estimate / feedback.effect:.2f}"
 )
 print(table.to_string(float_format=lambda z: f"{z:.3f}", na_rep=""))
-no_interval = f"a network's spread is its seed sd over {len(SEEDS)} seeds, not a standard error"
-empty_because = dict.fromkeys(["se", "95% low", "95% high", "covers truth"], no_interval)
-empty_because["seed sd"] = "a classical estimator is fitted once, without seeds: its uncertainty is its se"
-print(blank_cells(table, reasons=empty_because)[1])
+networks = [name for name, r in regime.items() if isinstance(r, tuple)]
+print(
+    f"Empty cells: se, 95% low, 95% high and covers truth for {', '.join(networks)} (a network's spread is "
+    f"its seed sd over {len(SEEDS)} seeds, not a standard error); seed sd for the other rows (a classical "
+    "estimator is fitted once, without seeds: its uncertainty is its se)."
+)
 assert not regime["regression on the history"].covers(feedback.effect), "regression on the history is biased"
 assert regime["g-computation (linear)"].covers(feedback.effect) and regime["IPW-MSM"].covers(feedback.effect)
 assert all(abs(regime[n][0] - feedback.effect) < 0.2 for n in regime if isinstance(regime[n], tuple))
@@ -584,7 +584,7 @@ ax.set(
     ylabel="abnormal return (%)",
     title=f"{asset} around {event_day}",
 )
-ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+ax.xaxis.get_major_locator().set_params(integer=True)
 ax.legend()
 plt.tight_layout()
 plt.show()
