@@ -38,6 +38,7 @@ from course_lib.evaluation import (
     verdict_summary,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
 from course_lib.models.convolutional import (
     CausalConv1d,
@@ -116,7 +117,7 @@ print(f"device: {device}")
 # $1 + (2-1)(1+2+4) = 8$ days. The grey dots are days it never sees.
 
 
-# %%
+# %% mystnb={"image": {"alt": "A schematic of three causal convolutions with kernel size 2, stacked with dilations 1, 2 and 4, over a 16-day window: rows are the input and the three levels, columns the days in the window. Grey dots are all positions; blue lines and dots trace every position the last output depends on, which reaches back to the 8 most recent input days"}}
 def draw_dilated_stack(ax, length=16, kernel_size=2, dilations=(1, 2, 4)):
     """Plot the dependency cone of the last output of a stack of causal dilated convolutions."""
     levels = len(dilations)
@@ -134,6 +135,7 @@ def draw_dilated_stack(ax, length=16, kernel_size=2, dilations=(1, 2, 4)):
     ax.scatter(ts, ls, color="C0", zorder=3)
     ax.set_yticks(range(levels + 1), ["input"] + [f"d={d}" for d in dilations])
     ax.set_xlabel("day in the window")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return sum(1 for (lv, _) in seen if lv == 0)
 
 
@@ -199,7 +201,7 @@ assert rf_table["contiguous, ends today"].all()
 # paper and nearly invisible to the model in practice.
 
 
-# %%
+# %% mystnb={"image": {"alt": "Relative gradient of the last forecast with respect to each input lag (lags 0 to 47 on the x axis, log scale on the y axis) for an untrained TCN (kernel 3, 3 levels) and an untrained WaveNet (kernel 2, 5 layers). For each model a dashed vertical line marks the receptive field and a dotted one the effective field; a grey horizontal line marks the 0.001 threshold. Inside the field the gradient rises and falls from lag to lag as it decays; beyond the field it is exactly zero and sits at the floor of the plot"}}
 def lag_profile(model, x):
     """Gradient magnitude of the summed last-step forecast on each lag (index 0 = today), over the
     batch and the features, divided by its largest value: (L,)."""
@@ -431,7 +433,9 @@ budget
 # p-value is averaged.
 
 # %%
-results["returns"].round(4)
+shown, note = blank_cells(results["returns"])
+display(shown)
+print(note)
 
 # %%
 print(verdict_summary(results["returns"], models=list(factories)))
@@ -446,7 +450,9 @@ print(verdict_summary(results["returns"], models=list(factories)))
 
 # %%
 vol_table = results["volatility"]
-vol_table.round(4)
+shown, note = blank_cells(vol_table)
+display(shown)
+print(note)
 
 # %% [markdown]
 # Where the level factor is learnt can decide a verdict. The next table scores every model (seed
@@ -536,7 +542,7 @@ print(budget_verdicts(comparison))
 # %% [markdown]
 # ### Training time
 
-# %%
+# %% mystnb={"image": {"alt": "Two bar charts, the returns task on the left and the volatility task on the right: the median seconds per training epoch of the TCN, the WaveNet and the LSTM, on the device the chapter ran on"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 names = list(factories)
 for ax, kind in zip(axes, tasks, strict=True):

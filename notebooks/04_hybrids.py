@@ -38,6 +38,7 @@ from course_lib.evaluation import (
     verdict_summary,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
 from course_lib.models.convolutional import CausalConv1d
 from course_lib.models.hybrid import CNNLSTM, AttentionLSTM, BahdanauAttention
@@ -106,7 +107,7 @@ print(f"device: {device}")
 # back) and is a forecast made at the block's last day, `CNNLSTM.pooled_ends(L)`. For an odd window
 # (here 21 days) the oldest day is left out, so that the last pooled step ends *today*.
 
-# %%
+# %% mystnb={"image": {"alt": "Two rows of input days (day 0 = oldest), for a 20-day and a 21-day window: a coloured bar per pooled step j of the CNN-LSTM covers the four days that step takes the maximum over, ending at the day its forecast is made; in both windows the last pooled step ends on the last day, and in the 21-day window the oldest day is left out"}}
 fig, axes = plt.subplots(2, 1, figsize=(9, 2.8), sharex=True)
 for ax, length in zip(axes, (20, 21), strict=True):
     ends = CNNLSTM.pooled_ends(length)
@@ -118,6 +119,7 @@ for ax, length in zip(axes, (20, 21), strict=True):
     ax.set_yticks([])
     ax.set_title(f"L = {length}: pooled steps end at days {ends}", fontsize=9)
 axes[-1].set_xlabel("input day (0 = oldest)")
+axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
 plt.tight_layout()
 plt.show()
 
@@ -387,7 +389,9 @@ budget
 # ### Returns (DM benchmark: the zero forecast; MCS on squared error)
 
 # %%
-results["returns"].round(4)
+shown, note = blank_cells(results["returns"])
+display(shown)
+print(note)
 
 # %%
 print(verdict_summary(results["returns"], models=list(factories)))
@@ -397,7 +401,9 @@ print(verdict_summary(results["returns"], models=list(factories)))
 
 # %%
 vol_table = results["volatility"]
-vol_table.round(4)
+shown, note = blank_cells(vol_table)
+display(shown)
+print(note)
 
 # %% [markdown]
 # Where the level factor is learnt can decide a verdict: the three corrections side by side (none, learnt
@@ -557,7 +563,7 @@ print(
 # is a forecast day and only the days up to it can receive weight; we divide each row by the uniform
 # weight $1/(t+1)$, so 1 means "no preference".
 
-# %%
+# %% mystnb={"image": {"alt": "Left: the attention LSTM's mean weight on each lag (0 to 19 days before the forecast origin) over the test period, for calm days and for turbulent days (the top 20% of volatility at the origin), against a dotted line at the uniform weight 1/20. Right: a heat map for one test window, forecast day (query) against key day, of each per-step weight divided by the uniform weight, blue below 1 and red above 1, blank above the diagonal where future days are masked"}}
 vol_task = tasks["volatility"]
 model = fitted["volatility"]["AttentionLSTM"].models[0].cpu().eval()  # the first seed
 X_test = torch.from_numpy(vol_task.test.X)

@@ -50,6 +50,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.models.convolutional import TemporalConvNet, tcn_receptive_field
 from course_lib.models.mamba import FinancialMamba, MambaBlock
 from course_lib.models.ops.convolution import fft_causal_conv
@@ -141,7 +142,7 @@ print(f"device: {device}")
 # (`S4DKernel.recurrence` on an input that is 1 on day 0 and 0 after). Small $\Delta$: slow decay,
 # long memory; large $\Delta$: a short memory.
 
-# %%
+# %% mystnb={"image": {"alt": "The convolution kernels K_j of four S4D channels with step sizes dt = 0.003, 0.03, 0.1 and 0.3, plotted over lags 0 to 255 days as lines, with the impulse responses of the same layer run as a recurrence drawn as dots every 8 lags: the dots lie on the lines, and a larger dt makes the kernel decay faster"}}
 kernel = S4DKernel(4, S4D_STATE).double()
 with torch.no_grad():
     kernel.log_dt.copy_(torch.log(torch.tensor([0.003, 0.03, 0.1, 0.3], dtype=torch.float64)))
@@ -222,7 +223,7 @@ print(
 # * **one rate** $A_n = -\tfrac12$ for every mode: all modes identical, the memory of an EWMA.
 
 
-# %%
+# %% mystnb={"image": {"alt": "A target kernel shaped as a bump 60 days back (dashed black), over lags 0 to 150 days, and the best least-squares fit to it from 16 modes under three initialisations of A: S4D-Lin (oscillating modes), S4D-Real (decay rates only) and a single decay rate; the legend gives each fit's relative error, to compare how closely each set of modes reproduces the bump"}}
 def mode_responses(A, dt, length):
     """(L, 2N) real basis: Re and Im of B-bar_n exp(j dt A_n) for each mode (ZOH, B = 1)."""
     dtA = dt * A
@@ -281,7 +282,7 @@ print(
 # rule) on a smooth signal of 1000 days, and `legendre_reconstruction` reads the past back from the
 # state at day 500 and at day 1000. If the maths were wrong, the reconstruction would not match.
 
-# %%
+# %% mystnb={"image": {"alt": "Two panels: a signal made of two waves with periods of 400 and 170 days (dashed black) over its first 500 days (left) and all 1000 days (right), with the past reconstructed from the HiPPO-LegS state at that day for N = 4, 8, 16 and 32 coefficients; the legend gives each relative error, which falls as N grows"}}
 A_legs, B_legs = hippo_legs(4)
 print("HiPPO-LegS A for N = 4:\n", A_legs.numpy().round(3), "\nB:", B_legs.numpy().round(3))
 days = torch.arange(HIPPO_LENGTH, dtype=torch.float64) + 0.5
@@ -299,6 +300,7 @@ for ax, t in zip(axes, (HIPPO_LENGTH // 2, HIPPO_LENGTH), strict=True):
     ax.set_title(f"the past read back from the state at day {t}")
     ax.set_xlabel("day")
     ax.legend(fontsize=7)
+axes[0].set_ylabel("value")
 plt.tight_layout()
 plt.show()
 for t in (HIPPO_LENGTH // 2, HIPPO_LENGTH):
@@ -391,7 +393,7 @@ print(
 # What did Mamba learn? Below, for one validation window, its step size $\Delta_t$ (mean over
 # channels) and the marked days. The model was never told what a marker means.
 
-# %%
+# %% mystnb={"image": {"alt": "The trained Mamba layer's mean step size dt_t on a log scale over the 32 days of one validation window of the synthetic selectivity task, with red vertical bands at the marked days: the step size jumps on the marked days and stays small elsewhere"}}
 mamba_sel = trained["Mamba (selective)"].eval()
 sample = X_sel_val[:1].to(device)
 with torch.no_grad():
@@ -542,7 +544,7 @@ print(
 # > instead of changing the memory. Below, the ratio of the two kernels' norms for the 64 channels of a
 # > freshly initialised kernel, against $1/\Delta$.
 
-# %%
+# %% mystnb={"image": {"alt": "Log-log scatter of the ratio between the source's kernel norm and the zero-order-hold kernel norm against the channel step size dt, for 64 channels, with a dashed line at 1/dt: the points lie close to the line, so the source kernel is off by a factor of about 1/dt"}}
 zoh_kernel = S4DKernel(64, S4D_STATE).double()
 with torch.no_grad():
     dtA, dB, C_modes = zoh_kernel.discretize()
@@ -719,7 +721,7 @@ assert assoc_gap < 1e-12 and prefix_gap < 1e-12
 # both. `selective_scan_matrix` builds $M$; below, $Mu$ against the scan, and for a scalar $A$ per
 # channel, $M$ against $\mathcal{L} \circ (C B^\top)$.
 
-# %%
+# %% mystnb={"image": {"alt": "A 40-by-40 heat map of log10 of the absolute entries of the selective scan written as a matrix M for one channel, output day t against input day s: the matrix is lower triangular, since an output day depends only on input days up to it"}}
 u_m, dt_m = u_s[:, :40], dt_s[:, :40]
 B_m, C_m = B_s[:, :40], C_s[:, :40]
 M = selective_scan_matrix(dt_m, A_s, B_m, C_m)  # (B, d_inner, L, L)
@@ -893,7 +895,9 @@ print(f"trained {len(factories) * len(SEEDS)} models in {time.perf_counter() - s
 # confidence set cannot tell apart from the best.
 
 # %%
-results.round(4)
+shown, note = blank_cells(results)
+display(shown)
+print(note)
 
 # %% [markdown]
 # ### Does the level correction decide the verdict?
@@ -910,7 +914,7 @@ print(variants.columns.name)
 display(variants.round(3))
 print(correction_reversals(variants))
 
-# %%
+# %% mystnb={"image": {"alt": "Left: horizontal bars of the test MSE of the log volatility, mean over seeds with a bar of one seed standard deviation, for the networks (blue: S4D, Mamba, TCN, a 20-day LSTM) and the baselines (grey), sorted from best at the top. Right: bars of the median seconds per training epoch of each network"}}
 networks = list(factories)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
 order = results.sort_values("MSE").index
@@ -918,9 +922,11 @@ colors = ["C0" if name in networks else "C7" for name in order]
 axes[0].barh(order, results.loc[order, "MSE"], xerr=results.loc[order, "MSE sd"].fillna(0), color=colors)
 axes[0].invert_yaxis()
 axes[0].set_xlabel("test MSE of the log volatility")
+axes[0].set_ylabel("model")
 axes[0].set_title("networks (blue) and baselines (grey)")
 axes[0].set_xlim(results["MSE"].min() * 0.9, results["MSE"].max() * 1.02)
 axes[1].bar(networks, [runs[n].seconds_per_epoch for n in networks], color="C0")
+axes[1].set_xlabel("network")
 axes[1].set_ylabel("seconds per epoch")
 axes[1].set_title(f"training cost ({device.type})")
 axes[1].tick_params(axis="x", rotation=30)

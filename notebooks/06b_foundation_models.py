@@ -64,6 +64,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from scipy import stats
 from torch import nn
 
@@ -87,6 +88,7 @@ from course_lib.evaluation import (
     verdicts,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.probabilistic import (
     crps_gaussian,
     crps_quantiles,
@@ -162,7 +164,7 @@ print("left out:", "; ".join(real.dropped))
 print(f"{len(corpus.series)} series, {sum(len(s) for s in corpus.series):,} days in all")
 real.summary()
 
-# %%
+# %% mystnb={"image": {"alt": "Two panels of log volatility in log percent: left, three real series of the pretraining corpus over their dates up to the end of 2006; right, the first 600 days of four synthetic series from the simulators"}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 for s in real.series[:3]:
     axes[0].plot(s.dates, s.values, lw=0.6, label=s.name)
@@ -270,7 +272,7 @@ for seed in SEEDS:
     record("Lag-Llama zero-shot", lag_model, LAG_CONTEXT)
 print(f"trained {5 * len(SEEDS)} models; CPU so far {time.process_time() - start_time:.0f} s")
 
-# %%
+# %% mystnb={"image": {"alt": "The pretraining loss (next-patch negative log-likelihood in normalised units, a 20-step moving average) against the pretraining step, one line per seed"}}
 fig, ax = plt.subplots(figsize=(8, 3))
 for seed, losses in curves.items():
     ax.plot(pd.Series(losses).rolling(20).mean(), label=f"seed {seed}")
@@ -295,7 +297,9 @@ models = list(runs)
 table = seed_summary(
     task, {n: runs[n]["test"] for n in models}, baselines, val_predictions={n: runs[n]["val"] for n in models}
 )
-table.round(4)
+shown, note = blank_cells(table)
+display(shown)
+print(note)
 
 # %%
 print(verdicts(table, models=models))
@@ -421,7 +425,11 @@ print(
     f"its 10-90% band holds {inside:.0%} of the outcomes (nominal 80%, "
     f"{(inside - 0.8) / band_se:+.1f} standard errors from it)"
 )
-fracast_table.round(4)
+shown, note = blank_cells(
+    fracast_table, reasons=dict.fromkeys(["DM vs log_har", "p"], "the benchmark is not tested against itself")
+)
+display(shown)
+print(note)
 
 # %%
 for name in ("fracast", "zero-shot (ours)"):
@@ -514,7 +522,7 @@ print(
 # one possible future, and the spread of many paths is the forecast distribution of the whole horizon.
 # A fixed `torch.Generator` gives the same paths every time.
 
-# %%
+# %% mystnb={"image": {"alt": "The NASDAQ's log Parkinson volatility around 20 July 2011: the last 60 days before the forecast origin in black, the realised days after it in red, and the pretrained model's zero-shot sample paths as blue bands (the central 50% and 90% of the paths) with three single paths, to compare the realised August 2011 with the band"}}
 origin = int(np.searchsorted(task.frame.index, pd.Timestamp("2011-07-20")))
 context = torch.from_numpy(contexts(series, np.array([origin]), CONTEXT)).to(device)
 paths = pretrained[SEEDS[0]].generate(
@@ -572,7 +580,7 @@ print(
 # uniform: then a central 80% interval holds 80% of the outcomes. Here $F_t$ is the Student-t CDF of each
 # day's forecast (`scipy.stats.t`), for the first seed of each patch model.
 
-# %%
+# %% mystnb={"image": {"alt": "Three histograms of the probability integral transform u = F(y) of the test targets, for the zero-shot, the fine-tuned and the own-series-only model, each against a dashed line at density 1: a calibrated forecast gives a flat histogram, a hump in the middle means intervals too wide and a U shape means intervals too narrow"}}
 pit = {}
 for name in ("zero-shot", "fine-tuned", "own series only"):
     d = runs[name]["test_dist"][0]
@@ -655,7 +663,12 @@ print(
     f"zero-shot CRPS from its closed form {crps_rows['zero-shot'].mean():.4f}, "
     f"from 400 sampled values a day {from_samples:.4f}; first seed of each model"
 )
-crps_table.round(4)
+benchmark_itself = dict.fromkeys(
+    ["DM vs log_har (Gaussian)", "p"], "the benchmark is not tested against itself"
+)
+shown, note = blank_cells(crps_table, reasons=benchmark_itself)
+display(shown)
+print(note)
 
 # %%
 for name, r in crps_dm.items():

@@ -164,7 +164,7 @@ print(f"device: {device}")
 # i.i.d. data we can measure each recipe's coverage for every calibration size $n$ ($4000$ repetitions
 # each) and compare with the exact value $k/(n+1)$.
 
-# %%
+# %% mystnb={"image": {"alt": "The coverage of a new point by 90% conformal intervals against the calibration set size n from 3 to 60, for three recipes for q-hat: the exact order statistic, np.quantile at 1 - alpha, and the source's torch.quantile recipe (missing where its level exceeds 1), with the theoretical coverage k/(n+1) in black and a grey dashed line at 0.90; the np.quantile recipe lies at or below the exact one, which never falls below 0.90 in theory"}}
 alpha = 0.1
 recipes = {
     "exact: S_(k), k = ceil((n+1)(1-alpha))": [],
@@ -1022,7 +1022,7 @@ print(
 # (August 2011), the yuan devaluation (August 2015), the volatility spike of February 2018 and the
 # sell-off of the fourth quarter of 2018.
 
-# %%
+# %% mystnb={"image": {"alt": "Two stacked panels sharing a date axis, returns above and volatility below: the coverage of 90% intervals over the past 250 test days for six methods (the Gaussian BayesianLSTM, GARCH, split conformal on |y-mu|/sigma, CQR, ACI and DtACI), with a solid line at 0.90, a dotted line at 0.86 and red bands over four stress periods in 2011, 2015 and 2018, to see how coverage behaves in them"}}
 STRESS = {
     "2011 downgrade": ("2011-07-25", "2011-10-31"),
     "2015 yuan": ("2015-08-10", "2015-10-15"),
@@ -1057,7 +1057,7 @@ plt.show()
 # on), and draw 2007-2009 beside the uncalibrated Gaussian and GARCH bands. (This run uses the
 # calibration years as ordinary online data; the tables above do not use it.)
 
-# %%
+# %% mystnb={"image": {"alt": "Top: the S&P 500's next-day returns in percent from 2007 to 2009 as black dots, ACI misses as red crosses, with three 90% intervals: ACI as a green band, the Gaussian BayesianLSTM and GARCH as blue and orange lines; a red band marks 15 September 2008 (Lehman) to the end of 2008. Bottom: ACI's running miscoverage level alpha_t against the date, with a line at the nominal 0.1: it falls after each miss, widening the interval, and creeps back up otherwise"}}
 f, y_ret = forecasts["returns", SEEDS[0]], targets["returns"]
 online_mu = np.concatenate([f["cal"]["mu"], f["test"]["mu"]])
 online_sigma = np.concatenate([f["cal"]["sigma"], f["test"]["sigma"]])

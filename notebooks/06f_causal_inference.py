@@ -121,7 +121,7 @@ print(f"device: {device}")
 # into $c$. The dashed node $v$ is a **hidden** confounder, switched off by default: when it is on, no
 # estimator that sees only $(c, a, y)$ can recover $\tau$.
 
-# %%
+# %% mystnb={"image": {"alt": "The simulator's causal graph: yesterday's covariate c(t-1) drives yesterday's action a(t-1), both drive today's covariate c(t), which drives today's action a(t); c(t), c(t-1) and a(t) drive the outcome y, and the effect to estimate is the red arrow from a(t) to y. A hidden variable v, drawn dashed, points to both a(t) and y"}}
 nodes = {
     "$c_{t-1}$": (0, 1),
     "$a_{t-1}$": (0, 0),
@@ -234,7 +234,7 @@ print(
 )
 effects.round(3)
 
-# %%
+# %% mystnb={"image": {"alt": "Estimated treatment effect against the confounding strength gamma (0 = randomised) for six methods (naive, regression, IPW, AIPW, CausalLSTM, CRN) with 95% intervals (for the two networks, plus or minus 1.96 standard deviations across seeds), against a dashed line at the true effect 1; red crosses at gamma = 2 show each method's estimate when a confounder is hidden. The distance of a marker from the dashed line is the method's bias"}}
 observed, hid = effects[effects["hidden"] == 0], effects[effects["hidden"] > 0].iloc[0]
 methods = ["naive", "regression", "IPW", "AIPW", "CausalLSTM", "CRN"]
 fig, ax = plt.subplots(figsize=(8, 4))
@@ -299,7 +299,7 @@ assert (hid[methods] > 1.3).all(), "a hidden confounder biases every estimate"
 # Weighting needs every unit to have had a real chance of either treatment. Before trusting an IPW
 # number, look at the estimated propensities by arm and at the effective sample size of the weights.
 
-# %%
+# %% mystnb={"image": {"alt": "Two histograms of the estimated propensity e(X) from 0 to 1, split by arm (treated a = 1 in red, untreated a = 0 in blue), for confounding strength gamma = 1 (left) and gamma = 3 (right): the stronger the confounding, the less the two arms overlap"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
 for ax, gamma in zip(axes, (1.0, 3.0), strict=True):
     data = samples[(gamma, 0.0)]
@@ -310,6 +310,7 @@ for ax, gamma in zip(axes, (1.0, 3.0), strict=True):
     ax.legend()
     print(f"gamma = {gamma}:")
     print(overlap_table(e, data.treatment).round(3).to_string())
+axes[0].set_ylabel("number of samples")
 plt.tight_layout()
 plt.show()
 
@@ -490,7 +491,13 @@ print(
     f"truth {feedback.effect:.2f}; regression on the history / truth = "
     f"{regime['regression on the history'].estimate / feedback.effect:.2f}"
 )
-print(table.to_string(float_format=lambda z: f"{z:.3f}"))
+print(table.to_string(float_format=lambda z: f"{z:.3f}", na_rep=""))
+networks = [name for name, r in regime.items() if isinstance(r, tuple)]
+print(
+    f"Empty cells: se, 95% low, 95% high and covers truth for {', '.join(networks)} (a network's spread is "
+    f"its seed sd over {len(SEEDS)} seeds, not a standard error); seed sd for the other rows (a classical "
+    "estimator is fitted once, without seeds: its uncertainty is its se)."
+)
 assert not regime["regression on the history"].covers(feedback.effect), "regression on the history is biased"
 assert regime["g-computation (linear)"].covers(feedback.effect) and regime["IPW-MSM"].covers(feedback.effect)
 assert all(abs(regime[n][0] - feedback.effect) < 0.2 for n in regime if isinstance(regime[n], tuple))
@@ -551,7 +558,7 @@ print("per-sample effects:", model.effect(x_small)[:, 0].cpu().numpy().round(3))
 # variance (the placebo p-value, from every window of the same length in the estimation period, drops
 # the normality assumption).
 
-# %%
+# %% mystnb={"image": {"alt": "Bars of AAPL's daily abnormal return in percent from 10 trading days before to 10 after the iPhone's announcement on 9 January 2007, the event days 0 and 1 in red, against a grey band of plus or minus 1.96 standard deviations of one day's abnormal return"}}
 asset, market_name, event_day = EVENT
 returns = {t: feature_frame(load_prices(t))["ret"] for t in (asset, market_name)}
 study = event_study(returns[asset], returns[market_name], event_day, window=(0, 1))
@@ -577,6 +584,7 @@ ax.set(
     ylabel="abnormal return (%)",
     title=f"{asset} around {event_day}",
 )
+ax.xaxis.get_major_locator().set_params(integer=True)
 ax.legend()
 plt.tight_layout()
 plt.show()
@@ -677,7 +685,7 @@ print(
     f"and the event study's CAR(0, 1) {study.car:+.2f} %; the synthetic control's placebos rank it {rank} of {n_units}"
 )
 
-# %%
+# %% mystnb={"image": {"alt": "Left: AAPL's cumulative log return over the last 30 days of the panel, against its synthetic control built from the donors (dashed), with a vertical line at event day 0. Right: the daily gap between AAPL and its synthetic control from 120 trading days before the announcement to day 1 (red), among the grey gaps of each donor treated as a placebo"}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 window = panel.index[-30:]
 axes[0].plot(window, panel.loc[window, asset].cumsum(), label=f"{asset}", color="C3")
@@ -737,7 +745,8 @@ true_graph = pd.DataFrame(
     (np.abs(coefs).sum(0).T > 0) & ~np.eye(3, dtype=bool), index=p_toy.index, columns=p_toy.columns
 )
 print("p-values (row: cause, column: effect); true edges: x0 -> x1, x1 -> x2, x2 -> x0")
-print(p_toy.round(4))
+print(p_toy.round(4).to_string(na_rep="-"))
+print("(-: the diagonal is empty, a series is not tested as a cause of itself)")
 found = p_toy < 0.05  # the diagonal is NaN: never an edge
 print("edges found at 5%:", [f"{c} -> {e}" for c in p_toy.index for e in p_toy.columns if found.loc[c, e]])
 print("the found graph equals the true one:", bool((found == true_graph).all().all()))

@@ -80,12 +80,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
+from matplotlib.ticker import MaxNLocator
 from safetensors.torch import load_file, save_file
 from torch.utils.data.distributed import DistributedSampler
 
 from course_lib import get_device, set_seed
 from course_lib.data.prices import load_prices
 from course_lib.evaluation import diebold_mariano, log_har_forecasts, loss_series, results_table, seed_summary
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.evaluation.walkforward import FROZEN_VAL_YEARS, block_task, raw_windows, walk_forward
 from course_lib.models import FinancialGRU, TemporalConvNet
 from course_lib.production.bundle import BundleError, ModelDeployment, check_onnx, export_onnx, save_bundle
@@ -325,13 +328,17 @@ COLUMNS = [
     "worse QLIKE (p<0.05)",
     "in_MCS",
 ]
-tables["walk_forward"][COLUMNS].round(4)
+shown, note = blank_cells(tables["walk_forward"][COLUMNS])
+display(shown)
+print(note)
 
 # %%
-tables["frozen"][COLUMNS].round(4)
+shown, note = blank_cells(tables["frozen"][COLUMNS])
+display(shown)
+print(note)
 
 
-# %%
+# %% mystnb={"image": {"alt": "MSE of the log volatility by test year from 2009 to 2018 for the TCN re-trained each year (walk-forward) and frozen after the first year, both the mean of 3 seeds, and for log-HAR under the same two protocols"}}
 def mse_of(y, p):
     return float(np.mean((y - p) ** 2))
 
@@ -347,6 +354,7 @@ for name, style in [
 ]:
     ax.plot(per_year.index, per_year[name], style, label=f"TCN {name}" if "log_har" not in name else name)
 ax.set_xlabel("test year")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_ylabel("MSE of the log volatility")
 ax.set_title(
     f"TCN re-trained yearly vs frozen, and log-HAR under both protocols (TCN: mean of {len(SEEDS)} seeds)"
@@ -602,7 +610,7 @@ breakdown = {
 summary = tail_summary(breakdown[True])
 summary.round(2)
 
-# %%
+# %% mystnb={"image": {"alt": "Total time in milliseconds, on a log scale, to serve one batch of 256 in-process, for each repeat sorted from fastest to slowest, with Python's garbage collector on (solid) and off (dashed); the slowest repeats are at the right"}}
 fig, ax = plt.subplots(figsize=(9, 3.5))
 for collect, style in ((True, "-"), (False, "--")):
     table = breakdown[collect]
@@ -684,7 +692,7 @@ print(
 # would otherwise run, log-HAR re-estimated every year, and raises an alert when it is 20% worse. The
 # walk-forward network is drawn beside the frozen one.
 
-# %%
+# %% mystnb={"image": {"alt": "Two stacked panels over 2007 to 2009 for the frozen volatility model. Top: the population stability index of each input feature over the last 63 days against the training years, with a dashed alert line. Bottom: the rolling 63-forecast MSE of the frozen and the walk-forward TCN divided by log-HAR's, on a log scale, with a dashed alert line at 1.2"}}
 crisis = walk_forward(
     "volatility",
     prices,
@@ -790,7 +798,7 @@ for name, table in errors.items():
 # keeps its right tail light. Both monitors run below on the same 2007-2009 stream and the frozen
 # network: PSI of its inputs against its training years, CUSUM of its errors against its validation years.
 
-# %%
+# %% mystnb={"image": {"alt": "Two stacked panels over the 2007-2009 monitoring days. Top: the largest population stability index over the features, weekly, with its dashed alert line (covariate drift needs no label). Bottom: the CUSUM statistic of the frozen network's log absolute errors, read when their labels arrive after 1 day and after 22 days, with triangles at alarms and a dashed line at the alarm threshold 5: with the 22-day delay the same errors, and so the alarms, arrive later"}}
 H = crisis.task.horizons[0]  # the label of origin t arrives on day t + H
 first_block = block_task(
     "volatility", prices, MONITOR_YEARS[0], val_years=FROZEN_VAL_YEARS, lookback=LOOKBACK
@@ -946,9 +954,11 @@ policy_table = results_table(
     protocol="walk_forward",
 )
 policy_table.insert(0, "re-fits", [policies[name].refits for name in policy_table.index])
-policy_table[["re-fits", "QLIKE", "QLIKE_lc", "DM_QLIKE", "p_QLIKE", "in_MCS"]].round(4)
+shown, note = blank_cells(policy_table[["re-fits", "QLIKE", "QLIKE_lc", "DM_QLIKE", "p_QLIKE", "in_MCS"]])
+display(shown)
+print(note)
 
-# %%
+# %% mystnb={"image": {"alt": "The cumulative QLIKE of log-HAR under each re-fitting policy (never, the error trigger, the coverage trigger, and calendars as often as each trigger) minus that of the yearly calendar, against the forecast origin, with a line at 0 and tick marks at each policy's re-fits; below 0 means better than re-fitting yearly"}}
 fig, ax = plt.subplots(figsize=(10, 3.8))
 yearly_loss = loss_series(s_y, policies["yearly"].forecasts, "qlike")
 for (name, result), color in zip(policies.items(), [f"C{i}" for i in range(len(policies))], strict=True):

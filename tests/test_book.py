@@ -1,6 +1,7 @@
 """The course website (`make book`, book/): it builds without a warning, every chapter is in the
 navigation with its download links, every internal link resolves, MathJax is served by the site, and the
-page checker (scripts/check_book.py) catches what a reader must not see.
+page checker (scripts/check_book.py) catches what a reader must not see. Every cell of a chapter that
+draws a figure carries its alt text (MyST-NB cell metadata), checked on the sources without a build.
 
 The build here runs with execution off (the pages without outputs, about 30 s); `make book` executes the
 chapters (cached) and runs the same checker on the pages with their outputs.
@@ -8,10 +9,12 @@ chapters (cached) and runs the same checker on the pages with their outputs.
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,3 +123,58 @@ def test_the_checker_finds_what_a_reader_must_not_see(tmp_path):
     ):
         assert expected in found, f"{expected!r} not reported in:\n{found}"
     assert alt[first] == (0, 2), "a figure without alt text (or with its path as alt) is counted"
+
+
+# A code cell draws a figure when, outside its comments, it opens one (plt.subplots, plt.figure), draws with
+# pandas or seaborn (.plot(, .hist(, sns.), or calls a function it imported from course_lib.plotting.
+DRAWS = re.compile(
+    r"\bplt\.(subplots|figure|subplot|plot|hist|bar|scatter|imshow)\(|\bsns\.\w+\(|\.plot\(|\.hist\(|\.imshow\("
+    r"|\bplotting\.\w+\("
+)
+IMPORTS_PLOTTING = re.compile(r"^from course_lib\.plotting import \(?([\w\s,]*)\)?", flags=re.M)
+
+
+def figure_cells_without_alt(path: Path) -> list[str]:
+    """The first line of each code cell of a jupytext chapter that draws a figure but has no non-empty
+    alt text in its header's metadata, ``# %% mystnb={"image": {"alt": "..."}}``."""
+    cells = [c for c in jupytext.read(path).cells if c.cell_type == "code"]
+    helpers = {
+        name
+        for c in cells
+        for group in IMPORTS_PLOTTING.findall(c.source)
+        for name in re.findall(r"\w+", group)
+    }
+    calls_helper = re.compile(rf"\b({'|'.join(sorted(helpers))})\(") if helpers else None
+    missing = []
+    for cell in cells:
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("#"))
+        if not (DRAWS.search(code) or (calls_helper and calls_helper.search(code))):
+            continue
+        alt = ((cell.metadata.get("mystnb") or {}).get("image") or {}).get("alt")
+        if not (isinstance(alt, str) and alt.strip()):
+            missing.append(cell.source.strip().splitlines()[0])
+    return missing
+
+
+@pytest.mark.parametrize("chapter", sorted(ROOT.glob("notebooks/*.py")), ids=lambda path: path.stem)
+def test_every_figure_cell_carries_alt_text(chapter):
+    """The website's images get their alt text from the cell that draws them: a figure cell's header is
+    ``# %% mystnb={"image": {"alt": "what the figure shows: axes, series, the point"}}``."""
+    missing = figure_cells_without_alt(chapter)
+    assert not missing, (
+        f"notebooks/{chapter.name}: these figure cells have no alt text; give each header line "
+        '`# %% mystnb={"image": {"alt": "..."}}` describing the figure:\n' + "\n".join(missing)
+    )
+
+
+def test_the_alt_text_check_finds_a_figure_cell_without_alt(tmp_path):
+    chapter = tmp_path / "chapter.py"
+    chapter.write_text(
+        "# %%\nimport matplotlib.pyplot as plt\nfrom course_lib.plotting import (\n    plot_attention,\n)\n\n"
+        '# %% mystnb={"image": {"alt": "A line"}}\nfig, ax = plt.subplots()\n\n'
+        "# %%\nprices.plot()  # no alt\n\n"
+        '# %% mystnb={"image": {"alt": " "}}\nplot_attention(weights)\n\n'
+        "# %%\n# plt.subplots() in a comment draws nothing\nx = 1\n\n"
+        "# %% [markdown]\n# plt.figure() in prose\n"
+    )
+    assert figure_cells_without_alt(chapter) == ["prices.plot()  # no alt", "plot_attention(weights)"]
