@@ -27,6 +27,39 @@
 # 8. recognise the defects of the source module: an eigenvalue network that never learns and a one-step
 #    loss that hides rollout errors.
 
+# %% [markdown]
+# ## Parameters
+# Every size of the chapter lives here. The defaults run the notebook in about a minute on a laptop
+# CPU; raise `EPOCHS`, `N_BOOT` and `SEEDS` for a more careful study.
+
+# %%
+N_DELAYS = 22  # days in the delay embedding: the month of HAR
+LATENT = 4  # Koopman observables (eigenvalues of K)
+HIDDEN = 16  # width of the encoder and the decoder
+TRAIN_HORIZON = 5  # steps of the multi-step prediction and linearity losses
+HORIZONS = (1, 5, 22)  # forecast horizons of the evaluation (days)
+DMD_RANK = 4  # rank of the Hankel DMD baseline
+EPOCHS = 30
+LR = 3e-3
+BATCH_SIZE = 256
+SEEDS = (0, 1, 2)
+N_BOOT = 200  # block-bootstrap resamples for eigenvalue intervals
+BLOCK = 50  # days per bootstrap block (volatility is persistent: long blocks)
+KOOPMAN_BOOT = 4  # block-bootstrap retrainings of the deep Koopman network (each costs one training)
+ASSETS = ("^GSPC", "^IXIC", "AAPL", "MSFT", "IBM", "GOOG")  # the packaged series
+COMMON = ("2005", "2012")  # the years every packaged series covers
+LORENZ_X0, LORENZ_T, LORENZ_DT = (-8.0, 8.0, 27.0), 100.0, 0.005  # HAVOK's Lorenz trajectory
+LORENZ_SHOW = 25.0  # time units in the HAVOK figure
+HAVOK_DELAYS, HAVOK_RANK = 20, 11  # delays (a window of 0.1 time units) and rank of HAVOK on Lorenz
+BURST = 2.0  # a forcing burst: |v_r - mean| above this many standard deviations
+LEAD = 40  # Lorenz steps (0.2 time units) in which a burst counts as preceding a lobe switch
+REGIME_WINDOW = 63  # days in the trailing mean that defines a volatility regime
+REGIME_BAND = 0.5  # hysteresis band of a regime, in standard deviations of that mean
+VOL_LEAD = 22  # days in which a burst counts as preceding a regime shift
+OU_THETA, OU_SIGMA, OU_DT = 1.0, 1.0, 0.05  # Ornstein-Uhlenbeck process of the stochastic Koopman section
+OU_STEPS, OU_PATHS = 20_000, 40  # steps per simulated path, paths (the repetition interval)
+NOISE_SDS = (0.0, 0.25, 0.5, 1.0)  # observation noise standard deviations (the state's is 0.71)
+
 # %%
 import time
 
@@ -73,39 +106,6 @@ from course_lib.models.koopman import (
 )
 from course_lib.testing import parameters_without_gradient
 from course_lib.training import fit_koopman
-
-# %% [markdown]
-# ## Parameters
-# Every size of the chapter lives here. The defaults run the notebook in about a minute on a laptop
-# CPU; raise `EPOCHS`, `N_BOOT` and `SEEDS` for a more careful study.
-
-# %%
-N_DELAYS = 22  # days in the delay embedding: the month of HAR
-LATENT = 4  # Koopman observables (eigenvalues of K)
-HIDDEN = 16  # width of the encoder and the decoder
-TRAIN_HORIZON = 5  # steps of the multi-step prediction and linearity losses
-HORIZONS = (1, 5, 22)  # forecast horizons of the evaluation (days)
-DMD_RANK = 4  # rank of the Hankel DMD baseline
-EPOCHS = 30
-LR = 3e-3
-BATCH_SIZE = 256
-SEEDS = (0, 1, 2)
-N_BOOT = 200  # block-bootstrap resamples for eigenvalue intervals
-BLOCK = 50  # days per bootstrap block (volatility is persistent: long blocks)
-KOOPMAN_BOOT = 4  # block-bootstrap retrainings of the deep Koopman network (each costs one training)
-ASSETS = ("^GSPC", "^IXIC", "AAPL", "MSFT", "IBM", "GOOG")  # the packaged series
-COMMON = ("2005", "2012")  # the years every packaged series covers
-LORENZ_X0, LORENZ_T, LORENZ_DT = (-8.0, 8.0, 27.0), 100.0, 0.005  # HAVOK's Lorenz trajectory
-LORENZ_SHOW = 25.0  # time units in the HAVOK figure
-HAVOK_DELAYS, HAVOK_RANK = 20, 11  # delays (a window of 0.1 time units) and rank of HAVOK on Lorenz
-BURST = 2.0  # a forcing burst: |v_r - mean| above this many standard deviations
-LEAD = 40  # Lorenz steps (0.2 time units) in which a burst counts as preceding a lobe switch
-REGIME_WINDOW = 63  # days in the trailing mean that defines a volatility regime
-REGIME_BAND = 0.5  # hysteresis band of a regime, in standard deviations of that mean
-VOL_LEAD = 22  # days in which a burst counts as preceding a regime shift
-OU_THETA, OU_SIGMA, OU_DT = 1.0, 1.0, 0.05  # Ornstein-Uhlenbeck process of the stochastic Koopman section
-OU_STEPS, OU_PATHS = 20_000, 40  # steps per simulated path, paths (the repetition interval)
-NOISE_SDS = (0.0, 0.25, 0.5, 1.0)  # observation noise standard deviations (the state's is 0.71)
 
 device = get_device()
 torch.set_num_threads(1)  # tiny models: extra threads only add synchronisation on a busy CPU
