@@ -462,7 +462,8 @@ epoch_table
 # scored twice: on squared error of the log (what the networks minimise) and on QLIKE of the variance after
 # the causal level correction (chapter 00: learnt at each origin from errors already known), which is
 # robust to the noise of the proxy. Return forecasts nest the zero forecast, so for returns the test that
-# decides is Clark-West, computed on the seed ensembles.
+# decides is Clark-West, computed on the seed ensembles. The empty (NaN) cells of these tables are the
+# benchmark's own row in the test columns: a forecast is not tested against itself.
 
 
 # %%

@@ -850,7 +850,9 @@ print(
 # beside it). Volatility is tested against the benchmark of the course's rule (named in the table's header)
 # on squared error and on QLIKE after the causal level correction (chapter 00), beside chapter 00's linear
 # window model; `in_MCS` marks the model confidence set (MSE for returns, corrected QLIKE for volatility).
-# The seed summaries below count how many single runs were significantly better or worse.
+# The seed summaries below count how many single runs were significantly better or worse. Empty (NaN)
+# cells: the benchmark's own row in the test columns (a forecast is not tested against itself), and the
+# zero forecast's directional accuracy (it predicts no direction).
 
 # %%
 ret_models = {"Transformer": transformer_ret.mean(0), "TFT (median)": tft_ret[..., 1].mean(0)}
