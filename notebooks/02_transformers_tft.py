@@ -646,7 +646,7 @@ print(
 
 # %%
 htask = make_task("volatility", ticker="^GSPC", lookback=LOOKBACK, horizons=MULTI_HORIZONS, features=FEATURES)
-hbase = volatility_baselines(htask)
+log_har_h = log_har_forecasts(htask)  # (N_test, H): log-HAR, fitted on the training years, per horizon
 
 
 def make_multi_tft():
@@ -677,7 +677,7 @@ for j, h in enumerate(MULTI_HORIZONS):
     y_h = htask.test.y[:, j]
     bands = {
         "TFT": tft_multi[:, :, j].mean(0),  # (N, Q): the seed mean of ordered quantiles stays ordered
-        "log-HAR": hbase["log_har"][:, j, None] + offsets_h[None, :, j],
+        "log-HAR": log_har_h[:, j, None] + offsets_h[None, :, j],
     }
     losses = {name: pinball_loss(y_h, q, QUANTILES).sum(1) for name, q in bands.items()}  # (N,) each
     seeds_pin = [pinball_loss(y_h, q[:, j], QUANTILES).sum(1).mean() for q in tft_multi]
