@@ -285,6 +285,30 @@ def test_pinball_training_recovers_the_quantiles_of_noise():
     torch.testing.assert_close(q, empirical, atol=0.3, rtol=0)
 
 
+def test_one_model_learns_different_quantiles_at_each_horizon():
+    """Multi-horizon output (B, H, Q) without known-future inputs: each decoder position (a horizon, e.g.
+    1, 5 and 22 days) has its own learned embedding, so targets with different levels and spreads per
+    horizon get their own quantiles from one model trained on one pinball loss."""
+    set_seed(0)
+    model = TemporalFusionTransformer(
+        2, 0, output_size=3, hidden_size=8, n_heads=2, dropout=0.0, quantiles=QUANTILES
+    )
+    mu, sigma = torch.tensor([-2.0, 0.0, 3.0]), torch.tensor([0.5, 1.0, 2.0])
+    x_past, y = torch.randn(512, 4, 2), mu + sigma * torch.randn(512, 3)  # (B, L, C), (B, H)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    pinball = PinballLoss(QUANTILES)
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = pinball(model(x_past), y)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        q = model(torch.randn(512, 4, 2)).mean(dim=0)  # (H, Q)
+    expected = torch.quantile(y, torch.tensor(QUANTILES), dim=0).T  # (H, Q) empirical quantiles per horizon
+    torch.testing.assert_close(q, expected, atol=0.35, rtol=0)
+
+
 def test_every_residual_has_its_own_layer_norm():
     model = make_tft()
     norms = [m for _, m in model.named_modules(remove_duplicate=False) if isinstance(m, nn.LayerNorm)]

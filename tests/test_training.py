@@ -35,7 +35,7 @@ def test_trainer_learns_and_restores_the_best_weights(tmp_path, monkeypatch):
     assert after < 0.1 * before
     assert after == pytest.approx(min(hist["val_loss"]), rel=1e-5)  # the best epoch's weights
     assert trainer.best_epoch == int(np.argmin(hist["val_loss"])) + 1
-    assert set(hist) == {"train_loss", "val_loss", "lr", "epoch_time", "val_per_output"}
+    assert set(hist) == {"train_loss", "val_loss", "lr", "epoch_time", "val_per_output", "grad_norm"}
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
 
 
@@ -142,6 +142,30 @@ def test_tuple_inputs_dict_outputs_and_per_output_losses():
     out = trainer.predict_output((Xv, sv))
     assert out["attention"].shape == (len(Xv), 8)
     assert trainer.predict((Xv, sv)).shape == (len(Xv), 2)
+
+
+def test_grad_norm_is_recorded_before_clipping_and_clipping_changes_the_updates():
+    Xt, yt, Xv, yv = _linear_data()
+    runs = {}
+    for clip in (None, 1e-2):
+        torch.manual_seed(0)
+        trainer = Trainer(_Last(), lr=0.05, batch_size=100, max_epochs=3, patience=5, grad_clip=clip,
+                          progress=False, device="cpu", seed=3)  # fmt: skip
+        runs[clip] = trainer.fit(Xt, yt, Xv, yv)
+    steps = -(-len(Xt) // 100)  # ceil: 4 steps per epoch
+    assert all(len(epoch) == steps for h in runs.values() for epoch in h["grad_norm"])
+    # the first step: same weights, same batch, so the same pre-clip norm, computed here by hand
+    torch.manual_seed(0)
+    model = _Last()
+    first = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(3))[:100]
+    mse_loss(model(Xt[first]), yt[first]).backward()
+    by_hand = torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+    for h in runs.values():
+        assert h["grad_norm"][0][0] == pytest.approx(by_hand, rel=1e-5)
+    assert runs[1e-2]["grad_norm"][0][0] > 1e-2  # the clip fired on that step...
+    assert runs[1e-2]["val_loss"] != runs[None]["val_loss"]  # ...and changed the training
+    with pytest.raises(ValueError, match="grad_clip"):
+        Trainer(_Last(), grad_clip=0.0)
 
 
 def test_shape_mismatch_is_refused():

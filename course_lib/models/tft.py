@@ -212,7 +212,9 @@ class TemporalFusionTransformer(nn.Module):
         n_static: C_static, static covariates in ``x_static`` (0: none).
         output_size: H, the number of forecast steps (decoder positions): the forecast is (B, H, Q), as
             ``QuantileRegressionEnsemble``'s is (B, output_size, Q). (``horizon=`` is its old name, accepted
-            for one release.)
+            for one release.) A position is a forecast *target*, not necessarily one day ahead: for
+            targets at horizons (1, 5, 22) days (y of shape (B, 3)), ``output_size=3`` gives one set of
+            quantiles per horizon from one model, trained with ``PinballLoss`` on the (B, 3) targets.
         hidden_size, n_heads, dropout: width d_model (every block), heads (``n_heads`` must divide
             ``hidden_size``) and dropout.
         quantiles: increasing levels in (0, 1), e.g. (0.1, 0.5, 0.9).

@@ -1,6 +1,9 @@
 """A training loop done right: the source module's DeepLearningPipeline without its defects.
 
-* AdamW, ReduceLROnPlateau on the validation loss, gradient-norm clipping;
+* AdamW, ReduceLROnPlateau on the validation loss, gradient-norm clipping (``grad_clip``: every update's
+  gradient g is rescaled to g * min(1, c / ||g||) before the optimiser step; ``None`` switches it off).
+  ``history["grad_norm"]`` keeps the global norm ||g|| of every step *before* clipping, one list per
+  epoch, whether or not clipping is on, so one can count how often the clip fired;
 * early stopping that keeps the best weights **in memory** (the module wrote ``./best_model.pth``
   into the working directory and, after a NaN loss, silently restored a stale file from another run);
   ``checkpoint_path=`` also writes them as a checkpoint directory (:mod:`course_lib.models.checkpoint`);
@@ -69,6 +72,8 @@ class Trainer:
             loss = loss_by_name(loss)
         if batch_size < 1 or max_epochs < 1 or patience < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be a norm > 0, or None for no clipping; got {grad_clip}")
         self.device = torch.device(device) if device is not None else get_device()
         self.model = model.to(self.device)
         self.loss_fn = loss
@@ -100,12 +105,19 @@ class Trainer:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=self.lr_patience)
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
 
-        self.history = {"train_loss": [], "val_loss": [], "lr": [], "epoch_time": [], "val_per_output": []}
+        self.history = {
+            "train_loss": [],
+            "val_loss": [],
+            "lr": [],
+            "epoch_time": [],
+            "val_per_output": [],
+            "grad_norm": [],  # per epoch, the pre-clip gradient norm of every optimiser step
+        }
         best_loss, best_state, stale, self.best_epoch = math.inf, None, 0, None
         bar = tqdm(range(1, self.max_epochs + 1), desc="epochs", disable=not self.progress, leave=False)
         for epoch in bar:
             start = time.perf_counter()
-            train_loss = self._train_epoch(Xt, yt, opt, gen)
+            train_loss, grad_norms = self._train_epoch(Xt, yt, opt, gen)
             val_loss, per_output = self._evaluate(Xv, yv)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 bar.close()
@@ -127,6 +139,7 @@ class Trainer:
             self.history["lr"].append(opt.param_groups[0]["lr"])
             self.history["epoch_time"].append(time.perf_counter() - start)
             self.history["val_per_output"].append(per_output)
+            self.history["grad_norm"].append(grad_norms)
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             if val_loss < best_loss:
                 best_loss, stale, self.best_epoch = val_loss, 0, epoch
@@ -147,21 +160,29 @@ class Trainer:
         config = config if isinstance(config, dict) else {}
         save_checkpoint(self.model, self.checkpoint_path, config, {"epoch": epoch, "val_loss": val_loss})
 
-    def _train_epoch(self, X: tuple[torch.Tensor, ...], y: torch.Tensor, opt, gen) -> float:
+    def _train_epoch(
+        self, X: tuple[torch.Tensor, ...], y: torch.Tensor, opt, gen
+    ) -> tuple[float, list[float]]:
+        """One pass over the shuffled training set: (mean loss, the pre-clip gradient norm of each step)."""
         self.model.train()
         n = len(y)
         order = torch.randperm(n, generator=gen).to(self.device)
         total = torch.zeros((), device=self.device)
+        norms = []  # one 0-d tensor per step; moved to the host once per epoch
         for i in range(0, n, self.batch_size):
             idx = order[i : i + self.batch_size]
             loss = self.loss_fn(self.model(*(x[idx] for x in X)), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            if self.grad_clip is not None:  # returns the norm before clipping
+                norms.append(nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))
+            else:
+                grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+                norms.append(nn.utils.get_total_norm(grads))
             opt.step()
             total += loss.detach() * len(idx)
-        return (total / n).item()  # one device sync per epoch
+        # one device sync per epoch
+        return (total / n).item(), torch.stack(norms).float().cpu().tolist()
 
     @torch.no_grad()
     def _evaluate(self, X: tuple[torch.Tensor, ...], y: torch.Tensor) -> tuple[float, list[float]]:
