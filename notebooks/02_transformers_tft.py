@@ -65,6 +65,7 @@ from course_lib.evaluation import (
     volatility_baselines,
 )
 from course_lib.evaluation.probabilistic import pinball as pinball_loss
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
 from course_lib.losses import PinballLoss
 from course_lib.models.tft import TemporalFusionTransformer
 from course_lib.models.transformer import FinancialTransformer, PositionalEncoding
@@ -934,6 +935,32 @@ for name, (
         vol_task, {name: list(vol_runs)}, vol_base, val_predictions={name: list(val_runs)}
     )
     print(verdicts(vol_summary, models=[name]))
+
+# %% [markdown]
+# ### The transformer at a full budget
+# This notebook gives the transformer at most `EPOCHS` epochs and `SEEDS` seeds. `make reference
+# CHAPTER=02` trains it, and the linear window, on the same task with 5 seeds and up to 100 epochs with
+# early stopping (`docs/reference/`). The TFT has no such reference here: its full-budget row is the
+# capstone board's (chapter 08).
+
+# %%
+full_reference = load_reference("02")  # docs/reference/02.json of this repository, from any directory
+full = full_reference["settings"]
+print(
+    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
+    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
+)
+notebook_summary = seed_summary(
+    vol_task,
+    {"Transformer": list(transformer_vol), LINEAR: list(linear_vol)},
+    vol_base,
+    val_predictions={"Transformer": list(transformer_vol_val), LINEAR: list(linear_vol_val)},
+)
+comparison = budget_comparison(
+    notebook_summary, full_reference, notebook_budget={"epochs": EPOCHS, "seeds": SEEDS}
+)
+display(comparison.round(4))
+print(budget_verdicts(comparison))
 
 # %%
 classical = [b for b in vol_base if b != BENCH]

@@ -260,7 +260,7 @@ print(
 # %% [markdown]
 # ### One family, several verdicts
 # The same architecture gets a verdict in its own chapter (each chapter's comparison at its committed
-# full budget: chapters 01, 03, 04, 06a, 06c and 06e), in this notebook's subset and on the full board, each under its own settings. The table puts them side by side with the settings that differ
+# full budget: chapters 01 to 04, 06a, 06c and 06e), in this notebook's subset and on the full board, each under its own settings. The table puts them side by side with the settings that differ
 # (window, features, model size, epochs, seeds, training loss, correction, benchmark), and the sentences under it
 # say where a verdict flips and why. The full board is read from the run `make leaderboard` committed.
 
@@ -278,6 +278,7 @@ rows += cap.board_rows(
 # each chapter's own comparison at its committed full budget (docs/reference/), beside the board
 in_chapters = {
     "01": {"LSTM": "FinancialLSTM", "GRU": "FinancialGRU"},
+    "02": {"Transformer": "Transformer"},
     "03": {"TCN": "TCN", "WaveNet": "WaveNet", "LSTM": "LSTM"},
     "04": {"CNN-LSTM": "CNN-LSTM", "AttentionLSTM": "AttentionLSTM", "LSTM": "LSTM"},
     "06a": {"S4D": "S4D", "Mamba": "Mamba", "TCN": "TCN", "LSTM": "LSTM, 20 days"},

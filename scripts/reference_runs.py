@@ -1,4 +1,4 @@
-"""Full-budget reference results for chapters 01, 03, 04, 06a, 06c and 06e, written to docs/reference/.
+"""Full-budget reference results for chapters 01-04, 06a, 06c and 06e, written to docs/reference/.
 
     make reference                                   # every chapter: 5 seeds, epochs to early stopping
     make reference CHAPTER=06a
@@ -67,18 +67,33 @@ KOOPMAN = dict(
 # Chapters 01, 03 and 04 share one task (volatility, 20-day windows of the default features, h = 1): their
 # full-budget references put the same FinancialLSTM at one budget in all three
 RNN = dict(LOOKBACK=20, HIDDEN=16, HEADS=2, LR=3e-3, BATCH=256)
+# chapter 02: its transformer on its own feature set (the TFT, with calendar inputs and a quantile loss,
+# has no reference; its only full-budget row is the board's)
+ATTENTION = dict(
+    LOOKBACK=20, D_MODEL=16, HEADS=4, LAYERS=1, DROPOUT=0.0, LR=3e-3, BATCH=64,
+    FEATURES=["ret", "log_vol_gk", "log_vol_parkinson", "ret_std22", "volume_change"],
+)  # fmt: skip
 CONV = dict(
     LOOKBACK=20, KERNEL_SIZE=3, TCN_CHANNELS=(12, 12, 12), WAVENET_CHANNELS=12, LSTM_HIDDEN=16, DROPOUT=0.1,
     BATCH_SIZE=256, LR=3e-3,
 )  # fmt: skip
 HYBRID = dict(LOOKBACK=20, NUM_FILTERS=8, KERNEL_SIZE=3, HIDDEN=16, DROPOUT=0.1, BATCH_SIZE=256, LR=3e-3)
-RECIPES = {"01": RNN, "03": CONV, "04": HYBRID, "06a": SSM, "06c": ODE, "06e": KOOPMAN}
+RECIPES = {"01": RNN, "02": ATTENTION, "03": CONV, "04": HYBRID, "06a": SSM, "06c": ODE, "06e": KOOPMAN}
 # The full budget: (max epochs, patience). The small networks of chapters 01-04 take a second or two per
 # epoch and some still improve after 40, so they get 100; the deep Koopman network's epochs are short and
 # noisy (its notebook trains 30 fixed epochs), so it gets more of both.
-BUDGET = {"01": (100, 5), "03": (100, 5), "04": (100, 5), "06a": (40, 5), "06c": (40, 5), "06e": (300, 20)}
+BUDGET = {
+    "01": (100, 5),
+    "02": (100, 5),
+    "03": (100, 5),
+    "04": (100, 5),
+    "06a": (40, 5),
+    "06c": (40, 5),
+    "06e": (300, 20),
+}
 NOTEBOOKS = {
     "01": "notebooks/01_lstm_gru.py",
+    "02": "notebooks/02_transformers_tft.py",
     "03": "notebooks/03_tcn_wavenet.py",
     "04": "notebooks/04_hybrids.py",
     "06a": "notebooks/06a_state_space_models.py",
@@ -87,6 +102,7 @@ NOTEBOOKS = {
 }
 TITLES = {
     "01": "LSTM, GRU and their variants on the volatility task (20-day windows)",
+    "02": "The causal transformer on the volatility task (20-day windows of five features)",
     "03": "TCN and WaveNet against the LSTM on the volatility task (20-day windows)",
     "04": "CNN-LSTM and attention-LSTM against the LSTM on the volatility task (20-day windows)",
     "06a": "S4D and Mamba on the volatility task, with a year of history (256-day windows)",
@@ -136,17 +152,20 @@ def ode_models(n_features: int) -> dict:
 
 LINEAR = {
     "01": "linear window (ch. 00)",
+    "02": "linear window (ch. 00)",
     "03": "linear window",
     "04": "linear window",
 }  # each notebook's name
 
 
 def foundation_models(chapter: str, n_features: int) -> dict:
-    """The networks of chapter 01 (``MODELS``), 03 or 04 (``factories``) on the volatility task, with
-    chapter 00's linear model over the same window, each under the notebook's own name: name -> factory."""
+    """The networks of chapter 01 (``MODELS``), 02 (its transformer), 03 or 04 (``factories``) on the
+    volatility task, with chapter 00's linear model over the same window, each under the notebook's own
+    name: name -> factory."""
     from course_lib.models.convolutional import TemporalConvNet, WaveNet
     from course_lib.models.hybrid import CNNLSTM, AttentionLSTM
     from course_lib.models.recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
+    from course_lib.models.transformer import FinancialTransformer
 
     c, n = RECIPES[chapter], n_features
     nets = {
@@ -155,6 +174,10 @@ def foundation_models(chapter: str, n_features: int) -> dict:
             "LSTM (MultiHorizonLSTM)": lambda: MultiHorizonLSTM(n, c["HIDDEN"], horizons=(1,)),
             "ResidualLSTM": lambda: ResidualLSTM(n, c["HIDDEN"], n_layers=2, output_size=1),
             "FinancialGRU": lambda: FinancialGRU(n, c["HIDDEN"], output_size=1),
+        },
+        "02": {
+            "Transformer": lambda: FinancialTransformer(n, c["D_MODEL"], c["HEADS"], c["LAYERS"], 2 * c["D_MODEL"],
+                                                        dropout=c["DROPOUT"]),
         },
         "03": {
             "TCN": lambda: TemporalConvNet(n, c["TCN_CHANNELS"], c["KERNEL_SIZE"], dropout=c["DROPOUT"]),
@@ -215,12 +238,13 @@ def selected(names, args) -> list[str]:
 
 
 def run_foundation(chapter: str, args) -> dict:
-    """Chapter 01, 03 or 04: every network of the chapter and the linear window on the shared task."""
+    """Chapter 01, 02, 03 or 04: every network of the chapter and the linear window on its task."""
     from course_lib.data.windows import make_task
     from course_lib.evaluation import volatility_baselines
 
     c = RECIPES[chapter]
-    task = make_task("volatility", ticker="^GSPC", lookback=c["LOOKBACK"], horizons=(1,))
+    features = {"features": c["FEATURES"]} if "FEATURES" in c else {}  # chapter 02 reads five features
+    task = make_task("volatility", ticker="^GSPC", lookback=c["LOOKBACK"], horizons=(1,), **features)
     baselines = volatility_baselines(task)
     args.lr, args.batch_size = c["LR"], c.get("BATCH_SIZE", c.get("BATCH"))
     preds, vals, best, ran, seconds = {}, {}, {}, {}, {}
@@ -381,11 +405,7 @@ def run_06e(args) -> dict:
     )  # fmt: skip
 
 
-RUNS = {
-    "01": partial(run_foundation, "01"),
-    "03": partial(run_foundation, "03"),
-    "04": partial(run_foundation, "04"),
-}
+RUNS = {chapter: partial(run_foundation, chapter) for chapter in ("01", "02", "03", "04")}
 RUNS |= {"06a": run_06a, "06c": run_06c, "06e": run_06e}
 
 

@@ -201,14 +201,28 @@ def test_recipe_equals_the_notebook(chapter):
         )
 
 
-@pytest.mark.parametrize(("chapter", "name"), [("01", "MODELS"), ("03", "factories"), ("04", "factories")])
+def function_defined(tree: ast.Module, name: str) -> ast.FunctionDef:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"no top-level `def {name}` in the notebook")
+
+
+@pytest.mark.parametrize(
+    ("chapter", "name"), [("01", "MODELS"), ("02", None), ("03", "factories"), ("04", "factories")]
+)
 def test_foundation_model_lists_equal_the_notebooks(chapter, name):
-    """Chapters 01, 03, 04: the names and classes of the notebook's networks, and its linear window."""
+    """Chapters 01-04: the names and classes of the notebook's networks, and its linear window (chapter
+    02 builds its transformer in ``make_transformer``)."""
     tree = notebook_tree(chapter)
-    nets = dict_assigned(tree, name)
     script = reference_runs.foundation_models(chapter, 4)
     linear = reference_runs.LINEAR[chapter]
-    assert [k.value for k in nets.keys] + [linear] == list(script)
+    if name is None:
+        nets = function_defined(tree, "make_transformer")
+        assert list(script) == ["Transformer", linear]
+    else:
+        nets = dict_assigned(tree, name)
+        assert [k.value for k in nets.keys] + [linear] == list(script)
     source = ast.parse(inspect.getsource(reference_runs.foundation_models))
     by_chapter = next(  # the script's {chapter: {name: factory}}
         d
@@ -306,7 +320,9 @@ def test_committed_reference_matches_the_recipe(chapter):
     )
     assert len(settings["seeds"]) >= 5 and settings["correction"] == "causal"
     assert (REFERENCE_DIR / f"{chapter}.npz").stat().st_size < 2e6
-    kwargs = {"06e": {"features": ["log_vol_parkinson"]}}.get(chapter, {})
+    kwargs = {"06e": {"features": ["log_vol_parkinson"]}, "02": {"features": recipe.get("FEATURES")}}.get(
+        chapter, {}
+    )
     task = make_task(
         "volatility",
         ticker="^GSPC",

@@ -24,7 +24,7 @@ import pandas as pd
 from .comparison import verdict_word
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "docs" / "reference"  # the repository's, not the cwd's
-CHAPTERS = ("01", "03", "04", "06a", "06c", "06e")
+CHAPTERS = ("01", "02", "03", "04", "06a", "06c", "06e")
 ALPHA = 0.05  # the level of the Diebold-Mariano verdict
 RECORD = ["QLIKE", "QLIKE_lc", "MSE", "ens DM_QLIKE", "ens p_QLIKE", "in_MCS"]  # the columns kept per row
 
