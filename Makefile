@@ -91,7 +91,7 @@ leaderboard: $(STAMP)
 holdout: $(STAMP)
 	$(PY) scripts/holdout.py
 
-# Full-budget reference results of chapters 01, 03, 04, 06a, 06c and 06e (5 seeds, epochs to early
+# Full-budget reference results of chapters 01-04, 06a, 06c and 06e (5 seeds, epochs to early
 # stopping) into docs/reference/, which the chapters print beside their own budget's rows (budget: 30
 # minutes per chapter on a 2-core CPU). One chapter: make reference CHAPTER=06c
 CHAPTER ?=
@@ -136,7 +136,7 @@ help:
 	@echo "make bench           the Trainer's overhead against a bare training loop"
 	@echo "make leaderboard     the capstone's full table (every family, 5 seeds) into docs/leaderboard.md"
 	@echo "make holdout         the capstone recipes re-fitted on ^IXIC, AAPL, MSFT, IBM into docs/holdout.md"
-	@echo "make reference       full-budget results of chapters 01, 03, 04, 06a, 06c, 06e into docs/reference/ (CHAPTER=03)"
+	@echo "make reference       full-budget results of chapters 01-04, 06a, 06c, 06e into docs/reference/ (CHAPTER=03)"
 	@echo "make assignments     student versions and autograder bundles in dist/ (checked)"
 	@echo "make grade SUBMISSIONS=folder   grade a folder of submitted notebooks"
 	@echo "make clean           remove build/ and dist/;  make clean-venv: remove .venv"
