@@ -32,6 +32,7 @@ LINEAR_SEEDS = (0, 1, 2)  # the linear window model of section 7 is trained once
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 from scipy import stats
 from statsmodels.tsa.stattools import acf
 from torch import nn
@@ -56,6 +57,7 @@ from course_lib.evaluation import (
     verdict_word,
     volatility_baselines,
 )
+from course_lib.evaluation.blanks import blank_cells
 from course_lib.training import Trainer
 
 set_seed(SEED)
@@ -238,7 +240,9 @@ plt.show()
 # %%
 ret_base = return_baselines(ret_task)
 ret_table = results_table(ret_task, ret_base)
-ret_table
+shown, note = blank_cells(ret_table)
+display(shown)
+print(note)
 
 # %% [markdown]
 # ### The Diebold-Mariano test
@@ -331,7 +335,9 @@ vol_val = volatility_baselines(vol_task, "val")  # validation forecasts: the rul
 BENCH = benchmark_rule(vol_task)
 print(f"benchmark by the rule: {BENCH} (lowest validation QLIKE at its best level among {list(vol_base)})")
 vol_table = results_table(vol_task, vol_base)
-vol_table
+shown, note = blank_cells(vol_table)
+display(shown)
+print(note)
 
 # %%
 ql = vol_table["QLIKE"].unstack("model")
@@ -438,7 +444,9 @@ print(
 lin_table = results_table(
     vol_task, {"linear window": linear_pred, **vol_base}, val_predictions={"linear window": linear_val}
 )
-lin_table
+shown, note = blank_cells(lin_table)
+display(shown)
+print(note)
 
 # %% [markdown]
 # **What the numbers say** (printed from the tables, so they follow the data):
