@@ -25,8 +25,7 @@
 #    then show, on a simulated Ornstein-Uhlenbeck process, data where it does;
 # 6. recognise three defects of the source module: the wrong `cdeint` signature, the encoder that
 #    reads only the oldest day, and the model without a `forward`;
-# 7. simulate a neural SDE with Euler-Maruyama, train it on a proper scoring rule (the CRPS of its sample
-#    paths) and judge its forecast distribution by CRPS and band coverage against a Gaussian baseline.
+# 7. simulate a neural SDE by Euler-Maruyama, train it on the CRPS, and score its band.
 
 # %%
 import time
@@ -37,25 +36,17 @@ import pandas as pd
 import torch
 import torchcde
 import torchdiffeq
-from scipy.stats import norm
 from torch import nn
 
 from course_lib import get_device, set_seed
 from course_lib.data.irregular import calendar_days, make_irregular, removal_mask
 from course_lib.data.windows import make_task
-from course_lib.evaluation import (
-    diebold_mariano,
-    log_har_forecasts,
-    seed_summary,
-    verdict_summary,
-    volatility_baselines,
-)
+from course_lib.evaluation import diebold_mariano, log_har_forecasts, seed_summary, volatility_baselines
 from course_lib.evaluation.irregular_baselines import (
     IRREGULAR_BASELINES,
     forward_filled_task,
     thinned_volatility_baselines,
 )
-from course_lib.evaluation.probabilistic import crps_gaussian, crps_samples
 from course_lib.models.continuous import (
     GRUD,
     AttentionNeuralODE,
@@ -66,7 +57,6 @@ from course_lib.models.continuous import (
     gap_features,
 )
 from course_lib.models.recurrent import FinancialGRU
-from course_lib.models.sde import NeuralSDE
 from course_lib.testing import future_gradient
 from course_lib.training import Trainer
 
@@ -870,6 +860,12 @@ print(f"dopri5 evaluations per test set: {nfe['untrained']} on the untrained ODE
 # distributions use `SDE_EVAL_PATHS` paths per window.
 
 # %%
+from scipy.stats import norm
+
+from course_lib.evaluation import verdict_summary
+from course_lib.evaluation.probabilistic import crps_gaussian, crps_samples
+from course_lib.models.sde import NeuralSDE
+
 start = time.perf_counter()
 sde = {"test": [], "val": [], "samples": [], "models": [], "improving": []}
 x_test = torch.from_numpy(task.test.X)
