@@ -851,12 +851,14 @@ print(f"dopri5 evaluations per test set: {nfe['untrained']} on the untrained ODE
 # **Reproducible noise.** In training the increments are fresh draws for every path and window. In
 # evaluation they are one fixed block of draws from the model's `seed`, shared by every window: a window
 # gets the same forecast whenever it is asked and whichever windows share its batch (the model contract
-# tests both). Half the paths use the negated draws of the other half (antithetic pairs), which lowers
-# the Monte Carlo noise of the path mean.
+# and `tests/test_sde.py` check both). Half the paths use the negated draws of the other half
+# (antithetic pairs), which cancels the noise's first-order effect on the path mean (for a linear SDE
+# the path mean is then exact, also checked in `tests/test_sde.py`).
 #
 # The experiment: the chapter's volatility task with complete data (the same splits, windows, target and
-# complete-data baselines as the first tables), the chapter's epochs, patience and batch size, three
-# seeds, `SDE_PATHS` paths and `SDE_STEPS` Euler-Maruyama steps per day in training; the test
+# complete-data baselines as the first tables), the chapter's epochs, patience and batch size with the
+# SDE's own learning rate `SDE_LR`, three seeds, `SDE_PATHS` paths and `SDE_STEPS` Euler-Maruyama steps
+# per day in training; the test
 # distributions use `SDE_EVAL_PATHS` paths per window.
 
 # %%
