@@ -24,7 +24,8 @@
 #    in calendar time), over three mask draws, and say from the numbers whether modelling time helped;
 #    then show, on a simulated Ornstein-Uhlenbeck process, data where it does;
 # 6. recognise three defects of the source module: the wrong `cdeint` signature, the encoder that
-#    reads only the oldest day, and the model without a `forward`.
+#    reads only the oldest day, and the model without a `forward`;
+# 7. simulate a neural SDE by Euler-Maruyama, train it on the CRPS, and score its band.
 
 # %%
 import time
@@ -84,6 +85,9 @@ OU_KAPPA, OU_WINDOWS, OU_REMOVED = (
     0.7,
 )  # simulated data: mean reversion per day, windows, days lost
 OU_EPOCHS = 8  # the networks on the simulated data are still improving after EPOCHS
+SDE_PATHS, SDE_STEPS = 16, 4  # neural SDE: sample paths per window in training, Euler-Maruyama steps per day
+SDE_EVAL_PATHS = 200  # paths per test window for the CRPS and the bands
+SDE_LR = 6e-3  # the neural SDE's learning rate (it trains on the CRPS, not on the MSE)
 
 device = get_device()
 torch.set_num_threads(1)  # small models: one CPU thread is faster than several on a busy machine
@@ -102,7 +106,7 @@ print(f"device: {device}")
 # error falls like $\Delta t^4$ instead of $\Delta t$. On a linear field $f(h) = A h$ the exact answer is
 # the matrix exponential, $h(t) = e^{At} h(0)$, so we can measure the error of each solver.
 
-# %%
+# %% mystnb={"image": {"alt": "Log-log plot of the error of the Euler, midpoint and RK4 solvers on a linear ODE against the step size: three straight lines, steeper for higher-order methods, RK4's error far below Euler's at every step"}}
 torch.manual_seed(0)
 A = torch.tensor([[-0.3, 1.0], [-1.0, -0.3]], dtype=torch.float64)  # a damped rotation
 h0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
@@ -155,7 +159,7 @@ for method, group in solver_errors.groupby("method", sort=False):
 # `torch.autograd.graph.saved_tensors_hooks`) and time one forward + backward, for more and more steps.
 
 
-# %%
+# %% mystnb={"image": {"alt": "Two panels against the number of RK4 steps: left, megabytes autograd saves for the backward pass, growing with the steps for direct backpropagation and flat for the adjoint; right, milliseconds per forward and backward pass for each"}}
 def saved_bytes_and_seconds(adjoint, n_steps, batch=256, hidden=32):
     """Bytes autograd keeps for backward, and seconds for one forward + backward."""
     torch.manual_seed(0)
@@ -228,7 +232,7 @@ print(f"at {max(ADJOINT_STEPS)} steps the adjoint keeps {longest.loc['adjoint', 
 # independently (`"random"`) or in bursts that last five days on average (`"bursty"`, a two-state Markov
 # chain). A removed day is removed from every window that contains it; targets are untouched.
 
-# %%
+# %% mystnb={"image": {"alt": "Left: bar chart, on a log count scale, of the calendar days between consecutive S&P 500 trading days, mostly 1 day and 3 days (weekends), with a few other gaps around holidays. Right: the kept days of 120 trading days when 30% are removed, one row of tick marks for random removal and one for bursty removal, whose gaps come in runs"}}
 task = make_task("volatility", ticker="^GSPC", lookback=LOOKBACK, horizons=(1,))
 gaps = pd.Series(np.diff(calendar_days(task.frame.index))).value_counts().sort_index()
 print(task)
@@ -251,7 +255,7 @@ plt.show()
 # forward-filled channel, and the Hermite spline the CDE is driven by. At every slot the spline equals
 # the data exactly (the assert).
 
-# %%
+# %% mystnb={"image": {"alt": "One test window with 60% of its days removed: the scaled log Parkinson volatility at the observed days as dots, the forward-filled channel as a dotted step line, and the Hermite spline that the CDE is driven by as a smooth curve through every observed dot, against the slot in the window"}}
 irregular_60 = make_irregular(task, 0.6, seed=0)
 values, times, mask = (torch.from_numpy(a[100:101]).double() for a in irregular_60.test.inputs())
 cde = NeuralCDEFinance(4, HIDDEN).double()
@@ -324,7 +328,7 @@ print("under the adjoint, does the closure's output depend on any parameter?", c
 # > every observation. The gradient of the forecast with respect to each day of the window shows it.
 
 
-# %%
+# %% mystnb={"image": {"alt": "Gradient of the forecast with respect to each day of a 20-day window, log scale: the source model's line has gradient only at the oldest day, the course's NeuralODE has gradient at every day"}}
 class OldestStepODE(nn.Module):
     """The source's NeuralODE, reproduced to show its defect."""
 
@@ -470,7 +474,8 @@ results = {
 # Diebold-Mariano statistic of the seed ensemble (the mean forecast over seeds) against the benchmark on
 # squared error (negative = lower loss); the counts of seeds significantly better or worse on MSE and on
 # QLIKE; `in_MCS`: whether the model is in the 90% model confidence set on QLIKE. The full tables hold
-# more columns (`results[rate]`).
+# more columns (`results[rate]`). Blank cells: the benchmark's own DM statistic and p-value (a forecast is
+# not tested against itself).
 
 # %%
 SHOWN = ["MSE", "MSE sd", "QLIKE_lc", "ens DM", "ens DM_p", "better MSE (p<0.05)", "worse MSE (p<0.05)",
@@ -478,9 +483,9 @@ SHOWN = ["MSE", "MSE sd", "QLIKE_lc", "ens DM", "ens DM_p", "better MSE (p<0.05)
 print(results[0.0].columns.name)
 for rate in REMOVAL_RATES:
     print(f"\n{rate:.0%} of days removed")
-    print(results[rate][SHOWN].rename_axis(columns=None).round(4).to_string())
+    print(results[rate][SHOWN].rename_axis(columns=None).round(4).to_string(na_rep=""))
 
-# %%
+# %% mystnb={"image": {"alt": "Two panels against the percentage of days removed (0, 30, 60): test MSE and test corrected QLIKE of the three networks (solid lines) and of the baselines fed the same thinned data (dashed), with the full-data HAR and log-HAR as grey horizontal lines"}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax, metric in zip(axes, ("MSE", "QLIKE_lc"), strict=True):
     for i, name in enumerate([*MODELS, *IRREGULAR_BASELINES]):
@@ -577,7 +582,7 @@ for rate in REMOVAL_RATES:
         notebook_budget={"epochs": EPOCHS, "seeds": SEEDS},
     )
     print(f"\n{label}")
-    print(comparison.round(4).to_string())
+    print(comparison.round(4).to_string(na_rep=""))
     print(budget_verdicts(comparison))
 
 # %% [markdown]
@@ -731,7 +736,7 @@ print(f"the exact weight on the last kept value runs from {np.exp(-OU_KAPPA):.2f
 # forecast moves (test MSE). Every model was *trained* with RK4, so it has learnt its discretisation:
 # a much cruder solver at test time changes the answers.
 
-# %%
+# %% mystnb={"image": {"alt": "Three bar charts, one per quantity (function evaluations per window, seconds on the test set, test MSE), for the ODE-RNN and the neural CDE under four solvers: Euler, the trained RK4, RK4 with two steps and dopri5"}}
 SOLVERS = {
     "euler x1": ("euler", 1),
     "rk4 x1 (trained)": ("rk4", 1),
@@ -808,6 +813,228 @@ print(f"dopri5 evaluations per test set: {nfe['untrained']} on the untrained ODE
       f"one ({nfe['trained'] / nfe['untrained']:.1f}x)")  # fmt: skip
 
 # %% [markdown]
+# ## A neural SDE for volatility
+#
+# Every model so far, the neural ODE included, maps a window to one number. Volatility is itself
+# random: the classical continuous-time models of it (Heston's, the GARCH diffusion) are stochastic
+# differential equations. A **neural SDE** keeps the ODE's learnt drift and adds a learnt noise,
+# $$ dz = \mu_\theta(z)\,dt + \sigma_\theta(z)\,dW_t , $$
+# with $W$ a standard Brownian motion and $\sigma_\theta(z)$ a positive diagonal scale, one noise per
+# coordinate of $z$ (Tzen & Raginsky, 2019; Li, Wong, Chen & Duvenaud, 2020). `NeuralSDE`
+# (`course_lib.models.sde`) reads the window with a GRU, maps its last state to $z(0)$ at the forecast
+# origin, lets the SDE carry $z$ across the one-day horizon along many sample paths, and reads each
+# path's endpoint with a head: one forecast of tomorrow's log volatility per path. The paths' forecasts
+# are a predictive distribution; their mean is the point forecast that the tables score.
+#
+# There is no closed form for a learnt SDE, so it is simulated by the **Euler-Maruyama** scheme on a
+# grid of step $\Delta t$:
+# $$ z_{k+1} = z_k + \mu_\theta(z_k)\,\Delta t + \sigma_\theta(z_k)\,\sqrt{\Delta t}\,\varepsilon_k,
+#    \qquad \varepsilon_k \sim \mathcal N(0, I)\ \text{independent}, $$
+# the Euler step of the ODE plus a Gaussian increment with the variance of Brownian motion over
+# $\Delta t$. Two kinds of convergence: *strong* (the simulated paths approach the true paths, error
+# $\propto \Delta t^{1/2}$: strong order 0.5) and *weak* (expectations of the endpoint, hence the
+# forecast distribution, error $\propto \Delta t$: weak order 1). A forecast distribution needs only
+# the weak kind. With $\sigma_\theta = 0$ the scheme is exactly the Euler method of the ODE:
+# `tests/test_sde.py` checks that against a hand recursion and `torchdiffeq`, and checks on an
+# Ornstein-Uhlenbeck SDE ($\mu(z) = -\kappa z$, constant $\sigma$) that the simulated endpoints have the
+# closed-form mean $e^{-\kappa t} z_0$ and variance $\frac{\sigma^2}{2\kappa}(1 - e^{-2\kappa t})$
+# within Monte Carlo error. The cost is fixed: `n_steps` evaluations of the drift and the diffusion per
+# path, whatever the weights (no adaptive step, so no growth of the evaluation count in training).
+#
+# **Training on a proper scoring rule.** The MSE of the path mean rewards no particular spread (the
+# noise only blurs the mean), so the model trains on the CRPS of its samples (`loss="crps_samples"`),
+# $\mathbb E|X - y| - \tfrac12 \mathbb E|X - X'|$ estimated from the paths: a proper scoring rule, lowest
+# in expectation when the paths are drawn from the outcome's true law, so it trains the centre and the
+# spread together. The estimate divides the pair term by $M(M-1)$ (the "fair" CRPS, unbiased at any
+# number $M$ of paths) rather than by $M^2$, which at $M = 16$ would reward too narrow a band.
+#
+# **Reproducible noise.** In training the increments are fresh draws for every path and window. In
+# evaluation they are one fixed block of draws from the model's `seed`, shared by every window: a window
+# gets the same forecast whenever it is asked and whichever windows share its batch (the model contract
+# and `tests/test_sde.py` check both). Half the paths use the negated draws of the other half
+# (antithetic pairs), which cancels the noise's first-order effect on the path mean (for a linear SDE
+# the path mean is then exact, also checked in `tests/test_sde.py`).
+#
+# The experiment: the chapter's volatility task with complete data (the same splits, windows, target and
+# complete-data baselines as the first tables), the chapter's epochs, patience and batch size with the
+# SDE's own learning rate `SDE_LR`, three seeds, `SDE_PATHS` paths and `SDE_STEPS` Euler-Maruyama steps
+# per day in training; the test
+# distributions use `SDE_EVAL_PATHS` paths per window.
+
+# %%
+from scipy.stats import norm
+
+from course_lib.evaluation import verdict_summary
+from course_lib.evaluation.probabilistic import crps_gaussian, crps_samples
+from course_lib.models.sde import NeuralSDE
+
+start = time.perf_counter()
+sde = {"test": [], "val": [], "samples": [], "models": [], "improving": []}
+x_test = torch.from_numpy(task.test.X)
+for seed in SEEDS:
+    set_seed(seed)
+    trainer = Trainer(NeuralSDE(n_features, HIDDEN, n_paths=SDE_PATHS, n_steps=SDE_STEPS), loss="crps_samples",
+                      lr=SDE_LR, batch_size=BATCH_SIZE, max_epochs=EPOCHS, patience=PATIENCE, seed=seed,
+                      device=device, progress=False)  # fmt: skip
+    history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
+    sde["test"].append(trainer.predict(task.test.X))  # the path mean: (N, 1)
+    sde["val"].append(trainer.predict(task.val.X))
+    model = trainer.model.cpu().eval()
+    with torch.no_grad():
+        sde["samples"].append(model.sample(x_test, n_paths=SDE_EVAL_PATHS)[:, 0].numpy())  # (N, paths)
+    sde["models"].append(model)
+    sde["improving"].append(trainer.best_epoch == len(history["val_loss"]))
+print(f"trained {len(SEEDS)} neural SDEs in {time.perf_counter() - start:.1f} s; "
+      f"{sum(sde['improving'])} of {len(SEEDS)} had their best validation CRPS at their last epoch")  # fmt: skip
+
+# %% [markdown]
+# ### The point forecast, by the chapter's protocol
+# The path mean against the complete-data baselines, with the ODE-RNN of the first table (0% of days
+# removed: the same test days and targets) as the deterministic relative. Columns as in the tables
+# above; blank cells: the benchmark is not tested against itself.
+
+# %%
+SDE_ROWS = {"NeuralSDE": sde["test"], "NeuralODE (0% removed)": predictions[0.0]["NeuralODE"]}
+sde_point = seed_summary(
+    task,
+    SDE_ROWS,
+    baselines,
+    val_predictions={"NeuralSDE": sde["val"], "NeuralODE (0% removed)": val_predictions[0.0]["NeuralODE"]},
+)
+print(sde_point.columns.name)
+print(sde_point[SHOWN].rename_axis(columns=None).round(4).to_string(na_rep=""))
+
+# %%
+bench = sde_point.attrs["benchmark"]
+row, base = sde_point.loc["NeuralSDE"], sde_point.loc["log_har"]
+print(verdict_summary(sde_point, models=list(SDE_ROWS)))
+print(
+    f"The neural SDE's path mean has test MSE {row['MSE']:.4f} (seed sd {row['MSE sd']:.4f}) against "
+    f"{base['MSE']:.4f} for log-HAR and {sde_point.loc[bench, 'MSE']:.4f} for the benchmark {bench}: "
+    + ("lower than both" if row["MSE"] < min(base["MSE"], sde_point.loc[bench, "MSE"]) else "not lower than both")
+    + f"; its seed ensemble's DM statistic against {bench} is {row['ens DM']:.2f} (p = {row['ens DM_p']:.4f}), and "
+    f"{row['better MSE (p<0.05)']} seeds are significantly better on MSE. The ODE-RNN, trained on the MSE itself, has "
+    f"{sde_point.loc['NeuralODE (0% removed)', 'MSE']:.4f} "
+    + ("(lower" if sde_point.loc["NeuralODE (0% removed)", "MSE"] < row["MSE"] else "(higher")
+    + "; the two differ in their inputs, encoder and loss, so this does not isolate what the noise costs or gains)."
+    + " The SDE, trained on the CRPS, was never asked "
+    "for a mean, yet the CRPS's minimiser (the outcome's law) has the right mean, so a good distribution gives a "
+    "good point forecast as a by-product."
+)  # fmt: skip
+
+# %% [markdown]
+# ### The distribution: CRPS and the 80% band against a Gaussian log-HAR
+# log-HAR gives a point; to score it as a distribution we add a Gaussian whose standard deviation is
+# that of log-HAR's errors on the validation years (2007-2008; log-HAR itself is fitted on the training
+# years), so nothing is learnt on the test years: its 80% band is the forecast $\pm 1.28$ of those
+# standard deviations, the same width every day. The neural SDE's band runs from the 10% to the 90%
+# quantile of its paths, a width of its own every day. Both are scored by the CRPS (the sample form for
+# the SDE, the closed form for the Gaussian; lower is better), the share of outcomes inside the 80% band
+# (coverage; 80% is calibrated) and the band's mean width (narrower is better at equal coverage). The
+# SDE's row is the mean over seeds (`CRPS sd`: their spread); `lower CRPS (p<0.05)` counts the seeds
+# whose daily CRPS is significantly lower than the Gaussian log-HAR's by a Diebold-Mariano test. Blank
+# cells: log-HAR is one deterministic forecast, with no seeds.
+
+# %%
+y_test = task.test.y[:, 0].astype(np.float64)
+val_log_har = volatility_baselines(task, split="val")["log_har"][:, 0]
+har_sd = float(np.std(task.val.y[:, 0] - val_log_har, ddof=1))  # learnt on the validation years only
+z80 = norm.ppf(0.9)
+har_mean = baselines["log_har"][:, 0]
+har_crps = crps_gaussian(y_test, har_mean, har_sd)
+sde_crps = [crps_samples(y_test, s) for s in sde["samples"]]
+bands = [np.quantile(s, [0.1, 0.9], axis=1) for s in sde["samples"]]  # (2, N) per seed
+crps_dm = [diebold_mariano(np.zeros_like(c), c, har_crps, loss="ae") for c in sde_crps]
+band_table = pd.DataFrame(
+    {
+        "CRPS": [np.mean([c.mean() for c in sde_crps]), har_crps.mean()],
+        "CRPS sd": [np.std([c.mean() for c in sde_crps], ddof=1), np.nan],
+        "80% coverage": [np.mean([np.mean((y_test >= lo) & (y_test <= hi)) for lo, hi in bands]),
+                         np.mean(np.abs(y_test - har_mean) <= z80 * har_sd)],
+        "mean width": [np.mean([np.mean(hi - lo) for lo, hi in bands]), 2 * z80 * har_sd],
+        "lower CRPS (p<0.05)": [f"{sum((r.statistic < 0) and (r.pvalue < 0.05) for r in crps_dm)}/{len(SEEDS)}", ""],
+    },
+    index=["NeuralSDE", "log_har + Gaussian (validation sd)"],
+)  # fmt: skip
+print(band_table.round(4).to_string(na_rep=""))
+
+# %%
+sde_row, har_row = band_table.loc["NeuralSDE"], band_table.loc["log_har + Gaussian (validation sd)"]
+widths = np.concatenate([hi - lo for lo, hi in bands])
+lower = sde_row["CRPS"] < har_row["CRPS"]
+print(
+    f"CRPS: {sde_row['CRPS']:.4f} for the neural SDE against {har_row['CRPS']:.4f} for log-HAR with a Gaussian band "
+    f"({'lower' if lower else 'higher'} by {abs(1 - sde_row['CRPS'] / har_row['CRPS']):.1%}); per seed the daily CRPS "
+    f"is significantly lower in {sde_row['lower CRPS (p<0.05)']} seeds (DM statistics "
+    f"{', '.join(f'{r.statistic:.2f}' for r in crps_dm)}). Coverage of the 80% band: {sde_row['80% coverage']:.1%} "
+    f"against {har_row['80% coverage']:.1%} (both within {100 * max(abs(sde_row['80% coverage'] - 0.8), abs(har_row['80% coverage'] - 0.8)):.1f} "
+    f"percentage points of 80%), with mean widths {sde_row['mean width']:.3f} and {har_row['mean width']:.3f}; the SDE's width moves "
+    f"from {np.quantile(widths, 0.05):.3f} to {np.quantile(widths, 0.95):.3f} (5th to 95th percentile over days and seeds)."
+)
+significant = sum((r.statistic < 0) and (r.pvalue < 0.05) for r in crps_dm)
+if lower and significant == len(SEEDS):
+    verdict = "So the neural SDE's distribution beats the Gaussian log-HAR on the proper score in every seed"
+elif lower:
+    verdict = (
+        f"So the neural SDE's distribution has the lower mean CRPS, but significantly so in only {significant} "
+        f"of {len(SEEDS)} seeds: a gain, not a firm one"
+    )
+else:
+    verdict = "So the Gaussian log-HAR's distribution is at least as good on the proper score"
+print(
+    verdict + f" at this budget ({EPOCHS} epochs, {SDE_PATHS} paths, {SDE_STEPS} steps a day). Observed, not proved: "
+    "the Gaussian band has one width for calm and turbulent days alike, while the SDE's width moves with the state "
+    "(the percentiles above), and its centre is "
+    + ("also better than log-HAR's" if row["MSE"] < base["MSE"] else "no better than log-HAR's")
+    + f" (MSE {row['MSE']:.4f} against {base['MSE']:.4f}); which of the two gives the CRPS gain is not separated here."
+    f" The {SDE_STEPS}-step Euler-Maruyama grid and the {SDE_PATHS} training paths bound how "
+    "finely it can shape the tails."
+)  # fmt: skip
+
+# %% [markdown]
+# The bands over one turbulent stretch of the test years (left), and the paths behind one forecast
+# (right): the head reads each simulated state along the day, from the origin ($t = 0$) to the forecast
+# ($t = 1$ day, the only point that is trained and scored).
+
+# %% mystnb={"image": {"alt": "Left: a date axis over the second half of 2011 with the realised log volatility as a line, the neural SDE's 80% band as a shaded area whose width changes day by day, and log-HAR's Gaussian 80% band as two dashed lines of constant width around its forecast. Right: for one forecast origin, the head's reading of each simulated path against time within the day from 0 to 1, fanning out from one point, with the realised value and log-HAR's 80% interval marked at the end of the day"}}
+shown_days = (task.test.dates >= "2011-06-01") & (task.test.dates < "2012-01-01")
+dates = task.test.dates[shown_days]
+lo, hi = bands[0][:, shown_days]
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
+ax = axes[0]
+ax.fill_between(dates, lo, hi, color="C0", alpha=0.3, label="neural SDE 80% band (seed 0)")
+ax.plot(
+    dates, har_mean[shown_days] - z80 * har_sd, color="C1", ls="--", lw=1, label="log-HAR Gaussian 80% band"
+)
+ax.plot(dates, har_mean[shown_days] + z80 * har_sd, color="C1", ls="--", lw=1)
+ax.plot(dates, y_test[shown_days], color="k", lw=1, label="realised")
+ax.set(
+    xlabel="forecast origin",
+    ylabel="log volatility, next day",
+    title="80% bands against the outcome, June to December 2011",
+)
+ax.legend(fontsize=8, loc="upper left")
+ax.tick_params(axis="x", labelrotation=30)
+origin = int(np.flatnonzero(shown_days)[np.argmax(hi - lo)])  # the widest SDE band of the stretch
+fan_model = sde["models"][0]
+with torch.no_grad():
+    states = fan_model.latent_paths(x_test[origin : origin + 1])[:, :, 0]  # (steps + 1, paths, H)
+    readings = fan_model.head(states)[..., 0].numpy()  # (steps + 1, paths)
+grid = np.linspace(0, 1, SDE_STEPS + 1)  # (steps + 1,) the Euler-Maruyama grid within the day
+axes[1].plot(grid, readings, color="C0", alpha=0.5, lw=1)
+axes[1].scatter([1.0], [y_test[origin]], color="k", zorder=3, label="realised")
+axes[1].errorbar(
+    [1.03], [har_mean[origin]], yerr=[[z80 * har_sd]], color="C1", capsize=4, label="log-HAR 80%"
+)
+axes[1].set(xlabel="time within the forecast day (days)", ylabel="head read along the path",
+            title=f"{SDE_PATHS} paths from {task.test.dates[origin]:%Y-%m-%d}")  # fmt: skip
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+print(f"the right panel's origin, {task.test.dates[origin]:%Y-%m-%d}, has the widest seed-0 band of the stretch: "
+      f"{(bands[0][1] - bands[0][0])[origin]:.3f} against log-HAR's {2 * z80 * har_sd:.3f}")  # fmt: skip
+
+# %% [markdown]
 # ## Where these models sit, and what the chapter leaves out
 #
 # * **ODE-RNN and latent ODE** (Rubanova, Chen & Duvenaud, 2019). `NeuralODE` here is their ODE-RNN. The
@@ -820,10 +1047,15 @@ print(f"dopri5 evaluations per test set: {nfe['untrained']} on the untrained ODE
 #   grow with the gap. It is `course_lib.models.continuous.GRUD` (it passes the same model contract as
 #   the others), and it ran in the Ornstein-Uhlenbeck comparison above. "GRU + gaps" is GRU-D without
 #   the two decays.
-# * **Neural SDEs** (Tzen & Raginsky, 2019; Li, Wong, Chen & Duvenaud, 2020, with the `torchsde`
-#   package): $dz = \mu_\theta(z)\,dt + \sigma_\theta(z)\,dW$, a natural family for volatility, whose
-#   classical models (Heston, GARCH diffusions) are SDEs; they give distributions rather than points and
-#   are not built here.
+# * **Neural SDEs** (Tzen & Raginsky, 2019; Li, Wong, Chen & Duvenaud, 2020):
+#   $dz = \mu_\theta(z)\,dt + \sigma_\theta(z)\,dW$, a natural family for volatility, whose classical
+#   models (Heston, GARCH diffusions) are SDEs. `course_lib.models.sde.NeuralSDE` is built and trained
+#   above: a GRU encoder, Euler-Maruyama paths over the forecast day, the sample CRPS as the loss. Left
+#   out: the *latent SDE* of Li et al., trained by a variational bound with a posterior SDE and the KL
+#   divergence between the two drifts, and the `torchsde` package's stochastic adjoint (memory that does
+#   not grow with the steps, as for the ODE) and higher-order solvers (Milstein, stochastic Runge-Kutta,
+#   strong order 1 or more). Backpropagating through a few Euler-Maruyama steps, as here, is the simple
+#   end of that range.
 # * **Log-signature CDEs / neural rough differential equations** (Morrill, Salvi, Kidger & Foster, 2021):
 #   for long irregular series, summarise each stretch of the path by its log-signature and take one
 #   solver step per stretch, so the cost grows with the number of stretches, not of observations.
@@ -982,6 +1214,52 @@ assert torch.allclose(constant_field_end(M_check, z_check, path_check), solved, 
 print("Exercise 4 passed")
 
 # %% [markdown]
+# ### Exercise 5 (2 points): turn the noise down
+# The spread of a neural SDE's forecasts comes from its diffusion $\sigma_\theta$. Write
+# `with_scaled_diffusion(model, c)`: a *new* `NeuralSDE` (the input model must not change) whose diffusion
+# is $c\,\sigma_\theta(z)$ and whose every other part is the model's. At $c = 1$ it is the same model; at
+# $c = 0$ it is a neural ODE solved by Euler's method, and every path gives the same forecast.
+
+
+# %%
+# SOLUTION
+import copy
+
+
+def with_scaled_diffusion(model, c):
+    class Scaled(nn.Module):
+        def __init__(self, field):
+            super().__init__()
+            self.field = field
+
+        def forward(self, z):
+            return c * self.field(z)
+
+    new = copy.deepcopy(model)
+    new.diffusion = Scaled(new.diffusion)
+    return new
+
+
+# %%
+# SELF-CHECK
+set_seed(6)
+sde_check = NeuralSDE(3, 8, n_paths=64, n_steps=4)
+with torch.no_grad():
+    sde_check.diffusion[0].bias.fill_(0.0)  # a visible noise: sigma = softplus(0) = 0.69 at the start
+sde_check.eval()
+x_check = torch.randn(5, 10, 3, generator=torch.Generator().manual_seed(6))
+with torch.no_grad():
+    before = sde_check(x_check)["samples"].clone()
+    spread = {c: with_scaled_diffusion(sde_check, c).eval()(x_check)["samples"] for c in (0.0, 0.5, 1.0, 2.0)}
+    assert torch.equal(sde_check(x_check)["samples"], before), "the input model changed"
+assert isinstance(with_scaled_diffusion(sde_check, 1.0), NeuralSDE), "return a NeuralSDE"
+torch.testing.assert_close(spread[1.0], before, msg="c = 1 must give the model's own paths")
+assert spread[0.0].std(dim=-1).max() == 0, "at c = 0 every path must give the same forecast"
+mean_sd = [spread[c].std(dim=-1).mean().item() for c in (0.0, 0.5, 1.0, 2.0)]
+assert mean_sd == sorted(mean_sd), f"the spread must grow with c, got {mean_sd}"
+print("Exercise 5 passed")
+
+# %% [markdown]
 # ## Summary
 #
 # * A ResNet step is an Euler step; a neural ODE solves $dh/dt = f_\theta(h)$ with a real solver, whose
@@ -1002,5 +1280,9 @@ print("Exercise 4 passed")
 #   experiment) and ask what the age of an observation is worth even to a linear model; on a process
 #   that forgets within days (the Ornstein-Uhlenbeck example) reading the time beats forward filling.
 # * GRU-D learns how fast a missing input and the state should decay with the gap; with the ODE-RNN,
-#   the latent ODE, neural SDEs and neural RDEs it is one answer to irregular sampling, and an adaptive
-#   solver's cost is one more thing to measure as training goes.
+#   the latent ODE and neural RDEs it is one answer to irregular sampling, and an adaptive solver's cost
+#   is one more thing to measure as training goes.
+# * A neural SDE, $dz = \mu_\theta(z)\,dt + \sigma_\theta(z)\,dW$, simulated by Euler-Maruyama (strong
+#   order 0.5, weak order 1; the Euler method at $\sigma = 0$) and trained on the sample CRPS, turns the
+#   forecast into a distribution of paths; on the volatility task its CRPS and 80% band are compared with
+#   a Gaussian band around log-HAR (the computed lines of that section).

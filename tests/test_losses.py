@@ -19,7 +19,7 @@ from course_lib.training import Trainer
 
 
 def test_every_loss_is_chosen_by_name_from_the_one_table():
-    assert set(LOSSES) == {"mse", "qlike", "gaussian_nll", "student_t_nll", "pinball"}
+    assert set(LOSSES) == {"mse", "qlike", "gaussian_nll", "student_t_nll", "pinball", "crps_samples"}
     assert loss_by_name("mse") is losses.mse_loss and loss_by_name("qlike") is qlike_loss
     assert isinstance(loss_by_name("student_t_nll"), StudentTNLLLoss)
     pinball = loss_by_name("pinball", quantiles=(0.1, 0.9))

@@ -7,6 +7,7 @@
 * :mod:`.transfer`, :mod:`.meta`, :mod:`.bayesian` (chapter 05): FinancialTransferLearning, MAML, BayesianLSTM
 * :mod:`.quantile` (chapter 06d): QuantileRegressionEnsemble
 * :mod:`.continuous` (chapter 06c): NeuralODE, AttentionNeuralODE, NeuralCDEFinance, GRUD (and the vector fields)
+* :mod:`.sde` (chapter 06c): NeuralSDE (and its Euler-Maruyama simulator, ``euler_maruyama``)
 * :mod:`.s4d`, :mod:`.mamba` (chapter 06a): FinancialS4D, FinancialMamba (building blocks S4DKernel, S4D
   and MambaBlock stay in their modules; the selective scan, its fused C kernel and the S4D convolution
   are numerical ops, in :mod:`.ops`)
@@ -28,6 +29,7 @@ from .meta import MAML
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, LSTMCellScratch, MultiHorizonLSTM, ResidualLSTM
 from .s4d import FinancialS4D
+from .sde import NeuralSDE
 from .tft import TemporalFusionTransformer
 from .transfer import FinancialTransferLearning
 from .transformer import FinancialTransformer, PositionalEncoding
@@ -56,6 +58,7 @@ __all__ = [
     "MultiHorizonLSTM",
     "NeuralCDEFinance",
     "NeuralODE",
+    "NeuralSDE",
     "PositionalEncoding",
     "QuantileRegressionEnsemble",
     "ResidualBlock",

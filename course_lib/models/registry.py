@@ -65,6 +65,7 @@ from .ops.fused_build import fused_scan_unavailable_reason
 from .quantile import QuantileRegressionEnsemble
 from .recurrent import FinancialGRU, FinancialLSTM, MultiHorizonLSTM, ResidualLSTM
 from .s4d import FinancialS4D
+from .sde import NeuralSDE
 from .tft import TemporalFusionTransformer
 from .transformer import FinancialTransformer
 
@@ -447,6 +448,13 @@ REGISTRY: list[ModelSpec] = [
         Family.CONTINUOUS,
         "06c",
         dict(test=dict(input_size=3, hidden_size=8, output_size=2, n_heads=2)),
+        per_step=True,
+    ),
+    ModelSpec(  # samples (B, output, n_paths) beside the path mean; tests/test_sde.py: closed forms
+        NeuralSDE,
+        Family.CONTINUOUS,
+        "06c",
+        dict(test=dict(input_size=3, hidden_size=8, output_size=2, n_paths=8, n_steps=3)),
         per_step=True,
     ),
     # chapter 06a: state space models
