@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from torch import nn
 
 from course_lib import get_device, set_seed
@@ -626,7 +627,7 @@ print(
 comparison = budget_comparison(
     vol_summary, full_reference, models=[*MODELS, LINEAR], notebook_budget={"epochs": EPOCHS, "seeds": SEEDS}
 )
-print(comparison.round(4))
+display(comparison.round(4))
 print(budget_verdicts(comparison))
 
 # %%
@@ -649,7 +650,7 @@ for chapter, row_name in same_class.items():
     with np.load(reference_path(chapter, suffix=".npz")) as arrays:
         lstm_forecasts[chapter] = arrays[f"{row_name}/ensemble"]
 lstm_table = pd.DataFrame(lstm_rows).T
-print(lstm_table)
+display(lstm_table)
 twin_gap = float(np.abs(lstm_forecasts["03"] - lstm_forecasts["04"]).max())
 verdict_set = sorted(set(lstm_table["verdict"]))
 print(
