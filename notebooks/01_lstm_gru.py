@@ -63,6 +63,7 @@ from course_lib.evaluation.reference import (
     budget_comparison,
     budget_verdicts,
     load_reference,
+    provenance,
     reference_path,
 )
 from course_lib.models.recurrent import (
@@ -403,11 +404,9 @@ LINEAR = "linear window (ch. 00)"
 BASELINE_MODELS = {LINEAR: lambda c, h: nn.Sequential(nn.Flatten(), nn.Linear(LOOKBACK * c, len(h)))}
 
 
-def train_and_predict(name, task, seed, grad_clip=GRAD_CLIP):
-    """Fit one model for one seed: (model, best epoch, test and validation forecasts, training history)."""
-    set_seed(seed)
-    model = (MODELS | BASELINE_MODELS)[name](len(task.feature_names), task.horizons)
-    trainer = Trainer(
+def trainer_for(model, seed, grad_clip=GRAD_CLIP):
+    """The chapter's one training recipe (the parameters cell's budget) for ``model`` and ``seed``."""
+    return Trainer(
         model,
         lr=LR,
         batch_size=BATCH,
@@ -418,6 +417,13 @@ def train_and_predict(name, task, seed, grad_clip=GRAD_CLIP):
         device=device,
         progress=False,
     )
+
+
+def train_and_predict(name, task, seed, grad_clip=GRAD_CLIP):
+    """Fit one model for one seed: (model, best epoch, test and validation forecasts, training history)."""
+    set_seed(seed)
+    model = (MODELS | BASELINE_MODELS)[name](len(task.feature_names), task.horizons)
+    trainer = trainer_for(model, seed, grad_clip)
     history = trainer.fit(task.train.X, task.train.y, task.val.X, task.val.y)
     # validation forecasts too: the level correction of volatility forecasts is learnt on them
     return model, trainer.best_epoch, trainer.predict(task.test.X), trainer.predict(task.val.X), history
@@ -619,11 +625,7 @@ print(
 
 # %%
 full_reference = load_reference("01")  # docs/reference/01.json of this repository, from any directory
-full = full_reference["settings"]
-print(
-    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
-    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
-)
+print(provenance(full_reference))
 comparison = budget_comparison(
     vol_summary, full_reference, models=[*MODELS, LINEAR], notebook_budget={"epochs": EPOCHS, "seeds": SEEDS}
 )
@@ -774,17 +776,7 @@ multi_preds, multi_val, multi_epochs = [], [], []
 for seed in SEEDS:
     set_seed(seed)
     multi = MultiHorizonLSTM(len(mtask.feature_names), HIDDEN, horizons=HORIZONS)
-    trainer = Trainer(
-        multi,
-        lr=LR,
-        batch_size=BATCH,
-        max_epochs=EPOCHS,
-        patience=PATIENCE,
-        grad_clip=GRAD_CLIP,
-        seed=seed,
-        device=device,
-        progress=False,
-    )
+    trainer = trainer_for(multi, seed)
     history = trainer.fit(mtask.train.X, mtask.train.y, mtask.val.X, mtask.val.y)
     multi_preds.append(trainer.predict(mtask.test.X))
     multi_val.append(trainer.predict(mtask.val.X))
@@ -908,17 +900,7 @@ ITERATED = {  # one output each: every model below is trained on one horizon's t
 def fit_univariate(make, column, seed):
     """Fit a univariate model on target column ``column`` (one horizon) of utask; return the fitted Trainer."""
     set_seed(seed)
-    trainer = Trainer(
-        make(),
-        lr=LR,
-        batch_size=BATCH,
-        max_epochs=EPOCHS,
-        patience=PATIENCE,
-        grad_clip=GRAD_CLIP,
-        seed=seed,
-        device=device,
-        progress=False,
-    )
+    trainer = trainer_for(make(), seed)
     trainer.fit(utask.train.X, utask.train.y[:, [column]], utask.val.X, utask.val.y[:, [column]])
     return trainer
 

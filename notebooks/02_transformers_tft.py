@@ -65,7 +65,7 @@ from course_lib.evaluation import (
     volatility_baselines,
 )
 from course_lib.evaluation.probabilistic import pinball as pinball_loss
-from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference, provenance
 from course_lib.losses import PinballLoss
 from course_lib.models.tft import TemporalFusionTransformer
 from course_lib.models.transformer import FinancialTransformer, PositionalEncoding
@@ -945,11 +945,7 @@ for name, (
 
 # %%
 full_reference = load_reference("02")  # docs/reference/02.json of this repository, from any directory
-full = full_reference["settings"]
-print(
-    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
-    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
-)
+print(provenance(full_reference))
 notebook_summary = seed_summary(
     vol_task,
     {"Transformer": list(transformer_vol), LINEAR: list(linear_vol)},

@@ -39,7 +39,7 @@ from course_lib.evaluation import (
     volatility_baselines,
 )
 from course_lib.evaluation.blanks import blank_cells
-from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference, provenance
 from course_lib.models.convolutional import (
     CausalConv1d,
     Chomp1d,
@@ -525,11 +525,7 @@ print(
 
 # %%
 full_reference = load_reference("03")  # docs/reference/03.json of this repository, from any directory
-full = full_reference["settings"]
-print(
-    f"full budget: seeds {full['seeds']}, up to {full['max_epochs']} epochs with patience {full['patience']}; "
-    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']})"
-)
+print(provenance(full_reference))
 comparison = budget_comparison(
     vol_table,
     full_reference,

@@ -983,14 +983,10 @@ print(
 # budget, not the architecture, decided this notebook's verdict.
 
 # %%
-from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference
+from course_lib.evaluation.reference import budget_comparison, budget_verdicts, load_reference, provenance
 
 full_reference = load_reference("06a")  # docs/reference/06a.json of this repository, from any directory
-full_settings = full_reference["settings"]
-print(
-    f"full budget: seeds {full_settings['seeds']}, up to {full_settings['max_epochs']} epochs with patience {full_settings['patience']}; "
-    f"`{full_reference['command']}` on {full_reference['date']} ({full_reference['machine']}, torch {full_reference['torch']})"
-)
+print(provenance(full_reference))
 comparison = budget_comparison(
     results, full_reference, models=networks, notebook_budget={"epochs": EPOCHS, "seeds": SEEDS}
 )

@@ -20,6 +20,7 @@ from course_lib.evaluation.reference import (
     budget_comparison,
     budget_verdicts,
     load_reference,
+    provenance,
     table_records,
     verdict_word,
 )
@@ -294,6 +295,15 @@ def test_script_on_a_tiny_budget(tmp_path):
     # the table compares with itself without a change
     assert budget_verdicts(budget_comparison_of(reference)).splitlines()[-1].startswith("0 of")
     assert time.perf_counter() - start < 120
+
+
+def test_provenance_names_the_budget_and_the_run():
+    reference = load_reference("06e")
+    line = provenance(reference)
+    assert line.startswith(
+        f"full budget: seeds {reference['settings']['seeds']}, up to 300 epochs with patience 20"
+    )
+    assert reference["command"] in line and reference["date"] in line and reference["torch"] in line
 
 
 def budget_comparison_of(reference: dict) -> pd.DataFrame:

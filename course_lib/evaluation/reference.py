@@ -85,6 +85,17 @@ def load_reference(chapter: str, directory: str | Path | None = None) -> dict:
     return reference
 
 
+def provenance(reference: dict) -> str:
+    """Where a committed reference comes from, in one line a chapter prints above its comparison: the
+    seeds, the epoch cap and patience, the command, the date, the machine and the torch version."""
+    settings = reference["settings"]
+    return (
+        f"full budget: seeds {settings['seeds']}, up to {settings['max_epochs']} epochs with patience "
+        f"{settings['patience']}; `{reference['command']}` on {reference['date']} ({reference['machine']}, "
+        f"torch {reference['torch']})"
+    )
+
+
 def _describe(budget: dict) -> str:
     seeds = budget.get("seeds")
     n_seeds = len(seeds) if isinstance(seeds, list | tuple) else seeds
