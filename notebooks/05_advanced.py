@@ -282,8 +282,15 @@ curves = pd.DataFrame(
         for pred in preds
     ]
 )
+
+
+def linear_window():
+    """Chapter 00's linear model: one linear layer over the flattened window, (B, L, F) -> (B, 1)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(LOOKBACK * n_features, 1))
+
+
 linear_runs = fit_seeds(
-    lambda: nn.Sequential(nn.Flatten(), nn.Linear(LOOKBACK * n_features, 1)),
+    linear_window,
     target,
     SEEDS,
     lr=LR,
@@ -1225,7 +1232,7 @@ plt.show()
 
 # %%
 vol_linear = fit_seeds(
-    lambda: nn.Sequential(nn.Flatten(), nn.Linear(LOOKBACK * n_features, 1)),
+    linear_window,
     vol_task,
     SEEDS,
     lr=LR,
